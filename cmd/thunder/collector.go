@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+
+	"thunder/internal/collector"
+)
+
+const collectorHelp = `Usage: thunder logs-collector --source-dir=DIR --offsets-db=FILE --target-address=HOST:PORT [flags]
+
+Streams every complete line of every file under --source-dir (subdirectories
+included, files created later too) to a processor, in real time, and
+remembers in --offsets-db how far each file was acknowledged. It never exits
+on network errors: it reconnects with backoff. SIGTERM or SIGINT stops it.
+
+Writers must append with one of the two contracts:
+  1. open(O_APPEND), write, close for every write, or
+  2. open(O_APPEND), flock(LOCK_SH), many writes, close.
+
+Examples:
+  thunder logs-collector --offsets-db='/tmp/thunder-offsets.db' --target-address='logs.example.com:7357' --source-dir='/var/logs/thunder/source/'
+  thunder logs-collector --source-dir=/var/log/app --offsets-db=/var/lib/thunder/offsets.db --target-address=logs --name=web-1
+`
+
+func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := collector.DefaultConfig()
+	fs := newFlagSet("logs-collector", collectorHelp, stdout)
+	var lf logFlags
+	lf.register(fs)
+	fs.StringVar(&cfg.SourceDir, "source-dir", "", "directory whose files are streamed (required)")
+	fs.StringVar(&cfg.OffsetsDB, "offsets-db", "", "file keeping how far each file was acknowledged (required)")
+	targets := fs.String("target-address", "", "processor address HOST:PORT (port "+DefaultPort+" if omitted) (required)")
+	fs.StringVar(&cfg.Name, "name", hostname(), "name of this collector; must be unique per processor")
+	tokenFile := fs.String("auth-token-file", "", "file holding the shared token the processor expects")
+	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", cfg.RescanInterval, "period of the safety-net directory scan")
+	var maxLine, chunk int64 = int64(cfg.MaxLineBytes), int64(cfg.ChunkBytes)
+	fs.Var(sizeFlag{&maxLine}, "max-line-bytes", "lines longer than this are split into pieces of this size, each ending with a newline")
+	fs.Var(sizeFlag{&chunk}, "chunk-bytes", "most file data sent in one frame")
+	fs.Var(sizeFlag{&cfg.WindowBytes}, "window-bytes", "most data in flight without acknowledgement")
+	fs.DurationVar(&cfg.FlushIdle, "flush-idle", cfg.FlushIdle, "an unterminated last line of a deleted or rotated file is sent with a newline after this idle time")
+	rotate := int64(10 << 20)
+	fs.Var(sizeFlag{&rotate}, "rotate-size", "rotate source files larger than this (0: never)")
+	if err := parse(fs, args); err != nil {
+		return ignoreHelp(err)
+	}
+	if err := required(fs, "source-dir", "offsets-db", "target-address"); err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.Token, err = readToken(*tokenFile); err != nil {
+		return err
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			cfg.Targets = append(cfg.Targets, withDefaultPort(t))
+		}
+	}
+	cfg.MaxLineBytes, cfg.ChunkBytes = int(maxLine), int(chunk)
+	cfg.RotateSize = rotate
+	cfg.Logger = log
+	c, err := collector.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("collector started", "source_dir", cfg.SourceDir, "targets", cfg.Targets, "name", cfg.Name)
+	err = c.Run(ctx)
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}

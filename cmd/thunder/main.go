@@ -1,0 +1,76 @@
+// Command thunder ships log files from many hosts to a central host, exactly
+// once. `thunder help` lists the subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "thunder:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "thunder:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a command line mistake: exit status 2.
+type usageError struct{ error }
+
+const usage = `thunder ships log files from many hosts to a central host, exactly once.
+
+Usage:
+  thunder logs-processor --target-dir=DIR [--listen-address=HOST:PORT] [flags]
+  thunder logs-collector --source-dir=DIR --offsets-db=FILE --target-address=HOST:PORT [flags]
+  thunder demo [--seconds=N]
+  thunder version
+  thunder help [COMMAND]
+
+Run 'thunder COMMAND --help' for the flags of a command and examples.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "logs-processor", "processor":
+		return runProcessor(ctx, rest, stdout, stderr)
+	case "logs-collector", "collector":
+		return runCollector(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}

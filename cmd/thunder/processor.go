@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"thunder/internal/processor"
+)
+
+const processorHelp = `Usage: thunder logs-processor --target-dir=DIR [--listen-address=HOST:PORT] [flags]
+
+Accepts collectors and appends what they send to files in --target-dir, under
+the names the files had on the source hosts. Every line is written exactly
+once. Send SIGHUP or SIGUSR1 after moving files away (logrotate) to make it
+reopen them; SIGTERM or SIGINT stops it cleanly.
+
+Examples:
+  thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
+  thunder logs-processor --target-dir=/srv/logs --auth-token-file=/etc/thunder/token
+`
+
+func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := processor.DefaultConfig()
+	fs := newFlagSet("logs-processor", processorHelp, stdout)
+	var lf logFlags
+	lf.register(fs)
+	listen := fs.String("listen-address", "127.0.0.1:"+DefaultPort, "address to accept collectors on, HOST:PORT (port "+DefaultPort+" if omitted)")
+	fs.StringVar(&cfg.TargetDir, "target-dir", "", "directory to write received files into (required)")
+	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
+	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "longest wait before received lines are fsynced and acknowledged")
+	fs.Var(sizeFlag{&cfg.CommitBytes}, "commit-bytes", "commit early once this much data is pending")
+	tokenFile := fs.String("auth-token-file", "", "file holding a shared token collectors must present")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time a new connection has to complete its handshake")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent for this long")
+	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams-per-conn", cfg.MaxStreamsPerConn, "most files one collector connection may stream")
+	if err := parse(fs, args); err != nil {
+		return ignoreHelp(err)
+	}
+	if err := required(fs, "target-dir"); err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.Token, err = readToken(*tokenFile); err != nil {
+		return err
+	}
+	cfg.Logger = log
+	p, err := processor.New(cfg)
+	if err != nil {
+		return err
+	}
+	addr := withDefaultPort(*listen)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.Close()
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" {
+		log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can write files into the target dir; set --auth-token-file", "addr", ln.Addr().String())
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir)
+
+	reopen := make(chan os.Signal, 1)
+	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(reopen)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-reopen:
+				if err := p.Reopen(); err != nil {
+					log.Error("reopen failed", "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = p.Serve(ctx, ln)
+	close(done)
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// ignoreHelp turns the --help "error" into a clean exit.
+func ignoreHelp(err error) error {
+	if err == errHelp {
+		return nil
+	}
+	return err
+}

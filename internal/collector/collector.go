@@ -1,0 +1,221 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"thunder/internal/offsets"
+	"thunder/internal/stream"
+	"thunder/internal/watch"
+	"thunder/internal/wire"
+)
+
+// Config configures a Collector.
+type Config struct {
+	// Name identifies this collector to processors (default: host name).
+	Name string
+	// SourceDir is the directory whose files are streamed (recursively).
+	SourceDir string
+	// OffsetsDB is the path of the offsets database.
+	OffsetsDB string
+	// Targets are processor addresses, host:port.
+	Targets []string
+	// Dial opens a connection (nil: a net.Dialer). TLS plugs in here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Token is presented to processors that require one.
+	Token string
+	// RotateSize rotates a file once it grows past this many bytes (0: never).
+	RotateSize int64
+	// RescanInterval is the period of the safety-net directory walk.
+	RescanInterval time.Duration
+	// MaxLineBytes: longer lines are split into pieces of this size, each
+	// given a newline (counted in Stats.LinesSplit).
+	MaxLineBytes int
+	// ChunkBytes is the most file data read for one frame.
+	ChunkBytes int
+	// Buffers is the number of ChunkBytes buffers: the collector's data memory.
+	Buffers int
+	// WindowBytes bounds data sent but not yet acknowledged.
+	WindowBytes int64
+	// FlushIdle is how long the unterminated last line of a file that was
+	// deleted or rotated away waits before it is sent with a newline added.
+	FlushIdle time.Duration
+	// PingInterval is the heartbeat period on an idle connection; a
+	// connection silent for three intervals is considered dead.
+	PingInterval time.Duration
+	// BackoffMin and BackoffMax bound the reconnect delay.
+	BackoffMin, BackoffMax time.Duration
+	// Logger (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults of `thunder logs-collector`.
+func DefaultConfig() Config {
+	return Config{
+		RescanInterval: 10 * time.Second,
+		MaxLineBytes:   1 << 20,
+		ChunkBytes:     1 << 20,
+		Buffers:        8,
+		WindowBytes:    32 << 20,
+		FlushIdle:      5 * time.Second,
+		PingInterval:   10 * time.Second,
+		BackoffMin:     100 * time.Millisecond,
+		BackoffMax:     10 * time.Second,
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("collector name is required"))
+	}
+	if c.SourceDir == "" {
+		errs = append(errs, errors.New("source dir is required"))
+	}
+	if c.OffsetsDB == "" {
+		errs = append(errs, errors.New("offsets db is required"))
+	}
+	if len(c.Targets) == 0 {
+		errs = append(errs, errors.New("target address is required"))
+	}
+	if c.ChunkBytes < 4096 || c.ChunkBytes > wire.MaxPayloadBytes-1 {
+		errs = append(errs, fmt.Errorf("chunk size must be between 4096 and %d", wire.MaxPayloadBytes-1))
+	}
+	if c.MaxLineBytes < 1 || c.MaxLineBytes > c.ChunkBytes {
+		errs = append(errs, errors.New("max line bytes must be between 1 and the chunk size"))
+	}
+	if c.Buffers < 2 {
+		errs = append(errs, errors.New("buffers must be at least 2"))
+	}
+	if c.WindowBytes < int64(c.ChunkBytes) {
+		errs = append(errs, errors.New("window must hold at least one chunk"))
+	}
+	if c.RescanInterval <= 0 || c.PingInterval <= 0 || c.FlushIdle <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, errors.New("intervals must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Collector streams a source directory.
+type Collector struct {
+	cfg   Config
+	log   *slog.Logger
+	dir   string // absolute source dir
+	dbAbs string // absolute offsets DB path, never streamed
+	db    *offsets.DB
+	watch *watch.Watcher
+
+	inbox   chan linkMsg
+	pool    chan *[]byte
+	stopped chan struct{} // closed when the Run loop has returned
+
+	// Owned by the loop in Run.
+	byID       map[stream.ID]*source
+	byPath     map[string]*source // current rel path → live source
+	byIno      map[devIno]*source
+	handles    map[uint32]*source // on the current link
+	ready      []*source
+	unsaved    []*source // new or changed records to persist
+	forget     []stream.ID
+	link       *link
+	inflight   int64
+	spare      *[]byte
+	wantBuf    bool
+	nextHandle uint32
+	opening    int
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+// New validates cfg, opens the offsets DB and starts watching the source dir.
+func New(cfg Config) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	dir, err := filepath.Abs(cfg.SourceDir)
+	if err != nil {
+		return nil, fmt.Errorf("source dir: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("source dir: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("source dir %s: not a directory", dir)
+	}
+	dbAbs, err := filepath.Abs(cfg.OffsetsDB)
+	if err != nil {
+		return nil, fmt.Errorf("offsets db: %w", err)
+	}
+	db, err := offsets.Open(dbAbs)
+	if err != nil {
+		return nil, err
+	}
+	w, err := watch.New(watch.Config{Dir: dir, RescanInterval: cfg.RescanInterval, Logger: cfg.Logger})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	c := &Collector{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		dir:     dir,
+		dbAbs:   dbAbs,
+		db:      db,
+		watch:   w,
+		inbox:   make(chan linkMsg, 256),
+		stopped: make(chan struct{}),
+		pool:    make(chan *[]byte, cfg.Buffers),
+		byID:    make(map[stream.ID]*source),
+		byPath:  make(map[string]*source),
+		byIno:   make(map[devIno]*source),
+		handles: make(map[uint32]*source),
+	}
+	for range cfg.Buffers {
+		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+1)
+		c.pool <- &b
+	}
+	return c, nil
+}
+
+// Run streams until ctx is done, then waits briefly for outstanding
+// acknowledgements, saves offsets and returns nil.
+func (c *Collector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	watchErr := make(chan error, 1)
+	wg.Go(func() { watchErr <- c.watch.Run(ctx) })
+	wg.Go(func() { c.dialLoop(ctx) })
+	err := c.loop(ctx)
+	cancel()
+	if c.link != nil {
+		c.dropLink(c.link, nil)
+	}
+	close(c.stopped)
+	wg.Wait()
+	if werr := <-watchErr; err == nil {
+		err = werr
+	}
+	return err
+}
+
+// Close releases the offsets DB and the watcher. Call it after Run returned.
+func (c *Collector) Close() error {
+	for _, s := range c.byID {
+		s.closeFile()
+	}
+	return errors.Join(c.watch.Close(), c.db.Close())
+}

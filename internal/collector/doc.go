@@ -1,0 +1,12 @@
+// Package collector streams the files of a source directory to a processor.
+//
+// Data flows watch → source discovery → tail → link (frames over TCP) →
+// acknowledgements → offsets DB. One goroutine, the loop in Run, owns every
+// source; a link's reader and writer goroutines talk to it over channels.
+//
+// Invariant: a stream's offset advances in the offsets DB only on the
+// processor's acknowledgement, and a file is forgotten only once everything
+// in it is acknowledged. The source file is the buffer: nothing unacknowledged
+// is kept in memory, a reconnect resends from the file at the offset the
+// processor names.
+package collector

@@ -1,0 +1,270 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"thunder/internal/wire"
+	"thunder/internal/wire/wirepb"
+)
+
+// link is one connection to a processor. The Run loop is the only sender on
+// out and closes it when it is done with the link.
+type link struct {
+	addr  string
+	conn  net.Conn
+	out   chan frame
+	dead  chan struct{} // closed when the reader exits
+	since time.Time
+	last  time.Time // last frame queued, for heartbeats
+}
+
+// frame is an encoded frame; buf, when set, goes back to the pool once sent.
+type frame struct {
+	b   []byte
+	buf *[]byte
+}
+
+type msgKind int
+
+const (
+	msgUp msgKind = iota
+	msgOpened
+	msgAck
+	msgDown
+)
+
+// linkMsg is what link goroutines tell the Run loop.
+type linkMsg struct {
+	kind      msgKind
+	l         *link
+	handle    uint32
+	offset    uint64
+	committed uint64
+	acks      []*wirepb.StreamAck
+	err       error
+}
+
+// maxControlQueue bounds control frames queued on a link besides data.
+const maxControlQueue = 1024
+
+// dialLoop keeps one link up: it connects with capped exponential backoff
+// and jitter, hands the link to the Run loop and waits for it to die.
+func (c *Collector) dialLoop(ctx context.Context) {
+	var failures int
+	var lastErr string
+	addr := c.cfg.Targets[0]
+	for ctx.Err() == nil {
+		l, err := c.connect(ctx, addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			if msg := err.Error(); msg != lastErr {
+				c.log.Warn("cannot connect to processor; retrying", "addr", addr, "err", err)
+				lastErr = msg
+			}
+			c.sleep(ctx, failures)
+			continue
+		}
+		if failures > 0 || lastErr != "" {
+			c.log.Info("connected to processor", "addr", addr, "attempts", failures+1)
+		} else {
+			c.log.Info("connected to processor", "addr", addr)
+		}
+		failures, lastErr = 0, ""
+		select {
+		case c.inbox <- linkMsg{kind: msgUp, l: l}:
+		case <-ctx.Done():
+			_ = l.conn.Close() // never handed over
+			return
+		}
+		go c.readLoop(l)
+		go c.writeLoop(l)
+		select {
+		case <-l.dead:
+		case <-ctx.Done():
+			<-l.dead
+			return
+		}
+		if time.Since(l.since) < time.Second {
+			failures++ // a link that dies at once backs off too
+		}
+		c.sleep(ctx, failures)
+	}
+}
+
+// sleep waits the backoff for n consecutive failures: n² × BackoffMin up to
+// BackoffMax, with ±25% jitter so collectors do not reconnect in step.
+func (c *Collector) sleep(ctx context.Context, n int) {
+	if n == 0 {
+		return
+	}
+	d := min(time.Duration(n*n)*c.cfg.BackoffMin, c.cfg.BackoffMax)
+	d = d*3/4 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// connect dials addr and runs the handshake (PROTOCOL.md §3).
+func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	dial := c.cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	conn, err := dial(dctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true) // frames are written whole
+	}
+	if dl, ok := dctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	b := []byte(wire.Preface)
+	b, err = wire.AppendControl(b, wire.TypeHello, &wirepb.Hello{
+		MinVersion: wire.Version, MaxVersion: wire.Version,
+		Collector: c.cfg.Name, Token: c.cfg.Token, Software: "thunder",
+	})
+	if err == nil {
+		_, err = conn.Write(b)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	r := wire.NewReader(conn)
+	f, err := r.Next()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	switch f.Type {
+	case wire.TypeWelcome:
+		var w wirepb.Welcome
+		if err := wire.Decode(f, &w); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if w.Version != wire.Version {
+			conn.Close()
+			return nil, fmt.Errorf("handshake: processor chose version %d", w.Version)
+		}
+	case wire.TypeError:
+		conn.Close()
+		return nil, remoteError(f)
+	default:
+		conn.Close()
+		return nil, fmt.Errorf("handshake: unexpected %s frame", f.Type)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	now := time.Now()
+	return &link{
+		addr: addr, conn: conn, since: now, last: now,
+		out:  make(chan frame, c.cfg.Buffers+maxControlQueue),
+		dead: make(chan struct{}),
+	}, nil
+}
+
+func remoteError(f wire.Frame) error {
+	var m wirepb.Error
+	if err := wire.Decode(f, &m); err != nil {
+		return err
+	}
+	return &wire.RemoteError{Code: wire.Code(m.Code), Message: m.Message, Handle: m.Handle}
+}
+
+// readLoop turns the processor's frames into messages for the Run loop.
+func (c *Collector) readLoop(l *link) {
+	defer close(l.dead)
+	r := wire.NewReader(l.conn)
+	defer r.Close()
+	err := func() error {
+		for {
+			_ = l.conn.SetReadDeadline(time.Now().Add(3 * c.cfg.PingInterval))
+			f, err := r.Next()
+			if err != nil {
+				return err
+			}
+			var m linkMsg
+			switch f.Type {
+			case wire.TypeOpened:
+				var o wirepb.Opened
+				if err := wire.Decode(f, &o); err != nil {
+					return err
+				}
+				m = linkMsg{kind: msgOpened, handle: o.Handle, offset: o.Offset, committed: o.Committed}
+			case wire.TypeAck:
+				var a wirepb.Ack
+				if err := wire.Decode(f, &a); err != nil {
+					return err
+				}
+				m = linkMsg{kind: msgAck, acks: a.Streams}
+			case wire.TypePong:
+				continue
+			case wire.TypeError:
+				return remoteError(f)
+			default:
+				return fmt.Errorf("unexpected %s frame from processor", f.Type)
+			}
+			m.l = l
+			select {
+			case c.inbox <- m:
+			case <-c.stopped:
+				return nil
+			}
+		}
+	}()
+	_ = l.conn.Close() // the writer fails too and drains
+	select {
+	case c.inbox <- linkMsg{kind: msgDown, l: l, err: err}:
+	case <-c.stopped:
+	}
+}
+
+// writeLoop sends frames until the Run loop closes out; after a write error
+// it keeps draining so pooled buffers come back.
+func (c *Collector) writeLoop(l *link) {
+	var failed bool
+	for f := range l.out {
+		if !failed {
+			_ = l.conn.SetWriteDeadline(time.Now().Add(3 * c.cfg.PingInterval))
+			if _, err := l.conn.Write(f.b); err != nil {
+				failed = true
+				_ = l.conn.Close() // the reader reports the link down
+			}
+		}
+		if f.buf != nil {
+			c.pool <- f.buf
+		}
+	}
+}
+
+// send queues a frame without blocking; false if the link's queue is full.
+func (l *link) send(f frame) bool {
+	select {
+	case l.out <- f:
+		l.last = time.Now()
+		return true
+	default:
+		return false
+	}
+}
+
+// isClosed reports errors that only mean the link went away.
+func isClosed(err error) bool {
+	return err == nil || errors.Is(err, net.ErrClosed)
+}

@@ -1,0 +1,337 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"thunder/internal/tail"
+	"thunder/internal/watch"
+	"thunder/internal/wire"
+	"thunder/internal/wire/wirepb"
+)
+
+// maxOpening bounds Open frames awaiting their answer.
+const maxOpening = 256
+
+// drainTimeout bounds how long a stopping collector waits for the
+// acknowledgement of what it already sent.
+const drainTimeout = 3 * time.Second
+
+// loop is the Run loop: it owns every source and the current link.
+func (c *Collector) loop(ctx context.Context) error {
+	if err := c.load(); err != nil {
+		return err
+	}
+	c.rescan()
+	c.save()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	events := c.watch.Events()
+	for {
+		c.pump()
+		var pool chan *[]byte
+		if c.wantBuf {
+			pool = c.pool
+		}
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // the watcher stopped: ctx is done
+				continue
+			}
+			c.onEvent(ev)
+		case m := <-c.inbox:
+			c.onLink(m)
+		case b := <-pool:
+			c.spare, c.wantBuf = b, false
+		case <-tick.C:
+			c.onTick()
+		case <-ctx.Done():
+			c.drain()
+			c.save()
+			return nil
+		}
+		c.save()
+	}
+}
+
+func (c *Collector) onEvent(ev watch.Event) {
+	if ev.Op == watch.Rescan || ev.Path == "" {
+		c.rescan()
+		return
+	}
+	c.onPath(ev.Path)
+}
+
+// drain waits up to drainTimeout for acknowledgements of data in flight.
+func (c *Collector) drain() {
+	if c.link == nil || c.inflight == 0 {
+		return
+	}
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	for c.link != nil && c.inflight > 0 {
+		select {
+		case m := <-c.inbox:
+			c.onLink(m)
+		case <-t.C:
+			return
+		}
+	}
+}
+
+func (c *Collector) onLink(m linkMsg) {
+	if m.kind == msgUp {
+		if c.link != nil {
+			c.dropLink(c.link, nil)
+		}
+		c.link = m.l
+		c.nextHandle, c.opening, c.inflight = 0, 0, 0
+		for _, s := range c.byID {
+			if !s.gone || s.f != nil {
+				c.wake(s)
+			}
+		}
+		c.setConnected(m.l.addr, true)
+		return
+	}
+	if m.l != c.link {
+		return // a message from a link already dropped
+	}
+	switch m.kind {
+	case msgOpened:
+		s := c.byHandle(m.handle)
+		if s == nil {
+			return
+		}
+		c.opening--
+		s.opened = true
+		if m.committed > s.rec.Acked {
+			c.acked(s, m.committed)
+		}
+		s.sent = max(m.offset, s.rec.Acked)
+		c.inflight += int64(s.sent - s.rec.Acked)
+		c.wake(s)
+	case msgAck:
+		for _, a := range m.acks {
+			if s := c.byHandle(a.Handle); s != nil && s.opened {
+				prev := s.rec.Acked
+				c.acked(s, min(a.Offset, s.sent))
+				c.inflight -= int64(s.rec.Acked - prev)
+			}
+		}
+	case msgDown:
+		if !isClosed(m.err) {
+			c.log.Warn("connection to processor lost", "addr", m.l.addr, "err", m.err)
+		} else {
+			c.log.Info("connection to processor closed", "addr", m.l.addr)
+		}
+		c.dropLink(m.l, m.err)
+	}
+}
+
+// dropLink forgets a link: every stream must be opened again on the next.
+func (c *Collector) dropLink(l *link, _ error) {
+	close(l.out)
+	_ = l.conn.Close() // the reader exits and reports down, ignored then
+	c.link = nil
+	c.inflight, c.opening = 0, 0
+	for _, s := range c.byID {
+		s.handle, s.opened = 0, false
+		s.sent = s.rec.Acked
+	}
+	c.handles = make(map[uint32]*source)
+	c.setConnected(l.addr, false)
+}
+
+func (c *Collector) byHandle(h uint32) *source { return c.handles[h] }
+
+// acked records an acknowledged offset; the record is saved on the next tick.
+func (c *Collector) acked(s *source, off uint64) {
+	if off <= s.rec.Acked {
+		return
+	}
+	c.statsAdd(func(st *Stats) { st.AckedBytes += off - s.rec.Acked })
+	s.rec.Acked = off
+	s.dirty = true
+	if s.gone && s.eof && s.rec.Acked == s.sent {
+		c.maybeFinish(s)
+	}
+}
+
+// onTick saves acknowledged offsets, sends heartbeats, and flushes the
+// unterminated last lines of files that will not grow any more.
+func (c *Collector) onTick() {
+	now := time.Now()
+	for _, s := range c.byID {
+		if s.dirty {
+			s.dirty = false
+			c.unsaved = append(c.unsaved, s)
+		}
+		if s.gone && s.eof && !s.flush && now.Sub(s.grown) >= c.cfg.FlushIdle {
+			s.flush = true
+			c.wake(s)
+		}
+		if s.gone && s.eof {
+			c.maybeFinish(s)
+		}
+	}
+	if l := c.link; l != nil && now.Sub(l.last) >= c.cfg.PingInterval {
+		if b, err := wire.AppendControl(nil, wire.TypePing, nil); err == nil {
+			l.send(frame{b: b})
+		}
+	}
+	c.updateStats()
+}
+
+// maybeFinish forgets a file that left the source dir once all of it is
+// acknowledged.
+func (c *Collector) maybeFinish(s *source) {
+	if s.f == nil || !s.gone {
+		return
+	}
+	fi, err := s.f.Stat()
+	if err != nil || uint64(fi.Size()) != s.rec.Acked || s.sent != s.rec.Acked {
+		return
+	}
+	c.log.Info("stream finished", "name", s.rec.Name, "stream", s.rec.ID, "offset", s.rec.Acked)
+	c.drop(s)
+}
+
+// pump sends as much as the window, the buffers and the link allow,
+// round-robin over the ready sources.
+func (c *Collector) pump() {
+	l := c.link
+	for l != nil && len(c.ready) > 0 {
+		s := c.ready[0]
+		if !s.queued || c.byID[s.rec.ID] != s || !s.saved {
+			c.popReady(false)
+			continue
+		}
+		if s.handle == 0 {
+			if c.opening >= maxOpening || !c.sendOpen(s) {
+				return
+			}
+			c.popReady(false) // woken again by Opened
+			continue
+		}
+		if !s.opened {
+			c.popReady(false)
+			continue
+		}
+		if c.inflight >= c.cfg.WindowBytes {
+			return // woken by acks
+		}
+		if c.spare == nil {
+			select {
+			case c.spare = <-c.pool:
+			default:
+				c.wantBuf = true
+				return
+			}
+		}
+		more, ok := c.readAndSend(s)
+		if !ok {
+			return
+		}
+		c.popReady(more)
+	}
+}
+
+// popReady removes the head of the ready queue, re-queueing it at the end
+// when it has more to send.
+func (c *Collector) popReady(requeue bool) {
+	s := c.ready[0]
+	c.ready[0] = nil
+	c.ready = c.ready[1:]
+	if requeue {
+		c.ready = append(c.ready, s)
+		return
+	}
+	s.queued = false
+	if len(c.ready) == 0 {
+		c.ready = c.ready[:0:0] // let the backing array go
+	}
+}
+
+func (c *Collector) sendOpen(s *source) bool {
+	c.nextHandle++
+	h := c.nextHandle
+	b, err := wire.AppendControl(nil, wire.TypeOpen, &wirepb.Open{
+		Handle: h, StreamId: s.rec.ID[:], Name: s.rec.Name, Acked: s.rec.Acked,
+	})
+	if err != nil {
+		c.log.Error("cannot encode open", "name", s.rec.Name, "err", err)
+		return true
+	}
+	if !c.link.send(frame{b: b}) {
+		c.nextHandle--
+		return false
+	}
+	s.handle = h
+	c.handles[h] = s
+	c.opening++
+	return true
+}
+
+// sendClose tells the processor a stream is over.
+func (c *Collector) sendClose(s *source, done bool) {
+	b, err := wire.AppendControl(nil, wire.TypeClose, &wirepb.Close{Handle: s.handle, Done: done})
+	if err == nil {
+		c.link.send(frame{b: b})
+	}
+	delete(c.handles, s.handle)
+	s.handle, s.opened = 0, false
+}
+
+// readAndSend sends the next chunk of s. more: s may have more to send now;
+// ok: false when the link queue is full.
+func (c *Collector) readAndSend(s *source) (more, ok bool) {
+	if s.f == nil {
+		return false, true
+	}
+	buf := *c.spare
+	payload, next, res, more, err := tail.Read(s.f, int64(s.sent), buf[wire.DataPrefixBytes:], c.cfg.MaxLineBytes, s.flush)
+	if err != nil {
+		c.log.Warn("cannot read source file", "path", s.rec.Path, "err", err)
+		return false, true
+	}
+	if res == tail.Nothing {
+		s.eof = true
+		if fi, err := s.f.Stat(); err == nil && fi.Size() != s.lastSize {
+			s.lastSize, s.grown = fi.Size(), time.Now()
+		}
+		if s.gone && s.rec.Acked == s.sent {
+			c.maybeFinish(s)
+		}
+		return false, true
+	}
+	wire.PutDataHeader(buf, wire.TypeData, s.handle, s.sent, uint64(next), len(payload))
+	f := frame{b: buf[:wire.DataPrefixBytes+len(payload)], buf: c.spare}
+	if !c.link.send(f) {
+		return false, false
+	}
+	c.spare = nil
+	lines := uint64(bytes.Count(payload, []byte{'\n'}))
+	c.statsAdd(func(st *Stats) {
+		st.SentBytes += uint64(next) - s.sent
+		st.SentLines += lines
+		switch res {
+		case tail.Split:
+			st.LinesSplit++
+		case tail.Flushed:
+			st.LinesFlushed++
+		}
+	})
+	c.inflight += next - int64(s.sent)
+	s.sent = uint64(next)
+	s.lastSize, s.grown = max(s.lastSize, next), time.Now()
+	if res == tail.Flushed {
+		s.flush = false
+	}
+	if len(s.rec.Fingerprint) < 64 {
+		c.extendFingerprint(s)
+	}
+	return more, true
+}

@@ -1,0 +1,311 @@
+package collector
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"thunder/internal/offsets"
+	"thunder/internal/stream"
+	"thunder/internal/watch"
+)
+
+type devIno struct{ dev, ino uint64 }
+
+// source is one stream: a file being read. Owned by the Run loop.
+type source struct {
+	rec   offsets.Record
+	saved bool // rec is durable; data may be sent
+	f     *os.File
+
+	sent   uint64 // next offset to send on the current link
+	handle uint32 // on the current link; 0: not open there
+	opened bool   // the processor answered Open
+
+	queued   bool // in c.ready
+	gone     bool // no longer at a path in the source dir: finish through f
+	flush    bool // send an unterminated last line with a newline
+	eof      bool // the last read found no complete line
+	dirty    bool // rec.Acked changed since the last save
+	grown    time.Time
+	lastSize int64
+}
+
+func (s *source) closeFile() {
+	if s.f != nil {
+		_ = s.f.Close() // read-only
+		s.f = nil
+	}
+}
+
+func statIno(fi fs.FileInfo) devIno {
+	st := fi.Sys().(*syscall.Stat_t)
+	return devIno{uint64(st.Dev), st.Ino}
+}
+
+// load restores the sources of the offsets DB. A record whose file cannot be
+// found where it was is kept until the first scan; then it is dropped.
+func (c *Collector) load() error {
+	recs, err := c.db.Load()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		s := &source{rec: r, saved: true, sent: r.Acked}
+		c.byID[r.ID] = s
+		c.byIno[devIno{r.Dev, r.Ino}] = s
+	}
+	return nil
+}
+
+// rescan walks the source dir and reconciles every source with it.
+func (c *Collector) rescan() {
+	seen := make(map[*source]bool, len(c.byID))
+	err := watch.Walk(c.dir, func(path string, info fs.FileInfo) error {
+		if s := c.scanPath(path, info); s != nil {
+			seen[s] = true
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("source dir scan incomplete", "err", err)
+	}
+	for _, s := range c.byID {
+		if !seen[s] && !s.gone {
+			c.lost(s)
+		}
+	}
+}
+
+// onPath handles an event for one path.
+func (c *Collector) onPath(path string) {
+	info, err := os.Lstat(path)
+	if err != nil {
+		rel := c.rel(path)
+		if s := c.byPath[rel]; s != nil {
+			c.lost(s)
+		}
+		return
+	}
+	if info.IsDir() {
+		_ = watch.Walk(path, func(p string, info fs.FileInfo) error {
+			c.scanPath(p, info)
+			return nil
+		})
+		return
+	}
+	c.scanPath(path, info)
+}
+
+func (c *Collector) rel(path string) string {
+	r, err := filepath.Rel(c.dir, path)
+	if err != nil {
+		return path
+	}
+	return filepath.ToSlash(r)
+}
+
+// scanPath finds or creates the source for a file. Cases:
+//   - a known inode with the same leading bytes: the same stream, perhaps
+//     renamed; follow the new path;
+//   - a known inode whose leading bytes differ: the inode was reused; the old
+//     stream is over, this is a new one;
+//   - a known stream that shrank below what was sent: truncated in place;
+//     the old stream is over, the file starts again as a new stream;
+//   - another file now at a known stream's path: that stream was moved
+//     away or deleted; it is finished through its open descriptor.
+func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
+	if !info.Mode().IsRegular() || path == c.dbAbs || path == c.dbAbs+".lock" {
+		return nil
+	}
+	rel := c.rel(path)
+	key := statIno(info)
+	if s := c.byIno[key]; s != nil {
+		switch {
+		case !c.sameContent(s, path):
+			c.retire(s, "inode reused")
+		case uint64(info.Size()) < s.rec.Acked || uint64(info.Size()) < s.sent:
+			c.log.Warn("file truncated; streaming it again from the start as a new stream", "path", rel, "name", s.rec.Name, "offset", s.rec.Acked, "size", info.Size())
+			c.retire(s, "truncated")
+		default:
+			if s.rec.Path != rel || s.gone {
+				if old := c.byPath[rel]; old != nil && old != s {
+					c.lost(old)
+				}
+				delete(c.byPath, s.rec.Path)
+				s.rec.Path, s.gone = rel, false
+				c.byPath[rel] = s
+				c.unsaved = append(c.unsaved, s)
+			}
+			if s.f == nil && c.openFile(s, path) != nil {
+				return s
+			}
+			c.wake(s)
+			return s
+		}
+	}
+	if old := c.byPath[rel]; old != nil {
+		c.lost(old)
+	}
+	return c.newSource(path, rel, key)
+}
+
+// sameContent reports whether the file at path starts with s's fingerprint.
+func (c *Collector) sameContent(s *source, path string) bool {
+	fp := s.rec.Fingerprint
+	if len(fp) == 0 {
+		return true
+	}
+	f := s.f
+	if f == nil {
+		var err error
+		if f, err = os.Open(path); err != nil {
+			return true // cannot tell; the next scan will
+		}
+		defer f.Close()
+	}
+	buf := make([]byte, len(fp))
+	n, _ := f.ReadAt(buf, 0)
+	return bytes.Equal(buf[:n], fp)
+}
+
+func (c *Collector) newSource(path, rel string, key devIno) *source {
+	s := &source{rec: offsets.Record{
+		ID: stream.NewID(), Name: rel, Path: rel, Dev: key.dev, Ino: key.ino, Created: time.Now().UTC(),
+	}}
+	if err := c.openFile(s, path); err != nil {
+		return nil
+	}
+	// The fingerprint is what the file holds now, up to FingerprintBytes; it
+	// grows as the file does (see extendFingerprint).
+	c.extendFingerprint(s)
+	c.byID[s.rec.ID] = s
+	c.byPath[rel] = s
+	c.byIno[key] = s
+	c.unsaved = append(c.unsaved, s)
+	c.log.Info("new stream", "path", rel, "stream", s.rec.ID)
+	return s
+}
+
+func (c *Collector) openFile(s *source, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("cannot open source file", "path", c.rel(path), "err", err)
+		}
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil || statIno(fi) != (devIno{s.rec.Dev, s.rec.Ino}) && s.rec.Ino != 0 {
+		_ = f.Close() // read-only; replaced between stat and open
+		return fs.ErrNotExist
+	}
+	s.f = f
+	return nil
+}
+
+func (c *Collector) extendFingerprint(s *source) {
+	if len(s.rec.Fingerprint) >= offsets.FingerprintBytes || s.f == nil {
+		return
+	}
+	buf := make([]byte, offsets.FingerprintBytes)
+	n, err := s.f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return
+	}
+	if n > len(s.rec.Fingerprint) {
+		s.rec.Fingerprint = buf[:n]
+		if s.saved {
+			c.unsaved = append(c.unsaved, s)
+		}
+	}
+}
+
+// lost marks a source whose path no longer leads to it (deleted, or moved
+// out of the source dir): it is read to the end through its descriptor.
+func (c *Collector) lost(s *source) {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	if c.byPath[s.rec.Path] == s {
+		delete(c.byPath, s.rec.Path)
+	}
+	if s.f == nil {
+		// Restored from the DB but the file is nowhere: nothing to read.
+		c.log.Warn("file of an unfinished stream is gone", "name", s.rec.Name, "path", s.rec.Path, "offset", s.rec.Acked)
+		c.drop(s)
+		return
+	}
+	c.log.Debug("file left the source dir; finishing it", "name", s.rec.Name, "path", s.rec.Path)
+	c.wake(s)
+}
+
+// retire ends a stream whose file changed identity.
+func (c *Collector) retire(s *source, why string) {
+	c.log.Info("stream ended", "name", s.rec.Name, "stream", s.rec.ID, "why", why)
+	c.drop(s)
+}
+
+// drop forgets a source: its record is deleted at the next save.
+func (c *Collector) drop(s *source) {
+	if s.handle != 0 && c.link != nil {
+		c.inflight -= int64(s.sent - min(s.sent, s.rec.Acked))
+		c.sendClose(s, true)
+	}
+	s.closeFile()
+	delete(c.byID, s.rec.ID)
+	if c.byPath[s.rec.Path] == s {
+		delete(c.byPath, s.rec.Path)
+	}
+	if k := (devIno{s.rec.Dev, s.rec.Ino}); c.byIno[k] == s {
+		delete(c.byIno, k)
+	}
+	if s.saved {
+		c.forget = append(c.forget, s.rec.ID)
+	}
+	s.saved = false
+	s.queued = false // removed lazily from c.ready
+}
+
+// wake queues s for reading.
+func (c *Collector) wake(s *source) {
+	s.eof = false
+	if !s.queued {
+		s.queued = true
+		c.ready = append(c.ready, s)
+	}
+}
+
+// save persists new and changed records and deletions in one transaction.
+func (c *Collector) save() {
+	if len(c.unsaved) == 0 && len(c.forget) == 0 {
+		return
+	}
+	recs := make([]offsets.Record, 0, len(c.unsaved))
+	seen := make(map[*source]bool, len(c.unsaved))
+	for _, s := range c.unsaved {
+		if seen[s] || c.byID[s.rec.ID] != s {
+			continue
+		}
+		seen[s] = true
+		recs = append(recs, s.rec)
+	}
+	if err := c.db.Put(recs, c.forget); err != nil {
+		c.log.Error("cannot save offsets; retrying", "err", err)
+		return
+	}
+	for s := range seen {
+		if !s.saved {
+			s.saved = true
+			c.wake(s)
+		}
+	}
+	c.unsaved = c.unsaved[:0]
+	c.forget = c.forget[:0]
+}

@@ -1,0 +1,120 @@
+// Package offsets holds the collector's state: for each stream, the file it
+// reads (path, device, inode, fingerprint), the name it is delivered as, and
+// the offset the processor acknowledged.
+//
+// Invariant: Acked only ever holds an offset the processor acknowledged, and
+// a stream's record is durable before any of its data is sent, so a file
+// maps to the same stream across restarts.
+package offsets
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"thunder/internal/stream"
+)
+
+var bucketStreams = []byte("streams")
+
+// FingerprintBytes is how many leading bytes of a file identify it together
+// with its inode: a reused inode with other content is a new stream.
+const FingerprintBytes = 64
+
+// Record is one stream's state.
+type Record struct {
+	ID stream.ID `json:"-"`
+	// Name is the target name: the path relative to the source dir when the
+	// file was first seen, slash-separated.
+	Name string `json:"name"`
+	// Path is where the file is now, relative to the source dir; it differs
+	// from Name after a rotation or rename.
+	Path        string `json:"path"`
+	Dev         uint64 `json:"dev"`
+	Ino         uint64 `json:"ino"`
+	Fingerprint []byte `json:"fp,omitempty"`
+	// Acked is the source offset the processor acknowledged.
+	Acked uint64 `json:"acked"`
+	// Rotated is set once the collector renamed the file aside.
+	Rotated bool      `json:"rotated,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// DB is the offsets database. It is safe for concurrent use.
+type DB struct {
+	db *bolt.DB
+}
+
+// Open opens or creates the database at path. A second collector on the same
+// file gets an error instead of waiting.
+func Open(path string) (*DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open offsets db %s: in use by another collector", path)
+		}
+		return nil, fmt.Errorf("open offsets db %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketStreams)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open offsets db %s: %w", path, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Load returns every record.
+func (d *DB) Load() ([]Record, error) {
+	var recs []Record
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStreams).ForEach(func(k, v []byte) error {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("record %x: %w", k, err)
+			}
+			id, err := stream.ParseID(k)
+			if err != nil {
+				return fmt.Errorf("record %x: %w", k, err)
+			}
+			r.ID = id
+			recs = append(recs, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load offsets: %w", err)
+	}
+	return recs, nil
+}
+
+// Put stores records and deletes the streams in del, in one durable
+// transaction.
+func (d *DB) Put(recs []Record, del []stream.ID) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStreams)
+		for _, r := range recs {
+			v, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(r.ID[:], v); err != nil {
+				return fmt.Errorf("store offsets: %w", err)
+			}
+		}
+		for _, id := range del {
+			if err := b.Delete(id[:]); err != nil {
+				return fmt.Errorf("store offsets: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }

@@ -1,0 +1,61 @@
+package offsets_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"thunder/internal/offsets"
+	"thunder/internal/stream"
+)
+
+func TestPutLoadDelete(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "offsets.db")
+	db, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := offsets.Record{ID: stream.NewID(), Name: "a.log", Path: "a.log", Dev: 1, Ino: 2, Fingerprint: []byte("x\n"), Acked: 42, Created: time.Unix(1, 0).UTC()}
+	b := offsets.Record{ID: stream.NewID(), Name: "sub/b.log", Path: "sub/b.log.1", Rotated: true}
+	if err := db.Put([]offsets.Record{a, b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := offsets.Open(path); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second Open = %v, want in use", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	recs, err := db.Load()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("Load = %v, %v; want 2 records", recs, err)
+	}
+	for _, r := range recs {
+		want := a
+		if r.ID == b.ID {
+			want = b
+		}
+		if r.ID != want.ID || r.Name != want.Name || r.Path != want.Path || r.Acked != want.Acked || r.Rotated != want.Rotated || string(r.Fingerprint) != string(want.Fingerprint) {
+			t.Errorf("Load: got %+v, want %+v", r, want)
+		}
+	}
+	if err := db.Put(nil, []stream.ID{a.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := db.Load(); len(recs) != 1 || recs[0].ID != b.ID {
+		t.Errorf("after delete Load = %+v, want only b", recs)
+	}
+}
+
+func TestOpenUnwritable(t *testing.T) {
+	_, err := offsets.Open(filepath.Join(t.TempDir(), "missing", "offsets.db"))
+	if err == nil || !strings.Contains(err.Error(), "open offsets db") {
+		t.Errorf("Open in missing dir = %v, want a clear error", err)
+	}
+}

@@ -1,0 +1,86 @@
+package processor
+
+import (
+	"context"
+	"time"
+
+	"thunder/internal/target"
+)
+
+// commitLoop runs group commits: after the first append following a commit
+// it waits up to CommitInterval (less when CommitBytes are pending), then
+// commits and hands the acknowledgements to the sessions. A failed commit is
+// retried with backoff; nothing is acknowledged until it succeeds.
+func (p *Processor) commitLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var failing int
+	for {
+		select {
+		case <-p.kick:
+		case <-p.full:
+		case <-ctx.Done():
+			return
+		}
+		timer.Reset(p.cfg.CommitInterval)
+		select {
+		case <-timer.C:
+		case <-p.full:
+			timer.Stop()
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		}
+		if !p.commit() {
+			failing++
+			retry := min(time.Duration(failing)*time.Duration(failing)*100*time.Millisecond, 5*time.Second)
+			select {
+			case <-time.After(retry):
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		if failing > 0 {
+			p.log.Info("commits succeed again", "failures", failing)
+			failing = 0
+		}
+	}
+}
+
+// commit runs one group commit and reports whether it succeeded.
+func (p *Processor) commit() bool {
+	start := time.Now()
+	acks, err := p.dir.Commit()
+	p.dispatch(acks)
+	if err != nil {
+		p.log.Error("commit failed; not acknowledging", "err", err)
+		return false
+	}
+	if len(acks) > 0 {
+		p.log.Debug("committed", "streams", len(acks), "took", time.Since(start))
+	}
+	return true
+}
+
+// finalCommit commits what the stopped sessions appended.
+func (p *Processor) finalCommit() {
+	for range 3 {
+		if p.commit() {
+			return
+		}
+	}
+}
+
+// dispatch hands acknowledgements to the sessions that own the streams.
+func (p *Processor) dispatch(acks []target.Ack) {
+	for _, a := range acks {
+		if s, ok := a.Owner.(*session); ok {
+			s.queueAck(a.Stream, a.Offset)
+		}
+	}
+}

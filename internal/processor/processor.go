@@ -1,0 +1,216 @@
+package processor
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"thunder/internal/target"
+)
+
+// Config configures a Processor.
+type Config struct {
+	// Name identifies this processor in the handshake and logs.
+	Name string
+	// TargetDir is where streams are written (must exist).
+	TargetDir string
+	// CommitInterval bounds how long appended data waits for its group
+	// commit (fsync + state record + ack).
+	CommitInterval time.Duration
+	// CommitBytes starts a commit early once this much is pending.
+	CommitBytes int64
+	// Token, when set, must be presented by every collector.
+	Token string
+	// HandshakeTimeout bounds the time from accept to a valid Hello.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing (collectors ping).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a collector.
+	WriteTimeout time.Duration
+	// MaxStreamsPerConn bounds the streams one connection may open.
+	MaxStreamsPerConn int
+	// Logger (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults used by `thunder logs-processor`.
+func DefaultConfig() Config {
+	return Config{
+		CommitInterval:    5 * time.Millisecond,
+		CommitBytes:       8 << 20,
+		HandshakeTimeout:  10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxStreamsPerConn: 100_000,
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TargetDir == "" {
+		errs = append(errs, errors.New("target dir is required"))
+	}
+	if c.CommitInterval <= 0 {
+		errs = append(errs, errors.New("commit interval must be positive"))
+	}
+	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 {
+		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	if c.MaxStreamsPerConn <= 0 {
+		errs = append(errs, errors.New("max streams per connection must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Processor serves collectors.
+type Processor struct {
+	cfg Config
+	log *slog.Logger
+	dir *target.Dir
+
+	kick chan struct{} // data appended: a commit is due
+	full chan struct{} // CommitBytes pending: commit now
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+}
+
+// New validates cfg and opens the target directory (recovering it).
+func New(cfg Config) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	dir, err := target.Open(target.Config{Dir: cfg.TargetDir, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Processor{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		dir:      dir,
+		kick:     make(chan struct{}, 1),
+		full:     make(chan struct{}, 1),
+		sessions: make(map[*session]struct{}),
+	}, nil
+}
+
+// Serve accepts collectors on ln until ctx is done, then stops reading,
+// commits, sends the last acknowledgements and returns nil. It closes ln.
+func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	commitDone := make(chan struct{})
+	go func() {
+		defer close(commitDone)
+		p.commitLoop(ctx)
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = ln.Close() // stops Accept below
+	}()
+
+	var err error
+	var backoff time.Duration
+	for {
+		conn, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(aerr, &ne) && ne.Timeout() || errors.Is(aerr, errTooManyFiles) {
+				// Out of descriptors or similar: back off like net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept failed; retrying", "err", aerr, "took", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			err = fmt.Errorf("accept: %w", aerr)
+			cancel()
+			break
+		}
+		backoff = 0
+		s := newSession(p, conn)
+		p.mu.Lock()
+		p.sessions[s] = struct{}{}
+		p.mu.Unlock()
+		wg.Go(func() {
+			s.serve(ctx)
+			p.mu.Lock()
+			delete(p.sessions, s)
+			p.mu.Unlock()
+		})
+	}
+	// Readers have stopped appending once their sessions see ctx done; the
+	// commit loop makes a last commit and hands out its acks before it ends.
+	p.stopReading()
+	<-commitDone
+	p.finalCommit()
+	p.mu.Lock()
+	for s := range p.sessions {
+		s.finish()
+	}
+	p.mu.Unlock()
+	wg.Wait()
+	return err
+}
+
+// stopReading makes every session's blocked read return.
+func (p *Processor) stopReading() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for s := range p.sessions {
+		_ = s.conn.SetReadDeadline(time.Now()) // wakes the reader
+	}
+}
+
+// Reopen commits and reopens every target file (SIGHUP, SIGUSR1).
+func (p *Processor) Reopen() error {
+	acks, err := p.dir.Reopen()
+	p.dispatch(acks)
+	if err != nil {
+		return err
+	}
+	p.log.Info("target files reopened")
+	return nil
+}
+
+// Close releases the target directory. Call it after Serve returned.
+func (p *Processor) Close() error {
+	_, err := p.dir.Close()
+	return err
+}
+
+func (p *Processor) checkToken(got string) bool {
+	if p.cfg.Token == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(p.cfg.Token)) == 1
+}
+
+// appended is called by sessions after each append.
+func (p *Processor) appended() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	if p.dir.DirtyBytes() >= p.cfg.CommitBytes {
+		select {
+		case p.full <- struct{}{}:
+		default:
+		}
+	}
+}

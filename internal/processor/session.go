@@ -1,0 +1,369 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"thunder/internal/relpath"
+	"thunder/internal/stream"
+	"thunder/internal/target"
+	"thunder/internal/wire"
+	"thunder/internal/wire/wirepb"
+)
+
+var errTooManyFiles = syscall.EMFILE
+
+// MaxCollectorNameBytes bounds a collector's name.
+const MaxCollectorNameBytes = 255
+
+// session is one collector connection. The reader goroutine (serve) owns
+// handles; mu guards what the writer goroutine sends.
+type session struct {
+	p    *Processor
+	conn net.Conn
+	log  *slog.Logger
+
+	collector string
+	handles   map[uint32]*target.Stream // reader only
+
+	mu       sync.Mutex
+	out      []byte // encoded control frames waiting for the writer
+	acks     map[uint32]uint64
+	byStream map[*target.Stream]uint32
+	closing  bool // no more frames will be queued; the writer flushes and exits
+	wake     chan struct{}
+	done     chan struct{} // closed when the writer exits
+}
+
+func newSession(p *Processor, conn net.Conn) *session {
+	return &session{
+		p:        p,
+		conn:     conn,
+		log:      p.log.With("peer", conn.RemoteAddr().String()),
+		handles:  make(map[uint32]*target.Stream),
+		acks:     make(map[uint32]uint64),
+		byStream: make(map[*target.Stream]uint32),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+}
+
+// serve runs the connection until it fails or ctx is done. On shutdown the
+// writer stays up until Serve calls finish, so the final acks reach the
+// collector.
+func (s *session) serve(ctx context.Context) {
+	defer s.conn.Close()
+	go s.writeLoop()
+	r := wire.NewReader(s.conn)
+	defer r.Close()
+	err := s.handshake(r)
+	if err == nil {
+		s.log = s.log.With("collector", s.collector)
+		s.log.Info("collector connected")
+		err = s.readLoop(ctx, r)
+	}
+	for h, st := range s.handles {
+		s.p.dir.Detach(st, s)
+		delete(s.handles, h)
+	}
+	if ctx.Err() != nil {
+		<-s.done // Serve calls finish after the final commit
+		return
+	}
+	s.fail(err)
+	s.finish()
+	<-s.done
+}
+
+// fail logs why the session ends and tells the collector when it can use it.
+func (s *session) fail(err error) {
+	var re *wire.RemoteError
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		s.log.Info("collector disconnected")
+		return
+	case errors.As(err, &re):
+		// Already sent to the collector by the code that found it.
+		s.log.Warn("collector refused", "code", re.Code, "err", re.Message, "handle", re.Handle)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Warn("collector timed out", "err", err)
+		return
+	default:
+		s.log.Warn("collector connection failed", "err", err)
+		s.sendError(&wire.RemoteError{Code: wire.CodeProtocol, Message: err.Error()})
+	}
+}
+
+// refuse queues an Error frame and returns it as the session's end.
+func (s *session) refuse(code wire.Code, handle uint32, format string, args ...any) error {
+	re := &wire.RemoteError{Code: code, Handle: handle, Message: fmt.Sprintf(format, args...)}
+	s.sendError(re)
+	return re
+}
+
+func (s *session) sendError(re *wire.RemoteError) {
+	s.queue(wire.TypeError, &wirepb.Error{Code: uint32(re.Code), Message: re.Message, Handle: re.Handle})
+}
+
+func (s *session) handshake(r *wire.Reader) error {
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.HandshakeTimeout))
+	if err := r.ReadPreface(); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	f, err := r.Next()
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if f.Type != wire.TypeHello {
+		return s.refuse(wire.CodeProtocol, 0, "expected hello, got %s", f.Type)
+	}
+	var h wirepb.Hello
+	if err := wire.Decode(f, &h); err != nil {
+		return s.refuse(wire.CodeProtocol, 0, "%v", err)
+	}
+	if h.MinVersion > wire.Version || h.MaxVersion < wire.Version {
+		return s.refuse(wire.CodeVersion, 0, "no common version: collector speaks %d..%d, processor %d", h.MinVersion, h.MaxVersion, wire.Version)
+	}
+	if !s.p.checkToken(h.Token) {
+		return s.refuse(wire.CodeAuth, 0, "wrong or missing token")
+	}
+	if err := checkCollectorName(h.Collector); err != nil {
+		return s.refuse(wire.CodeProtocol, 0, "%v", err)
+	}
+	s.collector = h.Collector
+	s.queue(wire.TypeWelcome, &wirepb.Welcome{
+		Version:       wire.Version,
+		MaxFrameBytes: wire.MaxFrameBytes,
+		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
+		Processor:     s.p.cfg.Name,
+	})
+	return nil
+}
+
+func checkCollectorName(n string) error {
+	if n == "" || len(n) > MaxCollectorNameBytes || !utf8.ValidString(n) {
+		return fmt.Errorf("invalid collector name %q", n)
+	}
+	for _, c := range n {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("invalid collector name %q", n)
+		}
+	}
+	return nil
+}
+
+func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.IdleTimeout))
+		f, err := r.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		switch f.Type {
+		case wire.TypeData:
+			err = s.data(f)
+		case wire.TypeOpen:
+			err = s.open(f)
+		case wire.TypeClose:
+			err = s.closeStream(f)
+		case wire.TypePing:
+			s.queue(wire.TypePong, nil)
+		case wire.TypeError:
+			var m wirepb.Error
+			if wire.Decode(f, &m) == nil {
+				s.log.Warn("collector reported an error", "code", wire.Code(m.Code), "err", m.Message)
+			}
+			return nil
+		default:
+			err = s.refuse(wire.CodeProtocol, 0, "unexpected %s frame", f.Type)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) open(f wire.Frame) error {
+	var m wirepb.Open
+	if err := wire.Decode(f, &m); err != nil {
+		return s.refuse(wire.CodeProtocol, 0, "%v", err)
+	}
+	if m.Handle == 0 {
+		return s.refuse(wire.CodeProtocol, 0, "stream handle 0 is reserved")
+	}
+	if _, dup := s.handles[m.Handle]; dup {
+		return s.refuse(wire.CodeProtocol, m.Handle, "stream handle %d already open", m.Handle)
+	}
+	if len(s.handles) >= s.p.cfg.MaxStreamsPerConn {
+		return s.refuse(wire.CodeLimit, m.Handle, "more than %d streams on one connection", s.p.cfg.MaxStreamsPerConn)
+	}
+	id, err := stream.ParseID(m.StreamId)
+	if err != nil {
+		return s.refuse(wire.CodeProtocol, m.Handle, "%v", err)
+	}
+	name, err := relpath.Clean(m.Name)
+	if err != nil {
+		return s.refuse(wire.CodeName, m.Handle, "%v", err)
+	}
+	key := stream.Key{Collector: s.collector, ID: id}
+	st, offset, committed, err := s.p.dir.Attach(key, name, m.Acked, s)
+	if err != nil {
+		return s.refuse(wire.CodeStorage, m.Handle, "%v", err)
+	}
+	s.handles[m.Handle] = st
+	s.mu.Lock()
+	s.byStream[st] = m.Handle
+	s.mu.Unlock()
+	s.log.Debug("stream opened", "stream", key, "name", name, "offset", offset)
+	s.queue(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: committed})
+	return nil
+}
+
+func (s *session) data(f wire.Frame) error {
+	d, err := wire.ParseData(f.Body)
+	if err != nil {
+		return s.refuse(wire.CodeProtocol, 0, "%v", err)
+	}
+	st := s.handles[d.Handle]
+	if st == nil {
+		return s.refuse(wire.CodeProtocol, d.Handle, "data for unknown stream handle %d", d.Handle)
+	}
+	if err := wire.CheckLines(d.Payload); err != nil {
+		return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
+	}
+	err = st.Append(s.p.dir, s, d.Offset, d.End, d.Payload)
+	switch {
+	case err == nil:
+		s.p.appended()
+		return nil
+	case errors.Is(err, target.ErrNotOwner):
+		return s.refuse(wire.CodeBusy, d.Handle, "%v", err)
+	case errors.Is(err, target.ErrOffset):
+		return s.refuse(wire.CodeOffset, d.Handle, "%v", err)
+	case errors.Is(err, target.ErrName):
+		return s.refuse(wire.CodeName, d.Handle, "%v", err)
+	default:
+		return s.refuse(wire.CodeStorage, d.Handle, "%v", err)
+	}
+}
+
+func (s *session) closeStream(f wire.Frame) error {
+	var m wirepb.Close
+	if err := wire.Decode(f, &m); err != nil {
+		return s.refuse(wire.CodeProtocol, 0, "%v", err)
+	}
+	st := s.handles[m.Handle]
+	if st == nil {
+		return nil
+	}
+	delete(s.handles, m.Handle)
+	s.p.dir.Detach(st, s)
+	return nil
+}
+
+// queue appends a control frame for the writer.
+func (s *session) queue(t wire.Type, m proto.Message) {
+	s.mu.Lock()
+	if !s.closing {
+		var err error
+		if s.out, err = wire.AppendControl(s.out, t, m); err != nil {
+			s.log.Error("cannot encode frame", "err", err)
+		}
+	}
+	s.mu.Unlock()
+	s.notify()
+}
+
+func (s *session) notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queueAck records a committed offset for the writer to send.
+func (s *session) queueAck(st *target.Stream, offset uint64) {
+	s.mu.Lock()
+	h, ok := s.byStream[st]
+	if ok && !s.closing {
+		s.acks[h] = offset
+	}
+	s.mu.Unlock()
+	if ok {
+		s.notify()
+	}
+}
+
+// finish lets the writer send what is queued and exit.
+func (s *session) finish() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.notify()
+}
+
+// writeLoop sends queued frames; acks of one commit go out in one frame.
+func (s *session) writeLoop() {
+	defer close(s.done)
+	var buf []byte
+	for range s.wake {
+		s.mu.Lock()
+		buf = append(buf[:0], s.out...)
+		s.out = s.out[:0]
+		if len(s.acks) > 0 {
+			m := &wirepb.Ack{Streams: make([]*wirepb.StreamAck, 0, len(s.acks))}
+			for h, off := range s.acks {
+				m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: off})
+			}
+			clear(s.acks)
+			var err error
+			if buf, err = wire.AppendControl(buf, wire.TypeAck, m); err != nil {
+				s.log.Error("cannot encode acks", "err", err)
+			}
+		}
+		closing := s.closing
+		s.mu.Unlock()
+		if len(buf) > 0 {
+			_ = s.conn.SetWriteDeadline(time.Now().Add(s.p.cfg.WriteTimeout))
+			if _, err := s.conn.Write(buf); err != nil {
+				_ = s.conn.Close() // the reader notices and ends the session
+				s.drain()
+				return
+			}
+		}
+		if closing {
+			return
+		}
+	}
+}
+
+// drain discards frames queued after a write failure until finish.
+func (s *session) drain() {
+	for range s.wake {
+		s.mu.Lock()
+		s.out = s.out[:0]
+		clear(s.acks)
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return
+		}
+	}
+}

@@ -1,0 +1,383 @@
+package target
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"syscall"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Ack says that a stream's data up to Offset is durable. Owner is the
+// stream's owner when the commit finished; nil if none.
+type Ack struct {
+	Stream *Stream
+	Owner  any
+	Offset uint64
+}
+
+// snapshot is a file's state taken under its lock at the start of a commit.
+type snapshot struct {
+	f       *file
+	fd      *os.File
+	ino     uint64
+	size    int64
+	streams []streamAt
+}
+
+type streamAt struct {
+	s      *Stream
+	offset uint64
+}
+
+// Commit makes everything appended so far durable and returns the streams
+// whose committed offset advanced. On error nothing new is acknowledged; the
+// data stays pending and the next Commit tries again.
+func (d *Dir) Commit() ([]Ack, error) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	return d.commitLocked()
+}
+
+func (d *Dir) commitLocked() ([]Ack, error) {
+	d.mu.Lock()
+	dirty := d.dirty
+	d.dirty = make(map[*file]struct{})
+	dirs := d.dirSync
+	d.dirSync = make(map[string]struct{})
+	d.mu.Unlock()
+	if len(dirty) == 0 && len(dirs) == 0 {
+		return nil, nil
+	}
+	d.dirtyBytes.Store(0)
+
+	snaps := make([]snapshot, 0, len(dirty))
+	for f := range dirty {
+		f.mu.Lock()
+		if f.broken != nil {
+			d.rewindLocked(f)
+			f.mu.Unlock()
+			continue
+		}
+		sn := snapshot{f: f, fd: f.fd, ino: f.ino, size: f.size}
+		for s := range f.touched {
+			sn.streams = append(sn.streams, streamAt{s, s.offset})
+		}
+		clear(f.touched)
+		f.dirty = false
+		f.mu.Unlock()
+		snaps = append(snaps, sn)
+	}
+
+	var errs []error
+	ok := snaps[:0]
+	for _, sn := range snaps {
+		if sn.fd != nil {
+			if err := sn.fd.Sync(); err != nil {
+				// After a failed fsync the kernel may have dropped the pages:
+				// cut the file back and make the collectors resend.
+				errs = append(errs, fmt.Errorf("%w: sync %s: %v", ErrStorage, sn.f.name, err))
+				sn.f.mu.Lock()
+				sn.f.broken = err
+				d.rewindLocked(sn.f)
+				sn.f.mu.Unlock()
+				continue
+			}
+		}
+		ok = append(ok, sn)
+	}
+	for dir := range dirs {
+		if err := d.syncDir(dir); err != nil {
+			errs = append(errs, err)
+			d.mu.Lock()
+			d.dirSync[dir] = struct{}{}
+			d.mu.Unlock()
+		}
+	}
+
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
+		for _, sn := range ok {
+			if sn.fd != nil {
+				if err := fb.Put([]byte(sn.f.name), fileRecord{Ino: sn.ino, Size: sn.size}.marshal()); err != nil {
+					return err
+				}
+			}
+			for _, sa := range sn.streams {
+				rec := streamRecord{Committed: sa.offset, Name: sa.s.Name}
+				if err := sb.Put(streamKey(sa.s.Key), rec.marshal()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Keep the snapshots pending: their data is in the files but not
+		// recorded, so it must not be acknowledged yet.
+		for _, sn := range ok {
+			sn.f.mu.Lock()
+			for _, sa := range sn.streams {
+				sn.f.touched[sa.s] = struct{}{}
+			}
+			sn.f.dirty = true
+			sn.f.mu.Unlock()
+			d.markDirty(sn.f)
+		}
+		errs = append(errs, fmt.Errorf("%w: record commit: %v", ErrStorage, err))
+		return nil, errors.Join(errs...)
+	}
+
+	var acks []Ack
+	for _, sn := range ok {
+		f := sn.f
+		f.mu.Lock()
+		if f.ino == sn.ino && f.broken == nil {
+			f.committed = sn.size
+		}
+		for _, sa := range sn.streams {
+			s := sa.s
+			if sa.offset > s.committed && s.offset >= sa.offset {
+				s.committed = sa.offset
+				acks = append(acks, Ack{Stream: s, Owner: s.owner, Offset: sa.offset})
+			}
+		}
+		f.mu.Unlock()
+	}
+	d.evict(ok)
+	return acks, errors.Join(errs...)
+}
+
+// evict drops streams that no connection holds and that are fully
+// committed, so memory follows attached streams, not every stream ever seen.
+func (d *Dir) evict(snaps []snapshot) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, sn := range snaps {
+		f := sn.f
+		f.mu.Lock()
+		for _, sa := range sn.streams {
+			s := sa.s
+			if s.owner == nil && s.offset == s.committed && d.streams[s.Key] == s {
+				delete(d.streams, s.Key)
+				delete(f.streams, s)
+			}
+		}
+		if len(f.streams) == 0 && !f.dirty && d.files[f.name] == f {
+			if f.fd != nil {
+				_ = f.fd.Close() // synced above
+				f.fd = nil
+			}
+			delete(d.files, f.name)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// rewindLocked cuts f back to its committed length after a storage failure
+// and sends every stream bound to it back to its committed offset. Owners
+// lose their streams (ErrNotOwner) and re-attach, so collectors resend from
+// there. f.mu is held; f.broken stays set if the cut fails, and the next
+// commit tries again.
+func (d *Dir) rewindLocked(f *file) {
+	for s := range f.streams {
+		s.offset = s.committed
+		s.owner = nil
+	}
+	clear(f.touched)
+	if f.fd != nil {
+		_ = f.fd.Close() // broken anyway; reopened below
+		f.fd = nil
+	}
+	if f.committed >= 0 {
+		fd, err := d.root.OpenFile(f.name, os.O_WRONLY, 0)
+		if err == nil {
+			err = fd.Truncate(f.committed)
+			if err == nil {
+				err = fd.Sync()
+			}
+			_ = fd.Close() // reopened for appending on the next write
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
+			f.dirty = true
+			d.mu.Lock()
+			d.dirty[f] = struct{}{}
+			d.mu.Unlock()
+			return
+		}
+	}
+	d.log.Warn("target file rewound to committed length", "name", f.name, "size", f.committed, "err", f.broken)
+	f.broken = nil
+}
+
+func (d *Dir) syncDir(dir string) error {
+	fd, err := d.root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("%w: open dir %s: %v", ErrStorage, dir, err)
+	}
+	defer fd.Close()
+	if err := fd.Sync(); err != nil {
+		return fmt.Errorf("%w: sync dir %s: %v", ErrStorage, dir, err)
+	}
+	return nil
+}
+
+// Reopen commits, then closes every target file so that the next append
+// opens the name afresh: after logrotate moved a file away, a new one
+// appears at its name.
+func (d *Dir) Reopen() ([]Ack, error) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	acks, err := d.commitLocked()
+	d.mu.Lock()
+	files := make([]*file, 0, len(d.files))
+	for _, f := range d.files {
+		files = append(files, f)
+	}
+	d.mu.Unlock()
+	for _, f := range files {
+		f.mu.Lock()
+		if f.fd != nil && !f.dirty {
+			_ = f.fd.Close() // committed above
+			f.fd = nil
+		}
+		f.mu.Unlock()
+	}
+	return acks, err
+}
+
+// Close commits what it can and releases the directory.
+func (d *Dir) Close() ([]Ack, error) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	acks, err := d.commitLocked()
+	d.mu.Lock()
+	d.closed = true
+	for _, f := range d.files {
+		f.mu.Lock()
+		if f.fd != nil {
+			_ = f.fd.Close() // committed above, or cut back at the next open
+			f.fd = nil
+		}
+		f.mu.Unlock()
+	}
+	d.mu.Unlock()
+	return acks, errors.Join(err, d.db.Close(), d.root.Close())
+}
+
+// recover cuts each recorded target file back to its committed length.
+// Recovery cases:
+//   - the file at the name has the recorded inode: truncate it to the
+//     recorded size if it is longer;
+//   - the name now holds another file or none: logrotate moved the recorded
+//     file away; look for its inode in the same directory and cut that one;
+//     the record is dropped, the next append records the new file;
+//   - the file is shorter than recorded: someone truncated it; leave it.
+func (d *Dir) recover() error {
+	type entry struct {
+		name string
+		rec  fileRecord
+	}
+	var entries []entry
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFiles).ForEach(func(k, v []byte) error {
+			rec, err := unmarshalFile(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			entries = append(entries, entry{string(k), rec})
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("read state: %w", err)
+	}
+	var stale []string
+	for _, e := range entries {
+		name := e.name
+		ino, size, err := d.inode(name)
+		if err == nil && ino != e.rec.Ino {
+			err = fs.ErrNotExist
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			stale = append(stale, e.name)
+			moved, ok := d.findInode(path.Dir(e.name), e.rec.Ino)
+			if !ok {
+				continue
+			}
+			name = moved
+			_, size, err = d.inode(name)
+		}
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", name, err)
+		}
+		if size <= e.rec.Size {
+			continue
+		}
+		if err := d.truncate(name, e.rec.Size); err != nil {
+			return fmt.Errorf("recover %s: %w", name, err)
+		}
+		d.log.Info("target file cut back to committed length", "name", name, "size", e.rec.Size, "bytes", size-e.rec.Size)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	return d.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range stale {
+			if err := tx.Bucket(bucketFiles).Delete([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (d *Dir) inode(name string) (ino uint64, size int64, err error) {
+	st, err := d.root.Lstat(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, 0, fs.ErrNotExist
+	}
+	return st.Sys().(*syscall.Stat_t).Ino, st.Size(), nil
+}
+
+// findInode looks in dir for a regular file with inode ino.
+func (d *Dir) findInode(dir string, ino uint64) (string, bool) {
+	fd, err := d.root.Open(dir)
+	if err != nil {
+		return "", false
+	}
+	defer fd.Close()
+	ents, err := fd.ReadDir(-1)
+	if err != nil {
+		return "", false
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err == nil && info.Sys().(*syscall.Stat_t).Ino == ino {
+			return path.Join(dir, e.Name()), true
+		}
+	}
+	return "", false
+}
+
+func (d *Dir) truncate(name string, size int64) error {
+	fd, err := d.root.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	if err := fd.Truncate(size); err != nil {
+		return err
+	}
+	return fd.Sync()
+}
