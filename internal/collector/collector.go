@@ -118,19 +118,21 @@ type Collector struct {
 	stopped chan struct{} // closed when the Run loop has returned
 
 	// Owned by the loop in Run.
-	byID       map[stream.ID]*source
-	byPath     map[string]*source // current rel path → live source
-	byIno      map[devIno]*source
-	handles    map[uint32]*source // on the current link
-	ready      []*source
-	unsaved    []*source // new or changed records to persist
-	forget     []stream.ID
-	link       *link
-	inflight   int64
-	spare      *[]byte
-	wantBuf    bool
-	nextHandle uint32
-	opening    int
+	byID         map[stream.ID]*source
+	byPath       map[string]*source // current rel path → live source
+	byIno        map[devIno]*source
+	handles      map[uint32]*source // on the current link
+	prevAt       map[string]*source // path → the source that last left it
+	noProcLogged bool
+	ready        []*source
+	unsaved      []*source // new or changed records to persist
+	forget       []stream.ID
+	link         *link
+	inflight     int64
+	spare        *[]byte
+	wantBuf      bool
+	nextHandle   uint32
+	opening      int
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -182,6 +184,7 @@ func New(cfg Config) (*Collector, error) {
 		byPath:  make(map[string]*source),
 		byIno:   make(map[devIno]*source),
 		handles: make(map[uint32]*source),
+		prevAt:  make(map[string]*source),
 	}
 	for range cfg.Buffers {
 		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+1)

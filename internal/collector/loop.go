@@ -5,6 +5,7 @@ import (
 	"context"
 	"time"
 
+	"thunder/internal/offsets"
 	"thunder/internal/tail"
 	"thunder/internal/watch"
 	"thunder/internal/wire"
@@ -169,12 +170,18 @@ func (c *Collector) onTick() {
 			s.dirty = false
 			c.unsaved = append(c.unsaved, s)
 		}
-		if s.gone && s.eof && !s.flush && now.Sub(s.grown) >= c.cfg.FlushIdle {
+		if (s.gone || s.rec.Rotated) && s.eof && !s.flush && now.Sub(s.grown) >= c.cfg.FlushIdle {
 			s.flush = true
 			c.wake(s)
 		}
 		if s.gone && s.eof {
 			c.maybeFinish(s)
+		}
+		c.maybeDelete(s, now)
+	}
+	for path, s := range c.prevAt {
+		if c.byID[s.rec.ID] != s {
+			delete(c.prevAt, path)
 		}
 	}
 	if l := c.link; l != nil && now.Sub(l.last) >= c.cfg.PingInterval {
@@ -203,7 +210,8 @@ func (c *Collector) maybeFinish(s *source) {
 // round-robin over the ready sources.
 func (c *Collector) pump() {
 	l := c.link
-	for l != nil && len(c.ready) > 0 {
+	stalled := 0 // sources in a row that could not send because of a predecessor
+	for l != nil && len(c.ready) > 0 && stalled <= len(c.ready) {
 		s := c.ready[0]
 		if !s.queued || c.byID[s.rec.ID] != s || !s.saved {
 			c.popReady(false)
@@ -223,6 +231,11 @@ func (c *Collector) pump() {
 		if c.inflight >= c.cfg.WindowBytes {
 			return // woken by acks
 		}
+		if !c.predDrained(s) {
+			c.popReady(true)
+			stalled++
+			continue
+		}
 		if c.spare == nil {
 			select {
 			case c.spare = <-c.pool:
@@ -231,9 +244,15 @@ func (c *Collector) pump() {
 				return
 			}
 		}
+		sentBefore := s.sent
 		more, ok := c.readAndSend(s)
 		if !ok {
 			return
+		}
+		if s.sent != sentBefore {
+			stalled = 0
+		} else if more {
+			stalled++
 		}
 		c.popReady(more)
 	}
@@ -307,6 +326,9 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 		}
 		return false, true
 	}
+	if !c.predDrained(s) {
+		return true, true // read again once the predecessor is drained
+	}
 	wire.PutDataHeader(buf, wire.TypeData, s.handle, s.sent, uint64(next), len(payload))
 	f := frame{b: buf[:wire.DataPrefixBytes+len(payload)], buf: c.spare}
 	if !c.link.send(f) {
@@ -330,8 +352,9 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	if res == tail.Flushed {
 		s.flush = false
 	}
-	if len(s.rec.Fingerprint) < 64 {
+	if len(s.rec.Fingerprint) < offsets.FingerprintBytes {
 		c.extendFingerprint(s)
 	}
+	c.maybeRotate(s, next)
 	return more, true
 }

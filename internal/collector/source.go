@@ -32,6 +32,8 @@ type source struct {
 	flush    bool // send an unterminated last line with a newline
 	eof      bool // the last read found no complete line
 	dirty    bool // rec.Acked changed since the last save
+	rotated  time.Time
+	pred     *source // the file rotated away from this one's path, streamed first
 	grown    time.Time
 	lastSize int64
 }
@@ -138,6 +140,9 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 					c.lost(old)
 				}
 				delete(c.byPath, s.rec.Path)
+				if !s.gone {
+					c.prevAt[s.rec.Path] = s
+				}
 				s.rec.Path, s.gone = rel, false
 				c.byPath[rel] = s
 				c.unsaved = append(c.unsaved, s)
@@ -187,6 +192,9 @@ func (c *Collector) newSource(path, rel string, key devIno) *source {
 	c.byID[s.rec.ID] = s
 	c.byPath[rel] = s
 	c.byIno[key] = s
+	if p := c.prevAt[rel]; p != nil && c.byID[p.rec.ID] == p {
+		s.pred = p
+	}
 	c.unsaved = append(c.unsaved, s)
 	c.log.Info("new stream", "path", rel, "stream", s.rec.ID)
 	return s

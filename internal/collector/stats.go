@@ -15,6 +15,8 @@ type Stats struct {
 	LagBytes int64
 	// Connects counts links established.
 	Connects uint64
+	// Rotations and Deletions count rotated and deleted files.
+	Rotations, Deletions uint64
 }
 
 // Stats returns a snapshot. It is safe to call from any goroutine.

@@ -39,3 +39,19 @@ func TryLockExclusive(f *os.File) (ok bool, err error) {
 	}
 	return false, fmt.Errorf("inuse: flock %s: %w", f.Name(), err)
 }
+
+// Unlock releases a lock taken with TryLockExclusive.
+func Unlock(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("inuse: unlock %s: %w", f.Name(), err)
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = unix.Flock(int(fd), unix.LOCK_UN) }); err != nil {
+		return fmt.Errorf("inuse: unlock %s: %w", f.Name(), err)
+	}
+	if ferr != nil {
+		return fmt.Errorf("inuse: unlock %s: %w", f.Name(), ferr)
+	}
+	return nil
+}

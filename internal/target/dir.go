@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
@@ -122,7 +123,7 @@ func Open(cfg Config) (*Dir, error) {
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		root.Close()
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open state %s: in use by another processor", dbPath)
 		}
 		return nil, fmt.Errorf("open state %s: %w", dbPath, err)

@@ -1,0 +1,31 @@
+# make test is the one test command (README, .ci/run). Needs Go and gcc (-race).
+GO ?= go
+FUZZTIME ?= 20s
+
+.PHONY: test lint unit fuzz bench build demo
+
+test: lint unit fuzz
+
+build:
+	$(GO) build -o thunder ./cmd/thunder
+
+demo:
+	$(GO) run ./cmd/thunder demo
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	$(GO) mod tidy -diff
+
+unit:
+	$(GO) test -race -timeout 20m ./...
+
+# One fuzz target per run (go test -fuzz restriction), bounded in time.
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/wire
+	$(GO) test -run='^$$' -fuzz='^FuzzHandshake$$' -fuzztime=$(FUZZTIME) ./internal/wire
+	$(GO) test -run='^$$' -fuzz='^FuzzClean$$' -fuzztime=$(FUZZTIME) ./internal/relpath
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...

@@ -1,0 +1,125 @@
+package collector
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"thunder/internal/inuse"
+)
+
+// RotatedSuffix is inserted into a rotated file's name:
+// app.log → app.log.20261124T115434.123456789Z.rotated.
+const RotatedSuffix = ".rotated"
+
+// deleteGrace is how long a rotated file is kept at least, so that a writer
+// whose open(2) of the old name raced with the rename shows up in /proc.
+const deleteGrace = time.Second
+
+// noProcGrace replaces the /proc check where /proc cannot be read: rotated
+// files are kept this long after the last time they grew.
+const noProcGrace = 30 * time.Second
+
+// maybeRotate renames a live file aside once it passed RotateSize. It keeps
+// streaming under its original name; writers that open the name afresh
+// create a new file, a new stream whose data follows the rotated one's.
+func (c *Collector) maybeRotate(s *source, size int64) {
+	if c.cfg.RotateSize <= 0 || size < c.cfg.RotateSize || s.rec.Rotated || s.gone {
+		return
+	}
+	from := filepath.Join(c.dir, filepath.FromSlash(s.rec.Path))
+	to := from + "." + time.Now().UTC().Format("20060102T150405.000000000Z") + RotatedSuffix
+	if err := os.Rename(from, to); err != nil {
+		c.log.Warn("cannot rotate file", "path", s.rec.Path, "err", err)
+		return
+	}
+	old := s.rec.Path
+	delete(c.byPath, old)
+	s.rec.Path = c.rel(to)
+	s.rec.Rotated = true
+	s.rotated = time.Now()
+	c.byPath[s.rec.Path] = s
+	c.prevAt[old] = s
+	c.unsaved = append(c.unsaved, s)
+	c.statsAdd(func(st *Stats) { st.Rotations++ })
+	c.log.Info("file rotated", "path", old, "to", s.rec.Path, "bytes", size)
+}
+
+// maybeDelete removes a rotated file once (a) everything in it is
+// acknowledged, (b) flock(LOCK_EX|LOCK_NB) succeeds, (c) no other process
+// has it open, and (d) a read after the unlink finds nothing new; if it
+// does, the stream goes on through the open descriptor.
+func (c *Collector) maybeDelete(s *source, now time.Time) {
+	if !s.rec.Rotated || s.gone || s.f == nil || s.sent != s.rec.Acked || now.Sub(s.rotated) < deleteGrace {
+		return
+	}
+	fi, err := s.f.Stat()
+	if err != nil || uint64(fi.Size()) != s.rec.Acked {
+		return
+	}
+	ok, err := inuse.TryLockExclusive(s.f)
+	if err != nil {
+		c.log.Warn("cannot lock rotated file", "path", s.rec.Path, "err", err)
+		return
+	}
+	if !ok {
+		return // a writer holds LOCK_SH
+	}
+	path := filepath.Join(c.dir, filepath.FromSlash(s.rec.Path))
+	pids, err := inuse.OpenBy(path, false)
+	switch {
+	case errors.Is(err, inuse.ErrNoProcAccess):
+		if !c.noProcLogged {
+			c.noProcLogged = true
+			c.log.Warn("cannot see other processes' open files in /proc; rotated files are deleted after the flock check and a grace period", "grace", noProcGrace)
+		}
+		if now.Sub(s.grown) < noProcGrace {
+			_ = inuse.Unlock(s.f)
+			return
+		}
+	case err != nil:
+		_ = inuse.Unlock(s.f)
+		return
+	case len(pids) > 0:
+		_ = inuse.Unlock(s.f) // an unlocked writer still holds it
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		_ = inuse.Unlock(s.f)
+		c.log.Warn("cannot delete rotated file", "path", s.rec.Path, "err", err)
+		return
+	}
+	c.statsAdd(func(st *Stats) { st.Deletions++ })
+	if fi, err := s.f.Stat(); err == nil && uint64(fi.Size()) != s.rec.Acked {
+		// Written between the checks and the unlink: finish it through f.
+		c.log.Info("rotated file grew while deleted; finishing it", "path", s.rec.Path)
+		c.lost(s)
+		return
+	}
+	c.log.Info("rotated file deleted", "path", s.rec.Path, "name", s.rec.Name, "bytes", s.rec.Acked)
+	c.drop(s)
+}
+
+// predDrained reports whether the file rotated away before s has nothing
+// left to send, so s's data may follow it: a writer's lines written to the
+// old file before the new one then reach the target first.
+func (c *Collector) predDrained(s *source) bool {
+	p := s.pred
+	if p == nil {
+		return true
+	}
+	if c.byID[p.rec.ID] != p || p.f == nil {
+		s.pred = nil
+		return true
+	}
+	fi, err := p.f.Stat()
+	if err != nil {
+		return true
+	}
+	if uint64(fi.Size()) <= p.sent || p.eof && fi.Size() == p.lastSize {
+		return true // nothing, or only an unterminated last line, is left
+	}
+	c.wake(p)
+	return false
+}
