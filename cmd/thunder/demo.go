@@ -97,6 +97,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	colCtx, stopCol := context.WithCancel(ctx)
+	defer stopCol()
 	colDone := make(chan error, 1)
 	go func() { colDone <- col.Run(colCtx) }()
 

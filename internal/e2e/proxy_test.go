@@ -1,0 +1,129 @@
+package e2e_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dialTimeout bounds the proxy's connection to its upstream.
+const dialTimeout = 5 * time.Second
+
+// A Proxy forwards loopback TCP connections to an upstream address and can
+// cut them all at once, as a network failure would.
+type Proxy struct {
+	Addr string // where to connect, host:port
+
+	upstream string
+	ln       net.Listener
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // both ends of every open pair
+	closed bool
+	pairs  int // connections accepted and forwarded
+}
+
+// newProxy starts a proxy to upstream on a free loopback port; it is
+// closed when the test ends.
+func newProxy(t *testing.T, upstream string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), upstream: upstream, ln: ln, conns: make(map[net.Conn]struct{})}
+	p.wg.Go(p.accept)
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *Proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				// Accept errors on loopback are transient (EMFILE); go on
+				// after a pause rather than spin.
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		p.wg.Go(func() { p.forward(c) })
+	}
+}
+
+// forward dials upstream for client c and copies both ways until either
+// side closes or CutAll cuts the pair.
+func (p *Proxy) forward(c net.Conn) {
+	u, err := net.DialTimeout("tcp", p.upstream, dialTimeout)
+	if err != nil {
+		_ = c.Close() // the client sees the upstream failure as a reset
+		return
+	}
+	if !p.track(c, u) {
+		return
+	}
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src) // any end of a copy ends the pair
+		p.cut(c, u)
+	}
+	wg.Go(func() { cp(u, c) })
+	cp(c, u)
+	wg.Wait()
+}
+
+// track registers a new pair, or closes it if the proxy is closed.
+func (p *Proxy) track(c, u net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		_, _ = c.Close(), u.Close()
+		return false
+	}
+	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+	p.pairs++
+	return true
+}
+
+func (p *Proxy) cut(c, u net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, _ = c.Close(), u.Close() // closing twice only returns an error
+	delete(p.conns, c)
+	delete(p.conns, u)
+}
+
+// CutAll closes every open connection pair and returns how many there
+// were. The proxy keeps accepting new connections.
+func (p *Proxy) CutAll() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.conns) / 2
+	for c := range p.conns {
+		_ = c.Close() // the copy goroutines see the error and finish
+	}
+	clear(p.conns)
+	return n
+}
+
+// Pairs returns how many connections the proxy has forwarded so far.
+func (p *Proxy) Pairs() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pairs
+}
+
+func (p *Proxy) close() {
+	_ = p.ln.Close() // stops accept
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.CutAll()
+	p.wg.Wait()
+}
