@@ -223,16 +223,21 @@ func (s *session) open(f wire.Frame) error {
 		return s.refuse(wire.CodeName, m.Handle, "%v", err)
 	}
 	key := stream.Key{Collector: s.collector, ID: id}
-	st, offset, committed, err := s.p.dir.Attach(key, name, m.Acked, s)
+	st, offset, _, err := s.p.dir.Attach(key, name, m.Acked, s)
 	if err != nil {
 		return s.refuse(wire.CodeStorage, m.Handle, "%v", err)
 	}
 	s.handles[m.Handle] = st
+	// Register the handle, read the committed offset and queue Opened under
+	// one lock: an ack from a commit that ends meanwhile either is in
+	// Opened.committed or is queued after Opened.
 	s.mu.Lock()
 	s.byStream[st] = m.Handle
+	committed := st.Committed()
+	s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: committed})
 	s.mu.Unlock()
+	s.notify()
 	s.log.Debug("stream opened", "stream", key, "name", name, "offset", offset)
-	s.queue(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: committed})
 	return nil
 }
 
@@ -274,21 +279,34 @@ func (s *session) closeStream(f wire.Frame) error {
 		return nil
 	}
 	delete(s.handles, m.Handle)
-	s.p.dir.Detach(st, s)
+	s.mu.Lock()
+	delete(s.byStream, st)
+	delete(s.acks, m.Handle)
+	s.mu.Unlock()
+	if m.Done {
+		s.p.dir.Forget(st, s)
+	} else {
+		s.p.dir.Detach(st, s)
+	}
 	return nil
 }
 
 // queue appends a control frame for the writer.
 func (s *session) queue(t wire.Type, m proto.Message) {
 	s.mu.Lock()
-	if !s.closing {
-		var err error
-		if s.out, err = wire.AppendControl(s.out, t, m); err != nil {
-			s.log.Error("cannot encode frame", "err", err)
-		}
-	}
+	s.queueLocked(t, m)
 	s.mu.Unlock()
 	s.notify()
+}
+
+func (s *session) queueLocked(t wire.Type, m proto.Message) {
+	if s.closing {
+		return
+	}
+	var err error
+	if s.out, err = wire.AppendControl(s.out, t, m); err != nil {
+		s.log.Error("cannot encode frame", "err", err)
+	}
 }
 
 func (s *session) notify() {
@@ -327,21 +345,15 @@ func (s *session) writeLoop() {
 		s.mu.Lock()
 		buf = append(buf[:0], s.out...)
 		s.out = s.out[:0]
-		if len(s.acks) > 0 {
-			m := &wirepb.Ack{Streams: make([]*wirepb.StreamAck, 0, len(s.acks))}
-			for h, off := range s.acks {
-				m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: off})
-			}
-			clear(s.acks)
-			var err error
-			if buf, err = wire.AppendControl(buf, wire.TypeAck, m); err != nil {
-				s.log.Error("cannot encode acks", "err", err)
-			}
-		}
+		buf = s.appendAcksLocked(buf)
 		closing := s.closing
 		s.mu.Unlock()
 		if len(buf) > 0 {
-			_ = s.conn.SetWriteDeadline(time.Now().Add(s.p.cfg.WriteTimeout))
+			timeout := s.p.cfg.WriteTimeout
+			if closing {
+				timeout = min(timeout, closingWriteTimeout)
+			}
+			_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 			if _, err := s.conn.Write(buf); err != nil {
 				_ = s.conn.Close() // the reader notices and ends the session
 				s.drain()
@@ -352,6 +364,39 @@ func (s *session) writeLoop() {
 			return
 		}
 	}
+}
+
+// closingWriteTimeout bounds the last writes of a stopping processor.
+const closingWriteTimeout = 2 * time.Second
+
+// maxAcksPerFrame keeps an Ack frame well under wire.MaxControlBytes (a
+// StreamAck takes at most 18 bytes).
+const maxAcksPerFrame = 2048
+
+// appendAcksLocked encodes the pending acks, in as many frames as needed.
+func (s *session) appendAcksLocked(buf []byte) []byte {
+	m := &wirepb.Ack{}
+	flush := func() {
+		var err error
+		if buf, err = wire.AppendControl(buf, wire.TypeAck, m); err != nil {
+			panic(err) // closingWriteTimeout bounds the last writes of a stopping processor.
+const closingWriteTimeout = 2 * time.Second
+
+// maxAcksPerFrame keeps the frame small: a broken invariant
+		}
+		m.Streams = m.Streams[:0]
+	}
+	for h, off := range s.acks {
+		m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: off})
+		if len(m.Streams) == maxAcksPerFrame {
+			flush()
+		}
+	}
+	if len(m.Streams) > 0 {
+		flush()
+	}
+	clear(s.acks)
+	return buf
 }
 
 // drain discards frames queued after a write failure until finish.

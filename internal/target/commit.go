@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,11 +22,13 @@ type Ack struct {
 
 // snapshot is a file's state taken under its lock at the start of a commit.
 type snapshot struct {
-	f       *file
-	fd      *os.File
-	ino     uint64
-	size    int64
-	streams []streamAt
+	f         *file
+	fd        *os.File
+	ino       uint64
+	size      int64
+	committed int64 // f.committed for ino when taken
+	close     bool  // Reopen: fd was taken from f; close it once recorded
+	streams   []streamAt
 }
 
 type streamAt struct {
@@ -43,16 +46,18 @@ func (d *Dir) Commit() ([]Ack, error) {
 }
 
 func (d *Dir) commitLocked() ([]Ack, error) {
-	d.mu.Lock()
+	d.pendMu.Lock()
 	dirty := d.dirty
 	d.dirty = make(map[*file]struct{})
 	dirs := d.dirSync
 	d.dirSync = make(map[string]struct{})
-	d.mu.Unlock()
-	if len(dirty) == 0 && len(dirs) == 0 {
+	forget := d.forget
+	d.forget = nil
+	d.dirtyBytes.Store(0)
+	d.pendMu.Unlock()
+	if len(dirty) == 0 && len(dirs) == 0 && len(forget) == 0 {
 		return nil, nil
 	}
-	d.dirtyBytes.Store(0)
 
 	snaps := make([]snapshot, 0, len(dirty))
 	for f := range dirty {
@@ -62,12 +67,17 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 			f.mu.Unlock()
 			continue
 		}
-		sn := snapshot{f: f, fd: f.fd, ino: f.ino, size: f.size}
+		sn := snapshot{f: f, fd: f.fd, ino: f.ino, size: f.size, committed: f.committed}
 		for s := range f.touched {
 			sn.streams = append(sn.streams, streamAt{s, s.offset})
 		}
 		clear(f.touched)
 		f.dirty = false
+		if f.reopen {
+			// Appends from now on open the name afresh; this snapshot
+			// syncs, records and closes what was written so far.
+			f.reopen, f.fd, sn.close = false, nil, true
+		}
 		f.mu.Unlock()
 		snaps = append(snaps, sn)
 	}
@@ -80,6 +90,10 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 				// After a failed fsync the kernel may have dropped the pages:
 				// cut the file back and make the collectors resend.
 				errs = append(errs, fmt.Errorf("%w: sync %s: %v", ErrStorage, sn.f.name, err))
+				if sn.close {
+					_ = sn.fd.Truncate(sn.committed) // best effort; the streams resend anyway
+					_ = sn.fd.Close()
+				}
 				sn.f.mu.Lock()
 				sn.f.broken = err
 				d.rewindLocked(sn.f)
@@ -92,9 +106,9 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	for dir := range dirs {
 		if err := d.syncDir(dir); err != nil {
 			errs = append(errs, err)
-			d.mu.Lock()
+			d.pendMu.Lock()
 			d.dirSync[dir] = struct{}{}
-			d.mu.Unlock()
+			d.pendMu.Unlock()
 		}
 	}
 
@@ -102,7 +116,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
 		for _, sn := range ok {
 			if sn.fd != nil {
-				if err := fb.Put([]byte(sn.f.name), fileRecord{Ino: sn.ino, Size: sn.size}.marshal()); err != nil {
+				if err := fb.Put(fileKey(sn.f.name, sn.ino), fileRecord{Ino: sn.ino, Size: sn.size}.marshal()); err != nil {
 					return err
 				}
 			}
@@ -111,6 +125,11 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 				if err := sb.Put(streamKey(sa.s.Key), rec.marshal()); err != nil {
 					return err
 				}
+			}
+		}
+		for _, k := range forget {
+			if err := sb.Delete(streamKey(k)); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -124,15 +143,31 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 				sn.f.touched[sa.s] = struct{}{}
 			}
 			sn.f.dirty = true
+			if sn.close && sn.f.fd == nil {
+				sn.f.fd, sn.f.reopen = sn.fd, true // try again next commit
+			} else if sn.close {
+				// The name was opened afresh meanwhile: the old file's data
+				// stays unacknowledged until a crash cuts it back or the
+				// streams' next commit records it. Keep it simple: rewind.
+				_ = sn.fd.Truncate(sn.committed)
+				_ = sn.fd.Close()
+				sn.f.broken = err
+			}
 			sn.f.mu.Unlock()
 			d.markDirty(sn.f)
 		}
+		d.pendMu.Lock()
+		d.forget = append(d.forget, forget...)
+		d.pendMu.Unlock()
 		errs = append(errs, fmt.Errorf("%w: record commit: %v", ErrStorage, err))
 		return nil, errors.Join(errs...)
 	}
 
 	var acks []Ack
 	for _, sn := range ok {
+		if sn.close {
+			_ = sn.fd.Close() // synced and recorded
+		}
 		f := sn.f
 		f.mu.Lock()
 		if f.ino == sn.ino && f.broken == nil {
@@ -157,23 +192,11 @@ func (d *Dir) evict(snaps []snapshot) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, sn := range snaps {
-		f := sn.f
-		f.mu.Lock()
+		sn.f.mu.Lock()
 		for _, sa := range sn.streams {
-			s := sa.s
-			if s.owner == nil && s.offset == s.committed && d.streams[s.Key] == s {
-				delete(d.streams, s.Key)
-				delete(f.streams, s)
-			}
+			d.evictLocked(sa.s)
 		}
-		if len(f.streams) == 0 && !f.dirty && d.files[f.name] == f {
-			if f.fd != nil {
-				_ = f.fd.Close() // synced above
-				f.fd = nil
-			}
-			delete(d.files, f.name)
-		}
-		f.mu.Unlock()
+		sn.f.mu.Unlock()
 	}
 }
 
@@ -204,9 +227,7 @@ func (d *Dir) rewindLocked(f *file) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
 			f.dirty = true
-			d.mu.Lock()
-			d.dirty[f] = struct{}{}
-			d.mu.Unlock()
+			d.markDirty(f)
 			return
 		}
 	}
@@ -226,13 +247,13 @@ func (d *Dir) syncDir(dir string) error {
 	return nil
 }
 
-// Reopen commits, then closes every target file so that the next append
-// opens the name afresh: after logrotate moved a file away, a new one
-// appears at its name.
+// Reopen makes every target file be opened afresh by name: after logrotate
+// moved a file away, a new one appears at its name. Files with appends in
+// progress are switched by the commit that Reopen runs, so data written
+// before it lands in the old file and everything after in the new one.
 func (d *Dir) Reopen() ([]Ack, error) {
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
-	acks, err := d.commitLocked()
 	d.mu.Lock()
 	files := make([]*file, 0, len(d.files))
 	for _, f := range d.files {
@@ -241,13 +262,17 @@ func (d *Dir) Reopen() ([]Ack, error) {
 	d.mu.Unlock()
 	for _, f := range files {
 		f.mu.Lock()
-		if f.fd != nil && !f.dirty {
-			_ = f.fd.Close() // committed above
+		switch {
+		case f.fd == nil:
+		case f.dirty:
+			f.reopen = true
+		default:
+			_ = f.fd.Close() // everything in it is committed
 			f.fd = nil
 		}
 		f.mu.Unlock()
 	}
-	return acks, err
+	return d.commitLocked()
 }
 
 // Close commits what it can and releases the directory.
@@ -269,34 +294,38 @@ func (d *Dir) Close() ([]Ack, error) {
 	return acks, errors.Join(err, d.db.Close(), d.root.Close())
 }
 
-// recover cuts each recorded target file back to its committed length.
+// recover cuts each recorded target file back to its committed length, then
+// drops the records: the next open of a name records it afresh.
 // Recovery cases:
 //   - the file at the name has the recorded inode: truncate it to the
 //     recorded size if it is longer;
 //   - the name now holds another file or none: logrotate moved the recorded
 //     file away; look for its inode in the same directory and cut that one;
-//     the record is dropped, the next append records the new file;
 //   - the file is shorter than recorded: someone truncated it; leave it.
 func (d *Dir) recover() error {
 	type entry struct {
+		key  []byte
 		name string
 		rec  fileRecord
 	}
 	var entries []entry
 	err := d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFiles).ForEach(func(k, v []byte) error {
+			name, err := parseFileKey(k)
+			if err != nil {
+				return err
+			}
 			rec, err := unmarshalFile(v)
 			if err != nil {
-				return fmt.Errorf("%s: %w", k, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
-			entries = append(entries, entry{string(k), rec})
+			entries = append(entries, entry{bytes.Clone(k), name, rec})
 			return nil
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("read state: %w", err)
 	}
-	var stale []string
 	for _, e := range entries {
 		name := e.name
 		ino, size, err := d.inode(name)
@@ -304,7 +333,6 @@ func (d *Dir) recover() error {
 			err = fs.ErrNotExist
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			stale = append(stale, e.name)
 			moved, ok := d.findInode(path.Dir(e.name), e.rec.Ino)
 			if !ok {
 				continue
@@ -323,12 +351,12 @@ func (d *Dir) recover() error {
 		}
 		d.log.Info("target file cut back to committed length", "name", name, "size", e.rec.Size, "bytes", size-e.rec.Size)
 	}
-	if len(stale) == 0 {
+	if len(entries) == 0 {
 		return nil
 	}
 	return d.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range stale {
-			if err := tx.Bucket(bucketFiles).Delete([]byte(name)); err != nil {
+		for _, e := range entries {
+			if err := tx.Bucket(bucketFiles).Delete(e.key); err != nil {
 				return err
 			}
 		}

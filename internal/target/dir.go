@@ -50,7 +50,7 @@ type Config struct {
 
 // Dir is the processor's target directory. It is safe for concurrent use.
 //
-// Lock order: commitMu, then mu, then a file's mu.
+// Lock order: commitMu, then mu, then a file's mu, then pendMu (a leaf).
 type Dir struct {
 	cfg  Config
 	log  *slog.Logger
@@ -62,9 +62,12 @@ type Dir struct {
 	mu      sync.Mutex
 	files   map[string]*file
 	streams map[stream.Key]*Stream
+	closed  bool
+
+	pendMu  sync.Mutex
 	dirty   map[*file]struct{}
 	dirSync map[string]struct{} // directories whose entries changed since the last commit
-	closed  bool
+	forget  []stream.Key        // stream records to delete at the next commit
 
 	dirtyBytes atomic.Int64
 }
@@ -78,6 +81,7 @@ type file struct {
 	size      int64 // bytes in the file as written through fd
 	committed int64 // size recorded by the last commit for ino
 	dirty     bool
+	reopen    bool  // the next commit closes fd so the name is opened afresh
 	broken    error // a write could not be undone or a sync failed: rewind at commit
 	touched   map[*Stream]struct{}
 	streams   map[*Stream]struct{} // every in-memory stream bound to this file
@@ -211,13 +215,51 @@ func (d *Dir) Attach(key stream.Key, name string, acked uint64, owner any) (s *S
 	return s, s.offset, s.committed, nil
 }
 
-// Detach releases the stream if owner still holds it.
+// Detach releases the stream if owner still holds it. A stream with
+// nothing uncommitted leaves memory at once; otherwise the commit that
+// records it lets it go.
 func (d *Dir) Detach(s *Stream, owner any) {
-	s.f.mu.Lock()
-	if s.owner == owner {
-		s.owner = nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := s.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s.owner != owner {
+		return
 	}
-	s.f.mu.Unlock()
+	s.owner = nil
+	d.evictLocked(s)
+}
+
+// Forget releases the stream and deletes its record at the next commit: the
+// collector finished and deleted its file.
+func (d *Dir) Forget(s *Stream, owner any) {
+	d.Detach(s, owner)
+	d.pendMu.Lock()
+	d.forget = append(d.forget, s.Key)
+	d.pendMu.Unlock()
+}
+
+// evictLocked drops s from memory if no connection holds it and it has
+// nothing uncommitted, and closes its file once no stream needs it. d.mu and
+// s.f.mu are held.
+func (d *Dir) evictLocked(s *Stream) {
+	f := s.f
+	if s.owner != nil || s.offset != s.committed || d.streams[s.Key] != s {
+		return
+	}
+	if _, pending := f.touched[s]; pending {
+		return
+	}
+	delete(d.streams, s.Key)
+	delete(f.streams, s)
+	if len(f.streams) == 0 && !f.dirty && d.files[f.name] == f {
+		if f.fd != nil {
+			_ = f.fd.Close() // everything in it is committed
+			f.fd = nil
+		}
+		delete(d.files, f.name)
+	}
 }
 
 // unbindLocked removes s from memory. d.mu is held.
@@ -230,9 +272,9 @@ func (d *Dir) unbindLocked(s *Stream) {
 }
 
 func (d *Dir) markDirty(f *file) {
-	d.mu.Lock()
+	d.pendMu.Lock()
 	d.dirty[f] = struct{}{}
-	d.mu.Unlock()
+	d.pendMu.Unlock()
 }
 
 // DirtyBytes returns the bytes appended since the last commit started.
@@ -294,7 +336,9 @@ func (d *Dir) openLocked(f *file) error {
 	if err != nil {
 		return err
 	}
-	fd, err := d.root.OpenFile(f.name, os.O_WRONLY|os.O_APPEND, 0)
+	// O_NONBLOCK: a FIFO at the name fails instead of blocking; it has no
+	// effect on regular files.
+	fd, err := d.root.OpenFile(f.name, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		fd, err = d.root.OpenFile(f.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, d.cfg.FileMode)
 		if err == nil {
@@ -314,19 +358,27 @@ func (d *Dir) openLocked(f *file) error {
 		return fmt.Errorf("%w: %s is not a regular file", ErrName, f.name)
 	}
 	ino := st.Sys().(*syscall.Stat_t).Ino
-	if ino != f.ino {
-		f.committed = -1 // a new file: nothing of it is committed yet
+	if ino != f.ino || f.committed < 0 {
+		// Record the file before the first write: a crash before the next
+		// commit must cut it back to where we found it, since the streams
+		// writing to it resend from their committed offsets.
+		rec := fileRecord{Ino: ino, Size: st.Size()}
+		err := d.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFiles).Put(fileKey(f.name, ino), rec.marshal())
+		})
+		if err != nil {
+			fd.Close()
+			return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
+		}
+		f.committed = st.Size()
 	}
 	f.fd, f.ino, f.size = fd, ino, st.Size()
-	if f.committed < 0 {
-		f.committed = f.size
-	}
 	if len(created) > 0 {
-		d.mu.Lock()
+		d.pendMu.Lock()
 		for _, dir := range created {
 			d.dirSync[dir] = struct{}{}
 		}
-		d.mu.Unlock()
+		d.pendMu.Unlock()
 	}
 	return nil
 }
@@ -363,4 +415,11 @@ func classify(name string, err error) error {
 		return fmt.Errorf("%w: %s: %v", ErrName, name, err)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrStorage, name, err)
+}
+
+// Committed returns the stream's durably committed source offset.
+func (s *Stream) Committed() uint64 {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.committed
 }

@@ -474,7 +474,6 @@ func TestEviction(t *testing.T) {
 // only looks at streams touched by the commit that runs, and with nothing
 // dirty Commit returns before evicting.
 func TestEvictionAfterLastCommit(t *testing.T) {
-	knownBug(t, "streams detached after their last commit are never evicted")
 	d := mustOpen(t, t.TempDir())
 	o := &owner{"c"}
 	k := key("c", 1)

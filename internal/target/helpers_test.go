@@ -177,7 +177,7 @@ func restoreState(t testing.TB, dir string, b []byte) {
 }
 
 // fileRecords reads the "files" bucket of a closed Dir's state store: name →
-// inode. It depends on the store's layout; only recovery tests use it.
+// inode (the highest, when a name has several). It depends on the store's layout; only recovery tests use it.
 func fileRecords(t testing.TB, dir string) map[string]uint64 {
 	t.Helper()
 	db, err := bolt.Open(statePath(dir), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
@@ -199,7 +199,10 @@ func fileRecords(t testing.TB, dir string) map[string]uint64 {
 			for _, c := range v[:8] {
 				ino = ino<<8 | uint64(c)
 			}
-			recs[string(k)] = ino
+			if len(k) < 10 || k[len(k)-9] != 0 {
+				return fmt.Errorf("bad key %q", k)
+			}
+			recs[string(k[:len(k)-9])] = ino // key: name, NUL, inode
 			return nil
 		})
 	})

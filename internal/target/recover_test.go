@@ -154,7 +154,6 @@ func TestCrashAfterRename(t *testing.T) {
 // the last commit has no record, so Open does not cut it back; the collector
 // resends from the committed offset and the lines land twice.
 func TestCrashBeforeFirstCommit(t *testing.T) {
-	knownBug(t, "a target file first opened after the last commit is not recorded and not cut back after a crash: duplicates")
 	for _, c := range []struct {
 		name   string
 		rotate bool // the new file is the one created after Reopen and a rename

@@ -12,7 +12,7 @@ import (
 
 // Buckets of the state store.
 var (
-	bucketFiles   = []byte("files")   // name → fileRecord
+	bucketFiles   = []byte("files")   // fileKey(name, ino) → fileRecord
 	bucketStreams = []byte("streams") // streamKey → streamRecord
 )
 
@@ -27,6 +27,23 @@ func (r fileRecord) marshal() []byte {
 	binary.BigEndian.PutUint64(b[0:8], r.Ino)
 	binary.BigEndian.PutUint64(b[8:16], uint64(r.Size))
 	return b
+}
+
+// fileKey keys a file record by name and inode: after a reopen the old and
+// the new file at a name each have a record until the old one is committed.
+func fileKey(name string, ino uint64) []byte {
+	b := make([]byte, 0, len(name)+9)
+	b = append(b, name...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, ino)
+}
+
+// parseFileKey returns the name in a fileKey.
+func parseFileKey(k []byte) (string, error) {
+	if len(k) < 10 || k[len(k)-9] != 0 {
+		return "", errors.New("target: corrupt file key")
+	}
+	return string(k[:len(k)-9]), nil
 }
 
 func unmarshalFile(b []byte) (fileRecord, error) {
