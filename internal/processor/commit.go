@@ -57,6 +57,13 @@ func (p *Processor) commit() bool {
 	start := time.Now()
 	acks, err := p.dir.Commit()
 	p.dispatch(acks)
+	p.m.committed(time.Since(start), err)
+	p.commitMu.Lock()
+	p.lastCommit, p.commitErr = start, ""
+	if err != nil {
+		p.commitErr = err.Error()
+	}
+	p.commitMu.Unlock()
 	if err != nil {
 		p.log.Error("commit failed; not acknowledging", "err", err)
 		return false

@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/target"
 )
@@ -36,6 +39,8 @@ type Config struct {
 	MaxStreamsPerConn int
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
+	// Registerer receives the Prometheus metrics (nil: none).
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults used by `thunder logs-processor`.
@@ -79,6 +84,13 @@ type Processor struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+
+	m     *metrics
+	total struct{ bytes, lines atomic.Uint64 }
+
+	commitMu   sync.Mutex
+	lastCommit time.Time
+	commitErr  string
 }
 
 // New validates cfg and opens the target directory (recovering it).
@@ -100,6 +112,7 @@ func New(cfg Config) (*Processor, error) {
 		kick:     make(chan struct{}, 1),
 		full:     make(chan struct{}, 1),
 		sessions: make(map[*session]struct{}),
+		m:        newMetrics(cfg.Registerer),
 	}, nil
 }
 
@@ -181,6 +194,7 @@ func (p *Processor) stopReading() {
 func (p *Processor) Reopen() error {
 	acks, err := p.dir.Reopen()
 	p.dispatch(acks)
+	p.m.reopened()
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -36,6 +38,10 @@ type session struct {
 
 	collector string
 	handles   map[uint32]*target.Stream // reader only
+	since     time.Time
+	streams   atomic.Int64
+	bytes     atomic.Uint64
+	lines     atomic.Uint64
 
 	mu       sync.Mutex
 	out      []byte // encoded control frames waiting for the writer
@@ -71,7 +77,9 @@ func (s *session) serve(ctx context.Context) {
 	if err == nil {
 		s.log = s.log.With("collector", s.collector)
 		s.log.Info("collector connected")
+		s.p.m.connect(1)
 		err = s.readLoop(ctx, r)
+		s.p.m.connect(-1)
 	}
 	for h, st := range s.handles {
 		s.p.dir.Detach(st, s)
@@ -108,6 +116,7 @@ func (s *session) fail(err error) {
 // refuse queues an Error frame and returns it as the session's end.
 func (s *session) refuse(code wire.Code, handle uint32, format string, args ...any) error {
 	re := &wire.RemoteError{Code: code, Handle: handle, Message: fmt.Sprintf(format, args...)}
+	s.p.m.refused(code)
 	s.sendError(re)
 	return re
 }
@@ -141,7 +150,9 @@ func (s *session) handshake(r *wire.Reader) error {
 	if err := checkCollectorName(h.Collector); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
-	s.collector = h.Collector
+	s.mu.Lock()
+	s.collector, s.since = h.Collector, time.Now()
+	s.mu.Unlock()
 	s.queue(wire.TypeWelcome, &wirepb.Welcome{
 		Version:       wire.Version,
 		MaxFrameBytes: wire.MaxFrameBytes,
@@ -228,6 +239,7 @@ func (s *session) open(f wire.Frame) error {
 		return s.refuse(wire.CodeStorage, m.Handle, "%v", err)
 	}
 	s.handles[m.Handle] = st
+	s.streams.Store(int64(len(s.handles)))
 	// Register the handle, read the committed offset and queue Opened under
 	// one lock: an ack from a commit that ends meanwhile either is in
 	// Opened.committed or is queued after Opened.
@@ -256,6 +268,12 @@ func (s *session) data(f wire.Frame) error {
 	err = st.Append(s.p.dir, s, d.Offset, d.End, d.Payload)
 	switch {
 	case err == nil:
+		lines := bytes.Count(d.Payload, newline)
+		s.bytes.Add(uint64(len(d.Payload)))
+		s.lines.Add(uint64(lines))
+		s.p.total.bytes.Add(uint64(len(d.Payload)))
+		s.p.total.lines.Add(uint64(lines))
+		s.p.m.wrote(len(d.Payload), lines)
 		s.p.appended()
 		return nil
 	case errors.Is(err, target.ErrNotOwner):
@@ -279,6 +297,7 @@ func (s *session) closeStream(f wire.Frame) error {
 		return nil
 	}
 	delete(s.handles, m.Handle)
+	s.streams.Store(int64(len(s.handles)))
 	s.mu.Lock()
 	delete(s.byStream, st)
 	delete(s.acks, m.Handle)
@@ -289,6 +308,18 @@ func (s *session) closeStream(f wire.Frame) error {
 		s.p.dir.Detach(st, s)
 	}
 	return nil
+}
+
+var newline = []byte{'\n'}
+
+func (s *session) status() CollectorStatus {
+	s.mu.Lock()
+	name, since := s.collector, s.since
+	s.mu.Unlock()
+	return CollectorStatus{
+		Name: name, Peer: s.conn.RemoteAddr().String(), Since: since, Streams: int(s.streams.Load()),
+		CollectorCounters: CollectorCounters{Bytes: s.bytes.Load(), Lines: s.lines.Load()},
+	}
 }
 
 // queue appends a control frame for the writer.
@@ -366,12 +397,12 @@ func (s *session) writeLoop() {
 	}
 }
 
-// closingWriteTimeout bounds the last writes of a stopping processor.
-const closingWriteTimeout = 2 * time.Second
-
 // maxAcksPerFrame keeps an Ack frame well under wire.MaxControlBytes (a
 // StreamAck takes at most 18 bytes).
 const maxAcksPerFrame = 2048
+
+// closingWriteTimeout bounds the last writes of a stopping processor.
+const closingWriteTimeout = 2 * time.Second
 
 // appendAcksLocked encodes the pending acks, in as many frames as needed.
 func (s *session) appendAcksLocked(buf []byte) []byte {
@@ -379,10 +410,7 @@ func (s *session) appendAcksLocked(buf []byte) []byte {
 	flush := func() {
 		var err error
 		if buf, err = wire.AppendControl(buf, wire.TypeAck, m); err != nil {
-			panic(err) // closingWriteTimeout bounds the last writes of a stopping processor.
-const closingWriteTimeout = 2 * time.Second
-
-// maxAcksPerFrame keeps the frame small: a broken invariant
+			panic(err) // maxAcksPerFrame keeps the frame small: a broken invariant
 		}
 		m.Streams = m.Streams[:0]
 	}

@@ -18,15 +18,6 @@ import (
 	"thunder/internal/target"
 )
 
-// knownBug skips a test that demonstrates an open bug unless
-// THUNDER_KNOWN_BUGS=1, so the suite stays green while the bug is reported.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("THUNDER_KNOWN_BUGS") == "" {
-		t.Skipf("known bug (set THUNDER_KNOWN_BUGS=1 to run): %s", what)
-	}
-}
-
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // mustOpen opens a Dir on dir and closes it at the end of the test. A second

@@ -1,0 +1,82 @@
+package processor
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"thunder/internal/wire"
+)
+
+// metrics are the processor's Prometheus series. A nil *metrics records
+// nothing, so tests and embedders need no registry.
+type metrics struct {
+	bytes, lines       prometheus.Counter
+	commits, commitErr prometheus.Counter
+	commitSeconds      prometheus.Histogram
+	connections        prometheus.Counter
+	connected          prometheus.Gauge
+	refusals           *prometheus.CounterVec
+	reopens            prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	const ns = "thunder_processor"
+	m := &metrics{
+		bytes:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "bytes_written_total", Help: "Bytes of lines appended to target files."}),
+		lines:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lines_written_total", Help: "Lines appended to target files."}),
+		commits:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commits_total", Help: "Group commits (fsync + state record) that succeeded."}),
+		commitErr:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commit_errors_total", Help: "Group commits that failed; nothing was acknowledged."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "commit_seconds", Help: "Duration of group commits: fsync of touched files and the state transaction.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		connections:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "connections_total", Help: "Collector connections accepted."}),
+		connected:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "collectors_connected", Help: "Collector connections open now."}),
+		refusals:      prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total", Help: "Connections ended by a protocol error sent to the collector, by reason."}, []string{"reason"}),
+		reopens:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reopens_total", Help: "Reopens of the target files (SIGHUP, SIGUSR1)."}),
+	}
+	reg.MustRegister(m.bytes, m.lines, m.commits, m.commitErr, m.commitSeconds, m.connections, m.connected, m.refusals, m.reopens)
+	return m
+}
+
+func (m *metrics) wrote(bytes, lines int) {
+	if m != nil {
+		m.bytes.Add(float64(bytes))
+		m.lines.Add(float64(lines))
+	}
+}
+
+func (m *metrics) committed(took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.commitErr.Inc()
+		return
+	}
+	m.commits.Inc()
+	m.commitSeconds.Observe(took.Seconds())
+}
+
+func (m *metrics) connect(delta int) {
+	if m == nil {
+		return
+	}
+	if delta > 0 {
+		m.connections.Inc()
+	}
+	m.connected.Add(float64(delta))
+}
+
+func (m *metrics) refused(code wire.Code) {
+	if m != nil {
+		m.refusals.WithLabelValues(code.String()).Inc()
+	}
+}
+
+func (m *metrics) reopened() {
+	if m != nil {
+		m.reopens.Inc()
+	}
+}

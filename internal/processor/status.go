@@ -1,0 +1,65 @@
+package processor
+
+import (
+	"sort"
+	"time"
+)
+
+// Status is a snapshot of a processor for /status and `thunder status`.
+type Status struct {
+	Name       string            `json:"name"`
+	TargetDir  string            `json:"target_dir"`
+	Collectors []CollectorStatus `json:"collectors"`
+	Totals     CollectorCounters `json:"totals"`
+	LastCommit time.Time         `json:"last_commit"`
+	CommitErr  string            `json:"commit_error,omitempty"`
+}
+
+// CollectorCounters count what one connection (or all) delivered.
+type CollectorCounters struct {
+	Bytes uint64 `json:"bytes"`
+	Lines uint64 `json:"lines"`
+}
+
+// CollectorStatus describes one connected collector.
+type CollectorStatus struct {
+	Name    string    `json:"name"`
+	Peer    string    `json:"peer"`
+	Since   time.Time `json:"since"`
+	Streams int       `json:"streams"`
+	CollectorCounters
+}
+
+// Status returns a snapshot. It is safe for concurrent use.
+func (p *Processor) Status() Status {
+	st := Status{Name: p.cfg.Name, TargetDir: p.cfg.TargetDir}
+	p.mu.Lock()
+	for s := range p.sessions {
+		cs := s.status()
+		if cs.Name == "" {
+			continue // still in its handshake
+		}
+		st.Collectors = append(st.Collectors, cs)
+	}
+	st.Totals = CollectorCounters{Bytes: p.total.bytes.Load(), Lines: p.total.lines.Load()}
+	p.mu.Unlock()
+	p.commitMu.Lock()
+	st.LastCommit, st.CommitErr = p.lastCommit, p.commitErr
+	p.commitMu.Unlock()
+	sort.Slice(st.Collectors, func(i, j int) bool { return st.Collectors[i].Name < st.Collectors[j].Name })
+	return st
+}
+
+// Healthy reports an error when the last commit failed.
+func (p *Processor) Healthy() error {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	if p.commitErr != "" {
+		return errUnhealthy(p.commitErr)
+	}
+	return nil
+}
+
+type errUnhealthy string
+
+func (e errUnhealthy) Error() string { return "last commit failed: " + string(e) }
