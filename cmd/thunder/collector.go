@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
+	"net"
 	"strings"
 
 	"thunder/internal/collector"
@@ -29,6 +31,8 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("logs-collector", collectorHelp, stdout)
 	var lf logFlags
 	lf.register(fs)
+	var tf tlsFlags
+	tf.register(fs, true)
 	fs.StringVar(&cfg.SourceDir, "source-dir", "", "directory whose files are streamed (required)")
 	fs.StringVar(&cfg.OffsetsDB, "offsets-db", "", "file keeping how far each file was acknowledged (required)")
 	targets := fs.String("target-address", "", "processor address HOST:PORT (port "+DefaultPort+" if omitted) (required)")
@@ -60,6 +64,13 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			cfg.Targets = append(cfg.Targets, withDefaultPort(t))
 		}
 	}
+	tlsCfg, err := tf.client()
+	if err != nil {
+		return err
+	}
+	if tlsCfg != nil {
+		cfg.Dial = tlsDialer(tlsCfg)
+	}
 	cfg.MaxLineBytes, cfg.ChunkBytes = int(maxLine), int(chunk)
 	cfg.RotateSize = rotate
 	cfg.Logger = log
@@ -76,4 +87,21 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		log.Info("stopped")
 	}
 	return err
+}
+
+// tlsDialer dials TLS, verifying the processor under the host name of the
+// address unless the config names one.
+func tlsDialer(cfg *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c := cfg.Clone()
+		if c.ServerName == "" {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			c.ServerName = host
+		}
+		d := tls.Dialer{Config: c}
+		return d.DialContext(ctx, network, addr)
+	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +31,9 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("logs-processor", processorHelp, stdout)
 	var lf logFlags
 	lf.register(fs)
+	var tf tlsFlags
+	tf.register(fs, false)
+	fs.BoolVar(&cfg.BindNameToCert, "tls-bind-name", false, "with mutual TLS, a collector's --name must match its certificate's common name or a DNS name in it")
 	listen := fs.String("listen-address", "127.0.0.1:"+DefaultPort, "address to accept collectors on, HOST:PORT (port "+DefaultPort+" if omitted)")
 	fs.StringVar(&cfg.TargetDir, "target-dir", "", "directory to write received files into (required)")
 	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
@@ -51,6 +56,13 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.Token, err = readToken(*tokenFile); err != nil {
 		return err
 	}
+	tlsCfg, err := tf.server()
+	if err != nil {
+		return err
+	}
+	if cfg.BindNameToCert && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
+		return usageError{errors.New("--tls-bind-name needs mutual TLS (--tls-cert, --tls-key, --tls-ca)")}
+	}
 	cfg.Logger = log
 	p, err := processor.New(cfg)
 	if err != nil {
@@ -62,10 +74,13 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		p.Close()
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" {
-		log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can write files into the target dir; set --auth-token-file", "addr", ln.Addr().String())
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
+		log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can write files into the target dir; set --auth-token-file or mutual TLS", "addr", ln.Addr().String())
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir)
+	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "tls", tlsCfg != nil, "mutual_tls", tlsCfg != nil && tlsCfg.ClientCAs != nil, "token", cfg.Token != "")
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 
 	reopen := make(chan os.Signal, 1)
 	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)

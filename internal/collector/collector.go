@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"thunder/internal/offsets"
 	"thunder/internal/stream"
 	"thunder/internal/watch"
@@ -54,6 +56,8 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
+	// Registerer receives the Prometheus metrics (nil: none).
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults of `thunder logs-collector`.
@@ -136,6 +140,8 @@ type Collector struct {
 
 	statsMu sync.Mutex
 	stats   Stats
+	top     []StreamStatus
+	updated time.Time
 }
 
 // New validates cfg, opens the offsets DB and starts watching the source dir.
@@ -185,6 +191,14 @@ func New(cfg Config) (*Collector, error) {
 		byIno:   make(map[devIno]*source),
 		handles: make(map[uint32]*source),
 		prevAt:  make(map[string]*source),
+	}
+	c.stats.Name = cfg.Name
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(metrics{c}); err != nil {
+			w.Close()
+			db.Close()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
 	}
 	for range cfg.Buffers {
 		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+1)

@@ -68,6 +68,7 @@ func (c *Collector) dialLoop(ctx context.Context) {
 			if msg := err.Error(); msg != lastErr {
 				c.log.Warn("cannot connect to processor; retrying", "addr", addr, "err", err)
 				lastErr = msg
+				c.statsAdd(func(st *Stats) { st.LastError = msg })
 			}
 			c.sleep(ctx, failures)
 			continue

@@ -125,6 +125,8 @@ func (c *Collector) onLink(m linkMsg) {
 	case msgDown:
 		if !isClosed(m.err) {
 			c.log.Warn("connection to processor lost", "addr", m.l.addr, "err", m.err)
+			msg := m.err.Error()
+			c.statsAdd(func(st *Stats) { st.LastError = msg })
 		} else {
 			c.log.Info("connection to processor closed", "addr", m.l.addr)
 		}

@@ -1,29 +1,93 @@
 package collector
 
+import (
+	"sort"
+	"time"
+)
+
 // Stats is a snapshot of a collector's counters.
 type Stats struct {
-	Connected bool   // a link to a processor is up
-	Addr      string // its address
-	Streams   int    // files being followed
+	Name      string `json:"name"`
+	Connected bool   `json:"connected"` // a link to a processor is up
+	Addr      string `json:"addr"`      // its address
+	Streams   int    `json:"streams"`   // files being followed
 	// SentBytes and AckedBytes are source bytes; SentLines counts newlines.
-	SentBytes, SentLines, AckedBytes uint64
+	SentBytes  uint64 `json:"sent_bytes"`
+	SentLines  uint64 `json:"sent_lines"`
+	AckedBytes uint64 `json:"acked_bytes"`
 	// LinesSplit counts pieces of lines longer than MaxLineBytes;
 	// LinesFlushed counts unterminated last lines sent with a newline added.
-	LinesSplit, LinesFlushed uint64
+	LinesSplit   uint64 `json:"lines_split"`
+	LinesFlushed uint64 `json:"lines_flushed"`
 	// LagBytes is what the files hold beyond the acknowledged offsets,
 	// as of the last second.
-	LagBytes int64
+	LagBytes int64 `json:"lag_bytes"`
 	// Connects counts links established.
-	Connects uint64
+	Connects uint64 `json:"connects"`
 	// Rotations and Deletions count rotated and deleted files.
-	Rotations, Deletions uint64
+	Rotations uint64 `json:"rotations"`
+	Deletions uint64 `json:"deletions"`
+	// OpenFiles counts source files held open.
+	OpenFiles int `json:"open_files"`
+	// LastError is the last connection error, cleared on connect.
+	LastError string `json:"last_error,omitempty"`
 }
 
-// Stats returns a snapshot. It is safe to call from any goroutine.
+// StreamStatus describes one followed file.
+type StreamStatus struct {
+	Name    string `json:"name"` // target name
+	Path    string `json:"path"` // where the file is now
+	ID      string `json:"id"`
+	Size    int64  `json:"size"`
+	Sent    uint64 `json:"sent"`
+	Acked   uint64 `json:"acked"`
+	Lag     int64  `json:"lag"`
+	Rotated bool   `json:"rotated,omitempty"`
+	Gone    bool   `json:"gone,omitempty"` // deleted or moved out; finishing through its descriptor
+}
+
+// Status is Stats plus the streams with the most lag.
+type Status struct {
+	Stats
+	Updated time.Time      `json:"updated"`
+	Top     []StreamStatus `json:"streams"` // the MaxStatusStreams streams with the most lag
+}
+
+// MaxStatusStreams bounds the per-stream entries in Status (and so the
+// per-stream metric series).
+const MaxStatusStreams = 100
+
+// Stats returns a snapshot of the counters. It is safe for concurrent use.
 func (c *Collector) Stats() Stats {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
 	return c.stats
+}
+
+// Status returns the counters and the most lagging streams as of the last
+// second. It is safe for concurrent use.
+func (c *Collector) Status() Status {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return Status{Stats: c.stats, Updated: c.updated, Top: c.top}
+}
+
+// Healthy reports an error when no processor link is up.
+func (c *Collector) Healthy() error {
+	st := c.Stats()
+	if !st.Connected {
+		return errNotConnected{st.LastError}
+	}
+	return nil
+}
+
+type errNotConnected struct{ last string }
+
+func (e errNotConnected) Error() string {
+	if e.last == "" {
+		return "not connected to a processor"
+	}
+	return "not connected to a processor: " + e.last
 }
 
 func (c *Collector) statsAdd(f func(*Stats)) {
@@ -37,6 +101,7 @@ func (c *Collector) setConnected(addr string, up bool) {
 		st.Connected, st.Addr = up, addr
 		if up {
 			st.Connects++
+			st.LastError = ""
 		}
 	})
 }
@@ -44,14 +109,37 @@ func (c *Collector) setConnected(addr string, up bool) {
 // updateStats recomputes the per-second figures. Run loop only.
 func (c *Collector) updateStats() {
 	var lag int64
+	var open int
+	all := make([]StreamStatus, 0, len(c.byID))
 	for _, s := range c.byID {
 		if s.f == nil {
 			continue
 		}
-		if fi, err := s.f.Stat(); err == nil {
-			lag += max(0, fi.Size()-int64(s.rec.Acked))
+		open++
+		fi, err := s.f.Stat()
+		if err != nil {
+			continue
 		}
+		l := max(0, fi.Size()-int64(s.rec.Acked))
+		lag += l
+		all = append(all, StreamStatus{
+			Name: s.rec.Name, Path: s.rec.Path, ID: s.rec.ID.String(), Size: fi.Size(),
+			Sent: s.sent, Acked: s.rec.Acked, Lag: l, Rotated: s.rec.Rotated, Gone: s.gone,
+		})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].Lag != all[j].Lag {
+			return all[i].Lag > all[j].Lag
+		}
+		return all[i].Path < all[j].Path
+	})
+	if len(all) > MaxStatusStreams {
+		all = all[:MaxStatusStreams]
 	}
 	n := len(c.byID)
-	c.statsAdd(func(st *Stats) { st.LagBytes, st.Streams = lag, n })
+	c.statsMu.Lock()
+	c.stats.LagBytes, c.stats.Streams, c.stats.OpenFiles = lag, n, open
+	c.stats.Name = c.cfg.Name
+	c.top, c.updated = all, time.Now()
+	c.statsMu.Unlock()
 }

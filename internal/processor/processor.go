@@ -29,6 +29,10 @@ type Config struct {
 	CommitBytes int64
 	// Token, when set, must be presented by every collector.
 	Token string
+	// BindNameToCert requires, on mutual TLS connections, that a
+	// collector's name be its certificate's common name or one of its DNS
+	// names, so one host cannot write as another.
+	BindNameToCert bool
 	// HandshakeTimeout bounds the time from accept to a valid Hello.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (collectors ping).

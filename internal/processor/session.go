@@ -3,12 +3,14 @@ package processor
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -149,6 +151,11 @@ func (s *session) handshake(r *wire.Reader) error {
 	}
 	if err := checkCollectorName(h.Collector); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
+	}
+	if s.p.cfg.BindNameToCert {
+		if err := certAllows(s.conn, h.Collector); err != nil {
+			return s.refuse(wire.CodeAuth, 0, "%v", err)
+		}
 	}
 	s.mu.Lock()
 	s.collector, s.since = h.Collector, time.Now()
@@ -439,4 +446,21 @@ func (s *session) drain() {
 			return
 		}
 	}
+}
+
+// certAllows checks that the collector's TLS client certificate names it.
+func certAllows(conn net.Conn, name string) error {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return errors.New("collector name binding needs a TLS connection")
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("no client certificate")
+	}
+	leaf := certs[0]
+	if leaf.Subject.CommonName == name || slices.Contains(leaf.DNSNames, name) {
+		return nil
+	}
+	return fmt.Errorf("collector name %q is not in its certificate (CN %q, DNS %v)", name, leaf.Subject.CommonName, leaf.DNSNames)
 }

@@ -1,0 +1,59 @@
+package collector
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics exports Status as Prometheus series at scrape time, so the hot
+// path counts nothing twice. Per-stream lag is limited to the
+// MaxStatusStreams most lagging streams, labelled by target name.
+type metrics struct{ c *Collector }
+
+var (
+	descSent      = prometheus.NewDesc("thunder_collector_bytes_sent_total", "Source bytes sent to processors.", nil, nil)
+	descLines     = prometheus.NewDesc("thunder_collector_lines_sent_total", "Lines sent to processors (resent lines count again).", nil, nil)
+	descAcked     = prometheus.NewDesc("thunder_collector_bytes_acked_total", "Source bytes acknowledged as durable by processors.", nil, nil)
+	descLag       = prometheus.NewDesc("thunder_collector_lag_bytes", "Bytes in source files not yet acknowledged.", nil, nil)
+	descStreamLag = prometheus.NewDesc("thunder_collector_stream_lag_bytes", "Bytes not yet acknowledged, for the most lagging streams only.", []string{"name", "path"}, nil)
+	descStreams   = prometheus.NewDesc("thunder_collector_streams", "Source files followed.", nil, nil)
+	descOpen      = prometheus.NewDesc("thunder_collector_open_files", "Source files held open.", nil, nil)
+	descConnected = prometheus.NewDesc("thunder_collector_connected", "1 when a processor link is up.", nil, nil)
+	descConnects  = prometheus.NewDesc("thunder_collector_connects_total", "Processor links established.", nil, nil)
+	descRotations = prometheus.NewDesc("thunder_collector_rotations_total", "Source files rotated.", nil, nil)
+	descDeletions = prometheus.NewDesc("thunder_collector_deletions_total", "Rotated source files deleted after delivery.", nil, nil)
+	descSplit     = prometheus.NewDesc("thunder_collector_lines_split_total", "Pieces of lines longer than the maximum, each sent with a newline.", nil, nil)
+	descFlushed   = prometheus.NewDesc("thunder_collector_lines_flushed_total", "Unterminated last lines of rotated or deleted files sent with a newline added.", nil, nil)
+)
+
+func (m metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descConnects, descRotations, descDeletions, descSplit, descFlushed} {
+		ch <- d
+	}
+}
+
+func (m metrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.c.Status()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(descSent, st.SentBytes)
+	counter(descLines, st.SentLines)
+	counter(descAcked, st.AckedBytes)
+	counter(descConnects, st.Connects)
+	counter(descRotations, st.Rotations)
+	counter(descDeletions, st.Deletions)
+	counter(descSplit, st.LinesSplit)
+	counter(descFlushed, st.LinesFlushed)
+	gauge(descLag, float64(st.LagBytes))
+	gauge(descStreams, float64(st.Streams))
+	gauge(descOpen, float64(st.OpenFiles))
+	up := 0.0
+	if st.Connected {
+		up = 1
+	}
+	gauge(descConnected, up)
+	for _, s := range st.Top {
+		gauge(descStreamLag, float64(s.Lag), s.Name, s.Path)
+	}
+}
