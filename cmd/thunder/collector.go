@@ -44,6 +44,7 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Var(sizeFlag{&chunk}, "chunk-bytes", "most file data sent in one frame")
 	fs.Var(sizeFlag{&cfg.WindowBytes}, "window-bytes", "most data in flight without acknowledgement")
 	fs.DurationVar(&cfg.FlushIdle, "flush-idle", cfg.FlushIdle, "an unterminated last line of a deleted or rotated file is sent with a newline after this idle time")
+	fs.StringVar(&cfg.Compression, "compress", "", "compress data with zstd when the processor accepts it: zstd or none (default none; worth it on slow links, not on loopback)")
 	rotate := int64(10 << 20)
 	fs.Var(sizeFlag{&rotate}, "rotate-size", "rotate source files larger than this (0: never)")
 	if err := parse(fs, args); err != nil {
@@ -70,6 +71,9 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if tlsCfg != nil {
 		cfg.Dial = tlsDialer(tlsCfg)
+	}
+	if cfg.Compression == "none" {
+		cfg.Compression = ""
 	}
 	cfg.MaxLineBytes, cfg.ChunkBytes = int(maxLine), int(chunk)
 	cfg.RotateSize = rotate

@@ -33,7 +33,12 @@ func newFlagSet(name, help string, stdout io.Writer) *flag.FlagSet {
 
 // parse parses args; --help prints usage and returns errHelp.
 func parse(fs *flag.FlagSet, args []string) error {
+	// The flag package prints the usage on every error; a wrong flag gets
+	// one line instead, and only --help prints the usage.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
+	fs.Usage = usage
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fs.Usage()

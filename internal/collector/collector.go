@@ -58,6 +58,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the Prometheus metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Compression is the codec to offer ("" or wire.CompressionZstd); data
+	// is compressed only if the processor accepts it.
+	Compression string
 }
 
 // DefaultConfig returns the defaults of `thunder logs-collector`.
@@ -102,6 +105,9 @@ func (c Config) Validate() error {
 	if c.WindowBytes < int64(c.ChunkBytes) {
 		errs = append(errs, errors.New("window must hold at least one chunk"))
 	}
+	if c.Compression != "" && c.Compression != wire.CompressionZstd {
+		errs = append(errs, fmt.Errorf("unknown compression %q (zstd or none)", c.Compression))
+	}
 	if c.RescanInterval <= 0 || c.PingInterval <= 0 || c.FlushIdle <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		errs = append(errs, errors.New("intervals must be positive"))
 	}
@@ -137,6 +143,8 @@ type Collector struct {
 	wantBuf      bool
 	nextHandle   uint32
 	opening      int
+	zstd         *wire.Encoder // set while the link compresses
+	zscratch     []byte
 
 	statsMu sync.Mutex
 	stats   Stats

@@ -15,12 +15,13 @@ import (
 // link is one connection to a processor. The Run loop is the only sender on
 // out and closes it when it is done with the link.
 type link struct {
-	addr  string
-	conn  net.Conn
-	out   chan frame
-	dead  chan struct{} // closed when the reader exits
-	since time.Time
-	last  time.Time // last frame queued, for heartbeats
+	compress string // negotiated codec, "" for none
+	addr     string
+	conn     net.Conn
+	out      chan frame
+	dead     chan struct{} // closed when the reader exits
+	since    time.Time
+	last     time.Time // last frame queued, for heartbeats
 }
 
 // frame is an encoded frame; buf, when set, goes back to the pool once sent.
@@ -139,6 +140,7 @@ func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
 	b, err = wire.AppendControl(b, wire.TypeHello, &wirepb.Hello{
 		MinVersion: wire.Version, MaxVersion: wire.Version,
 		Collector: c.cfg.Name, Token: c.cfg.Token, Software: "thunder",
+		Compression: compressionOffer(c.cfg.Compression),
 	})
 	if err == nil {
 		_, err = conn.Write(b)
@@ -148,6 +150,7 @@ func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	r := wire.NewReader(conn)
+	var compress string
 	f, err := r.Next()
 	if err != nil {
 		conn.Close()
@@ -164,6 +167,11 @@ func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
 			conn.Close()
 			return nil, fmt.Errorf("handshake: processor chose version %d", w.Version)
 		}
+		if w.Compression != "" && w.Compression != c.cfg.Compression {
+			conn.Close()
+			return nil, fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
+		}
+		compress = w.Compression
 	case wire.TypeError:
 		conn.Close()
 		return nil, remoteError(f)
@@ -174,7 +182,7 @@ func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
 	_ = conn.SetDeadline(time.Time{})
 	now := time.Now()
 	return &link{
-		addr: addr, conn: conn, since: now, last: now,
+		addr: addr, conn: conn, since: now, last: now, compress: compress,
 		out:  make(chan frame, c.cfg.Buffers+maxControlQueue),
 		dead: make(chan struct{}),
 	}, nil
@@ -268,4 +276,11 @@ func (l *link) send(f frame) bool {
 // isClosed reports errors that only mean the link went away.
 func isClosed(err error) bool {
 	return err == nil || errors.Is(err, net.ErrClosed)
+}
+
+func compressionOffer(codec string) []string {
+	if codec == "" {
+		return nil
+	}
+	return []string{codec}
 }

@@ -89,6 +89,15 @@ func (c *Collector) onLink(m linkMsg) {
 		}
 		c.link = m.l
 		c.nextHandle, c.opening, c.inflight = 0, 0, 0
+		c.zstd = nil
+		if m.l.compress == wire.CompressionZstd {
+			enc, err := wire.NewEncoder()
+			if err != nil {
+				c.log.Error("cannot compress; sending uncompressed", "err", err)
+			} else {
+				c.zstd = enc
+			}
+		}
 		for _, s := range c.byID {
 			if !s.gone || s.f != nil {
 				c.wake(s)
@@ -331,14 +340,25 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	if !c.predDrained(s) {
 		return true, true // read again once the predecessor is drained
 	}
-	wire.PutDataHeader(buf, wire.TypeData, s.handle, s.sent, uint64(next), len(payload))
+	lines := uint64(bytes.Count(payload, []byte{'\n'}))
+	typ := wire.TypeData
+	if c.zstd != nil {
+		// Compressed in a scratch buffer, kept only when smaller, then
+		// copied over the payload so the frame stays in one pooled buffer.
+		c.zscratch = c.zstd.Append(c.zscratch[:0], payload)
+		if len(c.zscratch) < len(payload) {
+			payload = buf[wire.DataPrefixBytes : wire.DataPrefixBytes+copy(buf[wire.DataPrefixBytes:], c.zscratch)]
+			typ = wire.TypeDataZstd
+		}
+	}
+	wire.PutDataHeader(buf, typ, s.handle, s.sent, uint64(next), len(payload))
 	f := frame{b: buf[:wire.DataPrefixBytes+len(payload)], buf: c.spare}
 	if !c.link.send(f) {
 		return false, false
 	}
 	c.spare = nil
-	lines := uint64(bytes.Count(payload, []byte{'\n'}))
 	c.statsAdd(func(st *Stats) {
+		st.WireBytes += uint64(len(f.b))
 		st.SentBytes += uint64(next) - s.sent
 		st.SentLines += lines
 		switch res {

@@ -15,6 +15,8 @@ type Stats struct {
 	SentBytes  uint64 `json:"sent_bytes"`
 	SentLines  uint64 `json:"sent_lines"`
 	AckedBytes uint64 `json:"acked_bytes"`
+	// WireBytes counts data frame bytes sent, after compression.
+	WireBytes uint64 `json:"wire_bytes"`
 	// LinesSplit counts pieces of lines longer than MaxLineBytes;
 	// LinesFlushed counts unterminated last lines sent with a newline added.
 	LinesSplit   uint64 `json:"lines_split"`

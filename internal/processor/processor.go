@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/target"
+	"thunder/internal/wire"
 )
 
 // Config configures a Processor.
@@ -45,6 +47,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the Prometheus metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Compression lists the codecs accepted from collectors (wire.CompressionZstd).
+	Compression []string
 }
 
 // DefaultConfig returns the defaults used by `thunder logs-processor`.
@@ -56,6 +60,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       60 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		MaxStreamsPerConn: 100_000,
+		Compression:       []string{wire.CompressionZstd},
 	}
 }
 
@@ -95,6 +100,9 @@ type Processor struct {
 	commitMu   sync.Mutex
 	lastCommit time.Time
 	commitErr  string
+
+	zstd  *wire.Decoder // nil unless zstd is accepted
+	zbufs sync.Pool     // *[]byte of wire.MaxPayloadBytes, for decompressed payloads
 }
 
 // New validates cfg and opens the target directory (recovering it).
@@ -109,7 +117,16 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
+	var zd *wire.Decoder
+	if slices.Contains(cfg.Compression, wire.CompressionZstd) {
+		if zd, err = wire.NewDecoder(); err != nil {
+			dir.Close()
+			return nil, err
+		}
+	}
 	return &Processor{
+		zstd:     zd,
+		zbufs:    sync.Pool{New: func() any { b := make([]byte, 0, wire.MaxPayloadBytes); return &b }},
 		cfg:      cfg,
 		log:      cfg.Logger,
 		dir:      dir,
@@ -209,6 +226,9 @@ func (p *Processor) Reopen() error {
 // Close releases the target directory. Call it after Serve returned.
 func (p *Processor) Close() error {
 	_, err := p.dir.Close()
+	if p.zstd != nil {
+		p.zstd.Close()
+	}
 	return err
 }
 

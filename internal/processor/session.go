@@ -39,6 +39,7 @@ type session struct {
 	log  *slog.Logger
 
 	collector string
+	zstd      bool                      // the collector may send DataZstd
 	handles   map[uint32]*target.Stream // reader only
 	since     time.Time
 	streams   atomic.Int64
@@ -160,8 +161,16 @@ func (s *session) handshake(r *wire.Reader) error {
 	s.mu.Lock()
 	s.collector, s.since = h.Collector, time.Now()
 	s.mu.Unlock()
+	var codec string
+	for _, c := range h.Compression {
+		if c == wire.CompressionZstd && s.p.zstd != nil {
+			codec, s.zstd = c, true
+			break
+		}
+	}
 	s.queue(wire.TypeWelcome, &wirepb.Welcome{
 		Version:       wire.Version,
+		Compression:   codec,
 		MaxFrameBytes: wire.MaxFrameBytes,
 		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
 		Processor:     s.p.cfg.Name,
@@ -195,7 +204,7 @@ func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
 			return err
 		}
 		switch f.Type {
-		case wire.TypeData:
+		case wire.TypeData, wire.TypeDataZstd:
 			err = s.data(f)
 		case wire.TypeOpen:
 			err = s.open(f)
@@ -268,6 +277,16 @@ func (s *session) data(f wire.Frame) error {
 	st := s.handles[d.Handle]
 	if st == nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "data for unknown stream handle %d", d.Handle)
+	}
+	if f.Type == wire.TypeDataZstd {
+		if !s.zstd {
+			return s.refuse(wire.CodeProtocol, d.Handle, "compressed data without negotiated compression")
+		}
+		buf := s.p.zbufs.Get().(*[]byte)
+		defer s.p.zbufs.Put(buf)
+		if d.Payload, err = s.p.zstd.Decode(*buf, d.Payload); err != nil {
+			return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
+		}
 	}
 	if err := wire.CheckLines(d.Payload); err != nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
