@@ -45,6 +45,7 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Var(sizeFlag{&cfg.WindowBytes}, "window-bytes", "most data in flight without acknowledgement")
 	fs.DurationVar(&cfg.FlushIdle, "flush-idle", cfg.FlushIdle, "an unterminated last line of a deleted or rotated file is sent with a newline after this idle time")
 	fs.StringVar(&cfg.Compression, "compress", "", "compress data with zstd when the processor accepts it: zstd or none (default none; worth it on slow links, not on loopback)")
+	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most source files held open; past it, idle delivered files are closed and reopened when they change")
 	rotate := int64(10 << 20)
 	fs.Var(sizeFlag{&rotate}, "rotate-size", "rotate source files larger than this (0: never)")
 	if err := parse(fs, args); err != nil {

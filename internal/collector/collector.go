@@ -58,6 +58,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the Prometheus metrics (nil: none).
 	Registerer prometheus.Registerer
+	// MaxOpenFiles bounds source files held open: past it, the files idle
+	// longest whose content is all acknowledged are closed, and reopened
+	// when they change.
+	MaxOpenFiles int
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
 	Compression string
@@ -75,6 +79,7 @@ func DefaultConfig() Config {
 		PingInterval:   10 * time.Second,
 		BackoffMin:     100 * time.Millisecond,
 		BackoffMax:     10 * time.Second,
+		MaxOpenFiles:   4096,
 	}
 }
 
@@ -98,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLineBytes < 1 || c.MaxLineBytes > c.ChunkBytes {
 		errs = append(errs, errors.New("max line bytes must be between 1 and the chunk size"))
+	}
+	if c.MaxOpenFiles < 16 {
+		errs = append(errs, errors.New("max open files must be at least 16"))
 	}
 	if c.Buffers < 2 {
 		errs = append(errs, errors.New("buffers must be at least 2"))
@@ -134,6 +142,8 @@ type Collector struct {
 	handles      map[uint32]*source // on the current link
 	prevAt       map[string]*source // path → the source that last left it
 	noProcLogged bool
+	openFiles    int
+	fdLogged     bool
 	ready        []*source
 	unsaved      []*source // new or changed records to persist
 	forget       []stream.ID
@@ -240,7 +250,7 @@ func (c *Collector) Run(ctx context.Context) error {
 // Close releases the offsets DB and the watcher. Call it after Run returned.
 func (c *Collector) Close() error {
 	for _, s := range c.byID {
-		s.closeFile()
+		c.closeFile(s)
 	}
 	return errors.Join(c.watch.Close(), c.db.Close())
 }

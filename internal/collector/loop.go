@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"sort"
 	"time"
 
 	"thunder/internal/offsets"
@@ -190,6 +191,7 @@ func (c *Collector) onTick() {
 		}
 		c.maybeDelete(s, now)
 	}
+	c.closeIdle()
 	for path, s := range c.prevAt {
 		if c.byID[s.rec.ID] != s {
 			delete(c.prevAt, path)
@@ -370,6 +372,7 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	})
 	c.inflight += next - int64(s.sent)
 	s.sent = uint64(next)
+	s.active = time.Now()
 	s.lastSize, s.grown = max(s.lastSize, next), time.Now()
 	if res == tail.Flushed {
 		s.flush = false
@@ -379,4 +382,38 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	}
 	c.maybeRotate(s, next)
 	return more, true
+}
+
+// closeIdle closes the files idle longest, once more than MaxOpenFiles are
+// open, down to 90% of it. Only files whose content is all acknowledged and
+// that are still at their path are closed: an event or a rescan that finds
+// them grown reopens them by inode.
+func (c *Collector) closeIdle() {
+	if c.openFiles <= c.cfg.MaxOpenFiles {
+		return
+	}
+	var idle []*source
+	for _, s := range c.byID {
+		if s.f != nil && !s.gone && !s.rec.Rotated && s.sent == s.rec.Acked {
+			idle = append(idle, s)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].active.Before(idle[j].active) })
+	target := c.cfg.MaxOpenFiles * 9 / 10
+	closed := 0
+	for _, s := range idle {
+		if c.openFiles <= target {
+			break
+		}
+		if fi, err := s.f.Stat(); err != nil || uint64(fi.Size()) != s.rec.Acked {
+			continue
+		}
+		c.closeFile(s)
+		s.idleClosed = true
+		closed++
+	}
+	if !c.fdLogged {
+		c.fdLogged = true
+		c.log.Info("open file limit reached; closing idle delivered files, reopened when they change", "max_open_files", c.cfg.MaxOpenFiles, "closed", closed)
+	}
 }

@@ -27,21 +27,24 @@ type source struct {
 	handle uint32 // on the current link; 0: not open there
 	opened bool   // the processor answered Open
 
-	queued   bool // in c.ready
-	gone     bool // no longer at a path in the source dir: finish through f
-	flush    bool // send an unterminated last line with a newline
-	eof      bool // the last read found no complete line
-	dirty    bool // rec.Acked changed since the last save
-	rotated  time.Time
-	pred     *source // the file rotated away from this one's path, streamed first
-	grown    time.Time
-	lastSize int64
+	queued     bool // in c.ready
+	gone       bool // no longer at a path in the source dir: finish through f
+	flush      bool // send an unterminated last line with a newline
+	eof        bool // the last read found no complete line
+	dirty      bool // rec.Acked changed since the last save
+	rotated    time.Time
+	active     time.Time // last time data was sent
+	idleClosed bool      // f was closed to stay under MaxOpenFiles
+	pred       *source   // the file rotated away from this one's path, streamed first
+	grown      time.Time
+	lastSize   int64
 }
 
-func (s *source) closeFile() {
+func (c *Collector) closeFile(s *source) {
 	if s.f != nil {
 		_ = s.f.Close() // read-only
 		s.f = nil
+		c.openFiles--
 	}
 }
 
@@ -147,8 +150,13 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 				c.byPath[rel] = s
 				c.unsaved = append(c.unsaved, s)
 			}
-			if s.f == nil && c.openFile(s, path) != nil {
-				return s
+			if s.f == nil {
+				if uint64(info.Size()) == s.rec.Acked {
+					return s // closed while idle, and still all delivered
+				}
+				if c.openFile(s, path) != nil {
+					return s
+				}
 			}
 			c.wake(s)
 			return s
@@ -213,7 +221,8 @@ func (c *Collector) openFile(s *source, path string) error {
 		_ = f.Close() // read-only; replaced between stat and open
 		return fs.ErrNotExist
 	}
-	s.f = f
+	s.f, s.idleClosed = f, false
+	c.openFiles++
 	return nil
 }
 
@@ -245,8 +254,11 @@ func (c *Collector) lost(s *source) {
 		delete(c.byPath, s.rec.Path)
 	}
 	if s.f == nil {
-		// Restored from the DB but the file is nowhere: nothing to read.
-		c.log.Warn("file of an unfinished stream is gone", "name", s.rec.Name, "path", s.rec.Path, "offset", s.rec.Acked)
+		// Closed while idle and delivered, or restored from the DB but
+		// nowhere to be found: nothing left to read.
+		if !s.idleClosed {
+			c.log.Warn("file of an unfinished stream is gone", "name", s.rec.Name, "path", s.rec.Path, "offset", s.rec.Acked)
+		}
 		c.drop(s)
 		return
 	}
@@ -266,7 +278,7 @@ func (c *Collector) drop(s *source) {
 		c.inflight -= int64(s.sent - min(s.sent, s.rec.Acked))
 		c.sendClose(s, true)
 	}
-	s.closeFile()
+	c.closeFile(s)
 	delete(c.byID, s.rec.ID)
 	if c.byPath[s.rec.Path] == s {
 		delete(c.byPath, s.rec.Path)

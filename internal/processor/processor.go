@@ -43,6 +43,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxStreamsPerConn bounds the streams one connection may open.
 	MaxStreamsPerConn int
+	// MaxConns bounds open connections; MaxHandshakes those still in their
+	// handshake (slowloris); MaxConnsPerPeer those from one IP address
+	// (0: no limit). Connections past a limit are closed at once.
+	MaxConns, MaxHandshakes, MaxConnsPerPeer int
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
 	// Registerer receives the Prometheus metrics (nil: none).
@@ -60,6 +64,8 @@ func DefaultConfig() Config {
 		IdleTimeout:       60 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		MaxStreamsPerConn: 100_000,
+		MaxConns:          10_000,
+		MaxHandshakes:     256,
 		Compression:       []string{wire.CompressionZstd},
 	}
 }
@@ -76,8 +82,8 @@ func (c Config) Validate() error {
 	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
-	if c.MaxStreamsPerConn <= 0 {
-		errs = append(errs, errors.New("max streams per connection must be positive"))
+	if c.MaxStreamsPerConn <= 0 || c.MaxConns <= 0 || c.MaxHandshakes <= 0 || c.MaxConnsPerPeer < 0 {
+		errs = append(errs, errors.New("connection and stream limits must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -91,8 +97,11 @@ type Processor struct {
 	kick chan struct{} // data appended: a commit is due
 	full chan struct{} // CommitBytes pending: commit now
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
+	mu          sync.Mutex
+	sessions    map[*session]struct{}
+	peers       map[string]int // open connections by IP
+	handshaking int
+	limitLogged time.Time
 
 	m     *metrics
 	total struct{ bytes, lines atomic.Uint64 }
@@ -133,6 +142,7 @@ func New(cfg Config) (*Processor, error) {
 		kick:     make(chan struct{}, 1),
 		full:     make(chan struct{}, 1),
 		sessions: make(map[*session]struct{}),
+		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
 	}, nil
 }
@@ -177,14 +187,17 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 			break
 		}
 		backoff = 0
-		s := newSession(p, conn)
-		p.mu.Lock()
-		p.sessions[s] = struct{}{}
-		p.mu.Unlock()
+		s, ok := p.admit(conn)
+		if !ok {
+			continue
+		}
 		wg.Go(func() {
 			s.serve(ctx)
 			p.mu.Lock()
 			delete(p.sessions, s)
+			if p.peers[s.ip]--; p.peers[s.ip] <= 0 {
+				delete(p.peers, s.ip)
+			}
 			p.mu.Unlock()
 		})
 	}
@@ -251,4 +264,45 @@ func (p *Processor) appended() {
 		default:
 		}
 	}
+}
+
+// admit registers a new connection, or closes it when a limit is reached.
+func (p *Processor) admit(conn net.Conn) (*session, bool) {
+	ip := conn.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var why string
+	switch {
+	case len(p.sessions) >= p.cfg.MaxConns:
+		why = "too many connections"
+	case p.handshaking >= p.cfg.MaxHandshakes:
+		why = "too many connections in their handshake"
+	case p.cfg.MaxConnsPerPeer > 0 && p.peers[ip] >= p.cfg.MaxConnsPerPeer:
+		why = "too many connections from this peer"
+	}
+	if why != "" {
+		_ = conn.Close() // refused before any byte was read
+		p.m.refused(wire.CodeLimit)
+		if time.Since(p.limitLogged) > 10*time.Second {
+			p.limitLogged = time.Now()
+			p.log.Warn("connection refused", "peer", conn.RemoteAddr().String(), "why", why, "conns", len(p.sessions), "handshaking", p.handshaking)
+		}
+		return nil, false
+	}
+	s := newSession(p, conn)
+	s.ip = ip
+	p.sessions[s] = struct{}{}
+	p.peers[ip]++
+	p.handshaking++
+	return s, true
+}
+
+// handshook is called once a session's handshake ended, either way.
+func (p *Processor) handshook() {
+	p.mu.Lock()
+	p.handshaking--
+	p.mu.Unlock()
 }

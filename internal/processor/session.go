@@ -38,6 +38,7 @@ type session struct {
 	conn net.Conn
 	log  *slog.Logger
 
+	ip        string
 	collector string
 	zstd      bool                      // the collector may send DataZstd
 	handles   map[uint32]*target.Stream // reader only
@@ -77,6 +78,7 @@ func (s *session) serve(ctx context.Context) {
 	r := wire.NewReader(s.conn)
 	defer r.Close()
 	err := s.handshake(r)
+	s.p.handshook()
 	if err == nil {
 		s.log = s.log.With("collector", s.collector)
 		s.log.Info("collector connected")
