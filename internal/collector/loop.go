@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -133,6 +134,15 @@ func (c *Collector) onLink(m linkMsg) {
 			}
 		}
 	case msgDown:
+		var re *wire.RemoteError
+		if errors.As(m.err, &re) && re.Code == wire.CodeName && re.Handle != 0 {
+			// The processor will never take this file's name; keep it from
+			// holding up the others. It is retried after a restart.
+			if s := c.byHandle(re.Handle); s != nil {
+				s.refused = true
+				c.log.Error("processor refuses this file's name; not sending it", "path", s.rec.Path, "name", s.rec.Name, "err", re.Message)
+			}
+		}
 		if !isClosed(m.err) {
 			c.log.Warn("connection to processor lost", "addr", m.l.addr, "err", m.err)
 			msg := m.err.Error()

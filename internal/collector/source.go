@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type source struct {
 	rotated    time.Time
 	active     time.Time // last time data was sent
 	idleClosed bool      // f was closed to stay under MaxOpenFiles
+	refused    bool      // the processor refused the name: never sent
 	pred       *source   // the file rotated away from this one's path, streamed first
 	grown      time.Time
 	lastSize   int64
@@ -145,6 +147,11 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 				delete(c.byPath, s.rec.Path)
 				if !s.gone {
 					c.prevAt[s.rec.Path] = s
+				}
+				if strings.HasSuffix(rel, RotatedSuffix) && !strings.HasSuffix(s.rec.Path, RotatedSuffix) {
+					// Our own rotation, whose record a crash kept from
+					// being saved: it is a rotated file.
+					s.rec.Rotated, s.rotated = true, time.Now()
 				}
 				s.rec.Path, s.gone = rel, false
 				c.byPath[rel] = s
@@ -296,7 +303,7 @@ func (c *Collector) drop(s *source) {
 // wake queues s for reading.
 func (c *Collector) wake(s *source) {
 	s.eof = false
-	if !s.queued {
+	if !s.queued && !s.refused {
 		s.queued = true
 		c.ready = append(c.ready, s)
 	}
