@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/collector"
 )
@@ -31,6 +34,8 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("logs-collector", collectorHelp, stdout)
 	var lf logFlags
 	lf.register(fs)
+	var df daemonFlags
+	df.register(fs)
 	var tf tlsFlags
 	tf.register(fs, true)
 	fs.StringVar(&cfg.SourceDir, "source-dir", "", "directory whose files are streamed (required)")
@@ -46,10 +51,14 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&cfg.FlushIdle, "flush-idle", cfg.FlushIdle, "an unterminated last line of a deleted or rotated file is sent with a newline after this idle time")
 	fs.StringVar(&cfg.Compression, "compress", "", "compress data with zstd when the processor accepts it: zstd or none (default none; worth it on slow links, not on loopback)")
 	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most source files held open; past it, idle delivered files are closed and reopened when they change")
+	exclude := fs.String("exclude", "", "comma-separated glob patterns of files not to stream, matched against the relative path and the base name (e.g. '*.gz,*.1')")
 	rotate := int64(10 << 20)
 	fs.Var(sizeFlag{&rotate}, "rotate-size", "rotate source files larger than this (0: never)")
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
+	}
+	if err := df.load(fs, stdout); err != nil {
+		return err
 	}
 	if err := required(fs, "source-dir", "offsets-db", "target-address"); err != nil {
 		return err
@@ -76,15 +85,30 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.Compression == "none" {
 		cfg.Compression = ""
 	}
+	for _, p := range strings.Split(*exclude, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Exclude = append(cfg.Exclude, p)
+		}
+	}
 	cfg.MaxLineBytes, cfg.ChunkBytes = int(maxLine), int(chunk)
 	cfg.RotateSize = rotate
 	cfg.Logger = log
+	if done, err := df.checked(stdout, cfg.Validate(), isDir("source-dir", cfg.SourceDir), isDir("offsets-db", filepath.Dir(cfg.OffsetsDB))); done {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	c, err := collector.New(cfg)
 	if err != nil {
 		return err
 	}
+	adm, err := df.listenAdmin(log, reg, func() any { return c.Status() }, c.Healthy)
+	if err != nil {
+		c.Close()
+		return err
+	}
 	log.Info("collector started", "source_dir", cfg.SourceDir, "targets", cfg.Targets, "name", cfg.Name)
-	err = c.Run(ctx)
+	err = adm.serve(ctx, c.Run)
 	if cerr := c.Close(); err == nil {
 		err = cerr
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 	"time"
@@ -62,6 +63,10 @@ type Config struct {
 	// longest whose content is all acknowledged are closed, and reopened
 	// when they change.
 	MaxOpenFiles int
+	// Exclude lists glob patterns (path.Match) of files not to stream,
+	// matched against the path relative to SourceDir and the base name,
+	// e.g. "*.gz" or "archive/*".
+	Exclude []string
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
 	Compression string
@@ -103,6 +108,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLineBytes < 1 || c.MaxLineBytes > c.ChunkBytes {
 		errs = append(errs, errors.New("max line bytes must be between 1 and the chunk size"))
+	}
+	for _, p := range c.Exclude {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("bad exclude pattern %q: %w", p, err))
+		}
 	}
 	if c.MaxOpenFiles < 16 {
 		errs = append(errs, errors.New("max open files must be at least 16"))

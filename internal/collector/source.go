@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -172,6 +173,9 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 	if old := c.byPath[rel]; old != nil {
 		c.lost(old)
 	}
+	if c.excluded(rel) {
+		return nil
+	}
 	return c.newSource(path, rel, key)
 }
 
@@ -335,4 +339,20 @@ func (c *Collector) save() {
 	}
 	c.unsaved = c.unsaved[:0]
 	c.forget = c.forget[:0]
+}
+
+// excluded reports whether a file not yet followed matches an Exclude
+// pattern, by its relative path or its base name. A followed file that is
+// renamed to an excluded name is still followed to its end.
+func (c *Collector) excluded(rel string) bool {
+	base := path.Base(rel)
+	for _, p := range c.cfg.Exclude {
+		if ok, _ := path.Match(p, rel); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, base); ok {
+			return true
+		}
+	}
+	return false
 }
