@@ -153,6 +153,7 @@ type Collector struct {
 	prevAt       map[string]*source // path → the source that last left it
 	noProcLogged bool
 	openFiles    int
+	skipped      map[string]bool // non-regular files already logged
 	fdLogged     bool
 	ready        []*source
 	unsaved      []*source // new or changed records to persist
@@ -219,6 +220,7 @@ func New(cfg Config) (*Collector, error) {
 		byIno:   make(map[devIno]*source),
 		handles: make(map[uint32]*source),
 		prevAt:  make(map[string]*source),
+		skipped: make(map[string]bool),
 	}
 	c.stats.Name = cfg.Name
 	if cfg.Registerer != nil {
@@ -229,7 +231,9 @@ func New(cfg Config) (*Collector, error) {
 		}
 	}
 	for range cfg.Buffers {
-		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+1)
+		// ChunkBytes of file data, one more byte so that a line of exactly
+		// MaxLineBytes is seen whole, and one for a newline tail.Read adds.
+		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+2)
 		c.pool <- &b
 	}
 	return c, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"syscall"
 	"time"
 
 	"thunder/internal/offsets"
@@ -225,6 +226,9 @@ func (c *Collector) maybeFinish(s *source) {
 	if err != nil || uint64(fi.Size()) != s.rec.Acked || s.sent != s.rec.Acked {
 		return
 	}
+	if fi.Sys().(*syscall.Stat_t).Nlink > 0 && !s.outside {
+		return // renamed, perhaps within the source dir: the next scan tells
+	}
 	c.log.Info("stream finished", "name", s.rec.Name, "stream", s.rec.ID, "offset", s.rec.Acked)
 	c.drop(s)
 }
@@ -383,9 +387,16 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	c.inflight += next - int64(s.sent)
 	s.sent = uint64(next)
 	s.active = time.Now()
+	s.eof = !more // a short read reached the end of the file
 	s.lastSize, s.grown = max(s.lastSize, next), time.Now()
-	if res == tail.Flushed {
+	switch res {
+	case tail.Flushed:
 		s.flush = false
+	case tail.Split:
+		if !s.splitLogged {
+			s.splitLogged = true
+			c.log.Warn("line longer than --max-line-bytes split into pieces, each given a newline", "path", s.rec.Path, "max_line_bytes", c.cfg.MaxLineBytes)
+		}
 	}
 	if len(s.rec.Fingerprint) < offsets.FingerprintBytes {
 		c.extendFingerprint(s)

@@ -94,7 +94,7 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 	if fi, err := s.f.Stat(); err == nil && uint64(fi.Size()) != s.rec.Acked {
 		// Written between the checks and the unlink: finish it through f.
 		c.log.Info("rotated file grew while deleted; finishing it", "path", s.rec.Path)
-		c.lost(s)
+		c.lost(s, false)
 		return
 	}
 	c.log.Info("rotated file deleted", "path", s.rec.Path, "name", s.rec.Name, "bytes", s.rec.Acked)
@@ -105,14 +105,29 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 // left to send, so s's data may follow it: a writer's lines written to the
 // old file before the new one then reach the target first.
 func (c *Collector) predDrained(s *source) bool {
-	p := s.pred
-	if p == nil {
-		return true
+	for range maxPredDepth {
+		p := s.pred
+		if p == nil {
+			return true
+		}
+		if c.byID[p.rec.ID] != p || p.f == nil {
+			s.pred = p.pred // finished: its own predecessor still counts
+			continue
+		}
+		if !c.drained(p) {
+			return false
+		}
+		s = p // a writer may still append to a file rotated twice before
 	}
-	if c.byID[p.rec.ID] != p || p.f == nil {
-		s.pred = nil
-		return true
-	}
+	return true
+}
+
+// maxPredDepth bounds the chain of rotated files checked before a new one.
+const maxPredDepth = 64
+
+// drained reports whether p has nothing complete left to send, waking it if
+// it has.
+func (c *Collector) drained(p *source) bool {
 	fi, err := p.f.Stat()
 	if err != nil {
 		return true

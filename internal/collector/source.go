@@ -29,18 +29,20 @@ type source struct {
 	handle uint32 // on the current link; 0: not open there
 	opened bool   // the processor answered Open
 
-	queued     bool // in c.ready
-	gone       bool // no longer at a path in the source dir: finish through f
-	flush      bool // send an unterminated last line with a newline
-	eof        bool // the last read found no complete line
-	dirty      bool // rec.Acked changed since the last save
-	rotated    time.Time
-	active     time.Time // last time data was sent
-	idleClosed bool      // f was closed to stay under MaxOpenFiles
-	refused    bool      // the processor refused the name: never sent
-	pred       *source   // the file rotated away from this one's path, streamed first
-	grown      time.Time
-	lastSize   int64
+	queued      bool // in c.ready
+	gone        bool // no longer at a path in the source dir: finish through f
+	flush       bool // send an unterminated last line with a newline
+	eof         bool // the last read found no complete line
+	dirty       bool // rec.Acked changed since the last save
+	rotated     time.Time
+	active      time.Time // last time data was sent
+	idleClosed  bool      // f was closed to stay under MaxOpenFiles
+	refused     bool      // the processor refused the name: never sent
+	outside     bool      // gone, and a full scan did not find it in the source dir
+	splitLogged bool
+	pred        *source // the file rotated away from this one's path, streamed first
+	grown       time.Time
+	lastSize    int64
 }
 
 func (c *Collector) closeFile(s *source) {
@@ -84,8 +86,8 @@ func (c *Collector) rescan() {
 		c.log.Warn("source dir scan incomplete", "err", err)
 	}
 	for _, s := range c.byID {
-		if !seen[s] && !s.gone {
-			c.lost(s)
+		if !seen[s] {
+			c.lost(s, true)
 		}
 	}
 }
@@ -96,7 +98,7 @@ func (c *Collector) onPath(path string) {
 	if err != nil {
 		rel := c.rel(path)
 		if s := c.byPath[rel]; s != nil {
-			c.lost(s)
+			c.lost(s, false)
 		}
 		return
 	}
@@ -128,22 +130,29 @@ func (c *Collector) rel(path string) string {
 //   - another file now at a known stream's path: that stream was moved
 //     away or deleted; it is finished through its open descriptor.
 func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
-	if !info.Mode().IsRegular() || path == c.dbAbs || path == c.dbAbs+".lock" {
+	if !info.Mode().IsRegular() {
+		if !info.IsDir() && len(c.skipped) < maxSkippedLogged && !c.skipped[path] {
+			c.skipped[path] = true
+			c.log.Warn("not a regular file; not streamed", "path", c.rel(path), "mode", info.Mode().String())
+		}
+		return nil
+	}
+	if path == c.dbAbs || path == c.dbAbs+".lock" {
 		return nil
 	}
 	rel := c.rel(path)
 	key := statIno(info)
 	if s := c.byIno[key]; s != nil {
 		switch {
-		case !c.sameContent(s, path):
-			c.retire(s, "inode reused")
 		case uint64(info.Size()) < s.rec.Acked || uint64(info.Size()) < s.sent:
 			c.log.Warn("file truncated; streaming it again from the start as a new stream", "path", rel, "name", s.rec.Name, "offset", s.rec.Acked, "size", info.Size())
 			c.retire(s, "truncated")
+		case !c.sameContent(s, path):
+			c.retire(s, "inode reused")
 		default:
 			if s.rec.Path != rel || s.gone {
 				if old := c.byPath[rel]; old != nil && old != s {
-					c.lost(old)
+					c.lost(old, false)
 				}
 				delete(c.byPath, s.rec.Path)
 				if !s.gone {
@@ -154,7 +163,7 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 					// being saved: it is a rotated file.
 					s.rec.Rotated, s.rotated = true, time.Now()
 				}
-				s.rec.Path, s.gone = rel, false
+				s.rec.Path, s.gone, s.outside = rel, false, false
 				c.byPath[rel] = s
 				c.unsaved = append(c.unsaved, s)
 			}
@@ -171,7 +180,7 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 		}
 	}
 	if old := c.byPath[rel]; old != nil {
-		c.lost(old)
+		c.lost(old, false)
 	}
 	if c.excluded(rel) {
 		return nil
@@ -220,15 +229,17 @@ func (c *Collector) newSource(path, rel string, key devIno) *source {
 }
 
 func (c *Collector) openFile(s *source, path string) error {
-	f, err := os.Open(path)
+	// O_NONBLOCK and O_NOFOLLOW: a FIFO or a symlink swapped in after the
+	// Lstat must not block the loop or lead out of the source dir.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
 			c.log.Warn("cannot open source file", "path", c.rel(path), "err", err)
 		}
 		return err
 	}
 	fi, err := f.Stat()
-	if err != nil || statIno(fi) != (devIno{s.rec.Dev, s.rec.Ino}) && s.rec.Ino != 0 {
+	if err != nil || !fi.Mode().IsRegular() || statIno(fi) != (devIno{s.rec.Dev, s.rec.Ino}) && s.rec.Ino != 0 {
 		_ = f.Close() // read-only; replaced between stat and open
 		return fs.ErrNotExist
 	}
@@ -256,15 +267,33 @@ func (c *Collector) extendFingerprint(s *source) {
 
 // lost marks a source whose path no longer leads to it (deleted, or moved
 // out of the source dir): it is read to the end through its descriptor.
-func (c *Collector) lost(s *source) {
-	if s.gone {
+//
+// everywhere says a full scan did not find it. Until then a file that left
+// its path may just have been renamed inside the source dir, and its create
+// event or the next scan finds it by inode; it is only forgotten once it is
+// fully acknowledged and either deleted (no links left) or not found by a
+// scan.
+func (c *Collector) lost(s *source, everywhere bool) {
+	if everywhere {
+		s.outside = true
+	}
+	if !s.gone {
+		s.gone = true
+		if c.byPath[s.rec.Path] == s {
+			delete(c.byPath, s.rec.Path)
+		}
+		// A new file at this path follows this one (rotation ordering).
+		c.prevAt[s.rec.Path] = s
+		c.log.Debug("file left its path; finishing it", "name", s.rec.Name, "path", s.rec.Path)
+	}
+	if s.refused {
+		c.drop(s) // never sent; nothing to finish
 		return
 	}
-	s.gone = true
-	if c.byPath[s.rec.Path] == s {
-		delete(c.byPath, s.rec.Path)
-	}
 	if s.f == nil {
+		if !everywhere {
+			return
+		}
 		// Closed while idle and delivered, or restored from the DB but
 		// nowhere to be found: nothing left to read.
 		if !s.idleClosed {
@@ -273,7 +302,6 @@ func (c *Collector) lost(s *source) {
 		c.drop(s)
 		return
 	}
-	c.log.Debug("file left the source dir; finishing it", "name", s.rec.Name, "path", s.rec.Path)
 	c.wake(s)
 }
 
@@ -340,6 +368,9 @@ func (c *Collector) save() {
 	c.unsaved = c.unsaved[:0]
 	c.forget = c.forget[:0]
 }
+
+// maxSkippedLogged bounds the non-regular files remembered as logged.
+const maxSkippedLogged = 1000
 
 // excluded reports whether a file not yet followed matches an Exclude
 // pattern, by its relative path or its base name. A followed file that is

@@ -80,7 +80,7 @@ func (s *session) serve(ctx context.Context) {
 	err := s.handshake(r)
 	s.p.handshook()
 	if err == nil {
-		s.log = s.log.With("collector", s.collector)
+		s.log = s.p.log.With("peer", s.conn.RemoteAddr().String(), "collector", s.collector)
 		s.log.Info("collector connected")
 		s.p.m.connect(1)
 		err = s.readLoop(ctx, r)
@@ -146,6 +146,7 @@ func (s *session) handshake(r *wire.Reader) error {
 	if err := wire.Decode(f, &h); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
+	s.log = s.log.With("claimed", h.Collector)
 	if h.MinVersion > wire.Version || h.MaxVersion < wire.Version {
 		return s.refuse(wire.CodeVersion, 0, "no common version: collector speaks %d..%d, processor %d", h.MinVersion, h.MaxVersion, wire.Version)
 	}

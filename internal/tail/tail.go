@@ -30,9 +30,12 @@ const (
 )
 
 // Read reads at most len(buf)-1 bytes of f at off and returns the complete
-// lines among them as a prefix of buf, and the offset after them. buf needs
-// one spare byte for the newline Read may add: len(buf) must be > maxLine.
-// more reports that the read filled the buffer, so more data may follow.
+// lines among them as a prefix of buf, and the offset after them. A line
+// whose content (without its newline) is longer than maxLine is cut: the
+// payload is its first maxLine bytes plus a newline, and the rest follows as
+// the next read. buf needs room for one line of maxLine bytes, its newline
+// and the newline Read may add: len(buf) >= maxLine+2. more reports that
+// more data may follow at once.
 func Read(f *os.File, off int64, buf []byte, maxLine int, flush bool) (payload []byte, next int64, res Result, more bool, err error) {
 	room := len(buf) - 1
 	n, err := f.ReadAt(buf[:room], off)
@@ -44,15 +47,33 @@ func Read(f *os.File, off int64, buf []byte, maxLine int, flush bool) (payload [
 		return nil, off, Nothing, false, nil
 	}
 	if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+		if i < maxLine {
+			return buf[:i+1], off + int64(i+1), Lines, more, nil // no line can be too long
+		}
+		// Find the first line longer than maxLine, if any.
+		for start := 0; start <= i; {
+			j := bytes.IndexByte(buf[start:i+1], '\n')
+			if j > maxLine {
+				if start == 0 {
+					return split(buf, off, maxLine)
+				}
+				return buf[:start], off + int64(start), Lines, true, nil
+			}
+			start += j + 1
+		}
 		return buf[:i+1], off + int64(i+1), Lines, more, nil
 	}
 	switch {
-	case n >= maxLine:
-		buf[maxLine] = '\n'
-		return buf[:maxLine+1], off + int64(maxLine), Split, true, nil
+	case n > maxLine:
+		return split(buf, off, maxLine)
 	case flush && !more:
 		buf[n] = '\n'
 		return buf[:n+1], off + int64(n), Flushed, false, nil
 	}
 	return nil, off, Nothing, false, nil
+}
+
+func split(buf []byte, off int64, maxLine int) ([]byte, int64, Result, bool, error) {
+	buf[maxLine] = '\n'
+	return buf[:maxLine+1], off + int64(maxLine), Split, true, nil
 }

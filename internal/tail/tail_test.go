@@ -29,8 +29,12 @@ func TestRead(t *testing.T) {
 		{"empty lines kept", "\n\n\n", 0, 16, 8, false, "\n\n\n", 3, tail.Lines, false},
 		{"binary kept", "a\x00\xff\n", 0, 16, 8, false, "a\x00\xff\n", 4, tail.Lines, false},
 		{"buffer full cuts at last newline", "aaa\nbbb\nccc\n", 0, 10, 8, false, "aaa\nbbb\n", 8, tail.Lines, true},
-		{"long line split", "0123456789abc\n", 0, 9, 8, false, "01234567\n", 8, tail.Split, true},
-		{"split rest", "0123456789abc\n", 8, 9, 8, false, "89abc\n", 14, tail.Lines, false},
+		{"long partial line split", "0123456789abc\n", 0, 10, 8, false, "01234567\n", 8, tail.Split, true},
+		{"split rest", "0123456789abc\n", 8, 10, 8, false, "89abc\n", 14, tail.Lines, false},
+		{"long complete line split", "0123456789\nab\n", 0, 32, 4, false, "0123\n", 4, tail.Split, true},
+		{"lines before a long line", "ab\n0123456789\n", 0, 32, 4, false, "ab\n", 3, tail.Lines, true},
+		{"line of exactly max kept", "0123\nab\n", 0, 32, 4, false, "0123\nab\n", 8, tail.Lines, false},
+		{"partial of exactly max waits", "0123", 0, 32, 4, false, "", 0, tail.Nothing, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -56,7 +57,8 @@ type Watcher struct {
 	tree       tree
 	lastRescan bool // the last event sent was a Rescan
 	dirGone    bool // dir was removed or moved away
-	overflows  int  // fsnotify queue overflows so far
+	dirID      fileID
+	overflows  int // fsnotify queue overflows so far
 }
 
 // New validates cfg and starts watching cfg.Dir and every directory under
@@ -96,6 +98,7 @@ func New(cfg Config) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
+	w.dirID = idOf(fi)
 	w.log = w.log.With("path", dir)
 	w.tree = tree{fsw: fsw, log: w.log, watched: make(map[string]struct{})}
 	w.tree.addAll(dir, nil)
@@ -240,6 +243,16 @@ func (w *Watcher) handleError(err error) {
 // rescan runs on every tick: it re-watches Dir if it came back, retries
 // directories that could not be watched, and asks the consumer to walk.
 func (w *Watcher) rescan() {
+	if !w.dirGone {
+		// IN_DELETE_SELF does not come while something (a file still
+		// being finished through its descriptor) keeps the old directory
+		// alive: compare identities too.
+		if fi, err := os.Stat(w.dir); err != nil || !fi.IsDir() || idOf(fi) != w.dirID {
+			w.dirGone = true
+			w.log.Warn("source dir disappeared; waiting for a rescan to find it again")
+			w.tree.forget(w.dir)
+		}
+	}
 	if w.dirGone {
 		fi, err := os.Stat(w.dir)
 		if err != nil || !fi.IsDir() {
@@ -247,6 +260,7 @@ func (w *Watcher) rescan() {
 			return
 		}
 		w.dirGone = false
+		w.dirID = idOf(fi)
 		w.log.Info("source dir found again")
 		w.tree.addAll(w.dir, nil)
 	} else if w.tree.incomplete {
@@ -271,4 +285,14 @@ func opOf(o fsnotify.Op) Op {
 		op |= Rename
 	}
 	return op
+}
+
+// fileID identifies a directory across renames and re-creation.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi os.FileInfo) fileID {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fileID{uint64(st.Dev), st.Ino}
+	}
+	return fileID{}
 }
