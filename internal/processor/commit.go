@@ -14,11 +14,18 @@ import (
 func (p *Processor) commitLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
 	var failing int
 	for {
 		select {
 		case <-p.kick:
 		case <-p.full:
+		case <-idle.C:
+			if n := p.dir.CloseIdle(p.cfg.MaxOpenFiles); n > 0 {
+				p.log.Debug("closed idle target files", "files", n)
+			}
+			continue
 		case <-ctx.Done():
 			return
 		}

@@ -53,6 +53,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Compression lists the codecs accepted from collectors (wire.CompressionZstd).
 	Compression []string
+	// MaxOpenFiles bounds open target files: past it, the files written
+	// least recently are closed (and reopened when written again).
+	MaxOpenFiles int
 }
 
 // DefaultConfig returns the defaults used by `thunder logs-processor`.
@@ -67,6 +70,7 @@ func DefaultConfig() Config {
 		MaxConns:          10_000,
 		MaxHandshakes:     256,
 		Compression:       []string{wire.CompressionZstd},
+		MaxOpenFiles:      4096,
 	}
 }
 
@@ -81,6 +85,9 @@ func (c Config) Validate() error {
 	}
 	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	if c.MaxOpenFiles < 16 {
+		errs = append(errs, errors.New("max open files must be at least 16"))
 	}
 	if c.MaxStreamsPerConn <= 0 || c.MaxConns <= 0 || c.MaxHandshakes <= 0 || c.MaxConnsPerPeer < 0 {
 		errs = append(errs, errors.New("connection and stream limits must be positive"))

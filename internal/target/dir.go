@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -81,8 +82,9 @@ type file struct {
 	size      int64 // bytes in the file as written through fd
 	committed int64 // size recorded by the last commit for ino
 	dirty     bool
-	reopen    bool  // the next commit closes fd so the name is opened afresh
-	broken    error // a write could not be undone or a sync failed: rewind at commit
+	last      time.Time // last append, for CloseIdle
+	reopen    bool      // the next commit closes fd so the name is opened afresh
+	broken    error     // a write could not be undone or a sync failed: rewind at commit
 	touched   map[*Stream]struct{}
 	streams   map[*Stream]struct{} // every in-memory stream bound to this file
 }
@@ -317,6 +319,7 @@ func (s *Stream) Append(d *Dir, owner any, offset, end uint64, p []byte) error {
 		return fmt.Errorf("%w: write %s: %v", ErrStorage, f.name, err)
 	}
 	f.size += int64(n)
+	f.last = time.Now()
 	s.offset = end
 	f.touched[s] = struct{}{}
 	wasDirty := f.dirty
@@ -422,4 +425,55 @@ func (s *Stream) Committed() uint64 {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	return s.committed
+}
+
+// CloseIdle closes the descriptors of the files appended to least recently
+// and with nothing uncommitted, once more than max are open, down to 90% of
+// max. The next append to such a file opens its name again. It returns how
+// many it closed.
+func (d *Dir) CloseIdle(max int) int {
+	d.commitMu.Lock() // a commit may be syncing a descriptor it snapshotted
+	defer d.commitMu.Unlock()
+	d.mu.Lock()
+	files := make([]*file, 0, len(d.files))
+	for _, f := range d.files {
+		files = append(files, f)
+	}
+	d.mu.Unlock()
+	type candidate struct {
+		f    *file
+		last time.Time
+	}
+	var idle []candidate
+	open := 0
+	for _, f := range files {
+		f.mu.Lock()
+		if f.fd != nil {
+			open++
+			if !f.dirty && !f.reopen && f.broken == nil {
+				idle = append(idle, candidate{f, f.last})
+			}
+		}
+		f.mu.Unlock()
+	}
+	if open <= max {
+		return 0
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].last.Before(idle[j].last) })
+	closed := 0
+	for _, c := range idle {
+		if open <= max*9/10 {
+			break
+		}
+		f := c.f
+		f.mu.Lock()
+		if f.fd != nil && !f.dirty && !f.reopen && f.broken == nil {
+			_ = f.fd.Close() // everything in it is committed
+			f.fd = nil
+			open--
+			closed++
+		}
+		f.mu.Unlock()
+	}
+	return closed
 }
