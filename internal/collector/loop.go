@@ -53,6 +53,7 @@ func (c *Collector) loop(ctx context.Context) error {
 			c.onTick()
 		case <-ctx.Done():
 			c.drain()
+			c.saveAcked()
 			c.save()
 			return nil
 		}
@@ -188,11 +189,8 @@ func (c *Collector) acked(s *source, off uint64) {
 // unterminated last lines of files that will not grow any more.
 func (c *Collector) onTick() {
 	now := time.Now()
+	c.saveAcked()
 	for _, s := range c.byID {
-		if s.dirty {
-			s.dirty = false
-			c.unsaved = append(c.unsaved, s)
-		}
 		if (s.gone || s.rec.Rotated) && s.eof && !s.flush && now.Sub(s.grown) >= c.cfg.FlushIdle {
 			s.flush = true
 			c.wake(s)
@@ -214,6 +212,17 @@ func (c *Collector) onTick() {
 		}
 	}
 	c.updateStats()
+}
+
+// saveAcked queues the records whose acknowledged offset changed for the
+// next save.
+func (c *Collector) saveAcked() {
+	for _, s := range c.byID {
+		if s.dirty {
+			s.dirty = false
+			c.unsaved = append(c.unsaved, s)
+		}
+	}
 }
 
 // maybeFinish forgets a file that left the source dir once all of it is

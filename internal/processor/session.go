@@ -77,7 +77,7 @@ func (s *session) serve(ctx context.Context) {
 	go s.writeLoop()
 	r := wire.NewReader(s.conn)
 	defer r.Close()
-	err := s.handshake(r)
+	err := s.handshake(ctx, r)
 	s.p.handshook()
 	if err == nil {
 		s.log = s.p.log.With("peer", s.conn.RemoteAddr().String(), "collector", s.collector)
@@ -86,17 +86,24 @@ func (s *session) serve(ctx context.Context) {
 		err = s.readLoop(ctx, r)
 		s.p.m.connect(-1)
 	}
+	if ctx.Err() != nil {
+		// Keep the streams attached so the final commit's acks find this
+		// session; Serve calls finish once they are queued.
+		<-s.done
+		s.detachAll()
+		return
+	}
+	s.detachAll()
+	s.fail(err)
+	s.finish()
+	<-s.done
+}
+
+func (s *session) detachAll() {
 	for h, st := range s.handles {
 		s.p.dir.Detach(st, s)
 		delete(s.handles, h)
 	}
-	if ctx.Err() != nil {
-		<-s.done // Serve calls finish after the final commit
-		return
-	}
-	s.fail(err)
-	s.finish()
-	<-s.done
 }
 
 // fail logs why the session ends and tells the collector when it can use it.
@@ -130,8 +137,11 @@ func (s *session) sendError(re *wire.RemoteError) {
 	s.queue(wire.TypeError, &wirepb.Error{Code: uint32(re.Code), Message: re.Message, Handle: re.Handle})
 }
 
-func (s *session) handshake(r *wire.Reader) error {
+func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.HandshakeTimeout))
+	if ctx.Err() != nil {
+		return ctx.Err() // stopReading may have run before the deadline was set
+	}
 	if err := r.ReadPreface(); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
@@ -195,10 +205,10 @@ func checkCollectorName(n string) error {
 
 func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
 	for {
-		if ctx.Err() != nil {
-			return nil
-		}
 		_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.IdleTimeout))
+		if ctx.Err() != nil {
+			return nil // checked after the deadline: stopReading may have run before it
+		}
 		f, err := r.Next()
 		if err != nil {
 			if ctx.Err() != nil {

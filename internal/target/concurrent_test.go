@@ -34,8 +34,6 @@ func TestConcurrentStreams(t *testing.T) {
 		acked uint64
 	}
 	var feeders []*feeder
-	// Attach up front: attaching while a new file is first opened can
-	// deadlock (see TestAttachConcurrentDeadlock).
 	for c := range collectors {
 		o := &owner{fmt.Sprint("conn", c)}
 		for i := range perColl {
@@ -89,17 +87,20 @@ func TestConcurrentStreams(t *testing.T) {
 				for l := range n {
 					fmt.Fprintf(&b, "c%d s%d p%04d l%d/%d x%s\n", f.col, f.id, p, l, n, strings.Repeat("x", (p*31+l*17)%200))
 				}
+				// Hold f.mu across Append: a commit may acknowledge the
+				// data before Append returns, and check must see it sent.
 				f.mu.Lock()
 				off := f.sent
-				f.mu.Unlock()
 				end := off + uint64(b.Len())
-				if err := f.s.Append(d, f.o, off, end, []byte(b.String())); err != nil {
+				err := f.s.Append(d, f.o, off, end, []byte(b.String()))
+				if err == nil {
+					f.sent = end
+				}
+				f.mu.Unlock()
+				if err != nil {
 					t.Errorf("Append(%s, %d) = %v", f.s.Key, off, err)
 					return
 				}
-				f.mu.Lock()
-				f.sent = end
-				f.mu.Unlock()
 			}
 		})
 	}

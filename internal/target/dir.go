@@ -236,6 +236,12 @@ func (d *Dir) Detach(s *Stream, owner any) {
 // Forget releases the stream and deletes its record at the next commit: the
 // collector finished and deleted its file.
 func (d *Dir) Forget(s *Stream, owner any) {
+	s.f.mu.Lock()
+	owned := s.owner == owner && owner != nil
+	s.f.mu.Unlock()
+	if !owned {
+		return // another connection took the stream over; it decides
+	}
 	d.Detach(s, owner)
 	d.pendMu.Lock()
 	d.forget = append(d.forget, s.Key)
