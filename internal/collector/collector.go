@@ -150,7 +150,7 @@ type Collector struct {
 	byPath       map[string]*source // current rel path → live source
 	byIno        map[devIno]*source
 	handles      map[uint32]*source // on the current link
-	prevAt       map[string]*source // path → the source that last left it
+	lastByName   map[string]*source // target name → its newest source
 	noProcLogged bool
 	openFiles    int
 	skipped      map[string]bool // non-regular files already logged
@@ -206,21 +206,21 @@ func New(cfg Config) (*Collector, error) {
 		return nil, err
 	}
 	c := &Collector{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		dir:     dir,
-		dbAbs:   dbAbs,
-		db:      db,
-		watch:   w,
-		inbox:   make(chan linkMsg, 256),
-		stopped: make(chan struct{}),
-		pool:    make(chan *[]byte, cfg.Buffers),
-		byID:    make(map[stream.ID]*source),
-		byPath:  make(map[string]*source),
-		byIno:   make(map[devIno]*source),
-		handles: make(map[uint32]*source),
-		prevAt:  make(map[string]*source),
-		skipped: make(map[string]bool),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		dir:        dir,
+		dbAbs:      dbAbs,
+		db:         db,
+		watch:      w,
+		inbox:      make(chan linkMsg, 256),
+		stopped:    make(chan struct{}),
+		pool:       make(chan *[]byte, cfg.Buffers),
+		byID:       make(map[stream.ID]*source),
+		byPath:     make(map[string]*source),
+		byIno:      make(map[devIno]*source),
+		handles:    make(map[uint32]*source),
+		lastByName: make(map[string]*source),
+		skipped:    make(map[string]bool),
 	}
 	c.stats.Name = cfg.Name
 	if cfg.Registerer != nil {

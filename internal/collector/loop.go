@@ -201,9 +201,9 @@ func (c *Collector) onTick() {
 		c.maybeDelete(s, now)
 	}
 	c.closeIdle()
-	for path, s := range c.prevAt {
+	for name, s := range c.lastByName {
 		if c.byID[s.rec.ID] != s {
-			delete(c.prevAt, path)
+			delete(c.lastByName, name)
 		}
 	}
 	if l := c.link; l != nil && now.Sub(l.last) >= c.cfg.PingInterval {

@@ -40,7 +40,6 @@ func (c *Collector) maybeRotate(s *source, size int64) {
 	s.rec.Rotated = true
 	s.rotated = time.Now()
 	c.byPath[s.rec.Path] = s
-	c.prevAt[old] = s
 	c.unsaved = append(c.unsaved, s)
 	c.statsAdd(func(st *Stats) { st.Rotations++ })
 	c.log.Info("file rotated", "path", old, "to", s.rec.Path, "bytes", size)

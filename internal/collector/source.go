@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -65,12 +66,25 @@ func (c *Collector) load() error {
 	if err != nil {
 		return err
 	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.Before(recs[j].Created) })
 	for _, r := range recs {
 		s := &source{rec: r, saved: true, sent: r.Acked}
 		c.byID[r.ID] = s
 		c.byIno[devIno{r.Dev, r.Ino}] = s
+		c.follow(s)
 	}
 	return nil
+}
+
+// follow makes s, the newest source delivered as its name, wait for the
+// one before it: all sources of one name are sent in the order they were
+// first seen, so lines a writer wrote before a rotation or a rename reach the
+// target before the lines it wrote after.
+func (c *Collector) follow(s *source) {
+	if p := c.lastByName[s.rec.Name]; p != nil && c.byID[p.rec.ID] == p {
+		s.pred = p
+	}
+	c.lastByName[s.rec.Name] = s
 }
 
 // rescan walks the source dir and reconciles every source with it.
@@ -155,9 +169,6 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 					c.lost(old, false)
 				}
 				delete(c.byPath, s.rec.Path)
-				if !s.gone {
-					c.prevAt[s.rec.Path] = s
-				}
 				if strings.HasSuffix(rel, RotatedSuffix) && !strings.HasSuffix(s.rec.Path, RotatedSuffix) {
 					// Our own rotation, whose record a crash kept from
 					// being saved: it is a rotated file.
@@ -168,7 +179,7 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 				c.unsaved = append(c.unsaved, s)
 			}
 			if s.f == nil {
-				if uint64(info.Size()) == s.rec.Acked {
+				if uint64(info.Size()) == s.rec.Acked && !s.rec.Rotated {
 					return s // closed while idle, and still all delivered
 				}
 				if c.openFile(s, path) != nil {
@@ -220,9 +231,7 @@ func (c *Collector) newSource(path, rel string, key devIno) *source {
 	c.byID[s.rec.ID] = s
 	c.byPath[rel] = s
 	c.byIno[key] = s
-	if p := c.prevAt[rel]; p != nil && c.byID[p.rec.ID] == p {
-		s.pred = p
-	}
+	c.follow(s)
 	c.unsaved = append(c.unsaved, s)
 	c.log.Info("new stream", "path", rel, "stream", s.rec.ID)
 	return s
@@ -282,8 +291,6 @@ func (c *Collector) lost(s *source, everywhere bool) {
 		if c.byPath[s.rec.Path] == s {
 			delete(c.byPath, s.rec.Path)
 		}
-		// A new file at this path follows this one (rotation ordering).
-		c.prevAt[s.rec.Path] = s
 		c.log.Debug("file left its path; finishing it", "name", s.rec.Name, "path", s.rec.Path)
 	}
 	if s.refused {
