@@ -27,5 +27,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHandshake$$' -fuzztime=$(FUZZTIME) ./internal/wire
 	$(GO) test -run='^$$' -fuzz='^FuzzClean$$' -fuzztime=$(FUZZTIME) ./internal/relpath
 
+# The benchmark suite (docs/BENCHMARKS.md): real daemons on 127.0.0.1, a table
+# of ratios against ceilings measured in the same run. ARGS=-quick for a smoke
+# run, ARGS=-peers to add rsyslog and syslog-ng. Micro-benchmarks:
+# go test -run='^$$' -bench=. ./internal/...
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+	$(GO) run ./bench $(ARGS)

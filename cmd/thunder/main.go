@@ -40,6 +40,8 @@ const usage = `thunder ships log files from many hosts to a central host, exactl
 Usage:
   thunder logs-processor --target-dir=DIR [--listen-address=HOST:PORT] [flags]
   thunder logs-collector --source-dir=DIR --offsets-db=FILE --target-address=HOST:PORT [flags]
+  thunder status [--admin-address=HOST:PORT] [--json]
+  thunder top [--admin-address=HOST:PORT] [--interval=1s]
   thunder demo [--seconds=N]
   thunder version
   thunder help [COMMAND]
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProcessor(ctx, rest, stdout, stderr)
 	case "logs-collector", "collector":
 		return runCollector(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
+	case "top":
+		return runTop(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

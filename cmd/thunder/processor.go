@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"thunder/internal/processor"
 )
 
@@ -31,6 +33,8 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("logs-processor", processorHelp, stdout)
 	var lf logFlags
 	lf.register(fs)
+	var df daemonFlags
+	df.register(fs)
 	var tf tlsFlags
 	tf.register(fs, false)
 	fs.BoolVar(&cfg.BindNameToCert, "tls-bind-name", false, "with mutual TLS, a collector's --name must match its certificate's common name or a DNS name in it")
@@ -48,6 +52,9 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one IP address (0: no limit)")
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
+	}
+	if err := df.load(fs, stdout); err != nil {
+		return err
 	}
 	if err := required(fs, "target-dir"); err != nil {
 		return err
@@ -67,6 +74,11 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return usageError{errors.New("--tls-bind-name needs mutual TLS (--tls-cert, --tls-key, --tls-ca)")}
 	}
 	cfg.Logger = log
+	if done, err := df.checked(stdout, cfg.Validate(), isDir("target-dir", cfg.TargetDir)); done {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	p, err := processor.New(cfg)
 	if err != nil {
 		return err
@@ -76,6 +88,12 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		p.Close()
 		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	adm, err := df.listenAdmin(log, reg, func() any { return p.Status() }, p.Healthy)
+	if err != nil {
+		ln.Close()
+		p.Close()
+		return err
 	}
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
 		log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can write files into the target dir; set --auth-token-file or mutual TLS", "addr", ln.Addr().String())
@@ -101,7 +119,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 		}
 	}()
-	err = p.Serve(ctx, ln)
+	err = adm.serve(ctx, func(ctx context.Context) error { return p.Serve(ctx, ln) })
 	close(done)
 	if cerr := p.Close(); err == nil {
 		err = cerr

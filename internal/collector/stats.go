@@ -52,7 +52,7 @@ type StreamStatus struct {
 type Status struct {
 	Stats
 	Updated time.Time      `json:"updated"`
-	Top     []StreamStatus `json:"streams"` // the MaxStatusStreams streams with the most lag
+	Top     []StreamStatus `json:"top"` // the MaxStatusStreams streams with the most lag
 }
 
 // MaxStatusStreams bounds the per-stream entries in Status (and so the

@@ -1,0 +1,178 @@
+// Command bench is thunder's benchmark suite: it builds cmd/thunder, runs the
+// real daemons on 127.0.0.1 through the scenarios of docs/BENCHMARKS.md
+// (bulk, live, idle, scale, and optionally the rsyslog and syslog-ng peers
+// of the shared kit) and prints a table in which every figure is compared
+// with a ceiling measured in the same run: one loopback TCP connection into
+// a file with an fsync at the end.
+//
+// Usage:
+//
+//	go run ./bench [-quick] [-peers] [-only=bulk,live,...]
+//
+// Every load is bounded in size and time, only loopback addresses are used,
+// and only processes started here are stopped, by PID. Scratch data goes to
+// $BENCH_WORK (default /tmp/thunder-bench) and is removed, except the
+// corpus, which is kept for the next run; every figure is also printed as a
+// RESULT line and appended to $BENCH_WORK/results.txt.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// scenarios in the order they run.
+var scenarios = []string{"bulk", "live", "idle", "files", "fleet", "peers"}
+
+// bench holds what every scenario needs.
+type bench struct {
+	ctx         context.Context
+	bin         string // thunder binary built for this run
+	work        string // $BENCH_WORK
+	tmp         string // this run's scratch dir under work, removed at the end
+	corpus      string
+	corpusBytes int64
+	quick       bool
+	runs        int           // repetitions of the ceiling
+	liveFor     time.Duration // per live run
+	idleFor     time.Duration // idle CPU window
+	quietMax    time.Duration // longest wait for a quiet box before a run
+	rep         *report
+	ceil        ceilings
+	bulk        map[string]bulkResult // by compression
+	live        map[string]liveResult // by case name
+	idle        idleResult
+	peers       []peerResult
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "small sizes and short runs: a smoke run in under two minutes")
+	peers := fs.Bool("peers", false, "also run rsyslog and syslog-ng through the shared kit ($THUNDER_BENCH_KIT or /work/shared/bench)")
+	only := fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarios, ","))
+	bulkMiB := fs.Int("bulk-mib", 0, "bulk file size in MiB (default 1024, -quick 128)")
+	quietMax := fs.Duration("quiet-max", 0, "longest wait for a quiet box before each run (default 30s, -quick 5s)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	want := func(s string) bool {
+		if s == "peers" && !*peers {
+			return false
+		}
+		return *only == "" || slices.Contains(strings.Split(*only, ","), s)
+	}
+	work := os.Getenv("BENCH_WORK")
+	if work == "" {
+		work = "/tmp/thunder-bench"
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(work, "run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	b := &bench{
+		ctx: ctx, work: work, tmp: tmp, quick: *quick, runs: 3,
+		liveFor: 10 * time.Second, idleFor: 10 * time.Second, quietMax: 30 * time.Second,
+		rep: newReport(os.Stdout, work), bulk: map[string]bulkResult{}, live: map[string]liveResult{},
+	}
+	size := int64(1024) * mib
+	if b.quick {
+		size, b.runs, b.liveFor, b.idleFor, b.quietMax = 128*mib, 1, 3*time.Second, 3*time.Second, 5*time.Second
+	}
+	if *bulkMiB > 0 {
+		size = int64(*bulkMiB) * mib
+	}
+	if *quietMax > 0 {
+		b.quietMax = *quietMax
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	b.logf("machine: %s load1=%.2f", machine(), loadAverage())
+	if b.bin, err = buildThunder(ctx, root, tmp); err != nil {
+		return err
+	}
+	if b.corpus, b.corpusBytes, err = corpus(filepath.Join(work, "corpus"), size); err != nil {
+		return err
+	}
+	b.rep.result("machine", kv{"info", machine()}, kv{"load1", loadAverage()}, kv{"quick", b.quick})
+	b.logf("ceiling: %d MiB through loopback TCP into a file + fsync", b.corpusBytes/mib)
+	if err := b.measureCeilings(); err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	steps := map[string]func() error{
+		"bulk": b.runBulk, "live": b.runLive, "idle": b.runIdle,
+		"files": b.runFiles, "fleet": b.runFleet, "peers": b.runPeers,
+	}
+	var failed []string
+	for _, s := range scenarios {
+		if !want(s) {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		b.logf("scenario %s", s)
+		if err := steps[s](); err != nil {
+			b.logf("scenario %s failed: %v", s, err)
+			b.rep.add(s, "FAILED", err.Error(), "", "")
+			failed = append(failed, s)
+		}
+	}
+	if !*peers && (*only == "" || strings.Contains(*only, "peers")) {
+		b.rep.add("peers", "skipped", "run with -peers", "", "")
+	}
+	b.targets()
+	fmt.Println()
+	fmt.Printf("thunder benchmark, %s, load1 %.2f at the end\n", machine(), loadAverage())
+	b.rep.print(os.Stdout)
+	fmt.Printf("\nRESULT lines appended to %s\n", b.rep.results)
+	if len(failed) > 0 {
+		return fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", "))
+	}
+	return ctx.Err()
+}
+
+// logf prints progress on stderr.
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// quiet syncs, then waits (bounded) until the box is quiet, logs when it was not, and
+// reports whether it was.
+func (b *bench) quiet() (bool, float64) {
+	// Write back what earlier runs left dirty, as the kit does before each
+	// run, so that no run pays for the previous one's writeback.
+	syscall.Sync()
+	q, pct := waitQuiet(b.quietMax)
+	if !q {
+		b.logf("box still busy after %v (%.0f%% of all cores, not this run); measuring anyway", b.quietMax, pct)
+	}
+	return q, pct
+}
+
+// scratch returns a fresh directory for one run under the run's temp dir.
+func (b *bench) scratch(name string) (string, error) {
+	return os.MkdirTemp(b.tmp, name+"-")
+}

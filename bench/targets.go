@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"thunder/internal/linecheck"
+)
+
+// commitInterval is the processor's default --commit-interval: the longest
+// a received line waits before its group commit starts.
+const commitInterval = 5 * time.Millisecond
+
+// targets checks the figures of this run against the targets of issue 4.
+func (b *bench) targets() {
+	r := b.rep
+	if th, ok := b.bulk["plain"]; ok {
+		rt := th.durable / b.ceil.pipe
+		r.target("bulk ≥ 70% of the same-run ceiling", fmt.Sprintf("%.0f%% (%.0f of %.0f MiB/s)", 100*rt, th.durable, b.ceil.pipe), rt >= 0.7)
+		best := 0.0
+		name := ""
+		for _, p := range b.peers {
+			if p.mibps > best {
+				best, name = p.mibps, p.name
+			}
+		}
+		if best > 0 {
+			r.target("bulk ≥ 3× the best peer", fmt.Sprintf("%.2f× %s (%.0f MiB/s)", th.durable/best, name, best), th.durable >= 3*best)
+		}
+		coll, proc := 0.0, 0.0
+		for _, x := range b.bulk {
+			coll, proc = max(coll, x.collMiB), max(proc, x.procMiB)
+		}
+		r.target(fmt.Sprintf("collector peak RSS ≤ 64 MiB (%d MiB backlog)", b.corpusBytes/mib), fmt.Sprintf("%.0f MiB", coll), coll <= 64)
+		r.target(fmt.Sprintf("processor peak RSS ≤ 128 MiB (%d MiB backlog)", b.corpusBytes/mib), fmt.Sprintf("%.0f MiB", proc), proc <= 128)
+	}
+	for _, c := range []linecheck.Contract{linecheck.OpenWriteClose, linecheck.LockedAppend} {
+		if x, ok := b.live[fmt.Sprintf("%v %s", c, rateName(0))]; ok {
+			keeps := x.drain <= time.Second
+			r.target(fmt.Sprintf("keeps up with a write(2)-per-line writer flat out (%v), collector ≤ 0.2 core", c),
+				fmt.Sprintf("%.0f lines/s, drained %.2f s after stop, collector %.2f core", x.achieved, x.drain.Seconds(), x.collCores),
+				keeps && x.collCores <= 0.2)
+		}
+	}
+	for _, t := range []struct {
+		rate  int
+		limit time.Duration
+	}{{10000, 20 * time.Millisecond}, {100000, 50 * time.Millisecond}} {
+		var worst time.Duration
+		seen := false
+		for _, c := range []linecheck.Contract{linecheck.OpenWriteClose, linecheck.LockedAppend} {
+			if x, ok := b.live[fmt.Sprintf("%v %s", c, rateName(t.rate))]; ok {
+				worst, seen = max(worst, x.p99), true
+			}
+		}
+		if !seen {
+			continue
+		}
+		// Visible in the target is measured; durable adds at most the
+		// commit interval and one commit's fsync.
+		bound := worst + commitInterval + b.ceil.fsyncP99
+		r.target(fmt.Sprintf("p99 write→durable ≤ %v at %s", t.limit, rateName(t.rate)),
+			fmt.Sprintf("visible p99 %.1f ms; durable ≤ %.1f ms (+%v commit interval + fsync p99)", ms(worst), ms(bound), commitInterval), bound <= t.limit)
+	}
+	if b.idle.deliver > 0 {
+		r.target("idle with 10,000 files < 1% of a core", fmt.Sprintf("%.2f%%", 100*b.idle.collCores), b.idle.collCores < 0.01)
+	}
+}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"thunder/internal/collector"
+	"thunder/internal/processor"
+)
+
+const statusHelp = `Usage: thunder status [--admin-address=HOST:PORT] [--json]
+
+Prints the status of a running processor or collector, read from its admin
+endpoint (see --admin-address of both daemons), and exits non-zero when the
+daemon cannot be reached or reports itself unhealthy, so that it serves as
+a health check.
+
+Examples:
+  thunder status
+  thunder status --admin-address=127.0.0.1:7359 --json | jq .lag_bytes
+`
+
+// maxStatusBytes bounds the /status and /healthz bodies read.
+const maxStatusBytes = 16 << 20
+
+func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("status", statusHelp, stdout)
+	addr := fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+	asJSON := fs.Bool("json", false, "print the status as JSON, as the daemon serves it")
+	streams := fs.Int("streams", 10, "collector: list this many of the most lagging streams")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up on the daemon after this long")
+	if err := parse(fs, args); err != nil {
+		return ignoreHelp(err)
+	}
+	c := newAdminClient(*addr, *timeout)
+	raw, err := c.get(ctx, "/status")
+	if err != nil {
+		return err
+	}
+	health := c.healthz(ctx)
+	if *asJSON {
+		if _, err := stdout.Write(raw); err != nil {
+			return err
+		}
+	} else {
+		snap, err := decodeStatus(raw)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.addr, err)
+		}
+		var b bytes.Buffer
+		w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		snap.print(w, health, *streams)
+		_ = w.Flush() // to a bytes.Buffer: cannot fail
+		if _, err := io.WriteString(stdout, trimLines(b.String())); err != nil {
+			return err
+		}
+	}
+	if health != nil {
+		return fmt.Errorf("%s: unhealthy: %w", c.addr, health)
+	}
+	return nil
+}
+
+// adminClient reads a daemon's admin endpoint.
+type adminClient struct {
+	addr string
+	http *http.Client
+}
+
+func newAdminClient(addr string, timeout time.Duration) *adminClient {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(strings.Trim(addr, "[]"), DefaultAdminPort)
+	}
+	return &adminClient{addr: addr, http: &http.Client{Timeout: timeout}}
+}
+
+// get returns the body of a 200 answer to GET path.
+func (c *adminClient) get(ctx context.Context, path string) ([]byte, error) {
+	code, body, err := c.do(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET http://%s%s: %s: %s", c.addr, path, http.StatusText(code), bytes.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// healthz returns nil when the daemon says it is healthy.
+func (c *adminClient) healthz(ctx context.Context) error {
+	code, body, err := c.do(ctx, "/healthz")
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return errors.New(string(bytes.TrimSpace(body)))
+	}
+	return nil
+}
+
+func (c *adminClient) do(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.addr+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("cannot reach the admin endpoint at %s (is the daemon running with --admin-address=%s?): %w", c.addr, c.addr, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatusBytes))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read http://%s%s: %w", c.addr, path, err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// unwrapURL drops the "Get "http://...": " prefix the address already says.
+func unwrapURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// snapshot is one /status answer: exactly one of p and c is set.
+type snapshot struct {
+	at time.Time
+	p  *processor.Status
+	c  *collector.Status
+}
+
+// decodeStatus tells a processor's status from a collector's by its
+// shape: a collector's has "connected" and "streams", a processor's
+// "collectors" and "target_dir".
+func decodeStatus(raw []byte) (snapshot, error) {
+	s := snapshot{at: time.Now()}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return s, fmt.Errorf("status: %w", err)
+	}
+	has := func(k ...string) bool {
+		for _, k := range k {
+			if _, ok := keys[k]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case has("connected", "streams"):
+		s.c = new(collector.Status)
+		if err := json.Unmarshal(raw, s.c); err != nil {
+			return s, fmt.Errorf("collector status: %w", err)
+		}
+	case has("target_dir"):
+		s.p = new(processor.Status)
+		if err := json.Unmarshal(raw, s.p); err != nil {
+			return s, fmt.Errorf("processor status: %w", err)
+		}
+	default:
+		return s, errors.New("status: neither a processor's nor a collector's")
+	}
+	return s, nil
+}
+
+// print writes the status for a human to a tabwriter.
+func (s snapshot) print(w io.Writer, health error, maxStreams int) {
+	state := "healthy"
+	if health != nil {
+		state = "UNHEALTHY"
+	}
+	defer func() {
+		if health != nil {
+			fmt.Fprintf(w, "\nunhealthy: %v\n", health)
+		}
+	}()
+	if p := s.p; p != nil {
+		fmt.Fprintf(w, "processor %q, target dir %s: %s\n", p.Name, p.TargetDir, state)
+		last := "none yet"
+		if !p.LastCommit.IsZero() {
+			last = fmt.Sprintf("%s (%s ago)", p.LastCommit.Local().Format(time.DateTime), age(s.at, p.LastCommit))
+		}
+		fmt.Fprintf(w, "last commit:\t%s\n", last)
+		if p.CommitErr != "" {
+			fmt.Fprintf(w, "commit error:\t%s\n", p.CommitErr)
+		}
+		fmt.Fprintf(w, "written:\t%s, %d lines since start\n", fmtBytes(p.Totals.Bytes), p.Totals.Lines)
+		fmt.Fprintf(w, "collectors:\t%d connected\n", len(p.Collectors))
+		if len(p.Collectors) == 0 {
+			return
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "COLLECTOR\tPEER\tSINCE\tSTREAMS\tBYTES\tLINES")
+		for _, c := range p.Collectors {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\n", c.Name, c.Peer, age(s.at, c.Since), c.Streams, fmtBytes(c.Bytes), c.Lines)
+		}
+		return
+	}
+	c := s.c
+	link := "not connected"
+	if c.Connected {
+		link = "connected to " + c.Addr
+	}
+	fmt.Fprintf(w, "collector %q, %s: %s\n", c.Name, link, state)
+	if c.LastError != "" && (health == nil || !strings.Contains(health.Error(), c.LastError)) {
+		fmt.Fprintf(w, "last error:\t%s\n", c.LastError)
+	}
+	fmt.Fprintf(w, "files:\t%s\n", fileCount(c))
+	fmt.Fprintf(w, "sent:\t%s, %d lines (%s on the wire)\n", fmtBytes(c.SentBytes), c.SentLines, fmtBytes(c.WireBytes))
+	fmt.Fprintf(w, "acknowledged:\t%s\n", fmtBytes(c.AckedBytes))
+	fmt.Fprintf(w, "lag:\t%s\n", fmtBytes(uint64(max(0, c.LagBytes))))
+	fmt.Fprintf(w, "connects:\t%d\n", c.Connects)
+	fmt.Fprintf(w, "rotations:\t%d, %d deleted\n", c.Rotations, c.Deletions)
+	if c.LinesSplit > 0 || c.LinesFlushed > 0 {
+		fmt.Fprintf(w, "lines split:\t%d, %d unterminated lines flushed\n", c.LinesSplit, c.LinesFlushed)
+	}
+	if !c.Updated.IsZero() {
+		fmt.Fprintf(w, "updated:\t%s ago\n", age(s.at, c.Updated))
+	}
+	top := c.Top
+	if len(top) == 0 || maxStreams <= 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	if len(top) > maxStreams {
+		fmt.Fprintf(w, "the %d most lagging streams:\n", maxStreams)
+		top = top[:maxStreams]
+	}
+	fmt.Fprintln(w, "NAME\tPATH\tSIZE\tACKED\tLAG\t")
+	for _, st := range top {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.Path, fmtBytes(uint64(st.Size)), fmtBytes(st.Acked), fmtBytes(uint64(st.Lag)), streamFlags(st))
+	}
+}
+
+// trimLines removes the spaces tabwriter leaves at the ends of lines.
+func trimLines(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if strings.HasSuffix(l, "\n") {
+			lines[i] = strings.TrimRight(l[:len(l)-1], " ") + "\n"
+		} else {
+			lines[i] = strings.TrimRight(l, " ")
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// fileCount says how many files a collector follows and holds open. The
+// number followed is missing from the JSON of collector.Status, where the
+// stream list shadows it; then only open files are counted.
+func fileCount(c *collector.Status) string {
+	if c.Streams > 0 {
+		return fmt.Sprintf("%d followed, %d open", c.Streams, c.OpenFiles)
+	}
+	return fmt.Sprintf("%d open", c.OpenFiles)
+}
+
+func streamFlags(st collector.StreamStatus) string {
+	var f []string
+	if st.Rotated {
+		f = append(f, "rotated")
+	}
+	if st.Gone {
+		f = append(f, "gone")
+	}
+	return strings.Join(f, ",")
+}
+
+// age is now-t rounded for humans.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}
+
+// fmtBytes formats n bytes with a binary unit: 512 B, 1.5 KiB, 12.0 MiB.
+func fmtBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

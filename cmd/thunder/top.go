@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"thunder/internal/collector"
+)
+
+const topHelp = `Usage: thunder top [--admin-address=HOST:PORT] [--interval=1s]
+
+Shows a live view of a running processor or collector, read from its admin
+endpoint: throughput (bytes and lines per second) and lag, per collector for
+a processor and per stream for a collector, the most lagging first.
+
+On a terminal it redraws the screen every --interval; press q (or Ctrl-C)
+to quit. Otherwise it prints one block per interval until interrupted or
+--count blocks are printed.
+
+Examples:
+  thunder top
+  thunder top --admin-address=127.0.0.1:7359 --interval=5s
+  thunder top --count=3 > top.txt
+`
+
+// keyPoll is how often the key reader looks for a cancelled context.
+const keyPoll = 100 * time.Millisecond
+
+// Terminal control sequences (ECMA-48 / xterm).
+const (
+	escAltScreen  = "\x1b[?1049h\x1b[?25l" // alternate screen, hide cursor
+	escMainScreen = "\x1b[?25h\x1b[?1049l"
+	escHome       = "\x1b[H"
+	escClear      = "\x1b[2J"
+	escClearLine  = "\x1b[K" // to the end of the line
+	escClearDown  = "\x1b[J" // to the end of the screen
+)
+
+func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("top", topHelp, stdout)
+	addr := fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+	interval := fs.Duration("interval", time.Second, "refresh period")
+	count := fs.Int("count", 0, "stop after this many refreshes (0: until q or Ctrl-C)")
+	if err := parse(fs, args); err != nil {
+		return ignoreHelp(err)
+	}
+	if *interval < 10*time.Millisecond {
+		return usageError{fmt.Errorf("top: --interval %v is too short", *interval)}
+	}
+	v := &topView{client: newAdminClient(*addr, min(max(*interval, time.Second), 5*time.Second))}
+	if f, ok := stdout.(*os.File); ok && isTerminal(int(f.Fd())) {
+		return v.runTerminal(ctx, f, *interval, *count)
+	}
+	return v.run(ctx, *interval, *count, nil, func(s sample) error {
+		var b bytes.Buffer
+		v.render(&b, s, 0)
+		b.WriteByte('\n')
+		_, err := stdout.Write(b.Bytes())
+		return err
+	})
+}
+
+// sample is one look at the daemon.
+type sample struct {
+	snap   snapshot
+	health error
+	err    error // the daemon could not be read
+}
+
+// topView samples a daemon and renders rates from successive samples.
+type topView struct {
+	client *adminClient
+	prev   *snapshot // the last good sample
+
+	// A collector refreshes its per-stream figures once a second (the
+	// Updated time of its status), whatever the refresh of top: stream
+	// rates are computed between two such refreshes and kept until the
+	// next one.
+	streamsAt   time.Time
+	streamsPrev map[string]collector.StreamStatus // by stream ID, as of streamsAt
+	streamRates map[string][2]string              // by stream ID: written/s, acked/s
+}
+
+// updateStreamRates recomputes the per-stream rates when c holds fresh
+// per-stream figures.
+func (v *topView) updateStreamRates(c *collector.Status) {
+	if !c.Updated.After(v.streamsAt) {
+		return
+	}
+	dt := c.Updated.Sub(v.streamsAt).Seconds()
+	rates := make(map[string][2]string, len(c.Top))
+	cur := make(map[string]collector.StreamStatus, len(c.Top))
+	for _, st := range c.Top {
+		cur[st.ID] = st
+		p, ok := v.streamsPrev[st.ID]
+		if !ok || v.streamsAt.IsZero() {
+			continue
+		}
+		r := func(cur, prev int64) string {
+			if cur < prev {
+				return "-"
+			}
+			return fmtRate(float64(cur-prev) / dt)
+		}
+		rates[st.ID] = [2]string{r(st.Size, p.Size), r(int64(st.Acked), int64(p.Acked))}
+	}
+	v.streamsAt, v.streamsPrev, v.streamRates = c.Updated, cur, rates
+}
+
+// run samples every interval and calls show, until ctx is done, quit is
+// closed, or count samples were shown. The first sample must succeed: a
+// daemon that cannot be reached at all is an error, one that goes away
+// later is shown as such.
+func (v *topView) run(ctx context.Context, interval time.Duration, count int, quit <-chan struct{}, show func(sample) error) error {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for n := 1; ; n++ {
+		s := v.sample(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.err != nil && n == 1 {
+			return s.err
+		}
+		if err := show(s); err != nil {
+			return err
+		}
+		if s.err == nil {
+			v.prev = &s.snap
+		}
+		if count > 0 && n >= count {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-quit:
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+func (v *topView) sample(ctx context.Context) sample {
+	raw, err := v.client.get(ctx, "/status")
+	if err != nil {
+		return sample{err: err}
+	}
+	snap, err := decodeStatus(raw)
+	if err != nil {
+		return sample{err: fmt.Errorf("%s: %w", v.client.addr, err)}
+	}
+	return sample{snap: snap, health: v.client.healthz(ctx)}
+}
+
+// runTerminal redraws f every interval on the alternate screen, with the
+// terminal in cbreak mode so that a single q quits.
+func (v *topView) runTerminal(ctx context.Context, f *os.File, interval time.Duration, count int) error {
+	quit := make(chan struct{})
+	stdin := int(os.Stdin.Fd())
+	if restore, err := cbreak(stdin); err == nil {
+		defer restore()
+		kctx, stopKeys := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { readKeys(kctx, stdin, quit) })
+		defer wg.Wait()
+		defer stopKeys()
+	}
+	if _, err := io.WriteString(f, escAltScreen+escClear); err != nil {
+		return err
+	}
+	defer func() { _, _ = io.WriteString(f, escMainScreen) }() // best effort: we are exiting
+	return v.run(ctx, interval, count, quit, func(s sample) error {
+		width, height := 0, 0
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			width, height = int(ws.Col), int(ws.Row)
+		}
+		var b bytes.Buffer
+		v.render(&b, s, max(0, height-1))
+		lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+		var out strings.Builder
+		out.WriteString(escHome)
+		for _, l := range lines {
+			if width > 0 && len(l) > width {
+				l = l[:width]
+			}
+			out.WriteString(l + escClearLine + "\n")
+		}
+		out.WriteString(escClearDown)
+		_, err := io.WriteString(f, out.String())
+		return err
+	})
+}
+
+// isTerminal reports whether fd is a terminal.
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}
+
+// cbreak turns off line buffering and echo on the terminal fd, so that
+// keys arrive one by one, and returns the function that restores it.
+// Unlike raw mode it keeps signals (Ctrl-C is SIGINT) and output
+// processing (\n is a new line).
+func cbreak(fd int) (restore func(), err error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	t := *old
+	t.Lflag &^= unix.ICANON | unix.ECHO
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil // best effort: we are exiting
+}
+
+// readKeys closes quit when q or Q arrives on fd or fd reaches its end, and
+// returns when ctx is done.
+func readKeys(ctx context.Context, fd int, quit chan<- struct{}) {
+	buf := make([]byte, 16)
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(keyPoll/time.Millisecond))
+		switch {
+		case errors.Is(err, unix.EINTR) || n == 0:
+			continue
+		case err != nil:
+			return // no keys, then: Ctrl-C still quits
+		}
+		n, err = unix.Read(fd, buf)
+		if err != nil || n == 0 || bytes.ContainsAny(buf[:n], "qQ") {
+			close(quit)
+			return
+		}
+	}
+}
+
+// render writes one screen for s, of at most rows lines (0: no limit).
+func (v *topView) render(b *bytes.Buffer, s sample, rows int) {
+	now := time.Now()
+	if s.err != nil {
+		fmt.Fprintf(b, "thunder top  %s  %s\n\n%v\n(retrying every refresh)\n", v.client.addr, now.Format(time.TimeOnly), s.err)
+		return
+	}
+	state := "healthy"
+	if s.health != nil {
+		state = "UNHEALTHY"
+	}
+	var dt float64
+	if v.prev != nil {
+		dt = s.snap.at.Sub(v.prev.at).Seconds()
+	}
+	rate := func(cur, prev uint64) string {
+		if dt <= 0 || cur < prev {
+			return "-"
+		}
+		return fmtRate(float64(cur-prev) / dt)
+	}
+	lineRate := func(cur, prev uint64) string {
+		if dt <= 0 || cur < prev {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f/s", float64(cur-prev)/dt)
+	}
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
+	if p := s.snap.p; p != nil {
+		prevP := p
+		if v.prev != nil && v.prev.p != nil {
+			prevP = v.prev.p
+		} else {
+			dt = 0
+		}
+		fmt.Fprintf(b, "thunder top  processor %q  %s  %s  %s\n", p.Name, v.client.addr, now.Format(time.TimeOnly), state)
+		fmt.Fprintf(b, "written %s, %s   total %s, %d lines   %d collectors   last commit %s ago\n",
+			rate(p.Totals.Bytes, prevP.Totals.Bytes), lineRate(p.Totals.Lines, prevP.Totals.Lines),
+			fmtBytes(p.Totals.Bytes), p.Totals.Lines, len(p.Collectors), age(s.snap.at, p.LastCommit))
+		type row struct {
+			name, peer, since    string
+			streams              int
+			bps                  float64
+			bytesRate, linesRate string
+			bytes, lines         uint64
+		}
+		rowsOut := make([]row, 0, len(p.Collectors))
+		for _, c := range p.Collectors {
+			var pb, pl uint64
+			seen := false
+			for _, pc := range prevP.Collectors {
+				if pc.Name == c.Name && pc.Peer == c.Peer && pc.Since.Equal(c.Since) {
+					pb, pl, seen = pc.Bytes, pc.Lines, true
+				}
+			}
+			r := row{name: c.Name, peer: c.Peer, since: age(s.snap.at, c.Since), streams: c.Streams, bytes: c.Bytes, lines: c.Lines, bytesRate: "-", linesRate: "-"}
+			if seen {
+				r.bytesRate, r.linesRate = rate(c.Bytes, pb), lineRate(c.Lines, pl)
+				if dt > 0 && c.Bytes >= pb {
+					r.bps = float64(c.Bytes-pb) / dt
+				}
+			}
+			rowsOut = append(rowsOut, r)
+		}
+		// A processor does not know its collectors' lag: busiest first.
+		slices.SortStableFunc(rowsOut, func(a, b row) int {
+			return cmp.Or(cmp.Compare(b.bps, a.bps), strings.Compare(a.name, b.name))
+		})
+		fmt.Fprintln(tw, "COLLECTOR\tPEER\tSINCE\tSTREAMS\tBYTES/S\tLINES/S\tBYTES\tLINES")
+		for _, r := range rowsOut {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.name, r.peer, r.since, r.streams, r.bytesRate, r.linesRate, fmtBytes(r.bytes), r.lines)
+		}
+	} else {
+		c := s.snap.c
+		prevC := c
+		if v.prev != nil && v.prev.c != nil {
+			prevC = v.prev.c
+		} else {
+			dt = 0
+		}
+		link := "not connected"
+		if c.Connected {
+			link = "connected to " + c.Addr
+		}
+		fmt.Fprintf(b, "thunder top  collector %q  %s  %s  %s  %s\n", c.Name, v.client.addr, now.Format(time.TimeOnly), link, state)
+		fmt.Fprintf(b, "sent %s, %s   acked %s   lag %s   files %s   rotations %d\n",
+			rate(c.SentBytes, prevC.SentBytes), lineRate(c.SentLines, prevC.SentLines), rate(c.AckedBytes, prevC.AckedBytes),
+			fmtBytes(uint64(max(0, c.LagBytes))), fileCount(c), c.Rotations)
+		v.updateStreamRates(c)
+		top := slices.Clone(c.Top)
+		slices.SortStableFunc(top, func(a, b collector.StreamStatus) int {
+			return cmp.Or(cmp.Compare(b.Lag, a.Lag), strings.Compare(a.Path, b.Path))
+		})
+		fmt.Fprintln(tw, "NAME\tPATH\tSIZE\tLAG\tWRITTEN/S\tACKED/S\t")
+		for _, st := range top {
+			written, acked := "-", "-"
+			if r, ok := v.streamRates[st.ID]; ok {
+				written, acked = r[0], r[1]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.Path, fmtBytes(uint64(st.Size)), fmtBytes(uint64(st.Lag)), written, acked, streamFlags(st))
+		}
+	}
+	if s.health != nil {
+		fmt.Fprintf(b, "unhealthy: %v\n", s.health)
+	}
+	b.WriteByte('\n')
+	_ = tw.Flush() // to a bytes.Buffer: cannot fail
+	lines := strings.SplitAfter(trimLines(table.String()), "\n")
+	if header := strings.Count(b.String(), "\n"); rows > 0 && header+len(lines) > rows {
+		lines = lines[:max(1, rows-header)]
+	}
+	for _, l := range lines {
+		b.WriteString(l)
+	}
+}
+
+// fmtRate formats bytes per second.
+func fmtRate(bps float64) string {
+	if bps < 0 {
+		return "-"
+	}
+	return fmtBytes(uint64(bps+0.5)) + "/s"
+}
