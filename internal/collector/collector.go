@@ -153,6 +153,7 @@ type Collector struct {
 	lastByName   map[string]*source // target name → its newest source
 	noProcLogged bool
 	openFiles    int
+	ticks        int
 	skipped      map[string]bool // non-regular files already logged
 	fdLogged     bool
 	ready        []*source

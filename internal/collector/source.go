@@ -44,6 +44,8 @@ type source struct {
 	pred        *source // the file rotated away from this one's path, streamed first
 	grown       time.Time
 	lastSize    int64
+	size        int64 // as of the last stats tick
+	changed     bool  // woken since the last stats tick
 }
 
 func (c *Collector) closeFile(s *source) {
@@ -341,7 +343,7 @@ func (c *Collector) drop(s *source) {
 
 // wake queues s for reading.
 func (c *Collector) wake(s *source) {
-	s.eof = false
+	s.eof, s.changed = false, true
 	if !s.queued && !s.refused {
 		s.queued = true
 		c.ready = append(c.ready, s)

@@ -108,40 +108,57 @@ func (c *Collector) setConnected(addr string, up bool) {
 	})
 }
 
-// updateStats recomputes the per-second figures. Run loop only.
+// updateStats recomputes the per-second figures. Run loop only. Sizes are
+// re-read only for files that changed since (and all of them every
+// fullStatTicks), so an idle collector with many files stays idle.
 func (c *Collector) updateStats() {
+	c.ticks++
+	full := c.ticks%fullStatTicks == 0
 	var lag int64
-	var open int
-	all := make([]StreamStatus, 0, len(c.byID))
+	var lagging, idle []*source
 	for _, s := range c.byID {
 		if s.f == nil {
 			continue
 		}
-		open++
-		fi, err := s.f.Stat()
-		if err != nil {
-			continue
+		if s.changed || full {
+			s.changed = false
+			if fi, err := s.f.Stat(); err == nil {
+				s.size = fi.Size()
+			}
 		}
-		l := max(0, fi.Size()-int64(s.rec.Acked))
-		lag += l
-		all = append(all, StreamStatus{
-			Name: s.rec.Name, Path: s.rec.Path, ID: s.rec.ID.String(), Size: fi.Size(),
-			Sent: s.sent, Acked: s.rec.Acked, Lag: l, Rotated: s.rec.Rotated, Gone: s.gone,
-		})
+		if l := s.size - int64(s.rec.Acked); l > 0 {
+			lag += l
+			lagging = append(lagging, s)
+		} else if len(idle) < MaxStatusStreams {
+			idle = append(idle, s)
+		}
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].Lag != all[j].Lag {
-			return all[i].Lag > all[j].Lag
+	lagOf := func(s *source) int64 { return max(0, s.size-int64(s.rec.Acked)) }
+	sort.Slice(lagging, func(i, j int) bool {
+		if a, b := lagOf(lagging[i]), lagOf(lagging[j]); a != b {
+			return a > b
 		}
-		return all[i].Path < all[j].Path
+		return lagging[i].rec.Path < lagging[j].rec.Path
 	})
-	if len(all) > MaxStatusStreams {
-		all = all[:MaxStatusStreams]
+	sort.Slice(idle, func(i, j int) bool { return idle[i].rec.Path < idle[j].rec.Path })
+	top := make([]StreamStatus, 0, MaxStatusStreams)
+	for _, s := range append(lagging, idle...) {
+		if len(top) == MaxStatusStreams {
+			break
+		}
+		top = append(top, StreamStatus{
+			Name: s.rec.Name, Path: s.rec.Path, ID: s.rec.ID.String(), Size: s.size,
+			Sent: s.sent, Acked: s.rec.Acked, Lag: lagOf(s), Rotated: s.rec.Rotated, Gone: s.gone,
+		})
 	}
 	n := len(c.byID)
 	c.statsMu.Lock()
-	c.stats.LagBytes, c.stats.Streams, c.stats.OpenFiles = lag, n, open
+	c.stats.LagBytes, c.stats.Streams, c.stats.OpenFiles = lag, n, c.openFiles
 	c.stats.Name = c.cfg.Name
-	c.top, c.updated = all, time.Now()
+	c.top, c.updated = top, time.Now()
 	c.statsMu.Unlock()
 }
+
+// fullStatTicks is how often (in ticks of a second) every open file's size
+// is re-read, not only those with events.
+const fullStatTicks = 10
