@@ -110,8 +110,9 @@ type Processor struct {
 	handshaking int
 	limitLogged time.Time
 
-	m     *metrics
-	total struct{ bytes, lines atomic.Uint64 }
+	m        *metrics
+	logLimit logLimit
+	total    struct{ bytes, lines atomic.Uint64 }
 
 	commitMu   sync.Mutex
 	lastCommit time.Time

@@ -81,7 +81,7 @@ func (s *session) serve(ctx context.Context) {
 	s.p.handshook()
 	if err == nil {
 		s.log = s.p.log.With("peer", s.conn.RemoteAddr().String(), "collector", s.collector)
-		s.log.Info("collector connected")
+		s.logAt(slog.LevelInfo, "collector connected")
 		s.p.m.connect(1)
 		err = s.readLoop(ctx, r)
 		s.p.m.connect(-1)
@@ -111,16 +111,16 @@ func (s *session) fail(err error) {
 	var re *wire.RemoteError
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		s.log.Info("collector disconnected")
+		s.logAt(slog.LevelInfo, "collector disconnected")
 		return
 	case errors.As(err, &re):
 		// Already sent to the collector by the code that found it.
-		s.log.Warn("collector refused", "code", re.Code, "err", re.Message, "handle", re.Handle)
+		s.logAt(slog.LevelWarn, "collector refused", "code", re.Code, "err", re.Message, "handle", re.Handle)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.log.Warn("collector timed out", "err", err)
+		s.logAt(slog.LevelWarn, "collector timed out", "err", err)
 		return
 	default:
-		s.log.Warn("collector connection failed", "err", err)
+		s.logAt(slog.LevelWarn, "collector connection failed", "err", err)
 		s.sendError(&wire.RemoteError{Code: wire.CodeProtocol, Message: err.Error()})
 	}
 }
@@ -228,7 +228,7 @@ func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
 		case wire.TypeError:
 			var m wirepb.Error
 			if wire.Decode(f, &m) == nil {
-				s.log.Warn("collector reported an error", "code", wire.Code(m.Code), "err", m.Message)
+				s.logAt(slog.LevelWarn, "collector reported an error", "code", wire.Code(m.Code), "err", m.Message)
 			}
 			return nil
 		default:
