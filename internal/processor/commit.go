@@ -64,7 +64,10 @@ func (p *Processor) commit() bool {
 	start := time.Now()
 	acks, err := p.dir.Commit()
 	p.dispatch(acks)
-	p.m.committed(time.Since(start), err)
+	took := time.Since(start)
+	if len(acks) > 0 || err != nil {
+		p.m.committed(took, p.dir.LastTimings(), err)
+	}
 	p.commitMu.Lock()
 	p.lastCommit, p.commitErr = start, ""
 	if err != nil {

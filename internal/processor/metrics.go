@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/target"
 	"thunder/internal/wire"
 )
 
@@ -14,6 +15,8 @@ type metrics struct {
 	bytes, lines       prometheus.Counter
 	commits, commitErr prometheus.Counter
 	commitSeconds      prometheus.Histogram
+	syncSeconds        prometheus.Histogram
+	recordSeconds      prometheus.Histogram
 	connections        prometheus.Counter
 	connected          prometheus.Gauge
 	refusals           *prometheus.CounterVec
@@ -31,12 +34,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		commits:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commits_total", Help: "Group commits (fsync + state record) that succeeded."}),
 		commitErr:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commit_errors_total", Help: "Group commits that failed; nothing was acknowledged."}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "commit_seconds", Help: "Duration of group commits: fsync of touched files and the state transaction.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		syncSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds", Help: "Duration of the fsync part of group commits (target files and directories).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		recordSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "state_commit_seconds", Help: "Duration of the state transaction of group commits.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		connections:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "connections_total", Help: "Collector connections accepted."}),
 		connected:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "collectors_connected", Help: "Collector connections open now."}),
 		refusals:      prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total", Help: "Connections ended by a protocol error sent to the collector, by reason."}, []string{"reason"}),
 		reopens:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reopens_total", Help: "Reopens of the target files (SIGHUP, SIGUSR1)."}),
 	}
-	reg.MustRegister(m.bytes, m.lines, m.commits, m.commitErr, m.commitSeconds, m.connections, m.connected, m.refusals, m.reopens)
+	reg.MustRegister(m.bytes, m.lines, m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.connections, m.connected, m.refusals, m.reopens)
 	return m
 }
 
@@ -47,7 +52,7 @@ func (m *metrics) wrote(bytes, lines int) {
 	}
 }
 
-func (m *metrics) committed(took time.Duration, err error) {
+func (m *metrics) committed(took time.Duration, t target.Timings, err error) {
 	if m == nil {
 		return
 	}
@@ -57,6 +62,8 @@ func (m *metrics) committed(took time.Duration, err error) {
 	}
 	m.commits.Inc()
 	m.commitSeconds.Observe(took.Seconds())
+	m.syncSeconds.Observe(t.Sync.Seconds())
+	m.recordSeconds.Observe(t.Record.Seconds())
 }
 
 func (m *metrics) connect(delta int) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"syscall"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -83,6 +84,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	}
 
 	var errs []error
+	syncStart := time.Now()
 	ok := snaps[:0]
 	for _, sn := range snaps {
 		if sn.fd != nil {
@@ -112,6 +114,8 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		}
 	}
 
+	recordStart := time.Now()
+	d.timings.Sync = recordStart.Sub(syncStart)
 	err := d.db.Update(func(tx *bolt.Tx) error {
 		fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
 		for _, sn := range ok {
@@ -163,6 +167,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		return nil, errors.Join(errs...)
 	}
 
+	d.timings.Record = time.Since(recordStart)
 	var acks []Ack
 	for _, sn := range ok {
 		if sn.close {

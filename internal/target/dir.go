@@ -59,6 +59,7 @@ type Dir struct {
 	db   *bolt.DB
 
 	commitMu sync.Mutex // serialises commits, Reopen and Close
+	timings  Timings    // of the last commit; guarded by commitMu
 
 	mu      sync.Mutex
 	files   map[string]*file
@@ -482,4 +483,17 @@ func (d *Dir) CloseIdle(max int) int {
 		f.mu.Unlock()
 	}
 	return closed
+}
+
+// Timings is how long the parts of a commit took.
+type Timings struct {
+	Sync   time.Duration // fsync of the touched files and directories
+	Record time.Duration // the state transaction
+}
+
+// LastTimings returns the timings of the last commit that did anything.
+func (d *Dir) LastTimings() Timings {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	return d.timings
 }
