@@ -67,6 +67,9 @@ type Config struct {
 	// matched against the path relative to SourceDir and the base name,
 	// e.g. "*.gz" or "archive/*".
 	Exclude []string
+	// Linger is how long the collector waits after a write event before
+	// reading, to read many small writes at once (0: read at once).
+	Linger time.Duration
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
 	Compression string
@@ -85,6 +88,7 @@ func DefaultConfig() Config {
 		BackoffMin:     100 * time.Millisecond,
 		BackoffMax:     10 * time.Second,
 		MaxOpenFiles:   4096,
+		Linger:         2 * time.Millisecond,
 	}
 }
 

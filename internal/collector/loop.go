@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
@@ -32,8 +33,16 @@ func (c *Collector) loop(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	events := c.watch.Events()
+	// After a write event the loop lingers before reading, so that a
+	// writer doing one write(2) per line is read in batches: fewer reads,
+	// frames and wake-ups for at most Linger of latency.
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	lingering := false
 	for {
-		c.pump()
+		if !lingering {
+			c.pump()
+		}
 		var pool chan *[]byte
 		if c.wantBuf {
 			pool = c.pool
@@ -45,6 +54,12 @@ func (c *Collector) loop(ctx context.Context) error {
 				continue
 			}
 			c.onEvent(ev)
+			if ev.Op == watch.Write && c.cfg.Linger > 0 && !lingering {
+				lingering = true
+				linger.Reset(c.cfg.Linger)
+			}
+		case <-linger.C:
+			lingering = false
 		case m := <-c.inbox:
 			c.onLink(m)
 		case b := <-pool:
@@ -66,8 +81,22 @@ func (c *Collector) onEvent(ev watch.Event) {
 		c.rescan()
 		return
 	}
+	if ev.Op == watch.Write {
+		// The hot path: a followed file grew. Its identity (inode,
+		// leading bytes, truncation) is checked at most every
+		// identityCheck; creations, renames and removals, and every
+		// rescan, check it at once.
+		if s := c.byPath[c.rel(ev.Path)]; s != nil && s.f != nil && !s.gone && time.Since(s.checked) < identityCheck {
+			c.wake(s)
+			return
+		}
+	}
 	c.onPath(ev.Path)
 }
+
+// identityCheck is how often a file written continuously has its identity
+// checked again (Lstat and fingerprint) on a write event.
+const identityCheck = time.Second
 
 // drain waits up to drainTimeout for acknowledgements of data in flight.
 func (c *Collector) drain() {
@@ -356,6 +385,10 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 		s.eof = true
 		if fi, err := s.f.Stat(); err == nil && fi.Size() != s.lastSize {
 			s.lastSize, s.grown = fi.Size(), time.Now()
+			if uint64(fi.Size()) < s.sent && !s.gone {
+				c.onPath(filepath.Join(c.dir, filepath.FromSlash(s.rec.Path))) // truncated
+				return false, true
+			}
 		}
 		if s.gone && s.rec.Acked == s.sent {
 			c.maybeFinish(s)

@@ -44,8 +44,9 @@ type source struct {
 	pred        *source // the file rotated away from this one's path, streamed first
 	grown       time.Time
 	lastSize    int64
-	size        int64 // as of the last stats tick
-	changed     bool  // woken since the last stats tick
+	size        int64     // as of the last stats tick
+	changed     bool      // woken since the last stats tick
+	checked     time.Time // identity last checked by scanPath
 }
 
 func (c *Collector) closeFile(s *source) {
@@ -159,6 +160,7 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 	rel := c.rel(path)
 	key := statIno(info)
 	if s := c.byIno[key]; s != nil {
+		s.checked = time.Now()
 		switch {
 		case uint64(info.Size()) < s.rec.Acked || uint64(info.Size()) < s.sent:
 			c.log.Warn("file truncated; streaming it again from the start as a new stream", "path", rel, "name", s.rec.Name, "offset", s.rec.Acked, "size", info.Size())
