@@ -78,7 +78,7 @@ type Config struct {
 // DefaultConfig returns the defaults of `thunder logs-collector`.
 func DefaultConfig() Config {
 	return Config{
-		RescanInterval: 10 * time.Second,
+		RescanInterval: 30 * time.Second,
 		MaxLineBytes:   1 << 20,
 		ChunkBytes:     1 << 20,
 		Buffers:        8,
@@ -158,6 +158,7 @@ type Collector struct {
 	noProcLogged bool
 	openFiles    int
 	ticks        int
+	ackDirty     []*source       // acked offset changed since the last save
 	skipped      map[string]bool // non-regular files already logged
 	fdLogged     bool
 	ready        []*source

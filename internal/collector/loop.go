@@ -208,7 +208,10 @@ func (c *Collector) acked(s *source, off uint64) {
 	}
 	c.statsAdd(func(st *Stats) { st.AckedBytes += off - s.rec.Acked })
 	s.rec.Acked = off
-	s.dirty = true
+	if !s.dirty {
+		s.dirty = true
+		c.ackDirty = append(c.ackDirty, s)
+	}
 	if s.gone && s.eof && s.rec.Acked == s.sent {
 		c.maybeFinish(s)
 	}
@@ -246,12 +249,12 @@ func (c *Collector) onTick() {
 // saveAcked queues the records whose acknowledged offset changed for the
 // next save.
 func (c *Collector) saveAcked() {
-	for _, s := range c.byID {
-		if s.dirty {
-			s.dirty = false
-			c.unsaved = append(c.unsaved, s)
-		}
+	for _, s := range c.ackDirty {
+		s.dirty = false
+		c.unsaved = append(c.unsaved, s)
 	}
+	clear(c.ackDirty)
+	c.ackDirty = c.ackDirty[:0]
 }
 
 // maybeFinish forgets a file that left the source dir once all of it is

@@ -47,6 +47,8 @@ type source struct {
 	size        int64     // as of the last stats tick
 	changed     bool      // woken since the last stats tick
 	checked     time.Time // identity last checked by scanPath
+	seenSize    int64     // size and mtime at that check
+	seenMtime   time.Time
 }
 
 func (c *Collector) closeFile(s *source) {
@@ -161,11 +163,15 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 	key := statIno(info)
 	if s := c.byIno[key]; s != nil {
 		s.checked = time.Now()
+		// An unchanged size and mtime mean unchanged content: the rescan of
+		// an idle directory reads no file.
+		unchanged := info.Size() == s.seenSize && info.ModTime().Equal(s.seenMtime)
+		s.seenSize, s.seenMtime = info.Size(), info.ModTime()
 		switch {
 		case uint64(info.Size()) < s.rec.Acked || uint64(info.Size()) < s.sent:
 			c.log.Warn("file truncated; streaming it again from the start as a new stream", "path", rel, "name", s.rec.Name, "offset", s.rec.Acked, "size", info.Size())
 			c.retire(s, "truncated")
-		case !c.sameContent(s, path):
+		case !unchanged && !c.sameContent(s, path):
 			c.retire(s, "inode reused")
 		default:
 			if s.rec.Path != rel || s.gone {
