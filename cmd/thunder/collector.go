@@ -52,7 +52,7 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&cfg.Compression, "compress", "", "compress data with zstd when the processor accepts it: zstd or none (default none; worth it on slow links, not on loopback)")
 	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most source files held open; past it, idle delivered files are closed and reopened when they change")
 	exclude := fs.String("exclude", "", "comma-separated glob patterns of files not to stream, matched against the relative path and the base name (e.g. '*.gz,*.1')")
-	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "wait this long after a write event before reading, to read many small writes at once (0: read at once)")
+	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "after a write event, take no inotify event for this long, so a file's many small writes are read at once; adds at most this much latency (0: off)")
 	rotate := int64(10 << 20)
 	fs.Var(sizeFlag{&rotate}, "rotate-size", "rotate source files larger than this (0: never)")
 	if err := parse(fs, args); err != nil {

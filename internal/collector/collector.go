@@ -67,8 +67,10 @@ type Config struct {
 	// matched against the path relative to SourceDir and the base name,
 	// e.g. "*.gz" or "archive/*".
 	Exclude []string
-	// Linger is how long the collector waits after a write event before
-	// reading, to read many small writes at once (0: read at once).
+	// Linger is how long the watcher stops taking inotify events after a
+	// write event (watch.Config.Pace): the kernel merges a file's repeated
+	// write events meanwhile, so a writer doing one write(2) per line is
+	// read in batches. It adds at most Linger of latency; 0 turns it off.
 	Linger time.Duration
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
@@ -88,7 +90,7 @@ func DefaultConfig() Config {
 		BackoffMin:     100 * time.Millisecond,
 		BackoffMax:     10 * time.Second,
 		MaxOpenFiles:   4096,
-		Linger:         2 * time.Millisecond,
+		Linger:         4 * time.Millisecond,
 	}
 }
 
@@ -206,7 +208,7 @@ func New(cfg Config) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := watch.New(watch.Config{Dir: dir, RescanInterval: cfg.RescanInterval, Logger: cfg.Logger})
+	w, err := watch.New(watch.Config{Dir: dir, RescanInterval: cfg.RescanInterval, Logger: cfg.Logger, Pace: cfg.Linger})
 	if err != nil {
 		db.Close()
 		return nil, err

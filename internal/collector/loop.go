@@ -33,16 +33,8 @@ func (c *Collector) loop(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	events := c.watch.Events()
-	// After a write event the loop lingers before reading, so that a
-	// writer doing one write(2) per line is read in batches: fewer reads,
-	// frames and wake-ups for at most Linger of latency.
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	lingering := false
 	for {
-		if !lingering {
-			c.pump()
-		}
+		c.pump()
 		var pool chan *[]byte
 		if c.wantBuf {
 			pool = c.pool
@@ -54,12 +46,6 @@ func (c *Collector) loop(ctx context.Context) error {
 				continue
 			}
 			c.onEvent(ev)
-			if ev.Op == watch.Write && c.cfg.Linger > 0 && !lingering {
-				lingering = true
-				linger.Reset(c.cfg.Linger)
-			}
-		case <-linger.C:
-			lingering = false
 		case m := <-c.inbox:
 			c.onLink(m)
 		case b := <-pool:

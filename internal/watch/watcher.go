@@ -40,6 +40,14 @@ type Config struct {
 	RescanInterval time.Duration
 	// Logger receives warnings; nil means slog.Default().
 	Logger *slog.Logger
+	// Pace, when positive, makes the watcher stop taking inotify events for
+	// this long after a write event (having taken every event already
+	// queued). fsnotify then waits to hand over its next event instead of
+	// reading the next one, and the kernel merges a file's repeated write
+	// events meanwhile: a writer doing one write(2) per line costs a few
+	// hundred wake-ups a second instead of one per line, for at most Pace
+	// of added latency.
+	Pace time.Duration
 }
 
 // Watcher reports changes under a directory tree. Create it with [New], read
@@ -56,6 +64,7 @@ type Watcher struct {
 	// The fields below belong to New, then to the goroutine calling Run.
 	tree       tree
 	lastRescan bool // the last event sent was a Rescan
+	pace       time.Duration
 	dirGone    bool // dir was removed or moved away
 	dirID      fileID
 	overflows  int // fsnotify queue overflows so far
@@ -99,6 +108,7 @@ func New(cfg Config) (*Watcher, error) {
 		w.log = slog.Default()
 	}
 	w.dirID = idOf(fi)
+	w.pace = cfg.Pace
 	w.log = w.log.With("path", dir)
 	w.tree = tree{fsw: fsw, log: w.log, watched: make(map[string]struct{})}
 	w.tree.addAll(dir, nil)
@@ -132,10 +142,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer close(w.events)
 	tick := time.NewTicker(w.interval)
 	defer tick.Stop()
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	pacing := false
 	for {
 		var owed chan<- Event
 		if w.overflow.Load() {
 			owed = w.events
+		}
+		fsEvents := w.fsw.Events
+		if pacing {
+			fsEvents = nil
 		}
 		select {
 		case <-ctx.Done():
@@ -145,11 +162,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.lastRescan = true
 		case <-tick.C:
 			w.rescan()
-		case ev, ok := <-w.fsw.Events:
+		case <-pace.C:
+			pacing = false
+		case ev, ok := <-fsEvents:
 			if !ok {
 				return w.closed(ctx)
 			}
 			w.handle(ev)
+			if w.pace > 0 && ev.Op.Has(fsnotify.Write) {
+				if !w.takeQueued() {
+					return w.closed(ctx)
+				}
+				pacing = true
+				pace.Reset(w.pace)
+			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return w.closed(ctx)
@@ -296,3 +322,28 @@ func idOf(fi os.FileInfo) fileID {
 	}
 	return fileID{}
 }
+
+// takeQueued handles the events fsnotify has ready for us. It hands them
+// over one at a time, so wait a moment for each next one. It reports false
+// when fsnotify closed its channel.
+func (w *Watcher) takeQueued() bool {
+	const gap = 50 * time.Microsecond
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for range maxTaken {
+		select {
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return false
+			}
+			w.handle(ev)
+			t.Reset(gap)
+		case <-t.C:
+			return true
+		}
+	}
+	return true
+}
+
+// maxTaken bounds the events taken at once before pacing again.
+const maxTaken = 4096
