@@ -199,6 +199,15 @@ wait:
 			return ctx.Err()
 		}
 	}
+	// The collector's lag is recomputed once a second: let it catch up
+	// with the acknowledgements before the last progress line.
+	for end := time.Now().Add(3 * time.Second); col.Stats().LagBytes > 0 && time.Now().Before(end); {
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	progress()
 	stopCol()
 	cerr := errors.Join(<-colDone, col.Close())
