@@ -55,6 +55,7 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "after a write event, take no inotify event for this long, so a file's many small writes are read at once; adds at most this much latency (0: off)")
 	rotate := int64(10 << 20)
 	fs.Var(sizeFlag{&rotate}, "rotate-size", "rotate source files larger than this (0: never)")
+	fs.DurationVar(&cfg.RotateAge, "rotate-age", 0, "also rotate a non-empty source file this long after it was first seen, for files that grow slowly (0: never)")
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}

@@ -36,6 +36,9 @@ type Config struct {
 	Token string
 	// RotateSize rotates a file once it grows past this many bytes (0: never).
 	RotateSize int64
+	// RotateAge rotates a non-empty file this long after it was first seen,
+	// for files that grow slowly (0: never).
+	RotateAge time.Duration
 	// RescanInterval is the period of the safety-net directory walk.
 	RescanInterval time.Duration
 	// MaxLineBytes: longer lines are split into pieces of this size, each

@@ -217,6 +217,11 @@ func (c *Collector) onTick() {
 			c.maybeFinish(s)
 		}
 		c.maybeDelete(s, now)
+		if c.cfg.RotateAge > 0 && s.f != nil && !s.rec.Rotated && !s.gone && now.Sub(s.rec.Created) >= c.cfg.RotateAge {
+			if fi, err := s.f.Stat(); err == nil {
+				c.maybeRotate(s, fi.Size())
+			}
+		}
 	}
 	c.closeIdle()
 	for name, s := range c.lastByName {

@@ -25,7 +25,12 @@ const noProcGrace = 30 * time.Second
 // streaming under its original name; writers that open the name afresh
 // create a new file, a new stream whose data follows the rotated one's.
 func (c *Collector) maybeRotate(s *source, size int64) {
-	if c.cfg.RotateSize <= 0 || size < c.cfg.RotateSize || s.rec.Rotated || s.gone {
+	if s.rec.Rotated || s.gone || s.refused || size <= 0 {
+		return
+	}
+	bySize := c.cfg.RotateSize > 0 && size >= c.cfg.RotateSize
+	byAge := c.cfg.RotateAge > 0 && time.Since(s.rec.Created) >= c.cfg.RotateAge
+	if !bySize && !byAge {
 		return
 	}
 	from := filepath.Join(c.dir, filepath.FromSlash(s.rec.Path))
