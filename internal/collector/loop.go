@@ -138,6 +138,9 @@ func (c *Collector) onLink(m linkMsg) {
 		s.opened = true
 		if m.committed > s.rec.Acked {
 			c.acked(s, m.committed)
+			if c.byID[s.rec.ID] != s {
+				return // that finished it
+			}
 		}
 		s.sent = max(m.offset, s.rec.Acked)
 		c.inflight += int64(s.sent - s.rec.Acked)
