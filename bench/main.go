@@ -30,7 +30,7 @@ import (
 )
 
 // scenarios in the order they run.
-var scenarios = []string{"bulk", "live", "idle", "files", "fleet", "peers"}
+var scenarios = []string{"bulk", "live", "idle", "files", "fleet", "shard", "peers"}
 
 // bench holds what every scenario needs.
 type bench struct {
@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	steps := map[string]func() error{
 		"bulk": b.runBulk, "live": b.runLive, "idle": b.runIdle,
-		"files": b.runFiles, "fleet": b.runFleet, "peers": b.runPeers,
+		"files": b.runFiles, "fleet": b.runFleet, "shard": b.runShard, "peers": b.runPeers,
 	}
 	var failed []string
 	for _, s := range scenarios {

@@ -20,6 +20,10 @@ included, files created later too) to a processor, in real time, and
 remembers in --offsets-db how far each file was acknowledged. It never exits
 on network errors: it reconnects with backoff. SIGTERM or SIGINT stops it.
 
+With several processors (--target-address=a,b,c) each file name goes to the
+first reachable one in its rendezvous-hash ranking: adding a processor moves
+few files, and while one is unreachable its files continue on the next.
+
 Writers must append with one of the two contracts:
   1. open(O_APPEND), write, close for every write, or
   2. open(O_APPEND), flock(LOCK_SH), many writes, close.
@@ -40,7 +44,7 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tf.register(fs, true)
 	fs.StringVar(&cfg.SourceDir, "source-dir", "", "directory whose files are streamed (required)")
 	fs.StringVar(&cfg.OffsetsDB, "offsets-db", "", "file keeping how far each file was acknowledged (required)")
-	targets := fs.String("target-address", "", "processor address HOST:PORT (port "+DefaultPort+" if omitted) (required)")
+	targets := fs.String("target-address", "", "processor address HOST:PORT (port "+DefaultPort+" if omitted), or several separated by commas to shard files over them with failover (required)")
 	fs.StringVar(&cfg.Name, "name", hostname(), "name of this collector; must be unique per processor")
 	tokenFile := fs.String("auth-token-file", "", "file holding the shared token the processor expects")
 	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", cfg.RescanInterval, "period of the safety-net directory scan")

@@ -216,6 +216,15 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 	if c.LastError != "" && (health == nil || !strings.Contains(health.Error(), c.LastError)) {
 		fmt.Fprintf(w, "last error:\t%s\n", c.LastError)
 	}
+	if len(c.Processors) > 1 {
+		for _, p := range c.Processors {
+			st := "down"
+			if p.Connected {
+				st = fmt.Sprintf("up, %d streams", p.Streams)
+			}
+			fmt.Fprintf(w, "processor %s:\t%s\n", p.Addr, st)
+		}
+	}
 	fmt.Fprintf(w, "files:\t%s\n", fileCount(c))
 	fmt.Fprintf(w, "sent:\t%s, %d lines (%s on the wire)\n", fmtBytes(c.SentBytes), c.SentLines, fmtBytes(c.WireBytes))
 	fmt.Fprintf(w, "acknowledged:\t%s\n", fmtBytes(c.AckedBytes))

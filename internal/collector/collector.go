@@ -28,7 +28,10 @@ type Config struct {
 	SourceDir string
 	// OffsetsDB is the path of the offsets database.
 	OffsetsDB string
-	// Targets are processor addresses, host:port.
+	// Targets are processor addresses, host:port. With several, each
+	// target name is sent to the first reachable one in its rendezvous
+	// ranking (package shard); every collector must list the same
+	// addresses, in any order.
 	Targets []string
 	// Dial opens a connection (nil: a net.Dialer). TLS plugs in here.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -80,6 +83,9 @@ type Config struct {
 	Compression string
 }
 
+// MaxTargets bounds the processor addresses of one collector.
+const MaxTargets = 64
+
 // DefaultConfig returns the defaults of `thunder logs-collector`.
 func DefaultConfig() Config {
 	return Config{
@@ -111,6 +117,16 @@ func (c Config) Validate() error {
 	}
 	if len(c.Targets) == 0 {
 		errs = append(errs, errors.New("target address is required"))
+	}
+	if len(c.Targets) > MaxTargets {
+		errs = append(errs, fmt.Errorf("at most %d target addresses", MaxTargets))
+	}
+	seen := make(map[string]bool, len(c.Targets))
+	for _, t := range c.Targets {
+		if seen[t] {
+			errs = append(errs, fmt.Errorf("target address %s listed twice", t))
+		}
+		seen[t] = true
 	}
 	if c.ChunkBytes < 4096 || c.ChunkBytes > wire.MaxPayloadBytes-1 {
 		errs = append(errs, fmt.Errorf("chunk size must be between 4096 and %d", wire.MaxPayloadBytes-1))
@@ -158,7 +174,6 @@ type Collector struct {
 	byID         map[stream.ID]*source
 	byPath       map[string]*source // current rel path → live source
 	byIno        map[devIno]*source
-	handles      map[uint32]*source // on the current link
 	lastByName   map[string]*source // target name → its newest source
 	noProcLogged bool
 	openFiles    int
@@ -169,14 +184,11 @@ type Collector struct {
 	ready        []*source
 	unsaved      []*source // new or changed records to persist
 	forget       []stream.ID
-	link         *link
-	inflight     int64
+	links        []*link // by index in cfg.Targets; nil while down
 	spare        *[]byte
 	wantBuf      bool
-	nextHandle   uint32
-	opening      int
-	zstd         *wire.Encoder // set while the link compresses
 	zscratch     []byte
+	fpBuf        [offsets.FingerprintBytes]byte
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -229,7 +241,7 @@ func New(cfg Config) (*Collector, error) {
 		byID:       make(map[stream.ID]*source),
 		byPath:     make(map[string]*source),
 		byIno:      make(map[devIno]*source),
-		handles:    make(map[uint32]*source),
+		links:      make([]*link, len(cfg.Targets)),
 		lastByName: make(map[string]*source),
 		skipped:    make(map[string]bool),
 	}
@@ -258,11 +270,15 @@ func (c *Collector) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	watchErr := make(chan error, 1)
 	wg.Go(func() { watchErr <- c.watch.Run(ctx) })
-	wg.Go(func() { c.dialLoop(ctx) })
+	for i := range c.cfg.Targets {
+		wg.Go(func() { c.dialLoop(ctx, i) })
+	}
 	err := c.loop(ctx)
 	cancel()
-	if c.link != nil {
-		c.dropLink(c.link, nil)
+	for _, l := range c.links {
+		if l != nil {
+			c.dropLink(l)
+		}
 	}
 	close(c.stopped)
 	wg.Wait()

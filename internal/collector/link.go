@@ -13,15 +13,23 @@ import (
 )
 
 // link is one connection to a processor. The Run loop is the only sender on
-// out and closes it when it is done with the link.
+// out and closes it when it is done with the link; it alone uses the
+// fields below the line.
 type link struct {
+	idx      int    // index of addr in Config.Targets
 	compress string // negotiated codec, "" for none
 	addr     string
 	conn     net.Conn
 	out      chan frame
 	dead     chan struct{} // closed when the reader exits
 	since    time.Time
-	last     time.Time // last frame queued, for heartbeats
+
+	last       time.Time // last frame queued, for heartbeats
+	handles    map[uint32]*source
+	inflight   int64 // bytes sent on this link and not yet acknowledged
+	nextHandle uint32
+	opening    int           // Opens awaiting Opened
+	zstd       *wire.Encoder // set while the link compresses
 }
 
 // frame is an encoded frame; buf, when set, goes back to the pool once sent.
@@ -53,14 +61,15 @@ type linkMsg struct {
 // maxControlQueue bounds control frames queued on a link besides data.
 const maxControlQueue = 1024
 
-// dialLoop keeps one link up: it connects with capped exponential backoff
-// and jitter, hands the link to the Run loop and waits for it to die.
-func (c *Collector) dialLoop(ctx context.Context) {
+// dialLoop keeps the link to Targets[idx] up: it connects with capped
+// exponential backoff and jitter, hands the link to the Run loop and waits
+// for it to die.
+func (c *Collector) dialLoop(ctx context.Context, idx int) {
 	var failures int
 	var lastErr string
-	addr := c.cfg.Targets[0]
+	addr := c.cfg.Targets[idx]
 	for ctx.Err() == nil {
-		l, err := c.connect(ctx, addr)
+		l, err := c.connect(ctx, idx, addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -118,7 +127,7 @@ func (c *Collector) sleep(ctx context.Context, n int) {
 }
 
 // connect dials addr and runs the handshake (PROTOCOL.md §3).
-func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
+func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	dial := c.cfg.Dial
@@ -182,9 +191,10 @@ func (c *Collector) connect(ctx context.Context, addr string) (*link, error) {
 	_ = conn.SetDeadline(time.Time{})
 	now := time.Now()
 	return &link{
-		addr: addr, conn: conn, since: now, last: now, compress: compress,
-		out:  make(chan frame, c.cfg.Buffers+maxControlQueue),
-		dead: make(chan struct{}),
+		idx: idx, addr: addr, conn: conn, since: now, last: now, compress: compress,
+		out:     make(chan frame, c.cfg.Buffers+maxControlQueue),
+		dead:    make(chan struct{}),
+		handles: make(map[uint32]*source),
 	}, nil
 }
 

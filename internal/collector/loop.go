@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"thunder/internal/offsets"
+	"thunder/internal/shard"
 	"thunder/internal/tail"
 	"thunder/internal/watch"
 	"thunder/internal/wire"
@@ -86,12 +87,12 @@ const identityCheck = time.Second
 
 // drain waits up to drainTimeout for acknowledgements of data in flight.
 func (c *Collector) drain() {
-	if c.link == nil || c.inflight == 0 {
+	if !c.inflight() {
 		return
 	}
 	t := time.NewTimer(drainTimeout)
 	defer t.Stop()
-	for c.link != nil && c.inflight > 0 {
+	for c.inflight() {
 		select {
 		case m := <-c.inbox:
 			c.onLink(m)
@@ -101,40 +102,51 @@ func (c *Collector) drain() {
 	}
 }
 
-func (c *Collector) onLink(m linkMsg) {
-	if m.kind == msgUp {
-		if c.link != nil {
-			c.dropLink(c.link, nil)
+// inflight reports whether any link has data awaiting acknowledgement.
+func (c *Collector) inflight() bool {
+	for _, l := range c.links {
+		if l != nil && l.inflight > 0 {
+			return true
 		}
-		c.link = m.l
-		c.nextHandle, c.opening, c.inflight = 0, 0, 0
-		c.zstd = nil
-		if m.l.compress == wire.CompressionZstd {
+	}
+	return false
+}
+
+func (c *Collector) onLink(m linkMsg) {
+	l := m.l
+	if m.kind == msgUp {
+		if old := c.links[l.idx]; old != nil {
+			c.dropLink(old)
+		}
+		c.links[l.idx] = l
+		if l.compress == wire.CompressionZstd {
 			enc, err := wire.NewEncoder()
 			if err != nil {
 				c.log.Error("cannot compress; sending uncompressed", "err", err)
 			} else {
-				c.zstd = enc
+				l.zstd = enc
 			}
 		}
+		// Streams without a link open on this one; streams that rank it
+		// above their current link move back to it (pump).
 		for _, s := range c.byID {
 			if !s.gone || s.f != nil {
 				c.wake(s)
 			}
 		}
-		c.setConnected(m.l.addr, true)
+		c.setConnected()
 		return
 	}
-	if m.l != c.link {
+	if c.links[l.idx] != l {
 		return // a message from a link already dropped
 	}
 	switch m.kind {
 	case msgOpened:
-		s := c.byHandle(m.handle)
+		s := l.handles[m.handle]
 		if s == nil {
 			return
 		}
-		c.opening--
+		l.opening--
 		s.opened = true
 		if m.committed > s.rec.Acked {
 			c.acked(s, m.committed)
@@ -143,14 +155,17 @@ func (c *Collector) onLink(m linkMsg) {
 			}
 		}
 		s.sent = max(m.offset, s.rec.Acked)
-		c.inflight += int64(s.sent - s.rec.Acked)
+		l.inflight += int64(s.sent - s.rec.Acked)
 		c.wake(s)
 	case msgAck:
 		for _, a := range m.acks {
-			if s := c.byHandle(a.Handle); s != nil && s.opened {
+			if s := l.handles[a.Handle]; s != nil && s.opened {
 				prev := s.rec.Acked
 				c.acked(s, min(a.Offset, s.sent))
-				c.inflight -= int64(s.rec.Acked - prev)
+				l.inflight -= int64(s.rec.Acked - prev)
+				if s.moving && s.sent == s.rec.Acked {
+					c.wake(s) // nothing in flight: it can move now
+				}
 			}
 		}
 	case msgDown:
@@ -158,7 +173,7 @@ func (c *Collector) onLink(m linkMsg) {
 		if errors.As(m.err, &re) && re.Code == wire.CodeName && re.Handle != 0 {
 			// The processor will never take this file's name; keep it from
 			// holding up the others. It is retried after a restart.
-			if s := c.byHandle(re.Handle); s != nil {
+			if s := l.handles[re.Handle]; s != nil {
 				s.refused = true
 				c.log.Error("processor refuses this file's name; not sending it", "path", s.rec.Path, "name", s.rec.Name, "err", re.Message)
 			}
@@ -170,25 +185,41 @@ func (c *Collector) onLink(m linkMsg) {
 		} else {
 			c.log.Info("connection to processor closed", "addr", m.l.addr)
 		}
-		c.dropLink(m.l, m.err)
+		c.dropLink(l)
 	}
 }
 
-// dropLink forgets a link: every stream must be opened again on the next.
-func (c *Collector) dropLink(l *link, _ error) {
+// dropLink forgets a link. Its streams resend from their acknowledged
+// offsets on the next link in their ranking (at once, if one is up).
+func (c *Collector) dropLink(l *link) {
 	close(l.out)
 	_ = l.conn.Close() // the reader exits and reports down, ignored then
-	c.link = nil
-	c.inflight, c.opening = 0, 0
-	for _, s := range c.byID {
-		s.handle, s.opened = 0, false
+	c.links[l.idx] = nil
+	for _, s := range l.handles {
+		s.on, s.handle, s.opened, s.moving = nil, 0, false, false
 		s.sent = s.rec.Acked
+		if !s.gone || s.f != nil {
+			c.wake(s)
+		}
 	}
-	c.handles = make(map[uint32]*source)
-	c.setConnected(l.addr, false)
+	c.setConnected()
 }
 
-func (c *Collector) byHandle(h uint32) *source { return c.handles[h] }
+// route returns the link s should use: the first one up in its ranking.
+func (c *Collector) route(s *source) *link {
+	if len(c.links) == 1 {
+		return c.links[0]
+	}
+	if s.rank == nil {
+		s.rank = shard.Rank(s.rec.Name, c.cfg.Targets)
+	}
+	for _, i := range s.rank {
+		if l := c.links[i]; l != nil {
+			return l
+		}
+	}
+	return nil
+}
 
 // acked records an acknowledged offset; the record is saved on the next tick.
 func (c *Collector) acked(s *source, off uint64) {
@@ -232,9 +263,11 @@ func (c *Collector) onTick() {
 			delete(c.lastByName, name)
 		}
 	}
-	if l := c.link; l != nil && now.Sub(l.last) >= c.cfg.PingInterval {
-		if b, err := wire.AppendControl(nil, wire.TypePing, nil); err == nil {
-			l.send(frame{b: b})
+	for _, l := range c.links {
+		if l != nil && now.Sub(l.last) >= c.cfg.PingInterval {
+			if b, err := wire.AppendControl(nil, wire.TypePing, nil); err == nil {
+				l.send(frame{b: b})
+			}
 		}
 	}
 	c.updateStats()
@@ -268,20 +301,45 @@ func (c *Collector) maybeFinish(s *source) {
 	c.drop(s)
 }
 
-// pump sends as much as the window, the buffers and the link allow,
+// pump sends as much as the windows, the buffers and the links allow,
 // round-robin over the ready sources.
 func (c *Collector) pump() {
-	l := c.link
-	stalled := 0 // sources in a row that could not send because of a predecessor
-	for l != nil && len(c.ready) > 0 && stalled <= len(c.ready) {
+	var up, blocked uint64 // links up; links that take nothing more for now
+	for _, l := range c.links {
+		if l != nil {
+			up |= 1 << l.idx
+		}
+	}
+	stalled := 0 // sources in a row that could not send
+	for up != 0 && blocked != up && len(c.ready) > 0 && stalled <= len(c.ready) {
 		s := c.ready[0]
 		if !s.queued || c.byID[s.rec.ID] != s || !s.saved {
 			c.popReady(false)
 			continue
 		}
-		if s.handle == 0 {
-			if c.opening >= maxOpening || !c.sendOpen(s) {
-				return
+		l := c.route(s)
+		if s.on != nil && s.on != l {
+			// A processor ranked above s's current one is back. Move once
+			// nothing is in flight, so no byte is on two processors at once
+			// (woken by the ack that empties it).
+			if !s.opened || s.sent != s.rec.Acked {
+				s.moving = true
+				c.popReady(false)
+				continue
+			}
+			c.sendClose(s, false)
+		}
+		if blocked&(1<<l.idx) != 0 {
+			c.popReady(true)
+			stalled++
+			continue
+		}
+		if s.on == nil {
+			if l.opening >= maxOpening || !c.sendOpen(s, l) {
+				blocked |= 1 << l.idx // woken again by Opened or acks
+				c.popReady(true)
+				stalled++
+				continue
 			}
 			c.popReady(false) // woken again by Opened
 			continue
@@ -290,8 +348,11 @@ func (c *Collector) pump() {
 			c.popReady(false)
 			continue
 		}
-		if c.inflight >= c.cfg.WindowBytes {
-			return // woken by acks
+		if l.inflight >= c.cfg.WindowBytes {
+			blocked |= 1 << l.idx // woken by acks
+			c.popReady(true)
+			stalled++
+			continue
 		}
 		if !c.predDrained(s) {
 			c.popReady(true)
@@ -309,7 +370,10 @@ func (c *Collector) pump() {
 		sentBefore := s.sent
 		more, ok := c.readAndSend(s)
 		if !ok {
-			return
+			blocked |= 1 << l.idx
+			c.popReady(true)
+			stalled++
+			continue
 		}
 		if s.sent != sentBefore {
 			stalled = 0
@@ -336,9 +400,10 @@ func (c *Collector) popReady(requeue bool) {
 	}
 }
 
-func (c *Collector) sendOpen(s *source) bool {
-	c.nextHandle++
-	h := c.nextHandle
+// sendOpen opens s on l; false if l's queue is full.
+func (c *Collector) sendOpen(s *source, l *link) bool {
+	l.nextHandle++
+	h := l.nextHandle
 	b, err := wire.AppendControl(nil, wire.TypeOpen, &wirepb.Open{
 		Handle: h, StreamId: s.rec.ID[:], Name: s.rec.Name, Acked: s.rec.Acked,
 	})
@@ -346,24 +411,32 @@ func (c *Collector) sendOpen(s *source) bool {
 		c.log.Error("cannot encode open", "name", s.rec.Name, "err", err)
 		return true
 	}
-	if !c.link.send(frame{b: b}) {
-		c.nextHandle--
+	if !l.send(frame{b: b}) {
+		l.nextHandle--
 		return false
 	}
-	s.handle = h
-	c.handles[h] = s
-	c.opening++
+	s.on, s.handle, s.moving = l, h, false
+	l.handles[h] = s
+	l.opening++
 	return true
 }
 
-// sendClose tells the processor a stream is over.
+// sendClose detaches s from its link; done tells the processor the stream
+// is over. If the link's queue is full the frame is dropped: the processor
+// then keeps the stream attached to this connection until it ends, which
+// costs it only memory (a later Open on any connection takes it over).
 func (c *Collector) sendClose(s *source, done bool) {
-	b, err := wire.AppendControl(nil, wire.TypeClose, &wirepb.Close{Handle: s.handle, Done: done})
-	if err == nil {
-		c.link.send(frame{b: b})
+	l := s.on
+	if b, err := wire.AppendControl(nil, wire.TypeClose, &wirepb.Close{Handle: s.handle, Done: done}); err == nil {
+		l.send(frame{b: b})
 	}
-	delete(c.handles, s.handle)
-	s.handle, s.opened = 0, false
+	if !s.opened {
+		l.opening-- // its Opened will find no stream
+	}
+	l.inflight -= int64(s.sent - min(s.sent, s.rec.Acked))
+	delete(l.handles, s.handle)
+	s.on, s.handle, s.opened = nil, 0, false
+	s.sent = s.rec.Acked
 }
 
 // readAndSend sends the next chunk of s. more: s may have more to send now;
@@ -395,12 +468,21 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	if !c.predDrained(s) {
 		return true, true // read again once the predecessor is drained
 	}
+	if !s.gone && !c.leadingBytesSame(s) {
+		// Rewritten in place (truncated, then written past the old size)
+		// since its identity was last checked: what was read is new
+		// content at old offsets. Checked after the read, so a rewrite
+		// that comes later cannot have changed what was read.
+		c.onPath(filepath.Join(c.dir, filepath.FromSlash(s.rec.Path)))
+		return false, true
+	}
 	lines := uint64(bytes.Count(payload, []byte{'\n'}))
 	typ := wire.TypeData
-	if c.zstd != nil {
+	l := s.on
+	if l.zstd != nil {
 		// Compressed in a scratch buffer, kept only when smaller, then
 		// copied over the payload so the frame stays in one pooled buffer.
-		c.zscratch = c.zstd.Append(c.zscratch[:0], payload)
+		c.zscratch = l.zstd.Append(c.zscratch[:0], payload)
 		if len(c.zscratch) < len(payload) {
 			payload = buf[wire.DataPrefixBytes : wire.DataPrefixBytes+copy(buf[wire.DataPrefixBytes:], c.zscratch)]
 			typ = wire.TypeDataZstd
@@ -408,7 +490,7 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	}
 	wire.PutDataHeader(buf, typ, s.handle, s.sent, uint64(next), len(payload))
 	f := frame{b: buf[:wire.DataPrefixBytes+len(payload)], buf: c.spare}
-	if !c.link.send(f) {
+	if !l.send(f) {
 		return false, false
 	}
 	c.spare = nil
@@ -423,7 +505,7 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 			st.LinesFlushed++
 		}
 	})
-	c.inflight += next - int64(s.sent)
+	l.inflight += next - int64(s.sent)
 	s.sent = uint64(next)
 	s.active = time.Now()
 	s.eof = !more // a short read reached the end of the file

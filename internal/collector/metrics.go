@@ -16,6 +16,8 @@ var (
 	descStreams   = prometheus.NewDesc("thunder_collector_streams", "Source files followed.", nil, nil)
 	descOpen      = prometheus.NewDesc("thunder_collector_open_files", "Source files held open.", nil, nil)
 	descConnected = prometheus.NewDesc("thunder_collector_connected", "1 when a processor link is up.", nil, nil)
+	descProcessor = prometheus.NewDesc("thunder_collector_processor_connected", "1 when the link to this processor address is up.", []string{"addr"}, nil)
+	descProcStrms = prometheus.NewDesc("thunder_collector_processor_streams", "Streams open on the link to this processor address.", []string{"addr"}, nil)
 	descConnects  = prometheus.NewDesc("thunder_collector_connects_total", "Processor links established.", nil, nil)
 	descRotations = prometheus.NewDesc("thunder_collector_rotations_total", "Source files rotated.", nil, nil)
 	descDeletions = prometheus.NewDesc("thunder_collector_deletions_total", "Rotated source files deleted after delivery.", nil, nil)
@@ -24,7 +26,7 @@ var (
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descConnects, descRotations, descDeletions, descSplit, descFlushed} {
+	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed} {
 		ch <- d
 	}
 }
@@ -53,6 +55,14 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	gauge(descConnected, up)
+	for _, p := range st.Processors {
+		v := 0.0
+		if p.Connected {
+			v = 1
+		}
+		gauge(descProcessor, v, p.Addr)
+		gauge(descProcStrms, float64(p.Streams), p.Addr)
+	}
 	for _, s := range st.Top {
 		gauge(descStreamLag, float64(s.Lag), s.Name, s.Path)
 	}

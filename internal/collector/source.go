@@ -26,9 +26,12 @@ type source struct {
 	saved bool // rec is durable; data may be sent
 	f     *os.File
 
-	sent   uint64 // next offset to send on the current link
-	handle uint32 // on the current link; 0: not open there
+	on     *link  // the link s is open on; nil: none
+	sent   uint64 // next offset to send on it
+	handle uint32 // on it; 0: not open
 	opened bool   // the processor answered Open
+	moving bool   // a processor ranked higher is up: move once all is acked
+	rank   []int  // Config.Targets indexes by preference (shard.Rank of the name)
 
 	queued      bool // in c.ready
 	gone        bool // no longer at a path in the source dir: finish through f
@@ -228,6 +231,18 @@ func (c *Collector) sameContent(s *source, path string) bool {
 	return bytes.Equal(buf[:n], fp)
 }
 
+// leadingBytesSame reports whether s's open file still starts with its
+// fingerprint: one pread of at most offsets.FingerprintBytes.
+func (c *Collector) leadingBytesSame(s *source) bool {
+	fp := s.rec.Fingerprint
+	if len(fp) == 0 || s.f == nil {
+		return true
+	}
+	buf := c.fpBuf[:len(fp)]
+	n, _ := s.f.ReadAt(buf, 0)
+	return bytes.Equal(buf[:n], fp)
+}
+
 func (c *Collector) newSource(path, rel string, key devIno) *source {
 	s := &source{rec: offsets.Record{
 		ID: stream.NewID(), Name: rel, Path: rel, Dev: key.dev, Ino: key.ino, Created: time.Now().UTC(),
@@ -330,8 +345,7 @@ func (c *Collector) retire(s *source, why string) {
 
 // drop forgets a source: its record is deleted at the next save.
 func (c *Collector) drop(s *source) {
-	if s.handle != 0 && c.link != nil {
-		c.inflight -= int64(s.sent - min(s.sent, s.rec.Acked))
+	if s.on != nil {
 		c.sendClose(s, true)
 	}
 	c.closeFile(s)

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -9,8 +10,10 @@ import (
 type Stats struct {
 	Name      string `json:"name"`
 	Connected bool   `json:"connected"` // a link to a processor is up
-	Addr      string `json:"addr"`      // its address
-	Streams   int    `json:"streams"`   // files being followed
+	Addr      string `json:"addr"`      // the addresses of the links up, comma-separated
+	// Processors has one entry per target address, in the order given.
+	Processors []ProcessorLink `json:"processors"`
+	Streams    int             `json:"streams"` // files being followed
 	// SentBytes and AckedBytes are source bytes; SentLines counts newlines.
 	SentBytes  uint64 `json:"sent_bytes"`
 	SentLines  uint64 `json:"sent_lines"`
@@ -33,6 +36,13 @@ type Stats struct {
 	OpenFiles int `json:"open_files"`
 	// LastError is the last connection error, cleared on connect.
 	LastError string `json:"last_error,omitempty"`
+}
+
+// ProcessorLink is the state of the link to one processor.
+type ProcessorLink struct {
+	Addr      string `json:"addr"`
+	Connected bool   `json:"connected"`
+	Streams   int    `json:"streams"` // streams open on it, as of the last second
 }
 
 // StreamStatus describes one followed file.
@@ -98,14 +108,36 @@ func (c *Collector) statsAdd(f func(*Stats)) {
 	c.statsMu.Unlock()
 }
 
-func (c *Collector) setConnected(addr string, up bool) {
+// setConnected records which links are up, after one came up or went down.
+// Run loop only.
+func (c *Collector) setConnected() {
+	procs := make([]ProcessorLink, len(c.links))
+	var addrs []string
+	for i, l := range c.links {
+		procs[i] = ProcessorLink{Addr: c.cfg.Targets[i], Connected: l != nil}
+		if l != nil {
+			procs[i].Streams = len(l.handles)
+			addrs = append(addrs, l.addr)
+		}
+	}
 	c.statsAdd(func(st *Stats) {
-		st.Connected, st.Addr = up, addr
-		if up {
+		up := len(addrs) > 0
+		if up && len(addrs) > countConnected(st.Processors) {
 			st.Connects++
 			st.LastError = ""
 		}
+		st.Connected, st.Addr, st.Processors = up, strings.Join(addrs, ","), procs
 	})
+}
+
+func countConnected(ps []ProcessorLink) int {
+	n := 0
+	for _, p := range ps {
+		if p.Connected {
+			n++
+		}
+	}
+	return n
 }
 
 // updateStats recomputes the per-second figures. Run loop only. Sizes are
@@ -152,7 +184,15 @@ func (c *Collector) updateStats() {
 		})
 	}
 	n := len(c.byID)
+	procs := make([]ProcessorLink, len(c.links))
+	for i, l := range c.links {
+		procs[i] = ProcessorLink{Addr: c.cfg.Targets[i], Connected: l != nil}
+		if l != nil {
+			procs[i].Streams = len(l.handles)
+		}
+	}
 	c.statsMu.Lock()
+	c.stats.Processors = procs
 	c.stats.LagBytes, c.stats.Streams, c.stats.OpenFiles = lag, n, c.openFiles
 	c.stats.Name = c.cfg.Name
 	c.top, c.updated = top, time.Now()

@@ -115,6 +115,14 @@ type verifier struct {
 // only if expect is invalid or dir cannot be read; problems with the lines
 // are counted in the Report.
 func Verify(dir string, expect []Expect, opt Options) (Report, error) {
+	return VerifyAll([]string{dir}, expect, opt)
+}
+
+// VerifyAll is [Verify] over the union of several directories, e.g. the
+// target directories of processors sharing the streams: a line counts as
+// found wherever it is, a copy in a second directory is a duplicate, and
+// order is checked within each file.
+func VerifyAll(dirs []string, expect []Expect, opt Options) (Report, error) {
 	v := &verifier{writers: make(map[string]*writerState, len(expect)), alias: opt.Alias}
 	for _, e := range expect {
 		switch {
@@ -133,7 +141,17 @@ func Verify(dir string, expect []Expect, opt Options) (Report, error) {
 		}
 	}
 	buf := bufio.NewReaderSize(nil, readBufferBytes)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	for _, dir := range dirs {
+		if err := v.walk(dir, buf); err != nil {
+			return v.r, fmt.Errorf("linecheck: %w", err)
+		}
+	}
+	v.lost()
+	return v.r, nil
+}
+
+func (v *verifier) walk(dir string, buf *bufio.Reader) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if path != dir && errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -156,11 +174,6 @@ func Verify(dir string, expect []Expect, opt Options) (Report, error) {
 		}
 		return v.readFile(path, rel, buf)
 	})
-	if err != nil {
-		return v.r, fmt.Errorf("linecheck: %w", err)
-	}
-	v.lost()
-	return v.r, nil
 }
 
 func (v *verifier) readFile(path, rel string, br *bufio.Reader) error {

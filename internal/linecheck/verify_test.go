@@ -310,3 +310,23 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 }
+
+// TestVerifyAll: a writer's lines split over two directories (processors
+// sharing the streams) are complete; a line in both is one duplicate.
+func TestVerifyAll(t *testing.T) {
+	expect := []linecheck.Expect{{Writer: "w", Name: "a.log", Lines: 10}}
+	a := writeFiles(t, map[string]string{"a.log": lines(t, "w", 0, 6)})
+	b := writeFiles(t, map[string]string{"a.log": lines(t, "w", 6, 10)})
+	r, err := linecheck.VerifyAll([]string{a, b}, expect, linecheck.Options{})
+	if err != nil || !r.OK() {
+		t.Fatalf("VerifyAll(split) = %v, %v; want OK", r, err)
+	}
+	if r, _ := linecheck.Verify(a, expect, linecheck.Options{}); r.Lost != 4 || r.Failed() {
+		t.Errorf("Verify(one half) = %v; want 4 lost and nothing else", r)
+	}
+	c := writeFiles(t, map[string]string{"a.log": lines(t, "w", 5, 10)})
+	r, err = linecheck.VerifyAll([]string{a, c}, expect, linecheck.Options{})
+	if err != nil || r.Dup != 1 || r.Lost != 0 || r.Reordered != 0 {
+		t.Fatalf("VerifyAll(overlap of one line) = %v, %v; want dup=1 only", r, err)
+	}
+}
