@@ -16,16 +16,19 @@ import (
 	"thunder/internal/processor"
 )
 
-const processorHelp = `Usage: thunder logs-processor --target-dir=DIR [--listen-address=HOST:PORT] [flags]
+const processorHelp = `Usage: thunder logs-processor --target-dir=DIR [--kafka-brokers=HOST:PORT,...] [--listen-address=HOST:PORT] [flags]
 
 Accepts collectors and appends what they send to files in --target-dir, under
-the names the files had on the source hosts. Every line is written exactly
-once. Send SIGHUP or SIGUSR1 after moving files away (logrotate) to make it
-reopen them; SIGTERM or SIGINT stops it cleanly.
+the names the files had on the source hosts, and/or to Kafka topics
+(--kafka-brokers), one record per line. Every line is written exactly once
+(to Kafka: for consumers with isolation.level=read_committed, unless
+--kafka-transactions=false). Send SIGHUP or SIGUSR1 after moving files away
+(logrotate) to make it reopen them; SIGTERM or SIGINT stops it cleanly.
 
 Examples:
   thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
   thunder logs-processor --target-dir=/srv/logs --auth-token-file=/etc/thunder/token
+  thunder logs-processor --kafka-brokers=kafka-1:9092,kafka-2:9092 --kafka-topic='logs.{file}'
 `
 
 func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,7 +42,9 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tf.register(fs, false)
 	fs.BoolVar(&cfg.BindNameToCert, "tls-bind-name", false, "with mutual TLS, a collector's --name must match its certificate's common name or a DNS name in it")
 	listen := fs.String("listen-address", "127.0.0.1:"+DefaultPort, "address to accept collectors on, HOST:PORT (port "+DefaultPort+" if omitted)")
-	fs.StringVar(&cfg.TargetDir, "target-dir", "", "directory to write received files into (required)")
+	fs.StringVar(&cfg.TargetDir, "target-dir", "", "directory to write received files into (required unless --kafka-brokers)")
+	var kf kafkaFlags
+	kf.register(fs)
 	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
 	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "longest wait before received lines are fsynced and acknowledged")
 	fs.Var(sizeFlag{&cfg.CommitBytes}, "commit-bytes", "commit early once this much data is pending")
@@ -56,8 +61,8 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := df.load(fs, stdout); err != nil {
 		return err
 	}
-	if err := required(fs, "target-dir"); err != nil {
-		return err
+	if cfg.TargetDir == "" && kf.brokers == "" {
+		return usageError{errors.New("logs-processor: missing --target-dir (or --kafka-brokers)")}
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
@@ -73,8 +78,15 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.BindNameToCert && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
 		return usageError{errors.New("--tls-bind-name needs mutual TLS (--tls-cert, --tls-key, --tls-ca)")}
 	}
+	if cfg.Kafka, err = kf.config(); err != nil {
+		return err
+	}
 	cfg.Logger = log
-	if done, err := df.checked(stdout, cfg.Validate(), isDir("target-dir", cfg.TargetDir)); done {
+	var dirErr error
+	if cfg.TargetDir != "" {
+		dirErr = isDir("target-dir", cfg.TargetDir)
+	}
+	if done, err := df.checked(stdout, cfg.Validate(), dirErr); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -98,7 +110,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
 		log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can write files into the target dir; set --auth-token-file or mutual TLS", "addr", ln.Addr().String())
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "tls", tlsCfg != nil, "mutual_tls", tlsCfg != nil && tlsCfg.ClientCAs != nil, "token", cfg.Token != "")
+	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "kafka", kf.brokers != "", "tls", tlsCfg != nil, "mutual_tls", tlsCfg != nil && tlsCfg.ClientCAs != nil, "token", cfg.Token != "")
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}

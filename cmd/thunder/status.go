@@ -186,7 +186,14 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 		}
 	}()
 	if p := s.p; p != nil {
-		fmt.Fprintf(w, "processor %q, target dir %s: %s\n", p.Name, p.TargetDir, state)
+		out := "target dir " + p.TargetDir
+		switch {
+		case p.TargetDir == "":
+			out = "kafka " + p.Kafka
+		case p.Kafka != "":
+			out += " and kafka " + p.Kafka
+		}
+		fmt.Fprintf(w, "processor %q, %s: %s\n", p.Name, out, state)
 		last := "none yet"
 		if !p.LastCommit.IsZero() {
 			last = fmt.Sprintf("%s (%s ago)", p.LastCommit.Local().Format(time.DateTime), age(s.at, p.LastCommit))

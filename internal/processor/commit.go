@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"thunder/internal/kafka"
 	"thunder/internal/target"
 )
 
@@ -97,7 +98,16 @@ func (p *Processor) finalCommit() {
 func (p *Processor) dispatch(acks []target.Ack) {
 	for _, a := range acks {
 		if s, ok := a.Owner.(*session); ok {
-			s.queueAck(a.Stream, a.Offset)
+			s.queueFileAck(a.Stream, a.Offset)
+		}
+	}
+}
+
+// dispatchKafka hands the Kafka output's acknowledgements to the sessions.
+func (p *Processor) dispatchKafka(acks []kafka.Ack) {
+	for _, a := range acks {
+		if s, ok := a.Owner.(*session); ok {
+			s.queueKafkaAck(a.Stream, a.Offset)
 		}
 	}
 }

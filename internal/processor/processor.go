@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/kafka"
 	"thunder/internal/target"
 	"thunder/internal/wire"
 )
@@ -22,8 +23,13 @@ import (
 type Config struct {
 	// Name identifies this processor in the handshake and logs.
 	Name string
-	// TargetDir is where streams are written (must exist).
+	// TargetDir is where streams are written (must exist); "" for none
+	// when Kafka is set.
 	TargetDir string
+	// Kafka, when not nil, writes streams to Kafka as well (or only, with
+	// no TargetDir). Its Processor, Logger and Registerer default to this
+	// Config's Name, Logger and Registerer.
+	Kafka *kafka.Config
 	// CommitInterval bounds how long appended data waits for its group
 	// commit (fsync + state record + ack).
 	CommitInterval time.Duration
@@ -77,8 +83,11 @@ func DefaultConfig() Config {
 // Validate reports every problem with c.
 func (c Config) Validate() error {
 	var errs []error
-	if c.TargetDir == "" {
-		errs = append(errs, errors.New("target dir is required"))
+	if c.TargetDir == "" && c.Kafka == nil {
+		errs = append(errs, errors.New("target dir or kafka brokers required"))
+	}
+	if c.Kafka != nil {
+		errs = append(errs, c.kafkaConfig().Validate())
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, errors.New("commit interval must be positive"))
@@ -95,11 +104,27 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// kafkaConfig is the Kafka output's config with the defaults taken from c.
+func (c Config) kafkaConfig() kafka.Config {
+	kc := *c.Kafka
+	if kc.Processor == "" {
+		kc.Processor = c.Name
+	}
+	if kc.Logger == nil {
+		kc.Logger = c.Logger
+	}
+	if kc.Registerer == nil {
+		kc.Registerer = c.Registerer
+	}
+	return kc
+}
+
 // Processor serves collectors.
 type Processor struct {
-	cfg Config
-	log *slog.Logger
-	dir *target.Dir
+	cfg   Config
+	log   *slog.Logger
+	dir   *target.Dir   // nil without a target dir
+	kafka *kafka.Output // nil without Kafka
 
 	kick chan struct{} // data appended: a commit is due
 	full chan struct{} // CommitBytes pending: commit now
@@ -130,14 +155,34 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	dir, err := target.Open(target.Config{Dir: cfg.TargetDir, Logger: cfg.Logger})
-	if err != nil {
-		return nil, err
+	var dir *target.Dir
+	if cfg.TargetDir != "" {
+		var err error
+		if dir, err = target.Open(target.Config{Dir: cfg.TargetDir, Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+	}
+	var kout *kafka.Output
+	if cfg.Kafka != nil {
+		// Open bounds itself with the commit timeout.
+		var err error
+		if kout, err = kafka.Open(context.Background(), cfg.kafkaConfig()); err != nil {
+			if dir != nil {
+				dir.Close()
+			}
+			return nil, err
+		}
 	}
 	var zd *wire.Decoder
 	if slices.Contains(cfg.Compression, wire.CompressionZstd) {
+		var err error
 		if zd, err = wire.NewDecoder(); err != nil {
-			dir.Close()
+			if dir != nil {
+				dir.Close()
+			}
+			if kout != nil {
+				kout.Close()
+			}
 			return nil, err
 		}
 	}
@@ -147,6 +192,7 @@ func New(cfg Config) (*Processor, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		dir:      dir,
+		kafka:    kout,
 		kick:     make(chan struct{}, 1),
 		full:     make(chan struct{}, 1),
 		sessions: make(map[*session]struct{}),
@@ -164,7 +210,24 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	commitDone := make(chan struct{})
 	go func() {
 		defer close(commitDone)
-		p.commitLoop(ctx)
+		if p.dir != nil {
+			p.commitLoop(ctx)
+		}
+	}()
+	// The Kafka output commits until Serve has stopped the sessions, like
+	// finalCommit, so its last commit holds what they appended; a fatal
+	// error (fenced) stops Serve.
+	kctx, kstop := context.WithCancel(context.WithoutCancel(ctx))
+	defer kstop()
+	kafkaDone := make(chan struct{})
+	var kafkaErr error
+	go func() {
+		defer close(kafkaDone)
+		if p.kafka != nil {
+			if kafkaErr = p.kafka.Run(kctx, p.dispatchKafka); kafkaErr != nil {
+				cancel()
+			}
+		}
 	}()
 	go func() {
 		<-ctx.Done()
@@ -213,14 +276,18 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	// commit loop makes a last commit and hands out its acks before it ends.
 	p.stopReading()
 	<-commitDone
-	p.finalCommit()
+	if p.dir != nil {
+		p.finalCommit()
+	}
+	kstop()
+	<-kafkaDone
 	p.mu.Lock()
 	for s := range p.sessions {
 		s.finish()
 	}
 	p.mu.Unlock()
 	wg.Wait()
-	return err
+	return errors.Join(err, kafkaErr)
 }
 
 // stopReading makes every session's blocked read return.
@@ -234,6 +301,9 @@ func (p *Processor) stopReading() {
 
 // Reopen commits and reopens every target file (SIGHUP, SIGUSR1).
 func (p *Processor) Reopen() error {
+	if p.dir == nil {
+		return nil // Kafka only: no files to reopen
+	}
 	acks, err := p.dir.Reopen()
 	p.dispatch(acks)
 	p.m.reopened()
@@ -244,13 +314,21 @@ func (p *Processor) Reopen() error {
 	return nil
 }
 
-// Close releases the target directory. Call it after Serve returned.
+// Close releases the target directory and the Kafka producer. Call it
+// after Serve returned.
 func (p *Processor) Close() error {
-	_, err := p.dir.Close()
+	var errs []error
+	if p.dir != nil {
+		_, err := p.dir.Close()
+		errs = append(errs, err)
+	}
+	if p.kafka != nil {
+		errs = append(errs, p.kafka.Close())
+	}
 	if p.zstd != nil {
 		p.zstd.Close()
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 func (p *Processor) checkToken(got string) bool {
@@ -266,7 +344,7 @@ func (p *Processor) appended() {
 	case p.kick <- struct{}{}:
 	default:
 	}
-	if p.dir.DirtyBytes() >= p.cfg.CommitBytes {
+	if p.dir != nil && p.dir.DirtyBytes() >= p.cfg.CommitBytes {
 		select {
 		case p.full <- struct{}{}:
 		default:

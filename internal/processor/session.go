@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -19,6 +20,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/kafka"
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
 	"thunder/internal/target"
@@ -40,33 +42,59 @@ type session struct {
 
 	ip        string
 	collector string
-	zstd      bool                      // the collector may send DataZstd
-	handles   map[uint32]*target.Stream // reader only
+	zstd      bool                // the collector may send DataZstd
+	handles   map[uint32]*binding // reader only
 	since     time.Time
 	streams   atomic.Int64
 	bytes     atomic.Uint64
 	lines     atomic.Uint64
 
-	mu       sync.Mutex
-	out      []byte // encoded control frames waiting for the writer
-	acks     map[uint32]uint64
-	byStream map[*target.Stream]uint32
-	closing  bool // no more frames will be queued; the writer flushes and exits
-	wake     chan struct{}
-	done     chan struct{} // closed when the writer exits
+	mu      sync.Mutex
+	out     []byte // encoded control frames waiting for the writer
+	acks    map[uint32]uint64
+	byFile  map[*target.Stream]*binding
+	byKafka map[*kafka.Stream]*binding
+	closing bool // no more frames will be queued; the writer flushes and exits
+	wake    chan struct{}
+	done    chan struct{} // closed when the writer exits
 }
 
 func newSession(p *Processor, conn net.Conn) *session {
 	return &session{
-		p:        p,
-		conn:     conn,
-		log:      p.log.With("peer", conn.RemoteAddr().String()),
-		handles:  make(map[uint32]*target.Stream),
-		acks:     make(map[uint32]uint64),
-		byStream: make(map[*target.Stream]uint32),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		p:       p,
+		conn:    conn,
+		log:     p.log.With("peer", conn.RemoteAddr().String()),
+		handles: make(map[uint32]*binding),
+		acks:    make(map[uint32]uint64),
+		byFile:  make(map[*target.Stream]*binding),
+		byKafka: make(map[*kafka.Stream]*binding),
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
+}
+
+// binding is an open handle: the stream in each output, and what each
+// output committed of it. The collector is acknowledged the least of
+// those: only what every output holds is delivered. The committed fields
+// are guarded by the session's mu.
+type binding struct {
+	handle uint32
+	file   *target.Stream // nil without a target dir
+	kafka  *kafka.Stream  // nil without Kafka
+
+	fileCommitted, kafkaCommitted uint64
+	sent                          uint64 // last offset acknowledged to the collector
+}
+
+// committed is the offset every output has committed. s.mu is held.
+func (b *binding) committed() uint64 {
+	switch {
+	case b.file == nil:
+		return b.kafkaCommitted
+	case b.kafka == nil:
+		return b.fileCommitted
+	}
+	return min(b.fileCommitted, b.kafkaCommitted)
 }
 
 // serve runs the connection until it fails or ctx is done. On shutdown the
@@ -100,9 +128,28 @@ func (s *session) serve(ctx context.Context) {
 }
 
 func (s *session) detachAll() {
-	for h, st := range s.handles {
-		s.p.dir.Detach(st, s)
+	for h, b := range s.handles {
+		s.release(b, false)
 		delete(s.handles, h)
+	}
+}
+
+// release detaches the binding's streams from their outputs; done forgets
+// them (the collector deleted the file).
+func (s *session) release(b *binding, done bool) {
+	if b.file != nil {
+		if done {
+			s.p.dir.Forget(b.file, s)
+		} else {
+			s.p.dir.Detach(b.file, s)
+		}
+	}
+	if b.kafka != nil {
+		if done {
+			s.p.kafka.Forget(b.kafka, s)
+		} else {
+			s.p.kafka.Detach(b.kafka, s)
+		}
 	}
 }
 
@@ -263,19 +310,48 @@ func (s *session) open(f wire.Frame) error {
 		return s.refuse(wire.CodeName, m.Handle, "%v", err)
 	}
 	key := stream.Key{Collector: s.collector, ID: id}
-	st, offset, _, err := s.p.dir.Attach(key, name, m.Acked, s)
-	if err != nil {
-		return s.refuse(wire.CodeStorage, m.Handle, "%v", err)
+	b := &binding{handle: m.Handle}
+	offset := uint64(0)
+	if s.p.dir != nil {
+		st, off, _, err := s.p.dir.Attach(key, name, m.Acked, s)
+		if err != nil {
+			return s.refuse(wire.CodeStorage, m.Handle, "%v", err)
+		}
+		b.file, offset = st, off
 	}
-	s.handles[m.Handle] = st
+	if s.p.kafka != nil {
+		st, off, _, err := s.p.kafka.Attach(key, name, m.Acked, s)
+		if err != nil {
+			if b.file != nil {
+				s.p.dir.Detach(b.file, s)
+			}
+			code := wire.CodeStorage
+			if errors.Is(err, kafka.ErrName) {
+				code = wire.CodeName
+			}
+			return s.refuse(code, m.Handle, "%v", err)
+		}
+		if b.file == nil || off < offset {
+			offset = off // resume where the output that is behind needs it
+		}
+		b.kafka = st
+	}
+	s.handles[m.Handle] = b
 	s.streams.Store(int64(len(s.handles)))
-	// Register the handle, read the committed offset and queue Opened under
-	// one lock: an ack from a commit that ends meanwhile either is in
+	// Register the handle, read the committed offsets and queue Opened
+	// under one lock: an ack from a commit that ends meanwhile either is in
 	// Opened.committed or is queued after Opened.
 	s.mu.Lock()
-	s.byStream[st] = m.Handle
-	committed := st.Committed()
-	s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: committed})
+	if b.file != nil {
+		s.byFile[b.file] = b
+		b.fileCommitted = b.file.Committed()
+	}
+	if b.kafka != nil {
+		s.byKafka[b.kafka] = b
+		b.kafkaCommitted = b.kafka.Committed()
+	}
+	b.sent = b.committed()
+	s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: b.sent})
 	s.mu.Unlock()
 	s.notify()
 	s.log.Debug("stream opened", "stream", key, "name", name, "offset", offset)
@@ -287,8 +363,8 @@ func (s *session) data(f wire.Frame) error {
 	if err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
-	st := s.handles[d.Handle]
-	if st == nil {
+	b := s.handles[d.Handle]
+	if b == nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "data for unknown stream handle %d", d.Handle)
 	}
 	if f.Type == wire.TypeDataZstd {
@@ -304,7 +380,7 @@ func (s *session) data(f wire.Frame) error {
 	if err := wire.CheckLines(d.Payload); err != nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
 	}
-	err = st.Append(s.p.dir, s, d.Offset, d.End, d.Payload)
+	err = s.append(b, d)
 	switch {
 	case err == nil:
 		lines := bytes.Count(d.Payload, newline)
@@ -315,9 +391,9 @@ func (s *session) data(f wire.Frame) error {
 		s.p.m.wrote(len(d.Payload), lines)
 		s.p.appended()
 		return nil
-	case errors.Is(err, target.ErrNotOwner):
+	case errors.Is(err, target.ErrNotOwner), errors.Is(err, kafka.ErrNotOwner):
 		return s.refuse(wire.CodeBusy, d.Handle, "%v", err)
-	case errors.Is(err, target.ErrOffset):
+	case errors.Is(err, target.ErrOffset), errors.Is(err, kafka.ErrOffset):
 		return s.refuse(wire.CodeOffset, d.Handle, "%v", err)
 	case errors.Is(err, target.ErrName):
 		return s.refuse(wire.CodeName, d.Handle, "%v", err)
@@ -326,26 +402,71 @@ func (s *session) data(f wire.Frame) error {
 	}
 }
 
+// append appends the data to each output. Data must start at the least of
+// the outputs' offsets (where Opened resumed); an output that is ahead
+// takes only what it lacks. Other data goes to each output as it is, which
+// refuses it (busy before offset).
+func (s *session) append(b *binding, d wire.Data) error {
+	lo := uint64(math.MaxUint64)
+	var fileAt, kafkaAt uint64
+	if b.file != nil {
+		fileAt = b.file.Offset()
+		lo = fileAt
+	}
+	if b.kafka != nil {
+		kafkaAt = b.kafka.Offset()
+		lo = min(lo, kafkaAt)
+	}
+	if b.file != nil {
+		if from, p, ok := skip(fileAt, lo, d); ok {
+			if err := b.file.Append(s.p.dir, s, from, d.End, p); err != nil {
+				return err
+			}
+		}
+	}
+	if b.kafka != nil {
+		if from, p, ok := skip(kafkaAt, lo, d); ok {
+			return b.kafka.Append(s.p.kafka, s, from, d.End, p)
+		}
+	}
+	return nil
+}
+
+// skip returns what of d an output at have still needs, and its offset,
+// when d starts at lo, the least offset of the outputs: after a fault one
+// output may already hold the start of a frame, or all of it. Payload bytes
+// are source bytes from d.Offset on (PROTOCOL §5) and outputs stop at frame
+// ends, which are line ends, so the cut is a line boundary in practice; if
+// not (an over-long line split differently when resent) the rest is written
+// anyway and becomes a split line. A payload too short for the cut (only a
+// broken collector sends one) is skipped, and its next frame refused.
+func skip(have, lo uint64, d wire.Data) (uint64, []byte, bool) {
+	switch {
+	case d.Offset != lo || have <= d.Offset:
+		return d.Offset, d.Payload, true
+	case have >= d.End, have-d.Offset > uint64(len(d.Payload)):
+		return 0, nil, false
+	}
+	return have, d.Payload[have-d.Offset:], true
+}
+
 func (s *session) closeStream(f wire.Frame) error {
 	var m wirepb.Close
 	if err := wire.Decode(f, &m); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
-	st := s.handles[m.Handle]
-	if st == nil {
+	b := s.handles[m.Handle]
+	if b == nil {
 		return nil
 	}
 	delete(s.handles, m.Handle)
 	s.streams.Store(int64(len(s.handles)))
 	s.mu.Lock()
-	delete(s.byStream, st)
+	delete(s.byFile, b.file)
+	delete(s.byKafka, b.kafka)
 	delete(s.acks, m.Handle)
 	s.mu.Unlock()
-	if m.Done {
-		s.p.dir.Forget(st, s)
-	} else {
-		s.p.dir.Detach(st, s)
-	}
+	s.release(b, m.Done)
 	return nil
 }
 
@@ -386,15 +507,36 @@ func (s *session) notify() {
 	}
 }
 
-// queueAck records a committed offset for the writer to send.
-func (s *session) queueAck(st *target.Stream, offset uint64) {
+// queueFileAck records what the target dir committed of a stream.
+func (s *session) queueFileAck(st *target.Stream, offset uint64) {
 	s.mu.Lock()
-	h, ok := s.byStream[st]
-	if ok && !s.closing {
-		s.acks[h] = offset
+	b := s.byFile[st]
+	if b != nil {
+		b.fileCommitted = max(b.fileCommitted, offset)
+	}
+	s.ackLocked(b)
+}
+
+// queueKafkaAck records what Kafka committed of a stream.
+func (s *session) queueKafkaAck(st *kafka.Stream, offset uint64) {
+	s.mu.Lock()
+	b := s.byKafka[st]
+	if b != nil {
+		b.kafkaCommitted = max(b.kafkaCommitted, offset)
+	}
+	s.ackLocked(b)
+}
+
+// ackLocked queues an ack for the writer when what every output committed
+// grew, and unlocks s.mu.
+func (s *session) ackLocked(b *binding) {
+	send := b != nil && !s.closing && b.committed() > b.sent
+	if send {
+		b.sent = b.committed()
+		s.acks[b.handle] = b.sent
 	}
 	s.mu.Unlock()
-	if ok {
+	if send {
 		s.notify()
 	}
 }

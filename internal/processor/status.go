@@ -1,7 +1,10 @@
 package processor
 
 import (
+	"errors"
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -9,6 +12,7 @@ import (
 type Status struct {
 	Name       string            `json:"name"`
 	TargetDir  string            `json:"target_dir"`
+	Kafka      string            `json:"kafka,omitempty"` // topic template and brokers, when writing to Kafka
 	Collectors []CollectorStatus `json:"collectors"`
 	Totals     CollectorCounters `json:"totals"`
 	LastCommit time.Time         `json:"last_commit"`
@@ -33,6 +37,9 @@ type CollectorStatus struct {
 // Status returns a snapshot. It is safe for concurrent use.
 func (p *Processor) Status() Status {
 	st := Status{Name: p.cfg.Name, TargetDir: p.cfg.TargetDir}
+	if k := p.cfg.Kafka; k != nil {
+		st.Kafka = fmt.Sprintf("%s on %s", k.Topic, strings.Join(k.Brokers, ","))
+	}
 	p.mu.Lock()
 	for s := range p.sessions {
 		cs := s.status()
@@ -50,14 +57,18 @@ func (p *Processor) Status() Status {
 	return st
 }
 
-// Healthy reports an error when the last commit failed.
+// Healthy reports an error when the last commit of an output failed.
 func (p *Processor) Healthy() error {
+	var errs []error
 	p.commitMu.Lock()
-	defer p.commitMu.Unlock()
 	if p.commitErr != "" {
-		return errUnhealthy(p.commitErr)
+		errs = append(errs, errUnhealthy(p.commitErr))
 	}
-	return nil
+	p.commitMu.Unlock()
+	if p.kafka != nil {
+		errs = append(errs, p.kafka.Healthy())
+	}
+	return errors.Join(errs...)
 }
 
 type errUnhealthy string

@@ -427,6 +427,14 @@ func classify(name string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrStorage, name, err)
 }
 
+// Offset returns the source offset after the last appended byte: where the
+// stream's next data must start.
+func (s *Stream) Offset() uint64 {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.offset
+}
+
 // Committed returns the stream's durably committed source offset.
 func (s *Stream) Committed() uint64 {
 	s.f.mu.Lock()
