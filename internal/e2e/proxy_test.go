@@ -24,7 +24,8 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // both ends of every open pair
 	closed bool
-	pairs  int // connections accepted and forwarded
+	parted bool // Partition: new connections are closed at once
+	pairs  int  // connections accepted and forwarded
 }
 
 // newProxy starts a proxy to upstream on a free loopback port; it is
@@ -82,7 +83,7 @@ func (p *Proxy) forward(c net.Conn) {
 func (p *Proxy) track(c, u net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.parted {
 		_, _ = c.Close(), u.Close()
 		return false
 	}
@@ -110,6 +111,22 @@ func (p *Proxy) CutAll() int {
 	}
 	clear(p.conns)
 	return n
+}
+
+// Partition cuts every pair and refuses new connections until Heal, as a
+// network partition would: the upstream stays up but unreachable.
+func (p *Proxy) Partition() {
+	p.mu.Lock()
+	p.parted = true
+	p.mu.Unlock()
+	p.CutAll()
+}
+
+// Heal ends a Partition.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	p.parted = false
+	p.mu.Unlock()
 }
 
 // Pairs returns how many connections the proxy has forwarded so far.
