@@ -199,17 +199,8 @@ func (r *shardRig) failback() []linecheck.Expect {
 // are back, lines go to each name's first choice again.
 func TestThreeProcessorsKill9(t *testing.T) {
 	skipShort(t)
-	rnd := newRand(t)
 	r := newShardRig(t, false)
-	const kills = 3
-	for k := range kills {
-		p := r.procs[k%3]
-		pause(t, between(rnd, 300*time.Millisecond, 1200*time.Millisecond))
-		p.Kill()
-		pause(t, between(rnd, 300*time.Millisecond, 1000*time.Millisecond))
-		p.Restart()
-	}
-	r.check(kills)
+	r.faults(func(i int) { r.procs[i].Kill() }, func(i int) { r.procs[i].Restart() })
 }
 
 // TestThreeProcessorsPartition cuts each processor off the network for a
@@ -219,17 +210,21 @@ func TestThreeProcessorsKill9(t *testing.T) {
 // bound and the rest of the contract as TestThreeProcessorsKill9 does.
 func TestThreeProcessorsPartition(t *testing.T) {
 	skipShort(t)
-	rnd := newRand(t)
 	r := newShardRig(t, true)
-	const partitions = 3
-	for k := range partitions {
-		px := r.proxies[k%3]
-		pause(t, between(rnd, 300*time.Millisecond, 1200*time.Millisecond))
-		px.Partition()
-		pause(t, between(rnd, 300*time.Millisecond, 1000*time.Millisecond))
-		px.Heal()
+	r.faults(func(i int) { r.proxies[i].Partition() }, func(i int) { r.proxies[i].Heal() })
+}
+
+// faults takes each processor down once, at random moments while the
+// writers append, and back up after a random while; then checks.
+func (r *shardRig) faults(down, up func(i int)) {
+	rnd := newRand(r.t)
+	for i := range r.procs {
+		pause(r.t, between(rnd, 300*time.Millisecond, 1200*time.Millisecond))
+		down(i)
+		pause(r.t, between(rnd, 300*time.Millisecond, 1000*time.Millisecond))
+		up(i)
 	}
-	r.check(partitions)
+	r.check(len(r.procs))
 }
 
 // linesOf counts the lines of writer in the file at path (0 if none).
