@@ -185,6 +185,7 @@ type Collector struct {
 	unsaved      []*source // new or changed records to persist
 	forget       []stream.ID
 	links        []*link // by index in cfg.Targets; nil while down
+	tried        []bool  // by index in cfg.Targets: connected or failed once
 	spare        *[]byte
 	wantBuf      bool
 	zscratch     []byte
@@ -242,6 +243,7 @@ func New(cfg Config) (*Collector, error) {
 		byPath:     make(map[string]*source),
 		byIno:      make(map[devIno]*source),
 		links:      make([]*link, len(cfg.Targets)),
+		tried:      make([]bool, len(cfg.Targets)),
 		lastByName: make(map[string]*source),
 		skipped:    make(map[string]bool),
 	}

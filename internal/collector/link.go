@@ -45,12 +45,14 @@ const (
 	msgOpened
 	msgAck
 	msgDown
+	msgUnreachable // a connection attempt to Targets[idx] failed
 )
 
 // linkMsg is what link goroutines tell the Run loop.
 type linkMsg struct {
 	kind      msgKind
 	l         *link
+	idx       int // msgUnreachable
 	handle    uint32
 	offset    uint64
 	committed uint64
@@ -75,6 +77,13 @@ func (c *Collector) dialLoop(ctx context.Context, idx int) {
 				return
 			}
 			failures++
+			if failures == 1 {
+				select {
+				case c.inbox <- linkMsg{kind: msgUnreachable, idx: idx}:
+				case <-ctx.Done():
+					return
+				}
+			}
 			if msg := err.Error(); msg != lastErr {
 				c.log.Warn("cannot connect to processor; retrying", "addr", addr, "err", err)
 				lastErr = msg

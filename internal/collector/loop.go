@@ -113,12 +113,21 @@ func (c *Collector) inflight() bool {
 }
 
 func (c *Collector) onLink(m linkMsg) {
+	if m.kind == msgUnreachable {
+		if !c.tried[m.idx] {
+			// Streams waiting for their first choice may now use the next.
+			c.tried[m.idx] = true
+			c.wakeAll()
+		}
+		return
+	}
 	l := m.l
 	if m.kind == msgUp {
 		if old := c.links[l.idx]; old != nil {
 			c.dropLink(old)
 		}
 		c.links[l.idx] = l
+		c.tried[l.idx] = true
 		if l.compress == wire.CompressionZstd {
 			enc, err := wire.NewEncoder()
 			if err != nil {
@@ -129,11 +138,7 @@ func (c *Collector) onLink(m linkMsg) {
 		}
 		// Streams without a link open on this one; streams that rank it
 		// above their current link move back to it (pump).
-		for _, s := range c.byID {
-			if !s.gone || s.f != nil {
-				c.wake(s)
-			}
-		}
+		c.wakeAll()
 		c.setConnected()
 		return
 	}
@@ -205,7 +210,11 @@ func (c *Collector) dropLink(l *link) {
 	c.setConnected()
 }
 
-// route returns the link s should use: the first one up in its ranking.
+// route returns the link s should use: the first one up in its ranking,
+// or nil. A processor not tried since the start counts as up: at start,
+// the links come up one by one, and a stream must not go to whichever
+// answers first, or a restart would move streams for nothing and resend,
+// from offsets saved up to a second late, data the first choice holds.
 func (c *Collector) route(s *source) *link {
 	if len(c.links) == 1 {
 		return c.links[0]
@@ -214,11 +223,19 @@ func (c *Collector) route(s *source) *link {
 		s.rank = shard.Rank(s.rec.Name, c.cfg.Targets)
 	}
 	for _, i := range s.rank {
-		if l := c.links[i]; l != nil {
+		if l := c.links[i]; l != nil || !c.tried[i] {
 			return l
 		}
 	}
 	return nil
+}
+
+func (c *Collector) wakeAll() {
+	for _, s := range c.byID {
+		if !s.gone || s.f != nil {
+			c.wake(s)
+		}
+	}
 }
 
 // acked records an acknowledged offset; the record is saved on the next tick.
@@ -318,6 +335,13 @@ func (c *Collector) pump() {
 			continue
 		}
 		l := c.route(s)
+		if l == nil {
+			// Its first choice is still being dialled (and s is on no
+			// link, or its link would be the route): woken by msgUp or
+			// msgUnreachable.
+			c.popReady(false)
+			continue
+		}
 		if s.on != nil && s.on != l {
 			// A processor ranked above s's current one is back. Move once
 			// nothing is in flight, so no byte is on two processors at once

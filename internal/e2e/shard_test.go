@@ -214,6 +214,23 @@ func TestThreeProcessorsPartition(t *testing.T) {
 	r.faults(func(i int) { r.proxies[i].Partition() }, func(i int) { r.proxies[i].Heal() })
 }
 
+// TestThreeProcessorsCollectorKill9 kills -9 the collectors while all
+// processors are up: a restarted collector must send each name to its
+// first choice again, not to whichever processor answers first, so no
+// line may end up on two processors.
+func TestThreeProcessorsCollectorKill9(t *testing.T) {
+	skipShort(t)
+	r := newShardRig(t, false)
+	rnd := newRand(t)
+	for k := range 4 {
+		c := []*Daemon{r.ca, r.cb}[k%2]
+		pause(t, between(rnd, 300*time.Millisecond, 1200*time.Millisecond))
+		c.Kill()
+		c.Restart()
+	}
+	r.check(0)
+}
+
 // faults takes each processor down once, at random moments while the
 // writers append, and back up after a random while; then checks.
 func (r *shardRig) faults(down, up func(i int)) {
