@@ -51,6 +51,7 @@ func TestSpreadAndMinimalMovement(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("figures: %d keys over 4 processors: %v; adding the 4th moved %d (%.1f%%)", n, count, moved, 100*float64(moved)/n)
 	for i, c := range count {
 		if c < n/4*85/100 || c > n/4*115/100 {
 			t.Errorf("processor %d got %d of %d keys; want within 15%% of %d", i, c, n, n/4)
