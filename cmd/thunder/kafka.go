@@ -71,6 +71,10 @@ func (k *kafkaFlags) tlsConfig() (*tls.Config, error) {
 	if !k.tls && k.ca == "" && k.cert == "" && k.key == "" {
 		return nil, nil
 	}
+	if (k.cert == "") != (k.key == "") {
+		// Checked here: keyPair's message names --tls-cert and --tls-key.
+		return nil, usageError{errors.New("--kafka-tls-cert and --kafka-tls-key go together")}
+	}
 	t := tlsFlags{cert: k.cert, key: k.key}
 	certs, err := t.keyPair()
 	if err != nil {

@@ -20,10 +20,11 @@ import (
 // kafkaCommitInterval is short so that kills hit open transactions often.
 const kafkaCommitInterval = "20ms"
 
-// startKafka starts an in-process Kafka cluster on 127.0.0.1.
-func startKafka(t *testing.T) *kfake.Cluster {
+// startKafka starts an in-process Kafka cluster on 127.0.0.1, with extra
+// options (TLS, SASL).
+func startKafka(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(3)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +58,7 @@ type kafkaReader struct {
 	t      *testing.T
 	c      *kfake.Cluster
 	cl     *kgo.Client
+	opts   []kgo.Opt // the cluster's security options, for every client
 	topics []string
 	next   map[string]map[int32]int64 // offset after the last record read, control records included
 	Dir    string
@@ -71,6 +73,13 @@ type kafkaReader struct {
 
 func newKafkaReader(t *testing.T, c *kfake.Cluster, committed, dedup bool, names ...string) *kafkaReader {
 	t.Helper()
+	return newKafkaReaderWith(t, c, nil, committed, dedup, names...)
+}
+
+// newKafkaReaderWith is newKafkaReader for a cluster that needs the client
+// options security (TLS, SASL).
+func newKafkaReaderWith(t *testing.T, c *kfake.Cluster, security []kgo.Opt, committed, dedup bool, names ...string) *kafkaReader {
+	t.Helper()
 	var topics []string
 	for _, n := range names {
 		topics = append(topics, topicOf(n))
@@ -78,6 +87,7 @@ func newKafkaReader(t *testing.T, c *kfake.Cluster, committed, dedup bool, names
 	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200 * time.Millisecond), kgo.KeepControlRecords(),
 		kgo.MetadataMinAge(100 * time.Millisecond), kgo.MetadataMaxAge(time.Second)}
+	opts = append(opts, security...)
 	if committed {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
@@ -85,7 +95,7 @@ func newKafkaReader(t *testing.T, c *kfake.Cluster, committed, dedup bool, names
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &kafkaReader{t: t, c: c, cl: cl, topics: topics, next: map[string]map[int32]int64{}, Dir: t.TempDir(), dedup: dedup, seen: map[string][]byte{},
+	r := &kafkaReader{t: t, c: c, cl: cl, opts: security, topics: topics, next: map[string]map[int32]int64{}, Dir: t.TempDir(), dedup: dedup, seen: map[string][]byte{},
 		files: map[string]*os.File{}, counts: map[string]map[int32]int{}}
 	t.Cleanup(func() {
 		cl.Close()
@@ -206,7 +216,7 @@ func (r *kafkaReader) waitDelivered(expect []linecheck.Expect, running ...*Daemo
 func (r *kafkaReader) finalCheck(expect []linecheck.Expect) linecheck.Report {
 	t := r.t
 	t.Helper()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(r.c.ListenAddrs()...))
+	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.c.ListenAddrs()...)}, r.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,9 +131,15 @@ func key(collector string, n byte) stream.Key {
 // the data records: read_committed when committed is set.
 func consume(t *testing.T, c *kfake.Cluster, committed bool, topics ...string) []*kgo.Record {
 	t.Helper()
+	return consumeWith(t, c, nil, committed, topics...)
+}
+
+// consumeWith is consume with extra client options (TLS, SASL).
+func consumeWith(t *testing.T, c *kfake.Cluster, extra []kgo.Opt, committed bool, topics ...string) []*kgo.Record {
+	t.Helper()
 	var ends kadm.ListedOffsets
 	waitFor(t, func() error { // the topics may not exist yet
-		adm, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+		adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, extra...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,6 +160,7 @@ func consume(t *testing.T, c *kfake.Cluster, committed bool, topics ...string) [
 	})
 	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords(), kgo.FetchMaxWait(100 * time.Millisecond)}
+	opts = append(opts, extra...)
 	if committed {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}

@@ -113,9 +113,11 @@ func Open(ctx context.Context, cfg Config) (*Output, error) {
 
 // connect makes a new producer and reads the state through it.
 func (o *Output) connect(ctx context.Context, createState bool) (*kgo.Client, map[stream.Key]uint64, error) {
+	connErrs := new(connErrors)
 	opts := append(o.clientOpts(),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // Kafka's murmur2 on the key: a file keeps one partition
 		kgo.RecordDeliveryTimeout(o.cfg.CommitTimeout),
+		kgo.WithHooks(connErrs),
 	)
 	if o.cfg.Transactions {
 		opts = append(opts, kgo.TransactionalID(o.cfg.TransactionalID), kgo.TransactionTimeout(2*o.cfg.CommitTimeout))
@@ -134,7 +136,7 @@ func (o *Output) connect(ctx context.Context, createState bool) (*kgo.Client, ma
 	// aborts its open transaction before we read the state.
 	if _, _, err := cl.ProducerID(ctx); err != nil {
 		cl.Close()
-		return nil, nil, fmt.Errorf("init producer: %w", err)
+		return nil, nil, fmt.Errorf("init producer: %w", connErrs.explain(err))
 	}
 	state, err := o.load(ctx, cl)
 	if err != nil {
