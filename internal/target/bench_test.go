@@ -2,7 +2,10 @@ package target_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
+
+	"thunder/internal/target"
 )
 
 // payload returns size bytes of 100-byte lines.
@@ -46,5 +49,41 @@ func BenchmarkAppendCommit(b *testing.B) {
 		if err != nil || len(acks) != 1 || acks[0].Offset != off {
 			b.Fatalf("Commit() = %v, %v; want one ack at %d", acks, err, off)
 		}
+	}
+}
+
+// BenchmarkCommitManyFiles commits one 1 KiB append to each of 100 files,
+// the shape of a commit on a processor with many collectors: its cost is
+// the fsyncs, run one at a time ("serial") or several at once.
+func BenchmarkCommitManyFiles(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		n    int
+	}{{"serial", 1}, {"parallel", 32}} {
+		b.Run(bc.name, func(b *testing.B) {
+			defer target.SetParallelSyncs(target.SetParallelSyncs(bc.n))
+			const files = 100
+			d := mustOpen(b, b.TempDir())
+			o := &owner{"bench"}
+			streams := make([]*target.Stream, files)
+			for i := range streams {
+				streams[i], _, _ = mustAttach(b, d, key("bench", i), fmt.Sprintf("f%03d.log", i), 0, o)
+			}
+			p := payload(1 << 10)
+			var off uint64
+			for b.Loop() {
+				end := off + uint64(len(p))
+				for _, s := range streams {
+					if err := s.Append(d, o, off, end, p); err != nil {
+						b.Fatal(err)
+					}
+				}
+				off = end
+				if acks, err := d.Commit(); err != nil || len(acks) != files {
+					b.Fatalf("Commit() = %d acks, %v; want %d", len(acks), err, files)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/files, "µs/file")
+		})
 	}
 }

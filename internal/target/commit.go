@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sync"
 	"syscall"
 	"time"
 
@@ -85,10 +86,11 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 
 	var errs []error
 	syncStart := time.Now()
+	syncErrs := syncAll(snaps)
 	ok := snaps[:0]
-	for _, sn := range snaps {
+	for i, sn := range snaps {
 		if sn.fd != nil {
-			if err := sn.fd.Sync(); err != nil {
+			if err := syncErrs[i]; err != nil {
 				// After a failed fsync the kernel may have dropped the pages:
 				// cut the file back and make the collectors resend.
 				errs = append(errs, fmt.Errorf("%w: sync %s: %v", ErrStorage, sn.f.name, err))
@@ -189,6 +191,40 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	}
 	d.evict(ok)
 	return acks, errors.Join(errs...)
+}
+
+// maxParallelSyncs bounds the fsyncs a commit runs at once (a variable for
+// the benchmark that compares it with one at a time).
+var maxParallelSyncs = 32
+
+// syncAll fsyncs the snapshots' files, several at once: the file system
+// can then make one journal commit for many of them, where one fsync after
+// another waits for a journal commit each (a commit touching 1,000 files
+// took 1,000 round trips to the disk).
+func syncAll(snaps []snapshot) []error {
+	errs := make([]error, len(snaps))
+	if len(snaps) == 1 || maxParallelSyncs == 1 {
+		for i, sn := range snaps {
+			if sn.fd != nil {
+				errs[i] = sn.fd.Sync()
+			}
+		}
+		return errs
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallelSyncs)
+	for i, sn := range snaps {
+		if sn.fd == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = sn.fd.Sync()
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // evict drops streams that no connection holds and that are fully
