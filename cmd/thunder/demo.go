@@ -9,20 +9,27 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"thunder/internal/collector"
 	"thunder/internal/linecheck"
 	"thunder/internal/processor"
+	"thunder/internal/shard"
 )
 
-const demoHelp = `Usage: thunder demo [--seconds=N] [--rate=LINES_PER_SECOND]
+const demoHelp = `Usage: thunder demo [--seconds=N] [--rate=LINES_PER_SECOND] [--processors=N]
 
 Runs the whole pipeline on this machine, in a temporary directory, on
 127.0.0.1: a processor, a collector rotating its files every MiB, and writers
 of both write contracts. Halfway through it restarts the processor. At the
 end it checks that every line written arrived exactly once, in order.
+
+With --processors=3 the collector shards its files over three processors;
+the one holding the busiest file is restarted, its files fail over to the next in their
+ranking and come back, and the check covers the three target directories.
 `
 
 // demoWriter is one writer of the demo.
@@ -45,11 +52,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	seconds := fs.Int("seconds", 10, "how long the writers write")
 	rate := fs.Int("rate", 5000, "lines per second of each writer")
 	keep := fs.Bool("keep", false, "keep the temporary directory")
+	nproc := fs.Int("processors", 1, "processors to shard the files over (1 to 8)")
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
 	if *seconds < 1 || *rate < 1 {
 		return usageError{errors.New("demo: --seconds and --rate must be positive")}
+	}
+	if *nproc < 1 || *nproc > 8 {
+		return usageError{errors.New("demo: --processors must be between 1 and 8")}
 	}
 	root, err := os.MkdirTemp("", "thunder-demo-")
 	if err != nil {
@@ -58,8 +69,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !*keep {
 		defer os.RemoveAll(root)
 	}
-	src, dst := filepath.Join(root, "source"), filepath.Join(root, "target")
-	for _, d := range []string{src, dst} {
+	src := filepath.Join(root, "source")
+	dsts := []string{filepath.Join(root, "target")}
+	if *nproc > 1 {
+		dsts = dsts[:0]
+		for i := range *nproc {
+			dsts = append(dsts, filepath.Join(root, fmt.Sprintf("target-%d", i)))
+		}
+	}
+	for _, d := range append([]string{src}, dsts...) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -72,26 +90,38 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(logf, nil))
 	fmt.Fprintf(stdout, "thunder demo in %s (daemon logs: daemons.log)\n", root)
 
-	// The processor listens on a loopback port of its own choosing and keeps
-	// it across the restart.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	addr := ln.Addr().String()
-	pcfg := processor.DefaultConfig()
-	pcfg.TargetDir, pcfg.Name, pcfg.Logger = dst, "demo-processor", log.With("daemon", "processor")
-	ccfg := collector.DefaultConfig()
-	ccfg.Name, ccfg.SourceDir, ccfg.OffsetsDB = "demo-host", src, filepath.Join(root, "offsets.db")
-	ccfg.Targets, ccfg.RotateSize, ccfg.Logger = []string{addr}, 1<<20, log.With("daemon", "collector")
-	ccfg.BackoffMin, ccfg.BackoffMax = 50*time.Millisecond, time.Second
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	procDone, err := startDemoProcessor(ctx, pcfg, ln)
-	if err != nil {
-		return err
+	// Each processor listens on a loopback port of its own choosing and
+	// keeps it across the restart.
+	var addrs []string
+	var pcfgs []processor.Config
+	procs := make([]demoProcessor, len(dsts))
+	defer func() {
+		for _, p := range procs {
+			if p.stop != nil {
+				_ = p.stop() // on an early return; the normal end stops them itself
+			}
+		}
+	}()
+	for i, dst := range dsts {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		pcfg := processor.DefaultConfig()
+		pcfg.TargetDir, pcfg.Name = dst, fmt.Sprintf("demo-processor-%d", i)
+		pcfg.Logger = log.With("daemon", pcfg.Name)
+		if procs[i], err = startDemoProcessor(ctx, pcfg, ln); err != nil {
+			return err
+		}
+		addrs, pcfgs = append(addrs, ln.Addr().String()), append(pcfgs, pcfg)
 	}
+	addr := strings.Join(addrs, ",")
+	ccfg := collector.DefaultConfig()
+	ccfg.Name, ccfg.SourceDir, ccfg.OffsetsDB = "demo-host", src, filepath.Join(root, "offsets.db")
+	ccfg.Targets, ccfg.RotateSize, ccfg.Logger = addrs, 1<<20, log.With("daemon", "collector")
+	ccfg.BackoffMin, ccfg.BackoffMax = 50*time.Millisecond, time.Second
 	col, err := collector.New(ccfg)
 	if err != nil {
 		return err
@@ -142,6 +172,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if !st.Connected {
 			state = "reconnecting"
 		}
+		if len(st.Processors) > 1 {
+			var up []string
+			for _, p := range st.Processors {
+				if p.Connected {
+					up = append(up, strconv.Itoa(p.Streams))
+				} else {
+					up = append(up, "down")
+				}
+			}
+			state = "streams per processor " + strings.Join(up, "/")
+		}
 		fmt.Fprintf(stdout, "[%4.1fs] delivered %7.1f MB  %6.2f MB/s  lag %8d B  rotations %3d  deleted %3d  %s\n",
 			now.Sub(start).Seconds(), float64(st.AckedBytes)/1e6, rate, st.LagBytes, st.Rotations, st.Deletions, state)
 	}
@@ -152,16 +193,29 @@ wait:
 			progress()
 			if !restarted && time.Now().After(restartAt) {
 				restarted = true
-				fmt.Fprintln(stdout, "restarting the processor (collector keeps its data on disk and resumes)")
-				cancel2 := procDone.stop
-				if err := cancel2(); err != nil {
+				// The processor of the busiest file (the first writer's).
+				victim := shard.Rank(demoWriters[0].name, addrs)[0]
+				if len(procs) == 1 {
+					fmt.Fprintln(stdout, "restarting the processor (collector keeps its data on disk and resumes)")
+				} else {
+					fmt.Fprintf(stdout, "restarting processor %d (its files continue on the next processor, then come back)\n", victim)
+				}
+				stop := procs[victim].stop
+				procs[victim].stop = nil
+				if err := stop(); err != nil {
 					return err
 				}
-				ln, err := listenRetry(ctx, addr)
+				// Down for a moment, so that its files fail over.
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				ln, err := listenRetry(ctx, addrs[victim])
 				if err != nil {
 					return err
 				}
-				if procDone, err = startDemoProcessor(ctx, pcfg, ln); err != nil {
+				if procs[victim], err = startDemoProcessor(ctx, pcfgs[victim], ln); err != nil {
 					return err
 				}
 			}
@@ -184,7 +238,7 @@ wait:
 	deadline := time.Now().Add(60 * time.Second)
 	var rep linecheck.Report
 	for {
-		rep, err = linecheck.Verify(dst, expect, linecheck.Options{})
+		rep, err = linecheck.VerifyAll(dsts, expect, linecheck.Options{})
 		if err != nil {
 			return err
 		}
@@ -210,12 +264,15 @@ wait:
 	}
 	progress()
 	stopCol()
-	cerr := errors.Join(<-colDone, col.Close())
-	perr := procDone.stop()
-	if err := errors.Join(cerr, perr); err != nil {
+	errs := []error{<-colDone, col.Close()}
+	for i := range procs {
+		errs = append(errs, procs[i].stop())
+		procs[i].stop = nil
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	rep, err = linecheck.Verify(dst, expect, linecheck.Options{})
+	rep, err = linecheck.VerifyAll(dsts, expect, linecheck.Options{})
 	if err != nil {
 		return err
 	}
@@ -225,6 +282,17 @@ wait:
 			fmt.Fprintln(stdout, "  ", p)
 		}
 		return errors.New("demo: delivery check failed")
+	}
+	if len(dsts) > 1 {
+		for i, d := range dsts {
+			one, err := linecheck.Verify(d, expect, linecheck.Options{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "  processor %d (%s) holds %d lines\n", i, filepath.Base(d), one.Lines)
+		}
+		fmt.Fprintf(stdout, "every one of the %d lines arrived exactly once over the %d processors, in order, across rotations and a processor restart\n", total, len(dsts))
+		return nil
 	}
 	fmt.Fprintf(stdout, "every one of the %d lines arrived exactly once, in order, across rotations and a processor restart\n", total)
 	return nil

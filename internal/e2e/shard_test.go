@@ -231,6 +231,22 @@ func TestThreeProcessorsCollectorKill9(t *testing.T) {
 	r.check(0)
 }
 
+// TestThreeProcessorsRestart stops each processor cleanly (SIGTERM) and
+// starts it again: it acknowledges everything it wrote before it exits, so
+// its files fail over and come back without a line on two processors.
+func TestThreeProcessorsRestart(t *testing.T) {
+	skipShort(t)
+	r := newShardRig(t, false)
+	rnd := newRand(t)
+	for _, p := range r.procs {
+		pause(t, between(rnd, 300*time.Millisecond, 1200*time.Millisecond))
+		p.Stop()
+		pause(t, between(rnd, 300*time.Millisecond, 1000*time.Millisecond))
+		p.Restart()
+	}
+	r.check(0)
+}
+
 // faults takes each processor down once, at random moments while the
 // writers append, and back up after a random while; then checks.
 func (r *shardRig) faults(down, up func(i int)) {

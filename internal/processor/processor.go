@@ -47,6 +47,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds each write to a collector.
 	WriteTimeout time.Duration
+	// LingerTimeout bounds the wait, when a connection ends, for the
+	// collector to close its side after reading the last frames.
+	LingerTimeout time.Duration
 	// MaxStreamsPerConn bounds the streams one connection may open.
 	MaxStreamsPerConn int
 	// MaxConns bounds open connections; MaxHandshakes those still in their
@@ -72,6 +75,7 @@ func DefaultConfig() Config {
 		HandshakeTimeout:  10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		WriteTimeout:      30 * time.Second,
+		LingerTimeout:     time.Second,
 		MaxStreamsPerConn: 100_000,
 		MaxConns:          10_000,
 		MaxHandshakes:     256,
@@ -92,7 +96,7 @@ func (c Config) Validate() error {
 	if c.CommitInterval <= 0 {
 		errs = append(errs, errors.New("commit interval must be positive"))
 	}
-	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 {
+	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
 	if c.MaxOpenFiles < 16 {
@@ -275,6 +279,7 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	// Readers have stopped appending once their sessions see ctx done; the
 	// commit loop makes a last commit and hands out its acks before it ends.
 	p.stopReading()
+	p.waitReaders(readersTimeout)
 	<-commitDone
 	if p.dir != nil {
 		p.finalCommit()
@@ -288,6 +293,36 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	p.mu.Unlock()
 	wg.Wait()
 	return errors.Join(err, kafkaErr)
+}
+
+// readersTimeout bounds the wait for the readers to stop on shutdown: one
+// may be blocked in an output (Kafka down, its buffer full).
+const readersTimeout = 5 * time.Second
+
+// waitReaders waits until no session's reader can append any more, so
+// that the final commit holds, and acknowledges, all that was appended: a
+// reader still in the middle of a Data frame when reading stopped would
+// append after it, and that data would be committed by Close but never
+// acknowledged. With one processor that costs nothing (the collector is
+// told the appended offset when it reconnects); when the collector fails
+// over to another processor, it would be written there again.
+func (p *Processor) waitReaders(timeout time.Duration) {
+	p.mu.Lock()
+	sessions := make([]*session, 0, len(p.sessions))
+	for s := range p.sessions {
+		sessions = append(sessions, s)
+	}
+	p.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for _, s := range sessions {
+		select {
+		case <-s.readDone:
+		case <-t.C:
+			p.log.Warn("readers still busy at shutdown; what they append now is not acknowledged", "after", timeout)
+			return
+		}
+	}
 }
 
 // stopReading makes every session's blocked read return.

@@ -176,6 +176,7 @@ func TestServeStopsPromptly(t *testing.T) {
 		cfg := processor.DefaultConfig()
 		cfg.TargetDir, cfg.Logger = dir, testLogger(t)
 		cfg.HandshakeTimeout, cfg.IdleTimeout = time.Hour, time.Hour
+		cfg.LingerTimeout = 50 * time.Millisecond // the clients never close
 		p, err := processor.New(cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -57,6 +57,8 @@ type session struct {
 	closing bool // no more frames will be queued; the writer flushes and exits
 	wake    chan struct{}
 	done    chan struct{} // closed when the writer exits
+
+	readDone chan struct{} // closed when the reader appends no more
 }
 
 func newSession(p *Processor, conn net.Conn) *session {
@@ -70,6 +72,8 @@ func newSession(p *Processor, conn net.Conn) *session {
 		byKafka: make(map[*kafka.Stream]*binding),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
+
+		readDone: make(chan struct{}),
 	}
 }
 
@@ -101,7 +105,7 @@ func (b *binding) committed() uint64 {
 // writer stays up until Serve calls finish, so the final acks reach the
 // collector.
 func (s *session) serve(ctx context.Context) {
-	defer s.conn.Close()
+	defer s.lingeringClose()
 	go s.writeLoop()
 	r := wire.NewReader(s.conn)
 	defer r.Close()
@@ -114,6 +118,7 @@ func (s *session) serve(ctx context.Context) {
 		err = s.readLoop(ctx, r)
 		s.p.m.connect(-1)
 	}
+	close(s.readDone)
 	if ctx.Err() != nil {
 		// Keep the streams attached so the final commit's acks find this
 		// session; Serve calls finish once they are queued.
@@ -584,6 +589,25 @@ const maxAcksPerFrame = 2048
 
 // closingWriteTimeout bounds the last writes of a stopping processor.
 const closingWriteTimeout = 2 * time.Second
+
+// lingeringClose closes the connection once the writer has sent its last
+// frames, without losing them: a socket closed with unread input sends a
+// reset, and a collector that gets it may never read the last Acks or the
+// Error before it (its kernel drops them, or its failed write closes the
+// connection first). It would then resend what was committed here; with
+// several processors, to another one, where it would be written twice. So
+// it half-closes, discards what the collector still sends until it closes
+// too (it does on EOF) or Config.LingerTimeout passes, and only then closes.
+func (s *session) lingeringClose() {
+	defer s.conn.Close()
+	type closeWriter interface{ CloseWrite() error }
+	cw, ok := s.conn.(closeWriter)
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.LingerTimeout))
+	_, _ = io.Copy(io.Discard, s.conn) // until EOF, an error or the deadline
+}
 
 // appendAcksLocked encodes the pending acks, in as many frames as needed.
 func (s *session) appendAcksLocked(buf []byte) []byte {
