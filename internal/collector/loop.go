@@ -139,7 +139,7 @@ func (c *Collector) onLink(m linkMsg) {
 		// Streams without a link open on this one; streams that rank it
 		// above their current link move back to it (pump).
 		c.wakeAll()
-		c.setConnected()
+		c.setConnected(true)
 		return
 	}
 	if c.links[l.idx] != l {
@@ -207,7 +207,7 @@ func (c *Collector) dropLink(l *link) {
 			c.wake(s)
 		}
 	}
-	c.setConnected()
+	c.setConnected(false)
 }
 
 // route returns the link s should use: the first one up in its ranking,

@@ -108,36 +108,35 @@ func (c *Collector) statsAdd(f func(*Stats)) {
 	c.statsMu.Unlock()
 }
 
-// setConnected records which links are up, after one came up or went down.
-// Run loop only.
-func (c *Collector) setConnected() {
-	procs := make([]ProcessorLink, len(c.links))
+// setConnected records which links are up, after one came up (up) or went
+// down. Run loop only.
+func (c *Collector) setConnected(up bool) {
+	procs := c.processorLinks()
 	var addrs []string
+	for _, p := range procs {
+		if p.Connected {
+			addrs = append(addrs, p.Addr)
+		}
+	}
+	c.statsAdd(func(st *Stats) {
+		if up {
+			st.Connects++
+			st.LastError = ""
+		}
+		st.Connected, st.Addr, st.Processors = len(addrs) > 0, strings.Join(addrs, ","), procs
+	})
+}
+
+// processorLinks describes the links. Run loop only.
+func (c *Collector) processorLinks() []ProcessorLink {
+	procs := make([]ProcessorLink, len(c.links))
 	for i, l := range c.links {
 		procs[i] = ProcessorLink{Addr: c.cfg.Targets[i], Connected: l != nil}
 		if l != nil {
 			procs[i].Streams = len(l.handles)
-			addrs = append(addrs, l.addr)
 		}
 	}
-	c.statsAdd(func(st *Stats) {
-		up := len(addrs) > 0
-		if up && len(addrs) > countConnected(st.Processors) {
-			st.Connects++
-			st.LastError = ""
-		}
-		st.Connected, st.Addr, st.Processors = up, strings.Join(addrs, ","), procs
-	})
-}
-
-func countConnected(ps []ProcessorLink) int {
-	n := 0
-	for _, p := range ps {
-		if p.Connected {
-			n++
-		}
-	}
-	return n
+	return procs
 }
 
 // updateStats recomputes the per-second figures. Run loop only. Sizes are
@@ -184,13 +183,7 @@ func (c *Collector) updateStats() {
 		})
 	}
 	n := len(c.byID)
-	procs := make([]ProcessorLink, len(c.links))
-	for i, l := range c.links {
-		procs[i] = ProcessorLink{Addr: c.cfg.Targets[i], Connected: l != nil}
-		if l != nil {
-			procs[i].Streams = len(l.handles)
-		}
-	}
+	procs := c.processorLinks()
 	c.statsMu.Lock()
 	c.stats.Processors = procs
 	c.stats.LagBytes, c.stats.Streams, c.stats.OpenFiles = lag, n, c.openFiles

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"slices"
@@ -412,27 +411,21 @@ func (s *session) data(f wire.Frame) error {
 // takes only what it lacks. Other data goes to each output as it is, which
 // refuses it (busy before offset).
 func (s *session) append(b *binding, d wire.Data) error {
-	lo := uint64(math.MaxUint64)
-	var fileAt, kafkaAt uint64
-	if b.file != nil {
-		fileAt = b.file.Offset()
-		lo = fileAt
+	switch {
+	case b.kafka == nil:
+		return b.file.Append(s.p.dir, s, d.Offset, d.End, d.Payload)
+	case b.file == nil:
+		return b.kafka.Append(s.p.kafka, s, d.Offset, d.End, d.Payload)
 	}
-	if b.kafka != nil {
-		kafkaAt = b.kafka.Offset()
-		lo = min(lo, kafkaAt)
-	}
-	if b.file != nil {
-		if from, p, ok := skip(fileAt, lo, d); ok {
-			if err := b.file.Append(s.p.dir, s, from, d.End, p); err != nil {
-				return err
-			}
+	fileAt, kafkaAt := b.file.Offset(), b.kafka.Offset()
+	lo := min(fileAt, kafkaAt)
+	if from, p, ok := skip(fileAt, lo, d); ok {
+		if err := b.file.Append(s.p.dir, s, from, d.End, p); err != nil {
+			return err
 		}
 	}
-	if b.kafka != nil {
-		if from, p, ok := skip(kafkaAt, lo, d); ok {
-			return b.kafka.Append(s.p.kafka, s, from, d.End, p)
-		}
+	if from, p, ok := skip(kafkaAt, lo, d); ok {
+		return b.kafka.Append(s.p.kafka, s, from, d.End, p)
 	}
 	return nil
 }
