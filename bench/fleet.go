@@ -61,11 +61,13 @@ func (b *bench) runFleet() error {
 type fakeStreamSpec struct{ name, writer string }
 
 // fakeSpec is one connection of a fake collector to processor proc (an
-// index into the scenario's processors), with the streams it carries.
+// index into the scenario's processors), with the streams it carries and
+// the bytes each may have unacknowledged (0: fakeWindow).
 type fakeSpec struct {
 	proc      int
 	collector string
 	streams   []fakeStreamSpec
+	window    int64
 }
 
 // fakeRun is what runFakes measured.
@@ -106,6 +108,13 @@ func joinf[T any](xs []T, sep string, f func(T) string) string {
 	return strings.Join(s, sep)
 }
 
+// fakeOutput says where the processors of runFakesTo write and how their
+// output is checked once they stopped.
+type fakeOutput struct {
+	args   func(i int) []string // output flags of processor i
+	verify func(expect []linecheck.Expect) error
+}
+
 // runFakes starts nprocs processors, each with its own target dir on
 // 127.0.0.1:0, connects the fake collectors plan returns for their
 // addresses (fakeDialers handshakes at once), lets every connection send
@@ -113,6 +122,12 @@ func joinf[T any](xs []T, sep string, f func(T) string) string {
 // waits (bounded) for the last Acks, stops the processors and checks the
 // union of the target dirs with linecheck: every line exactly once.
 func (b *bench) runFakes(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec) (fakeRun, error) {
+	return b.runFakesTo(name, nprocs, streamMax, plan, nil)
+}
+
+// runFakesTo is runFakes with the processors' output given by out (nil:
+// a target dir each, checked with linecheck.VerifyAll).
+func (b *bench) runFakesTo(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, out *fakeOutput) (fakeRun, error) {
 	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs)}
 	dir, err := b.scratch(name)
 	if err != nil {
@@ -129,13 +144,30 @@ func (b *bench) runFakes(name string, nprocs int, streamMax int64, plan func(add
 			}
 		}
 	}()
-	for i := range procs {
-		dsts[i] = filepath.Join(dir, fmt.Sprintf("dst%d", i))
-		if err := os.Mkdir(dsts[i], 0o755); err != nil {
-			return r, err
+	if out == nil {
+		for i := range dsts {
+			dsts[i] = filepath.Join(dir, fmt.Sprintf("dst%d", i))
+			if err := os.Mkdir(dsts[i], 0o755); err != nil {
+				return r, err
+			}
 		}
-		if procs[i], err = startDaemon(fmt.Sprintf("processor %d", i), b.bin, filepath.Join(dir, fmt.Sprintf("processor%d.log", i)),
-			"logs-processor", "--target-dir="+dsts[i], "--listen-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)); err != nil {
+		out = &fakeOutput{
+			args: func(i int) []string { return []string{"--target-dir=" + dsts[i]} },
+			verify: func(expect []linecheck.Expect) error {
+				rep, err := linecheck.VerifyAll(dsts, expect, linecheck.Options{})
+				if err != nil {
+					return err
+				}
+				if !rep.OK() {
+					return fmt.Errorf("target check: %v %v", rep, rep.Problems)
+				}
+				return nil
+			},
+		}
+	}
+	for i := range procs {
+		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
+		if procs[i], err = startDaemon(fmt.Sprintf("processor %d", i), b.bin, filepath.Join(dir, fmt.Sprintf("processor%d.log", i)), args...); err != nil {
 			return r, err
 		}
 	}
@@ -272,14 +304,7 @@ func (b *bench) runFakes(name string, nprocs int, streamMax int64, plan func(add
 			expect = append(expect, linecheck.Expect{Writer: s.writer, Name: s.name, Lines: uint64(s.sent / lineBytes)})
 		}
 	}
-	rep, err := linecheck.VerifyAll(dsts, expect, linecheck.Options{})
-	if err != nil {
-		return r, err
-	}
-	if !rep.OK() {
-		return r, fmt.Errorf("target check: %v %v", rep, rep.Problems)
-	}
-	return r, nil
+	return r, out.verify(expect)
 }
 
 // fakeStream is one stream of a fake connection, handle = its index + 1.
@@ -297,6 +322,7 @@ type fakeConn struct {
 	r       *wire.Reader
 	streams []*fakeStream
 	wake    chan struct{}
+	window  int64 // bytes unacknowledged per stream at most
 	sendErr error // owned by send
 	ackErr  error // owned by readAcks, read after done
 	done    chan struct{}
@@ -309,7 +335,10 @@ func dialFake(addr string, spec fakeSpec) (*fakeConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &fakeConn{id: spec.collector, conn: conn, r: wire.NewReader(conn), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &fakeConn{id: spec.collector, conn: conn, r: wire.NewReader(conn), wake: make(chan struct{}, 1), window: spec.window, done: make(chan struct{})}
+	if c.window <= 0 {
+		c.window = fakeWindow
+	}
 	if err := c.handshake(spec.streams); err != nil {
 		conn.Close()
 		return nil, err
@@ -415,7 +444,7 @@ func (c *fakeConn) readAcks() {
 }
 
 // send writes Data frames of fakeFrameLines lines, one write(2) each, in
-// turn for each stream that has fewer than fakeWindow bytes
+// turn for each stream that has fewer than c.window bytes
 // unacknowledged, until stop is closed or every stream sent limit bytes.
 func (c *fakeConn) send(stop <-chan struct{}, limit int64) {
 	frame := make([]byte, wire.DataPrefixBytes, wire.DataPrefixBytes+fakeFrameLines*lineBytes)
@@ -431,7 +460,7 @@ func (c *fakeConn) send(stop <-chan struct{}, limit int64) {
 				continue
 			}
 			sending = true
-			if s.sent-s.acked.Load() >= fakeWindow {
+			if s.sent-s.acked.Load() >= c.window {
 				continue
 			}
 			frame = frame[:wire.DataPrefixBytes]

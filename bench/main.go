@@ -1,7 +1,7 @@
 // Command bench is thunder's benchmark suite: it builds cmd/thunder, runs the
 // real daemons on 127.0.0.1 through the scenarios of docs/BENCHMARKS.md
-// (bulk, live, idle, scale, and optionally the rsyslog and syslog-ng peers
-// of the shared kit) and prints a table in which every figure is compared
+// (bulk, live, idle, scale, Kafka output, and optionally the rsyslog and
+// syslog-ng peers of the shared kit) and prints a table in which every figure is compared
 // with a ceiling measured in the same run: one loopback TCP connection into
 // a file with an fsync at the end.
 //
@@ -30,7 +30,7 @@ import (
 )
 
 // scenarios in the order they run.
-var scenarios = []string{"bulk", "live", "idle", "files", "fleet", "shard", "peers"}
+var scenarios = []string{"bulk", "live", "idle", "files", "fleet", "shard", "kafka", "peers"}
 
 // bench holds what every scenario needs.
 type bench struct {
@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	steps := map[string]func() error{
 		"bulk": b.runBulk, "live": b.runLive, "idle": b.runIdle,
-		"files": b.runFiles, "fleet": b.runFleet, "shard": b.runShard, "peers": b.runPeers,
+		"files": b.runFiles, "fleet": b.runFleet, "shard": b.runShard, "kafka": b.runKafka, "peers": b.runPeers,
 	}
 	var failed []string
 	for _, s := range scenarios {

@@ -35,7 +35,7 @@ func (k *kafkaFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.cfg.Transactions, "kafka-transactions", k.cfg.Transactions, "commit with Kafka transactions: exactly once for read_committed consumers; false: at least once")
 	fs.StringVar(&k.cfg.TransactionalID, "kafka-transactional-id", "", "transactional id, unique per processor (default thunder-<--name>)")
 	fs.DurationVar(&k.cfg.CommitInterval, "kafka-commit-interval", k.cfg.CommitInterval, "longest wait before received lines are committed to Kafka and acknowledged (one transaction)")
-	fs.Var(sizeFlag{&k.cfg.MaxBufferedBytes}, "kafka-buffer-bytes", "most line data held for Kafka; reading from collectors pauses past it")
+	fs.Var(sizeFlag{&k.cfg.MaxBufferedBytes}, "kafka-buffer-bytes", "most memory for lines held for Kafka (each line counts its bytes plus about 400 for its record); reading from collectors pauses past it")
 	fs.BoolVar(&k.tls, "kafka-tls", false, "connect to Kafka with TLS (system roots unless --kafka-tls-ca)")
 	fs.StringVar(&k.ca, "kafka-tls-ca", "", "PEM CA bundle to verify the brokers with; implies --kafka-tls")
 	fs.StringVar(&k.cert, "kafka-tls-cert", "", "PEM client certificate for Kafka (mutual TLS); implies --kafka-tls")

@@ -49,9 +49,10 @@ type Config struct {
 	CommitInterval time.Duration
 	// CommitTimeout bounds one commit, and one recovery attempt.
 	CommitTimeout time.Duration
-	// MaxBufferedBytes bounds the lines held in memory (pending and being
-	// committed); Append blocks past it. A commit starts early once half of
-	// it is pending.
+	// MaxBufferedBytes bounds the memory of the lines held (pending and
+	// being committed), each counted as its bytes plus recordOverhead;
+	// Append blocks past it. A commit starts early once half of it is
+	// pending.
 	MaxBufferedBytes int64
 	// TLS, when not nil, is used to connect to the brokers.
 	TLS *tls.Config
