@@ -1,17 +1,16 @@
 package target
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path"
 	"sync"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"thunder/internal/stream"
 )
 
 // Ack says that a stream's data up to Offset is durable. Owner is the
@@ -26,9 +25,10 @@ type Ack struct {
 type snapshot struct {
 	f         *file
 	fd        *os.File
-	ino       uint64
+	id        fileID
+	serial    uint64
 	size      int64
-	committed int64 // f.committed for ino when taken
+	committed int64 // f.committed for fd when taken
 	close     bool  // Reopen: fd was taken from f; close it once recorded
 	streams   []streamAt
 }
@@ -47,42 +47,50 @@ func (d *Dir) Commit() ([]Ack, error) {
 	return d.commitLocked()
 }
 
-func (d *Dir) commitLocked() ([]Ack, error) {
+// pending is what a commit takes over from the appenders.
+type pending struct {
+	dirty  map[*file]struct{}
+	dirs   map[string]struct{}
+	forget []stream.Key
+	drops  []drop
+}
+
+func (d *Dir) takePending() pending {
 	d.pendMu.Lock()
-	dirty := d.dirty
+	defer d.pendMu.Unlock()
+	p := pending{dirty: d.dirty, dirs: d.dirSync, forget: d.forget, drops: d.drops}
 	d.dirty = make(map[*file]struct{})
-	dirs := d.dirSync
 	d.dirSync = make(map[string]struct{})
-	forget := d.forget
-	d.forget = nil
+	d.forget, d.drops = nil, nil
 	d.dirtyBytes.Store(0)
+	return p
+}
+
+// putBack returns what a failed state transaction did not record.
+func (d *Dir) putBack(p pending) {
+	d.pendMu.Lock()
+	d.forget = append(d.forget, p.forget...)
+	d.drops = append(d.drops, p.drops...)
 	d.pendMu.Unlock()
-	if len(dirty) == 0 && len(dirs) == 0 && len(forget) == 0 {
+}
+
+func (d *Dir) commitLocked() ([]Ack, error) {
+	p := d.takePending()
+	if len(p.dirty) == 0 && len(p.dirs) == 0 && len(p.forget) == 0 && len(p.drops) == 0 {
 		return nil, nil
 	}
-
-	snaps := make([]snapshot, 0, len(dirty))
-	for f := range dirty {
-		f.mu.Lock()
-		if f.broken != nil {
-			d.rewindLocked(f)
-			f.mu.Unlock()
-			continue
+	snaps := make([]snapshot, 0, len(p.dirty))
+	for f := range p.dirty {
+		if sn, ok := d.snapshot(f); ok {
+			snaps = append(snaps, sn)
 		}
-		sn := snapshot{f: f, fd: f.fd, ino: f.ino, size: f.size, committed: f.committed}
-		for s := range f.touched {
-			sn.streams = append(sn.streams, streamAt{s, s.offset})
-		}
-		clear(f.touched)
-		f.dirty = false
-		if f.reopen {
-			// Appends from now on open the name afresh; this snapshot
-			// syncs, records and closes what was written so far.
-			f.reopen, f.fd, sn.close = false, nil, true
-		}
-		f.mu.Unlock()
-		snaps = append(snaps, sn)
 	}
+	// Records of files closed since the commit began (deleted ones found
+	// just now) go in this transaction.
+	d.pendMu.Lock()
+	p.drops = append(p.drops, d.drops...)
+	d.drops = nil
+	d.pendMu.Unlock()
 
 	var errs []error
 	syncStart := time.Now()
@@ -94,11 +102,13 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 				// After a failed fsync the kernel may have dropped the pages:
 				// cut the file back and make the collectors resend.
 				errs = append(errs, fmt.Errorf("%w: sync %s: %v", ErrStorage, sn.f.name, err))
+				sn.f.mu.Lock()
 				if sn.close {
+					// Taken from f by Reopen: cut and close it here.
 					_ = sn.fd.Truncate(sn.committed) // best effort; the streams resend anyway
 					_ = sn.fd.Close()
+					d.releaseID(sn.id, sn.f)
 				}
-				sn.f.mu.Lock()
 				sn.f.broken = err
 				d.rewindLocked(sn.f)
 				sn.f.mu.Unlock()
@@ -107,7 +117,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		}
 		ok = append(ok, sn)
 	}
-	for dir := range dirs {
+	for dir := range p.dirs {
 		if err := d.syncDir(dir); err != nil {
 			errs = append(errs, err)
 			d.pendMu.Lock()
@@ -118,66 +128,162 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 
 	recordStart := time.Now()
 	d.timings.Sync = recordStart.Sub(syncStart)
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
-		for _, sn := range ok {
-			if sn.fd != nil {
-				if err := fb.Put(fileKey(sn.f.name, sn.ino), fileRecord{Ino: sn.ino, Size: sn.size}.marshal()); err != nil {
-					return err
-				}
-			}
-			for _, sa := range sn.streams {
-				rec := streamRecord{Committed: sa.offset, Name: sa.s.Name}
-				if err := sb.Put(streamKey(sa.s.Key), rec.marshal()); err != nil {
-					return err
-				}
-			}
+	if err := d.db.Update(func(tx *bolt.Tx) error { return record(tx, ok, p) }); err != nil {
+		d.unrecorded(ok, err)
+		d.putBack(p)
+		errs = append(errs, fmt.Errorf("%w: record commit: %v", ErrStorage, err))
+		d.broadcastSettled()
+		return nil, errors.Join(errs...)
+	}
+	d.timings.Record = time.Since(recordStart)
+	acks := d.committedLocked(ok)
+	d.evict(ok)
+	return acks, errors.Join(errs...)
+}
+
+// snapshot takes f's state for a commit, looking at the file first: if it
+// was deleted, what was appended since the last commit went into a file
+// nobody can read, and the streams go back to their committed offsets; if
+// someone else wrote to it, its length is what it is, not what we wrote.
+func (d *Dir) snapshot(f *file) (snapshot, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.broken == nil && f.fd != nil {
+		info, err := statFD(int(f.fd.Fd()))
+		switch {
+		case err != nil:
+			f.broken = err
+		case info.nlink == 0:
+			d.log.Warn("target file deleted while written; its streams resend what it got since the last commit to a new file", "name", f.name)
+			d.closeLocked(f)
+			f.broken = errors.New("deleted")
+		case info.size != f.size:
+			d.log.Warn("target file changed by another writer", "name", f.name, "size", info.size, "written", f.size)
+			f.size = info.size
+			f.committed = min(f.committed, info.size)
 		}
-		for _, k := range forget {
-			if err := sb.Delete(streamKey(k)); err != nil {
+	}
+	if f.broken != nil {
+		d.rewindLocked(f)
+		return snapshot{}, false
+	}
+	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed}
+	for s := range f.touched {
+		sn.streams = append(sn.streams, streamAt{s, s.offset})
+	}
+	clear(f.touched)
+	f.dirty = false
+	if f.reopen {
+		// Appends from now on open the name afresh; this snapshot
+		// syncs, records and closes what was written so far.
+		f.reopen, f.fd, f.committed, sn.close = false, nil, -1, true
+	}
+	return sn, true
+}
+
+// record writes a commit's state transaction: each synced file's length
+// (or, for a file Reopen took away, the removal of its record: it is closed
+// and all in it is committed), each stream's committed offset, and the
+// records the commit was asked to drop.
+func record(tx *bolt.Tx, snaps []snapshot, p pending) error {
+	fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
+	for _, sn := range snaps {
+		if sn.fd != nil {
+			var err error
+			if sn.close {
+				err = dropRecord(fb, drop{fileKey(sn.f.name, sn.id.Ino), sn.serial})
+			} else {
+				err = fb.Put(fileKey(sn.f.name, sn.id.Ino), fileRecord{ID: sn.id, Size: sn.size, Serial: sn.serial}.marshal())
+			}
+			if err != nil {
 				return err
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		// Keep the snapshots pending: their data is in the files but not
-		// recorded, so it must not be acknowledged yet.
-		for _, sn := range ok {
-			sn.f.mu.Lock()
-			for _, sa := range sn.streams {
-				sn.f.touched[sa.s] = struct{}{}
+		for _, sa := range sn.streams {
+			if err := putStream(sb, sa.s.Key, streamRecord{Committed: sa.offset, Name: sa.s.Name}); err != nil {
+				return err
 			}
-			sn.f.dirty = true
-			if sn.close && sn.f.fd == nil {
-				sn.f.fd, sn.f.reopen = sn.fd, true // try again next commit
-			} else if sn.close {
-				// The name was opened afresh meanwhile: the old file's data
-				// stays unacknowledged until a crash cuts it back or the
-				// streams' next commit records it. Keep it simple: rewind.
-				_ = sn.fd.Truncate(sn.committed)
-				_ = sn.fd.Close()
-				sn.f.broken = err
-			}
-			sn.f.mu.Unlock()
-			d.markDirty(sn.f)
 		}
-		d.pendMu.Lock()
-		d.forget = append(d.forget, forget...)
-		d.pendMu.Unlock()
-		errs = append(errs, fmt.Errorf("%w: record commit: %v", ErrStorage, err))
-		return nil, errors.Join(errs...)
 	}
-
-	d.timings.Record = time.Since(recordStart)
-	var acks []Ack
-	for _, sn := range ok {
-		if sn.close {
-			_ = sn.fd.Close() // synced and recorded
+	for _, k := range p.forget {
+		if err := sb.Delete(streamKey(k)); err != nil {
+			return err
 		}
+	}
+	for _, dr := range p.drops {
+		if err := dropRecord(fb, dr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putStream records a stream's committed offset. It never moves a record
+// back: two in-memory streams of one key (one renamed from the other) may
+// be recorded in one transaction.
+func putStream(b *bolt.Bucket, k stream.Key, rec streamRecord) error {
+	key := streamKey(k)
+	if v := b.Get(key); v != nil {
+		if old, err := unmarshalStream(v); err == nil && old.Committed > rec.Committed {
+			return nil
+		}
+	}
+	return b.Put(key, rec.marshal())
+}
+
+// dropRecord deletes a file record if it is still the one written with
+// dr's serial: the name may have been opened and recorded again since.
+func dropRecord(b *bolt.Bucket, dr drop) error {
+	v := b.Get(dr.key)
+	if v == nil {
+		return nil
+	}
+	if rec, err := unmarshalFile(v); err == nil && !rec.Legacy && rec.Serial != dr.serial {
+		return nil
+	}
+	return b.Delete(dr.key)
+}
+
+// unrecorded keeps the snapshots pending after a failed state transaction:
+// their data is in the files but not recorded, so it must not be
+// acknowledged yet.
+func (d *Dir) unrecorded(snaps []snapshot, err error) {
+	for _, sn := range snaps {
+		sn.f.mu.Lock()
+		for _, sa := range sn.streams {
+			sn.f.touched[sa.s] = struct{}{}
+		}
+		sn.f.dirty = true
+		switch {
+		case sn.close && sn.f.fd == nil:
+			// Try again next commit.
+			sn.f.fd, sn.f.committed, sn.f.reopen = sn.fd, sn.committed, true
+		case sn.close:
+			// The name was opened afresh meanwhile: the old file's data
+			// stays unacknowledged until a crash cuts it back or the
+			// streams' next commit records it. Keep it simple: rewind.
+			_ = sn.fd.Truncate(sn.committed)
+			_ = sn.fd.Close()
+			d.releaseID(sn.id, sn.f)
+			sn.f.broken = err
+		}
+		sn.f.mu.Unlock()
+		d.markDirty(sn.f)
+	}
+}
+
+// committedLocked applies a recorded commit: lengths and offsets are now
+// committed; it returns the acknowledgements. commitMu is held.
+func (d *Dir) committedLocked(snaps []snapshot) []Ack {
+	var acks []Ack
+	for _, sn := range snaps {
 		f := sn.f
 		f.mu.Lock()
-		if f.ino == sn.ino && f.broken == nil {
+		if sn.close {
+			_ = sn.fd.Close() // synced, and its record dropped
+			d.releaseID(sn.id, f)
+		}
+		if !sn.close && f.fd == sn.fd && f.broken == nil {
 			f.committed = sn.size
 		}
 		for _, sa := range sn.streams {
@@ -189,8 +295,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		}
 		f.mu.Unlock()
 	}
-	d.evict(ok)
-	return acks, errors.Join(errs...)
+	return acks
 }
 
 // maxParallelSyncs bounds the fsyncs a commit runs at once (a variable for
@@ -228,7 +333,8 @@ func syncAll(snaps []snapshot) []error {
 }
 
 // evict drops streams that no connection holds and that are fully
-// committed, so memory follows attached streams, not every stream ever seen.
+// committed, so memory follows attached streams, not every stream ever seen,
+// and wakes Attach calls waiting for renamed streams to settle.
 func (d *Dir) evict(snaps []snapshot) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -239,50 +345,49 @@ func (d *Dir) evict(snaps []snapshot) {
 		}
 		sn.f.mu.Unlock()
 	}
+	d.settled.Broadcast()
 }
 
 // rewindLocked cuts f back to its committed length after a storage failure
 // and sends every stream bound to it back to its committed offset. Owners
 // lose their streams (ErrNotOwner) and re-attach, so collectors resend from
-// there. f.mu is held; f.broken stays set if the cut fails, and the next
-// commit tries again.
+// there. The cut goes through f's own descriptor, never through its name,
+// which may hold another file by now. f.mu is held; f.broken stays set if
+// the cut fails, and the next commit tries again.
 func (d *Dir) rewindLocked(f *file) {
 	for s := range f.streams {
 		s.offset = s.committed
 		s.owner = nil
 	}
+	for s := range f.touched {
+		s.offset = s.committed // a stream renamed away, with bytes here
+	}
 	clear(f.touched)
 	if f.fd != nil {
-		_ = f.fd.Close() // broken anyway; reopened below
-		f.fd = nil
-	}
-	if f.committed >= 0 {
-		fd, err := d.root.OpenFile(f.name, os.O_WRONLY, 0)
+		err := f.fd.Truncate(f.committed)
 		if err == nil {
-			err = fd.Truncate(f.committed)
-			if err == nil {
-				err = fd.Sync()
-			}
-			_ = fd.Close() // reopened for appending on the next write
+			err = f.fd.Sync()
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
 			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
 			f.dirty = true
 			d.markDirty(f)
 			return
 		}
+		f.size = f.committed
+		d.closeLocked(f) // reopened on the next write
 	}
-	d.log.Warn("target file rewound to committed length", "name", f.name, "size", f.committed, "err", f.broken)
+	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil
 }
 
 func (d *Dir) syncDir(dir string) error {
-	fd, err := d.root.Open(dir)
+	fd, _, err := d.tree.openDir(dir, false)
 	if err != nil {
 		return fmt.Errorf("%w: open dir %s: %v", ErrStorage, dir, err)
 	}
-	defer fd.Close()
-	if err := fd.Sync(); err != nil {
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("%w: sync dir %s: %v", ErrStorage, dir, err)
 	}
 	return nil
@@ -291,162 +396,66 @@ func (d *Dir) syncDir(dir string) error {
 // Reopen makes every target file be opened afresh by name: after logrotate
 // moved a file away, a new one appears at its name. Files with appends in
 // progress are switched by the commit that Reopen runs, so data written
-// before it lands in the old file and everything after in the new one.
+// before it lands in the old file and everything after in the new one. The
+// old files' records are dropped by that commit.
 func (d *Dir) Reopen() ([]Ack, error) {
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
-	d.mu.Lock()
-	files := make([]*file, 0, len(d.files))
-	for _, f := range d.files {
-		files = append(files, f)
-	}
-	d.mu.Unlock()
-	for _, f := range files {
+	for _, f := range d.allFiles() {
 		f.mu.Lock()
 		switch {
 		case f.fd == nil:
 		case f.dirty:
 			f.reopen = true
 		default:
-			_ = f.fd.Close() // everything in it is committed
-			f.fd = nil
+			d.closeLocked(f) // everything in it is committed
 		}
 		f.mu.Unlock()
 	}
 	return d.commitLocked()
 }
 
-// Close commits what it can and releases the directory.
+func (d *Dir) allFiles() []*file {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	files := make([]*file, 0, len(d.files))
+	for _, f := range d.files {
+		files = append(files, f)
+	}
+	return files
+}
+
+// Close commits what it can and releases the directory. Files whose
+// content is all committed lose their records, so a restart after a clean
+// stop cuts nothing.
 func (d *Dir) Close() ([]Ack, error) {
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
 	acks, err := d.commitLocked()
 	d.mu.Lock()
 	d.closed = true
-	for _, f := range d.files {
+	d.settled.Broadcast()
+	d.mu.Unlock()
+	var dirty int
+	for _, f := range d.allFiles() {
 		f.mu.Lock()
-		if f.fd != nil {
-			_ = f.fd.Close() // committed above, or cut back at the next open
+		if f.fd != nil && (f.dirty || f.broken != nil) {
+			_ = f.fd.Close() // cut back at the next open
 			f.fd = nil
+			dirty++
+		} else {
+			d.closeLocked(f)
 		}
 		f.mu.Unlock()
 	}
-	d.mu.Unlock()
-	return acks, errors.Join(err, d.db.Close(), d.root.Close())
+	d.pendMu.Lock()
+	drops := d.drops
+	d.drops = nil
+	d.pendMu.Unlock()
+	derr := d.db.Update(func(tx *bolt.Tx) error { return record(tx, nil, pending{drops: drops}) })
+	if derr != nil {
+		derr = fmt.Errorf("%w: drop file records: %v", ErrStorage, derr)
+	}
+	return acks, errors.Join(err, derr, d.db.Close(), d.tree.root.Close())
 }
 
-// recover cuts each recorded target file back to its committed length, then
-// drops the records: the next open of a name records it afresh.
-// Recovery cases:
-//   - the file at the name has the recorded inode: truncate it to the
-//     recorded size if it is longer;
-//   - the name now holds another file or none: logrotate moved the recorded
-//     file away; look for its inode in the same directory and cut that one;
-//   - the file is shorter than recorded: someone truncated it; leave it.
-func (d *Dir) recover() error {
-	type entry struct {
-		key  []byte
-		name string
-		rec  fileRecord
-	}
-	var entries []entry
-	err := d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFiles).ForEach(func(k, v []byte) error {
-			name, err := parseFileKey(k)
-			if err != nil {
-				return err
-			}
-			rec, err := unmarshalFile(v)
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			entries = append(entries, entry{bytes.Clone(k), name, rec})
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("read state: %w", err)
-	}
-	for _, e := range entries {
-		name := e.name
-		ino, size, err := d.inode(name)
-		if err == nil && ino != e.rec.Ino {
-			err = fs.ErrNotExist
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			moved, ok := d.findInode(path.Dir(e.name), e.rec.Ino)
-			if !ok {
-				continue
-			}
-			name = moved
-			_, size, err = d.inode(name)
-		}
-		if err != nil {
-			return fmt.Errorf("recover %s: %w", name, err)
-		}
-		if size <= e.rec.Size {
-			continue
-		}
-		if err := d.truncate(name, e.rec.Size); err != nil {
-			return fmt.Errorf("recover %s: %w", name, err)
-		}
-		d.log.Info("target file cut back to committed length", "name", name, "size", e.rec.Size, "bytes", size-e.rec.Size)
-	}
-	if len(entries) == 0 {
-		return nil
-	}
-	return d.db.Update(func(tx *bolt.Tx) error {
-		for _, e := range entries {
-			if err := tx.Bucket(bucketFiles).Delete(e.key); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func (d *Dir) inode(name string) (ino uint64, size int64, err error) {
-	st, err := d.root.Lstat(name)
-	if err != nil {
-		return 0, 0, err
-	}
-	if !st.Mode().IsRegular() {
-		return 0, 0, fs.ErrNotExist
-	}
-	return st.Sys().(*syscall.Stat_t).Ino, st.Size(), nil
-}
-
-// findInode looks in dir for a regular file with inode ino.
-func (d *Dir) findInode(dir string, ino uint64) (string, bool) {
-	fd, err := d.root.Open(dir)
-	if err != nil {
-		return "", false
-	}
-	defer fd.Close()
-	ents, err := fd.ReadDir(-1)
-	if err != nil {
-		return "", false
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		info, err := e.Info()
-		if err == nil && info.Sys().(*syscall.Stat_t).Ino == ino {
-			return path.Join(dir, e.Name()), true
-		}
-	}
-	return "", false
-}
-
-func (d *Dir) truncate(name string, size int64) error {
-	fd, err := d.root.OpenFile(name, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer fd.Close()
-	if err := fd.Truncate(size); err != nil {
-		return err
-	}
-	return fd.Sync()
-}

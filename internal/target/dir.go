@@ -3,18 +3,17 @@ package target
 import (
 	"errors"
 	"fmt"
-	"io/fs"
+	"math/rand/v2"
 	"log/slog"
 	"os"
 	"path"
-	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
 
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
@@ -53,10 +52,11 @@ type Config struct {
 //
 // Lock order: commitMu, then mu, then a file's mu, then pendMu (a leaf).
 type Dir struct {
-	cfg  Config
-	log  *slog.Logger
-	root *os.Root
-	db   *bolt.DB
+	cfg     Config
+	log     *slog.Logger
+	tree    tree
+	db      *bolt.DB
+	stateDB fileID // the state store itself: no name may lead to it
 
 	commitMu sync.Mutex // serialises commits, Reopen and Close
 	timings  Timings    // of the last commit; guarded by commitMu
@@ -65,11 +65,16 @@ type Dir struct {
 	files   map[string]*file
 	streams map[stream.Key]*Stream
 	closed  bool
+	settled *sync.Cond // on mu: broadcast when a commit or rewind settled streams
+
+	idMu   sync.Mutex                 // a leaf
+	opened map[[2]uint64]*file // (dev, ino) of every open target file
 
 	pendMu  sync.Mutex
 	dirty   map[*file]struct{}
 	dirSync map[string]struct{} // directories whose entries changed since the last commit
 	forget  []stream.Key        // stream records to delete at the next commit
+	drops   []drop              // file records to delete at the next commit
 
 	dirtyBytes atomic.Int64
 }
@@ -79,9 +84,10 @@ type file struct {
 	mu        sync.Mutex
 	name      string
 	fd        *os.File // nil until the first append, and after Reopen
-	ino       uint64
-	size      int64 // bytes in the file as written through fd
-	committed int64 // size recorded by the last commit for ino
+	id        fileID   // of fd
+	serial    uint64   // of fd's record
+	size      int64    // bytes in the file as written through fd
+	committed int64    // size recorded for fd; -1 while fd is nil
 	dirty     bool
 	last      time.Time // last append, for CloseIdle
 	reopen    bool      // the next commit closes fd so the name is opened afresh
@@ -118,44 +124,76 @@ func Open(cfg Config) (*Dir, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("target dir %s: not a directory", cfg.Dir)
 	}
-	root, err := os.OpenRoot(cfg.Dir)
+	root, err := os.Open(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("target dir: %w", err)
-	}
-	if err := root.Mkdir(relpath.StateDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		root.Close()
-		return nil, fmt.Errorf("create state dir: %w", err)
-	}
-	dbPath := path.Join(cfg.Dir, relpath.StateDir, stateFile)
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		root.Close()
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open state %s: in use by another processor", dbPath)
-		}
-		return nil, fmt.Errorf("open state %s: %w", dbPath, err)
-	}
-	if err := initBuckets(db); err != nil {
-		db.Close()
-		root.Close()
-		return nil, fmt.Errorf("open state %s: %w", dbPath, err)
 	}
 	d := &Dir{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		root:    root,
-		db:      db,
+		tree:    tree{root: root},
 		files:   make(map[string]*file),
 		streams: make(map[stream.Key]*Stream),
+		opened:  make(map[[2]uint64]*file),
 		dirty:   make(map[*file]struct{}),
 		dirSync: make(map[string]struct{}),
 	}
+	d.settled = sync.NewCond(&d.mu)
+	if err := d.openState(); err != nil {
+		root.Close()
+		return nil, err
+	}
 	if err := d.recover(); err != nil {
 		d.db.Close()
-		d.root.Close()
+		root.Close()
 		return nil, err
 	}
 	return d, nil
+}
+
+// openState opens the state store in relpath.StateDir, which must be a
+// directory of its own, not a link to one.
+func (d *Dir) openState() error {
+	rootFD := int(d.tree.root.Fd())
+	if err := unix.Mkdirat(rootFD, relpath.StateDir, 0o700); err != nil && err != unix.EEXIST {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	sfd, err := unix.Openat(rootFD, relpath.StateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w (it must be a directory, not a link)", path.Join(d.cfg.Dir, relpath.StateDir), err)
+	}
+	info, err := statFD(sfd)
+	unix.Close(sfd)
+	if err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	d.tree.state = info.id
+	dbPath := path.Join(d.cfg.Dir, relpath.StateDir, stateFile)
+	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return fmt.Errorf("open state %s: in use by another processor", dbPath)
+		}
+		return fmt.Errorf("open state %s: %w", dbPath, err)
+	}
+	if err := initBuckets(db); err != nil {
+		db.Close()
+		return fmt.Errorf("open state %s: %w", dbPath, err)
+	}
+	// Its identity, looked at without following a link: no target name may
+	// resolve to it.
+	dbFD, err := unix.Openat(rootFD, path.Join(relpath.StateDir, stateFile), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	var dbInfo fileInfo
+	if err == nil {
+		dbInfo, err = statFD(dbFD)
+		unix.Close(dbFD)
+	}
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("state %s: %w", dbPath, err)
+	}
+	d.db, d.stateDB = db, dbInfo.id
+	return nil
 }
 
 // Attach binds the stream to owner (any comparable token, one per
@@ -163,42 +201,23 @@ func Open(cfg Config) (*Dir, error) {
 // was appended, or acked if the collector knows of more (the stream was
 // delivered elsewhere, or this processor lost its state). A previous owner
 // loses the stream: its appends fail with ErrNotOwner.
+//
+// A stream attached under a new name (the collector renamed what it is
+// delivered as) continues there from the end of what the old name got; if
+// some of that is not committed yet, Attach waits for the commit, so the
+// new name's stream never depends on bytes that may still be rewound.
 func (d *Dir) Attach(key stream.Key, name string, acked uint64, owner any) (s *Stream, offset, committed uint64, err error) {
 	d.mu.Lock()
-	if d.closed {
+	s, err = d.settledLocked(key, name)
+	if err != nil {
 		d.mu.Unlock()
-		return nil, 0, 0, errors.New("target: closed")
+		return nil, 0, 0, err
 	}
-	s = d.streams[key]
 	if s == nil || s.Name != name {
-		if s != nil {
-			// The collector renamed what the stream is delivered as; follow it.
-			d.unbindLocked(s)
-		}
-		var rec streamRecord
-		err := d.db.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bucketStreams).Get(streamKey(key))
-			if v == nil {
-				return nil
-			}
-			var err error
-			rec, err = unmarshalStream(v)
-			return err
-		})
-		if err != nil {
+		if s, err = d.bindLocked(key, name, s); err != nil {
 			d.mu.Unlock()
-			return nil, 0, 0, fmt.Errorf("%w: read stream %s: %v", ErrStorage, key, err)
+			return nil, 0, 0, err
 		}
-		f := d.files[name]
-		if f == nil {
-			f = &file{name: name, touched: make(map[*Stream]struct{}), streams: make(map[*Stream]struct{}), committed: -1}
-			d.files[name] = f
-		}
-		s = &Stream{Key: key, Name: name, f: f, offset: rec.Committed, committed: rec.Committed}
-		d.streams[key] = s
-		f.mu.Lock()
-		f.streams[s] = struct{}{}
-		f.mu.Unlock()
 	}
 	d.mu.Unlock()
 
@@ -216,6 +235,92 @@ func (d *Dir) Attach(key stream.Key, name string, acked uint64, owner any) (s *S
 	}
 	s.owner = owner
 	return s, s.offset, s.committed, nil
+}
+
+// renameTimeout bounds how long Attach waits for a renamed stream's
+// uncommitted bytes to be committed or rewound.
+const renameTimeout = 30 * time.Second
+
+// settledLocked returns the stream's in-memory state for key; when it is
+// bound to another name with uncommitted bytes, it first takes the stream
+// from its owner and waits until a commit settles them. d.mu is held.
+func (d *Dir) settledLocked(key stream.Key, name string) (*Stream, error) {
+	deadline := time.Now().Add(renameTimeout)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if d.closed {
+			return nil, errors.New("target: closed")
+		}
+		s := d.streams[key]
+		if s == nil || s.Name == name {
+			return s, nil
+		}
+		s.f.mu.Lock()
+		pending := s.offset != s.committed
+		if pending {
+			s.owner = nil // its appends stop, so the stream settles
+		}
+		s.f.mu.Unlock()
+		if !pending {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: stream %s renamed to %s: its bytes in %s are still not committed after %v", ErrStorage, key, name, s.Name, renameTimeout)
+		}
+		if timer == nil {
+			timer = time.AfterFunc(renameTimeout, d.broadcastSettled)
+		}
+		d.settled.Wait()
+	}
+}
+
+// broadcastSettled wakes Attach calls waiting for streams to settle.
+func (d *Dir) broadcastSettled() {
+	d.mu.Lock()
+	d.settled.Broadcast()
+	d.mu.Unlock()
+}
+
+// bindLocked makes the in-memory stream for key at name, replacing prev
+// (bound to another name, settled) if any. d.mu is held.
+func (d *Dir) bindLocked(key stream.Key, name string, prev *Stream) (*Stream, error) {
+	var rec streamRecord
+	err := d.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketStreams).Get(streamKey(key))
+		if v == nil {
+			return nil
+		}
+		var err error
+		rec, err = unmarshalStream(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: read stream %s: %v", ErrStorage, key, err)
+	}
+	start := rec.Committed
+	if prev != nil {
+		// Follow the rename without resending what the old name got.
+		prev.f.mu.Lock()
+		start = max(start, prev.committed)
+		prev.f.mu.Unlock()
+		d.unbindLocked(prev)
+	}
+	f := d.files[name]
+	if f == nil {
+		f = &file{name: name, touched: make(map[*Stream]struct{}), streams: make(map[*Stream]struct{}), committed: -1}
+		d.files[name] = f
+	}
+	s := &Stream{Key: key, Name: name, f: f, offset: start, committed: start}
+	d.streams[key] = s
+	f.mu.Lock()
+	f.streams[s] = struct{}{}
+	f.mu.Unlock()
+	return s, nil
 }
 
 // Detach releases the stream if owner still holds it. A stream with
@@ -263,12 +368,46 @@ func (d *Dir) evictLocked(s *Stream) {
 	delete(d.streams, s.Key)
 	delete(f.streams, s)
 	if len(f.streams) == 0 && !f.dirty && d.files[f.name] == f {
-		if f.fd != nil {
-			_ = f.fd.Close() // everything in it is committed
-			f.fd = nil
-		}
+		d.closeLocked(f) // everything in it is committed
 		delete(d.files, f.name)
 	}
+}
+
+// closeLocked closes f's descriptor, if open, with everything in it
+// committed, and drops its record at the next commit: a record may only
+// name a file the processor holds open, since only then can its inode not
+// be another file's (after a crash, recovery also proves the identity).
+// The next append opens the name afresh. f.mu is held.
+func (d *Dir) closeLocked(f *file) {
+	if f.fd == nil {
+		return
+	}
+	_ = f.fd.Close()
+	f.fd, f.committed = nil, -1
+	d.releaseID(f.id, f)
+	d.pendMu.Lock()
+	d.drops = append(d.drops, drop{key: fileKey(f.name, f.id.Ino), serial: f.serial})
+	d.pendMu.Unlock()
+}
+
+// releaseID forgets inode id as f's, unless f has it open again. f.mu is
+// held.
+func (d *Dir) releaseID(id fileID, f *file) {
+	if f.fd != nil && f.id.sameInode(id) {
+		return
+	}
+	k := [2]uint64{id.Dev, id.Ino}
+	d.idMu.Lock()
+	if d.opened[k] == f {
+		delete(d.opened, k)
+	}
+	d.idMu.Unlock()
+}
+
+// drop is a file record to delete if it is still the one with serial.
+type drop struct {
+	key    []byte
+	serial uint64
 }
 
 // unbindLocked removes s from memory. d.mu is held.
@@ -340,49 +479,33 @@ func (s *Stream) Append(d *Dir, owner any, offset, end uint64, p []byte) error {
 }
 
 // openLocked opens f's file for appending, creating it and its parent
-// directories. f.mu is held.
+// directories, and records it before the first write: a crash before the
+// next commit must cut it back to where we found it, since the streams
+// writing to it resend from their committed offsets. f.mu is held.
 func (d *Dir) openLocked(f *file) error {
-	created, err := d.mkdirs(path.Dir(f.name))
+	fd, created, err := d.tree.openFile(f.name, unix.O_APPEND, true, d.cfg.FileMode)
 	if err != nil {
 		return err
 	}
-	// O_NONBLOCK: a FIFO at the name fails instead of blocking; it has no
-	// effect on regular files.
-	fd, err := d.root.OpenFile(f.name, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		fd, err = d.root.OpenFile(f.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, d.cfg.FileMode)
-		if err == nil {
-			created = append(created, path.Dir(f.name))
-		}
+	info, err := identify(fd)
+	if err == nil {
+		err = d.claim(f, info)
 	}
 	if err != nil {
-		return classify(f.name, err)
+		fd.Close()
+		return err
 	}
-	st, err := fd.Stat()
+	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFiles).Put(fileKey(f.name, info.id.Ino), rec.marshal())
+	})
 	if err != nil {
+		f.id = info.id
+		d.releaseID(f.id, f)
 		fd.Close()
-		return fmt.Errorf("%w: stat %s: %v", ErrStorage, f.name, err)
+		return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
 	}
-	if !st.Mode().IsRegular() {
-		fd.Close()
-		return fmt.Errorf("%w: %s is not a regular file", ErrName, f.name)
-	}
-	ino := st.Sys().(*syscall.Stat_t).Ino
-	if ino != f.ino || f.committed < 0 {
-		// Record the file before the first write: a crash before the next
-		// commit must cut it back to where we found it, since the streams
-		// writing to it resend from their committed offsets.
-		rec := fileRecord{Ino: ino, Size: st.Size()}
-		err := d.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketFiles).Put(fileKey(f.name, ino), rec.marshal())
-		})
-		if err != nil {
-			fd.Close()
-			return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
-		}
-		f.committed = st.Size()
-	}
-	f.fd, f.ino, f.size = fd, ino, st.Size()
+	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
 	if len(created) > 0 {
 		d.pendMu.Lock()
 		for _, dir := range created {
@@ -393,38 +516,30 @@ func (d *Dir) openLocked(f *file) error {
 	return nil
 }
 
-// mkdirs creates dir and its parents inside the root and returns the parents
-// whose entries changed, which the next commit fsyncs.
-func (d *Dir) mkdirs(dir string) (changed []string, err error) {
-	if dir == "." {
-		return nil, nil
+// claim checks that what f's name opened may be written as f: a regular
+// file with one name, not the state store, and not open under another
+// name. Two names for one inode would each keep their own length, and a
+// commit would record one of them too short. It then registers the inode
+// as f's.
+func (d *Dir) claim(f *file, info fileInfo) error {
+	switch {
+	case !info.regular():
+		return fmt.Errorf("%w: %s is not a regular file", ErrName, f.name)
+	case info.id.sameInode(d.stateDB) || info.id.sameInode(d.tree.state):
+		return fmt.Errorf("%w: %s is the processor's state", ErrName, f.name)
+	case info.nlink == 0:
+		return fmt.Errorf("%w: %s was deleted while being opened", ErrStorage, f.name)
+	case info.nlink > 1:
+		return fmt.Errorf("%w: %s has %d names (hard links): thunder appends only to files with one name; remove the other links", ErrName, f.name, info.nlink)
 	}
-	if st, err := d.root.Stat(dir); err == nil {
-		if !st.IsDir() {
-			return nil, fmt.Errorf("%w: %s is not a directory", ErrName, dir)
-		}
-		return nil, nil
+	k := [2]uint64{info.id.Dev, info.id.Ino}
+	d.idMu.Lock()
+	defer d.idMu.Unlock()
+	if other := d.opened[k]; other != nil && other != f {
+		return fmt.Errorf("%w: %s is the file %s, already written under that name", ErrName, f.name, other.name)
 	}
-	changed, err = d.mkdirs(path.Dir(dir))
-	if err != nil {
-		return nil, err
-	}
-	if err := d.root.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, classify(dir, err)
-	}
-	return append(changed, path.Dir(dir)), nil
-}
-
-// classify wraps an error opening a target path: a path that os.Root refuses
-// (a symlink leading out) or that has a file in the way is a name problem;
-// everything else is storage.
-func classify(name string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) && (errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) ||
-		errors.Is(err, syscall.ELOOP) || pe.Err.Error() == "path escapes from parent") {
-		return fmt.Errorf("%w: %s: %v", ErrName, name, err)
-	}
-	return fmt.Errorf("%w: %s: %v", ErrStorage, name, err)
+	d.opened[k] = f
+	return nil
 }
 
 // Offset returns the source offset after the last appended byte: where the
@@ -440,57 +555,6 @@ func (s *Stream) Committed() uint64 {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	return s.committed
-}
-
-// CloseIdle closes the descriptors of the files appended to least recently
-// and with nothing uncommitted, once more than max are open, down to 90% of
-// max. The next append to such a file opens its name again. It returns how
-// many it closed.
-func (d *Dir) CloseIdle(max int) int {
-	d.commitMu.Lock() // a commit may be syncing a descriptor it snapshotted
-	defer d.commitMu.Unlock()
-	d.mu.Lock()
-	files := make([]*file, 0, len(d.files))
-	for _, f := range d.files {
-		files = append(files, f)
-	}
-	d.mu.Unlock()
-	type candidate struct {
-		f    *file
-		last time.Time
-	}
-	var idle []candidate
-	open := 0
-	for _, f := range files {
-		f.mu.Lock()
-		if f.fd != nil {
-			open++
-			if !f.dirty && !f.reopen && f.broken == nil {
-				idle = append(idle, candidate{f, f.last})
-			}
-		}
-		f.mu.Unlock()
-	}
-	if open <= max {
-		return 0
-	}
-	sort.Slice(idle, func(i, j int) bool { return idle[i].last.Before(idle[j].last) })
-	closed := 0
-	for _, c := range idle {
-		if open <= max*9/10 {
-			break
-		}
-		f := c.f
-		f.mu.Lock()
-		if f.fd != nil && !f.dirty && !f.reopen && f.broken == nil {
-			_ = f.fd.Close() // everything in it is committed
-			f.fd = nil
-			open--
-			closed++
-		}
-		f.mu.Unlock()
-	}
-	return closed
 }
 
 // Timings is how long the parts of a commit took.

@@ -397,7 +397,9 @@ func TestNames(t *testing.T) {
 	}
 }
 
-// A symlink that stays inside the target dir is followed (os.Root allows it).
+// A symlink is never followed, not even one that stays inside the target
+// dir: it is how a name would reach the state or a file tracked under
+// another name.
 func TestNameSymlinkInside(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "real"), 0o755); err != nil {
@@ -406,13 +408,21 @@ func TestNameSymlinkInside(t *testing.T) {
 	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink("real/y.log", filepath.Join(dir, "y.log")); err != nil {
+		t.Fatal(err)
+	}
 	d := mustOpen(t, dir)
 	o := &owner{"c"}
-	s, _, _ := mustAttach(t, d, key("c", 1), "link/x.log", 0, o)
-	mustAppend(t, d, s, o, 0, "a\n")
+	for i, name := range []string{"link/x.log", "y.log"} {
+		s, _, _ := mustAttach(t, d, key("c", i), name, 0, o)
+		err := s.Append(d, o, 0, 2, []byte("a\n"))
+		if !errors.Is(err, target.ErrName) || !strings.Contains(err.Error(), "symbolic link") {
+			t.Errorf("Append to %s = %v, want ErrName naming the symbolic link", name, err)
+		}
+	}
 	mustClose(t, d)
-	if got := readFile(t, filepath.Join(dir, "real", "x.log")); got != "a\n" {
-		t.Errorf("real/x.log = %q, want %q", got, "a\n")
+	if ents, _ := os.ReadDir(filepath.Join(dir, "real")); len(ents) != 0 {
+		t.Errorf("real/ holds %v, want nothing", ents)
 	}
 }
 

@@ -183,11 +183,11 @@ func fileRecords(t testing.TB, dir string) map[string]uint64 {
 			return errors.New("no files bucket")
 		}
 		return b.ForEach(func(k, v []byte) error {
-			if len(v) < 8 {
-				return fmt.Errorf("short record %q", k)
+			if len(v) < 17 || v[0] != 2 {
+				return fmt.Errorf("bad record %q", k)
 			}
 			var ino uint64
-			for _, c := range v[:8] {
+			for _, c := range v[9:17] { // version, dev, ino, ...
 				ino = ino<<8 | uint64(c)
 			}
 			if len(k) < 10 || k[len(k)-9] != 0 {

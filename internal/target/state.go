@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,17 +17,30 @@ var (
 	bucketStreams = []byte("streams") // streamKey → streamRecord
 )
 
-// fileRecord is what a commit knows of a target file.
+// fileRecord is what a commit knows of a target file: what it is, and its
+// committed length. Serial tells one opening of a name from another, so a
+// record is deleted only by the code that knows it is the one it wrote.
 type fileRecord struct {
-	Ino  uint64
-	Size int64
+	ID     fileID
+	Size   int64
+	Serial uint64
+	Legacy bool // written before identities were recorded: proves nothing
 }
 
+// fileRecordV2 is the version byte of records with a full identity; the
+// first version was 16 bytes (inode, size) with no version byte.
+const fileRecordV2 = 2
+
 func (r fileRecord) marshal() []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b[0:8], r.Ino)
-	binary.BigEndian.PutUint64(b[8:16], uint64(r.Size))
-	return b
+	b := make([]byte, 0, 42+len(r.ID.Handle))
+	b = append(b, fileRecordV2)
+	b = binary.BigEndian.AppendUint64(b, r.ID.Dev)
+	b = binary.BigEndian.AppendUint64(b, r.ID.Ino)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.ID.Btime))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Size))
+	b = binary.BigEndian.AppendUint64(b, r.Serial)
+	b = append(b, byte(len(r.ID.Handle)))
+	return append(b, r.ID.Handle...)
 }
 
 // fileKey keys a file record by name and inode: after a reopen the old and
@@ -47,10 +61,25 @@ func parseFileKey(k []byte) (string, error) {
 }
 
 func unmarshalFile(b []byte) (fileRecord, error) {
-	if len(b) != 16 {
+	if len(b) == 16 {
+		return fileRecord{ID: fileID{Ino: binary.BigEndian.Uint64(b[0:8])}, Size: int64(binary.BigEndian.Uint64(b[8:16])), Legacy: true}, nil
+	}
+	if len(b) < 42 || b[0] != fileRecordV2 || len(b) != 42+int(b[41]) {
 		return fileRecord{}, errors.New("target: corrupt file record")
 	}
-	return fileRecord{Ino: binary.BigEndian.Uint64(b[0:8]), Size: int64(binary.BigEndian.Uint64(b[8:16]))}, nil
+	r := fileRecord{
+		ID: fileID{
+			Dev:   binary.BigEndian.Uint64(b[1:9]),
+			Ino:   binary.BigEndian.Uint64(b[9:17]),
+			Btime: int64(binary.BigEndian.Uint64(b[17:25])),
+		},
+		Size:   int64(binary.BigEndian.Uint64(b[25:33])),
+		Serial: binary.BigEndian.Uint64(b[33:41]),
+	}
+	if n := int(b[41]); n > 0 {
+		r.ID.Handle = bytes.Clone(b[42 : 42+n])
+	}
+	return r, nil
 }
 
 // streamRecord is what a commit knows of a stream.

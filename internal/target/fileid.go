@@ -1,0 +1,98 @@
+package target
+
+import (
+	"bytes"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileID is what a target file is, as far as the file system can tell.
+// An inode number alone proves nothing: ext4 gives a deleted file's inode
+// to the next file created, at once. The file handle (what NFS uses to
+// find a file again: the inode and its generation, which changes when the
+// inode is reused) does, on every file system that has one (ext4, xfs,
+// btrfs, tmpfs, ...). The birth time is the fallback where there is no
+// handle; it is weaker (ext4 stamps it with a clock tick of a few ms, so a
+// file deleted and replaced within one tick has the same).
+type fileID struct {
+	Dev, Ino uint64
+	Btime    int64  // birth time, ns since the epoch; 0 if unknown
+	Handle   []byte // handle type (4 bytes) and the file system's handle; nil if none
+}
+
+// sameInode reports whether a and b are the same inode now. It proves
+// nothing about the past; see sameFile.
+func (a fileID) sameInode(b fileID) bool { return a.Dev == b.Dev && a.Ino == b.Ino }
+
+// sameFile reports whether a and b are provably the same file, whatever
+// happened between the two looks: same inode, and the same handle, or
+// where neither has one, the same birth time. Without either it is false.
+func (a fileID) sameFile(b fileID) bool {
+	switch {
+	case !a.sameInode(b):
+		return false
+	case a.Handle != nil || b.Handle != nil:
+		return bytes.Equal(a.Handle, b.Handle) && a.Btime == b.Btime
+	default:
+		return a.Btime != 0 && a.Btime == b.Btime
+	}
+}
+
+// provable reports whether a can ever be proven the same file as another
+// look at it.
+func (a fileID) provable() bool { return a.Handle != nil || a.Btime != 0 }
+
+// fileInfo is one look at an open file.
+type fileInfo struct {
+	id    fileID
+	size  int64
+	nlink uint32
+	mode  uint16 // S_IFMT bits
+}
+
+func (i fileInfo) regular() bool { return i.mode&unix.S_IFMT == unix.S_IFREG }
+
+// statFD looks at an open descriptor: one statx(2) for the inode, size,
+// links and birth time. The handle is not read here (see handleOf): it
+// does not change while the file is open.
+func statFD(fd int) (fileInfo, error) {
+	var st unix.Statx_t
+	err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT,
+		unix.STATX_TYPE|unix.STATX_INO|unix.STATX_SIZE|unix.STATX_NLINK|unix.STATX_BTIME, &st)
+	if err != nil {
+		return fileInfo{}, &os.PathError{Op: "statx", Path: "", Err: err}
+	}
+	info := fileInfo{
+		id:    fileID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino},
+		size:  int64(st.Size),
+		nlink: st.Nlink,
+		mode:  st.Mode,
+	}
+	if st.Mask&unix.STATX_BTIME != 0 {
+		info.id.Btime = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
+	}
+	return info, nil
+}
+
+// identify looks at f and reads its handle: the full identity of a file
+// just opened.
+func identify(f *os.File) (fileInfo, error) {
+	info, err := statFD(int(f.Fd()))
+	if err != nil {
+		return info, err
+	}
+	info.id.Handle = handleOf(f)
+	return info, nil
+}
+
+// handleOf returns f's file handle, or nil where the file system has none.
+func handleOf(f *os.File) []byte {
+	h, _, err := unix.NameToHandleAt(int(f.Fd()), "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return nil
+	}
+	b := make([]byte, 4, 4+len(h.Bytes()))
+	b[0], b[1], b[2], b[3] = byte(h.Type()>>24), byte(h.Type()>>16), byte(h.Type()>>8), byte(h.Type())
+	return append(b, h.Bytes()...)
+}

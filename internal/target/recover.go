@@ -1,0 +1,177 @@
+package target
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"thunder/internal/relpath"
+)
+
+// recover cuts each recorded target file back to its committed length, then
+// drops the records: the next open of a name records it afresh.
+//
+// Only a file proven to be the one recorded is cut (fileID.sameFile: same
+// inode and the same file handle, which changes when an inode is reused),
+// and it is reached without following links, so nothing else is ever cut,
+// the state least of all:
+//   - the file at the name is the recorded one: cut it if it is longer;
+//   - the name holds another file or none: logrotate may have moved the
+//     recorded file away; a file in the same directory that is the
+//     recorded one is cut;
+//   - otherwise (deleted, replaced by a file that reused its inode) nothing
+//     is cut.
+//
+// A record that can prove nothing (written by a version before identities
+// were recorded, or on a file system with neither file handles nor birth
+// times) cuts nothing: at worst collectors resend lines that are already
+// there, which duplicates them; acknowledged lines are never lost.
+func (d *Dir) recover() error {
+	entries, err := d.fileRecords()
+	if err != nil {
+		return fmt.Errorf("read state: %w", err)
+	}
+	var unproven int
+	for _, e := range entries {
+		if _, err := relpath.Clean(e.name); err != nil {
+			d.log.Warn("state records a name no stream can have; not cut", "name", e.name)
+			continue
+		}
+		if e.rec.Legacy || !e.rec.ID.provable() {
+			unproven++
+			continue
+		}
+		f, err := d.findRecorded(e.name, e.rec.ID)
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", e.name, err)
+		}
+		if f == nil {
+			continue
+		}
+		err = d.cutBack(f, e.rec.Size)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", f.Name(), err)
+		}
+	}
+	if unproven > 0 {
+		d.log.Warn("some target files could not be proven to be the ones recorded and were not cut back; lines past their committed length may be duplicated when collectors resend", "files", unproven)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	return d.db.Update(func(tx *bolt.Tx) error {
+		for _, e := range entries {
+			if err := tx.Bucket(bucketFiles).Delete(e.key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+type recordEntry struct {
+	key  []byte
+	name string
+	rec  fileRecord
+}
+
+func (d *Dir) fileRecords() ([]recordEntry, error) {
+	var entries []recordEntry
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFiles).ForEach(func(k, v []byte) error {
+			name, err := parseFileKey(k)
+			if err != nil {
+				return err
+			}
+			rec, err := unmarshalFile(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			entries = append(entries, recordEntry{bytes.Clone(k), name, rec})
+			return nil
+		})
+	})
+	return entries, err
+}
+
+// cutBack truncates f to size if it is longer.
+func (d *Dir) cutBack(f *os.File, size int64) error {
+	info, err := statFD(int(f.Fd()))
+	if err != nil {
+		return err
+	}
+	if info.size <= size {
+		return nil // not longer; or someone truncated it: leave it
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	d.log.Info("target file cut back to committed length", "name", f.Name(), "size", size, "bytes", info.size-size)
+	return nil
+}
+
+// findRecorded opens, for writing, the file recorded as name with
+// identity id: the file at name, or one beside it. It returns nil if
+// neither is provably that file.
+func (d *Dir) findRecorded(name string, id fileID) (*os.File, error) {
+	f, _, err := d.tree.openFile(name, 0, false, 0)
+	switch {
+	case err == nil:
+		if d.isRecorded(f, id) {
+			return f, nil
+		}
+		f.Close()
+	case errors.Is(err, ErrName), errors.Is(err, fs.ErrNotExist):
+	default:
+		return nil, err
+	}
+	dir, err := d.tree.openParent(name)
+	if err != nil {
+		if errors.Is(err, ErrName) || errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer dir.Close()
+	ents, err := dir.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read dir %s: %v", ErrStorage, path.Dir(name), err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(int(dir.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Ino != id.Ino {
+			continue
+		}
+		fd, err := unix.Openat(int(dir.Fd()), e.Name(), unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		f := os.NewFile(uintptr(fd), path.Join(path.Dir(name), e.Name()))
+		if d.isRecorded(f, id) {
+			return f, nil
+		}
+		f.Close()
+	}
+	return nil, nil
+}
+
+// isRecorded reports whether f is provably the file with identity id, and
+// not the state.
+func (d *Dir) isRecorded(f *os.File, id fileID) bool {
+	info, err := identify(f)
+	return err == nil && info.regular() && info.id.sameFile(id) &&
+		!info.id.sameInode(d.stateDB) && !info.id.sameInode(d.tree.state)
+}

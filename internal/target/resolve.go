@@ -1,0 +1,140 @@
+package target
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// tree resolves names inside the target directory. Every file and
+// directory the target dir opens is reached through it, one component at a
+// time with openat(2) and O_NOFOLLOW from a descriptor of the directory
+// before it, so:
+//
+//   - a symbolic link anywhere in a name is refused, not followed, even if
+//     it is swapped in between two components (each step starts from a
+//     descriptor, not a path); the processor never creates links itself,
+//     so a link in the target dir was planted, and following one is how a
+//     name would reach the state or a file tracked under another name;
+//   - a directory that is the state directory under another name (a bind
+//     mount) is refused too.
+//
+// Files with more than one name (hard links) are refused by the caller,
+// which sees the link count of what it opened.
+type tree struct {
+	root  *os.File // the target directory
+	state fileID   // the state directory: no name may lead into it
+}
+
+// errLink is what a name meets when a component is a symbolic link.
+var errLink = errors.New("a component is a symbolic link (links in the target dir are not followed)")
+
+// openDir opens dir (a cleaned relative name, "." for the root) and, with
+// create, makes what is missing of it. It returns the directories whose
+// entries changed, which must be fsynced before anything in them is
+// acknowledged.
+func (t *tree) openDir(dir string, create bool) (fd int, created []string, err error) {
+	fd, err = unix.Openat(int(t.root.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("%w: open target dir: %v", ErrStorage, err)
+	}
+	if dir == "." {
+		return fd, nil, nil
+	}
+	at := "."
+	for _, c := range strings.Split(dir, "/") {
+		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOENT && create {
+			if err = unix.Mkdirat(fd, c, 0o755); err == nil {
+				created = append(created, at)
+			}
+			if err == nil || err == unix.EEXIST {
+				next, err = unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			}
+		}
+		if err == unix.ENOTDIR && isSymlink(fd, c) {
+			err = unix.ELOOP
+		}
+		unix.Close(fd)
+		at = path.Join(at, c)
+		if err != nil {
+			return -1, nil, pathError(at, err)
+		}
+		fd = next
+		info, err := statFD(fd)
+		if err != nil {
+			unix.Close(fd)
+			return -1, nil, fmt.Errorf("%w: stat %s: %v", ErrStorage, at, err)
+		}
+		if info.id.sameInode(t.state) {
+			unix.Close(fd)
+			return -1, nil, fmt.Errorf("%w: %s is the processor's state directory", ErrName, at)
+		}
+	}
+	return fd, created, nil
+}
+
+// openFile opens name for writing (flags are added to O_WRONLY, with
+// O_NOFOLLOW and O_NONBLOCK: a FIFO at the name fails instead of blocking).
+// With create, a missing file and its directories are made with mode.
+func (t *tree) openFile(name string, flags int, create bool, mode os.FileMode) (f *os.File, created []string, err error) {
+	dfd, created, err := t.openDir(path.Dir(name), create)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unix.Close(dfd)
+	base := path.Base(name)
+	flags |= unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	fd, err := unix.Openat(dfd, base, flags, 0)
+	if err == unix.ENOENT && create {
+		fd, err = unix.Openat(dfd, base, flags|unix.O_CREAT|unix.O_EXCL, uint32(mode.Perm()))
+		if err == nil {
+			created = append(created, path.Dir(name))
+		}
+	}
+	if err != nil {
+		return nil, nil, pathError(name, err)
+	}
+	return os.NewFile(uintptr(fd), name), created, nil
+}
+
+// openParent opens the directory holding name, for looking at its
+// siblings.
+func (t *tree) openParent(name string) (*os.File, error) {
+	fd, _, err := t.openDir(path.Dir(name), false)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path.Dir(name)), nil
+}
+
+// isSymlink reports whether name in directory dfd is a symbolic link.
+func isSymlink(dfd int, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK
+}
+
+// pathError classifies an error resolving name: what is in the way of the
+// name (a link, a file where a directory is needed, a directory, a FIFO or
+// socket) is a name problem the collector cannot fix by resending;
+// anything else is storage.
+func pathError(name string, err error) error {
+	var why string
+	switch err {
+	case unix.ELOOP:
+		why = errLink.Error()
+	case unix.ENOTDIR:
+		why = "a file is in the way of a directory"
+	case unix.EISDIR:
+		why = "it is a directory"
+	case unix.ENXIO, unix.EOPNOTSUPP:
+		why = "it is a FIFO, socket or device"
+	default:
+		return fmt.Errorf("%w: %s: %w", ErrStorage, name, err)
+	}
+	return fmt.Errorf("%w: %s: %s", ErrName, name, why)
+}
