@@ -458,4 +458,3 @@ func (d *Dir) Close() ([]Ack, error) {
 	}
 	return acks, errors.Join(err, derr, d.db.Close(), d.tree.root.Close())
 }
-

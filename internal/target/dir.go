@@ -3,8 +3,8 @@ package target
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path"
 	"sync"
@@ -67,7 +67,7 @@ type Dir struct {
 	closed  bool
 	settled *sync.Cond // on mu: broadcast when a commit or rewind settled streams
 
-	idMu   sync.Mutex                 // a leaf
+	idMu   sync.Mutex          // a leaf
 	opened map[[2]uint64]*file // (dev, ino) of every open target file
 
 	pendMu  sync.Mutex

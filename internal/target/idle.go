@@ -54,4 +54,3 @@ func (d *Dir) CloseIdle(max int) int {
 	}
 	return closed
 }
-
