@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -122,4 +123,101 @@ func openFilesUnder(t *testing.T, d *Daemon, dir string) int {
 		}
 	}
 	return n
+}
+
+// TestLinksInTargetDir: links planted in the target dir (a symlink to a
+// directory inside it, links into the state dir; a hard link to a target
+// file is TestOneFileTwoNames in internal/target) never make one file be written under two names or data reach the
+// state, and restarts (SIGTERM, kill -9) cut no acknowledged byte and leave
+// the state intact. The names the links make are refused; the rest streams.
+func TestLinksInTargetDir(t *testing.T) {
+	skipShort(t)
+	target, src := t.TempDir(), t.TempDir()
+	p := startProcessor(t, target)
+	c := startCollector(t, "host", src, offsetsDB(t), p.Addr)
+	good := writerSpec{ID: "good", Dir: src, Name: "sub/a.log", Contract: linecheck.LockedAppend, Lines: 3000, Rate: writerRate}
+	w := startWriters(t, good)
+	waitFile(t, 30*time.Second, filepath.Join(target, "sub", "a.log"), 10*linecheck.DefaultLineBytes, p, c)
+
+	state := filepath.Join(target, ".thunder")
+	plant := []struct{ name, to string }{
+		{"alias", "sub"},                       // symlink to a directory inside
+		{"x", ".thunder"},                      // symlink to the state dir
+		{"db.log", ".thunder/state.db"},        // symlink to the state store
+		{"b.log", "sub/a.log"},                 // hard link to a target file
+		{"statelink.log", ".thunder/state.db"}, // hard link to the state store
+	}
+	for i, l := range plant {
+		var err error
+		if i < 3 { // symlinks, then hard links
+			err = os.Symlink(l.to, filepath.Join(target, l.name))
+		} else {
+			err = os.Link(filepath.Join(target, l.to), filepath.Join(target, l.name))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var evil []writerSpec
+	for i, name := range []string{"alias/a.log", "x/state.db", "x/new.log", "db.log", "statelink.log"} {
+		evil = append(evil, writerSpec{ID: fmt.Sprintf("evil%d", i), Dir: src, Name: name, Contract: linecheck.OpenWriteClose, Lines: 200, Rate: writerRate})
+	}
+	startWriters(t, evil...).Wait()
+	expect := w.Wait()
+	// The links make the target dir unfit for the verifier (db.log shows
+	// the state store): check a copy of the good file.
+	only := func() string {
+		dir := t.TempDir()
+		b, err := os.ReadFile(filepath.Join(target, "sub", "a.log"))
+		if err == nil {
+			err = os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "sub", "a.log"), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	delivered := func() {
+		t.Helper()
+		waitFor(t, deliverTimeout, func() error {
+			r, err := linecheck.Verify(only(), expect, linecheck.Options{})
+			if err != nil || !r.OK() {
+				return fmt.Errorf("sub/a.log: %v %v", r, err)
+			}
+			return nil
+		}, p, c)
+	}
+	delivered()
+	for range 2 {
+		p.Kill()
+		p.Restart()
+		delivered()
+		p.Stop()
+		p.Restart()
+		delivered()
+	}
+	c.Stop()
+	p.Stop()
+	for _, l := range plant {
+		if err := os.Remove(filepath.Join(target, l.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finalCheck(t, target, expect, linecheck.Options{})
+	ents, err := os.ReadDir(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(state, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("evil")) {
+			t.Errorf("state dir file %s holds lines written through a link", e.Name())
+		}
+	}
 }

@@ -283,7 +283,7 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 			_ = sn.fd.Close() // synced, and its record dropped
 			d.releaseID(sn.id, f)
 		}
-		if !sn.close && f.fd == sn.fd && f.broken == nil {
+		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
 			f.committed = sn.size
 		}
 		for _, sa := range sn.streams {
@@ -403,11 +403,9 @@ func (d *Dir) Reopen() ([]Ack, error) {
 	defer d.commitMu.Unlock()
 	for _, f := range d.allFiles() {
 		f.mu.Lock()
-		switch {
-		case f.fd == nil:
-		case f.dirty:
+		if f.dirty && f.fd != nil {
 			f.reopen = true
-		default:
+		} else {
 			d.closeLocked(f) // everything in it is committed
 		}
 		f.mu.Unlock()
@@ -439,9 +437,11 @@ func (d *Dir) Close() ([]Ack, error) {
 	var dirty int
 	for _, f := range d.allFiles() {
 		f.mu.Lock()
-		if f.fd != nil && (f.dirty || f.broken != nil) {
-			_ = f.fd.Close() // cut back at the next open
-			f.fd = nil
+		if f.dirty || f.broken != nil {
+			if f.fd != nil {
+				_ = f.fd.Close() // cut back at the next open
+				f.fd = nil
+			}
 			dirty++
 		} else {
 			d.closeLocked(f)
@@ -452,6 +452,9 @@ func (d *Dir) Close() ([]Ack, error) {
 	drops := d.drops
 	d.drops = nil
 	d.pendMu.Unlock()
+	if dirty > 0 {
+		d.log.Warn("target files hold data that could not be committed; it is cut back at the next start and resent", "files", dirty)
+	}
 	derr := d.db.Update(func(tx *bolt.Tx) error { return record(tx, nil, pending{drops: drops}) })
 	if derr != nil {
 		derr = fmt.Errorf("%w: drop file records: %v", ErrStorage, derr)

@@ -87,7 +87,7 @@ type file struct {
 	id        fileID   // of fd
 	serial    uint64   // of fd's record
 	size      int64    // bytes in the file as written through fd
-	committed int64    // size recorded for fd; -1 while fd is nil
+	committed int64    // size in f's record (of f.id); -1 if it has none
 	dirty     bool
 	last      time.Time // last append, for CloseIdle
 	reopen    bool      // the next commit closes fd so the name is opened afresh
@@ -374,17 +374,32 @@ func (d *Dir) evictLocked(s *Stream) {
 }
 
 // closeLocked closes f's descriptor, if open, with everything in it
-// committed, and drops its record at the next commit: a record may only
-// name a file the processor holds open, since only then can its inode not
-// be another file's (after a crash, recovery also proves the identity).
-// The next append opens the name afresh. f.mu is held.
+// committed, and drops its record at the next commit: the processor no
+// longer tracks the file, so nothing may ever be cut by that record (after
+// a crash, recovery would also have to prove the identity). The next append
+// opens the name afresh. f.mu is held.
 func (d *Dir) closeLocked(f *file) {
+	d.idleCloseLocked(f)
+	d.queueDrop(f)
+}
+
+// idleCloseLocked closes f's descriptor, keeping its record: the next open
+// of the name reuses it if it finds the same file, unchanged. f.mu is held.
+func (d *Dir) idleCloseLocked(f *file) {
 	if f.fd == nil {
 		return
 	}
 	_ = f.fd.Close()
-	f.fd, f.committed = nil, -1
+	f.fd = nil
 	d.releaseID(f.id, f)
+}
+
+// queueDrop has the next commit delete f's record. f.mu is held.
+func (d *Dir) queueDrop(f *file) {
+	if f.committed < 0 {
+		return
+	}
+	f.committed = -1
 	d.pendMu.Lock()
 	d.drops = append(d.drops, drop{key: fileKey(f.name, f.id.Ino), serial: f.serial})
 	d.pendMu.Unlock()
@@ -495,6 +510,15 @@ func (d *Dir) openLocked(f *file) error {
 		fd.Close()
 		return err
 	}
+	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.committed {
+		// Closed while idle, and nothing changed it since: its record holds.
+		f.fd, f.size = fd, info.size
+		d.dirsCreated(created)
+		return nil
+	}
+	if f.committed >= 0 {
+		d.queueDrop(f) // the record of what the name held before
+	}
 	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
 	err = d.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFiles).Put(fileKey(f.name, info.id.Ino), rec.marshal())
@@ -506,37 +530,44 @@ func (d *Dir) openLocked(f *file) error {
 		return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
 	}
 	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
-	if len(created) > 0 {
-		d.pendMu.Lock()
-		for _, dir := range created {
-			d.dirSync[dir] = struct{}{}
-		}
-		d.pendMu.Unlock()
-	}
+	d.dirsCreated(created)
 	return nil
 }
 
+// dirsCreated has the next commit fsync the directories whose entries an
+// open changed.
+func (d *Dir) dirsCreated(dirs []string) {
+	if len(dirs) == 0 {
+		return
+	}
+	d.pendMu.Lock()
+	for _, dir := range dirs {
+		d.dirSync[dir] = struct{}{}
+	}
+	d.pendMu.Unlock()
+}
+
 // claim checks that what f's name opened may be written as f: a regular
-// file with one name, not the state store, and not open under another
-// name. Two names for one inode would each keep their own length, and a
-// commit would record one of them too short. It then registers the inode
-// as f's.
+// file, not the state under another name, and not open under another name.
+// Two names for one inode would each keep their own length, and a commit
+// would record one of them too short. It then registers the inode as f's.
+// A file with other hard links is written while it is not open under one
+// of them: an operator's copy (cp -al) must not stop delivery.
 func (d *Dir) claim(f *file, info fileInfo) error {
 	switch {
 	case !info.regular():
 		return fmt.Errorf("%w: %s is not a regular file", ErrName, f.name)
-	case info.id.sameInode(d.stateDB) || info.id.sameInode(d.tree.state):
-		return fmt.Errorf("%w: %s is the processor's state", ErrName, f.name)
 	case info.nlink == 0:
 		return fmt.Errorf("%w: %s was deleted while being opened", ErrStorage, f.name)
-	case info.nlink > 1:
-		return fmt.Errorf("%w: %s has %d names (hard links): thunder appends only to files with one name; remove the other links", ErrName, f.name, info.nlink)
+	case info.id.sameInode(d.stateDB) || info.id.sameInode(d.tree.state),
+		info.nlink > 1 && d.inState(info.id):
+		return fmt.Errorf("%w: %s is the processor's state under another name (a link)", ErrName, f.name)
 	}
 	k := [2]uint64{info.id.Dev, info.id.Ino}
 	d.idMu.Lock()
 	defer d.idMu.Unlock()
 	if other := d.opened[k]; other != nil && other != f {
-		return fmt.Errorf("%w: %s is the file %s, already written under that name", ErrName, f.name, other.name)
+		return fmt.Errorf("%w: %s is the file %s (a hard link), already written under that name; remove one of the links", ErrName, f.name, other.name)
 	}
 	d.opened[k] = f
 	return nil

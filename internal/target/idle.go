@@ -46,7 +46,7 @@ func (d *Dir) CloseIdle(max int) int {
 		f := c.f
 		f.mu.Lock()
 		if f.fd != nil && !f.dirty && !f.reopen && f.broken == nil {
-			d.closeLocked(f) // everything in it is committed
+			d.idleCloseLocked(f) // everything in it is committed
 			open--
 			closed++
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"thunder/internal/relpath"
 )
 
 // tree resolves names inside the target directory. Every file and
@@ -110,6 +112,28 @@ func (t *tree) openParent(name string) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), path.Dir(name)), nil
+}
+
+// inState reports whether id is a file in the state directory: a file with
+// several hard links may be one of them.
+func (d *Dir) inState(id fileID) bool {
+	fd, err := unix.Openat(int(d.tree.root.Fd()), relpath.StateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true // cannot tell: refuse
+	}
+	dir := os.NewFile(uintptr(fd), relpath.StateDir)
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return true
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Ino == id.Ino && uint64(st.Dev) == id.Dev {
+			return true
+		}
+	}
+	return false
 }
 
 // isSymlink reports whether name in directory dfd is a symbolic link.
