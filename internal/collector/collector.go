@@ -190,6 +190,10 @@ type Collector struct {
 	wantBuf      bool
 	zscratch     []byte
 	fpBuf        [offsets.FingerprintBytes]byte
+	// protoLogged: when a protocol error was last logged;
+	// protoSuppressed: those not logged since.
+	protoLogged     time.Time
+	protoSuppressed int
 
 	statsMu sync.Mutex
 	stats   Stats

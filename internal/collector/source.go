@@ -26,12 +26,17 @@ type source struct {
 	saved bool // rec is durable; data may be sent
 	f     *os.File
 
-	on     *link  // the link s is open on; nil: none
-	sent   uint64 // next offset to send on it
-	handle uint32 // on it; 0: not open
-	opened bool   // the processor answered Open
-	moving bool   // a processor ranked higher is up: move once all is acked
-	rank   []int  // Config.Targets indexes by preference (shard.Rank of the name)
+	on   *link  // the link s is open on; nil: none
+	sent uint64 // next offset to send on it
+	hwm  uint64 // highest offset sent on any link by this process
+	// restored: from the offsets DB; prior: its size when this process
+	// first opened it, the most an earlier process can have sent.
+	restored bool
+	prior    uint64
+	handle   uint32 // on it; 0: not open
+	opened   bool   // the processor answered Open
+	moving   bool   // a processor ranked higher is up: move once all is acked
+	rank     []int  // Config.Targets indexes by preference (shard.Rank of the name)
 
 	queued      bool // in c.ready
 	gone        bool // no longer at a path in the source dir: finish through f
@@ -76,7 +81,7 @@ func (c *Collector) load() error {
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.Before(recs[j].Created) })
 	for _, r := range recs {
-		s := &source{rec: r, saved: true, sent: r.Acked}
+		s := &source{rec: r, saved: true, sent: r.Acked, restored: true}
 		c.byID[r.ID] = s
 		c.byIno[devIno{r.Dev, r.Ino}] = s
 		c.follow(s)
@@ -279,6 +284,11 @@ func (c *Collector) openFile(s *source, path string) error {
 	}
 	s.f, s.idleClosed = f, false
 	c.openFiles++
+	if s.restored {
+		// What an earlier process sent was in the file then; the file can
+		// only have grown since (or it is another stream now).
+		s.restored, s.prior = false, uint64(fi.Size())
+	}
 	return nil
 }
 

@@ -32,6 +32,9 @@ type Stats struct {
 	// Rotations and Deletions count rotated and deleted files.
 	Rotations uint64 `json:"rotations"`
 	Deletions uint64 `json:"deletions"`
+	// ProtocolErrors counts offsets reported by processors beyond what this
+	// collector sent (PROTOCOL.md §4, §6), each of which dropped the link.
+	ProtocolErrors uint64 `json:"protocol_errors"`
 	// OpenFiles counts source files held open.
 	OpenFiles int `json:"open_files"`
 	// LastError is the last connection error, cleared on connect.
