@@ -170,11 +170,13 @@ func (c *Collector) onLink(m linkMsg) {
 	case msgDown:
 		var re *wire.RemoteError
 		if errors.As(m.err, &re) && re.Code == wire.CodeName && re.Handle != 0 {
-			// The processor will never take this file's name; keep it from
-			// holding up the others. It is retried after a restart.
+			// The processor does not take this file's name now; keep it
+			// from holding up the others, and retry it later (refuse.go).
 			if s := l.handles[re.Handle]; s != nil {
-				s.refused = true
-				c.log.Error("processor refuses this file's name; not sending it", "path", s.rec.Path, "name", s.rec.Name, "err", re.Message)
+				c.refuse(l, s, re.Message)
+				c.log.Debug("connection to processor closed after a refused name", "addr", l.addr)
+				c.dropLink(l)
+				return
 			}
 		}
 		if !isClosed(m.err) {
@@ -201,6 +203,9 @@ func (c *Collector) onAck(l *link, acks []*wirepb.StreamAck) {
 		if s := l.handles[a.Handle]; s != nil && s.opened {
 			prev := s.rec.Acked
 			c.acked(s, a.Offset)
+			if len(c.refused) > 0 && s.rec.Acked > prev {
+				c.accepted(l, s)
+			}
 			l.inflight -= int64(s.rec.Acked - prev)
 			if s.moving && s.sent == s.rec.Acked {
 				c.wake(s) // nothing in flight: it can move now
@@ -290,6 +295,7 @@ func (c *Collector) onTick() {
 		}
 	}
 	c.closeIdle()
+	c.refusedTick(now)
 	for name, s := range c.lastByName {
 		if c.byID[s.rec.ID] != s {
 			delete(c.lastByName, name)
@@ -345,7 +351,7 @@ func (c *Collector) pump() {
 	stalled := 0 // sources in a row that could not send
 	for up != 0 && blocked != up && len(c.ready) > 0 && stalled <= len(c.ready) {
 		s := c.ready[0]
-		if !s.queued || c.byID[s.rec.ID] != s || !s.saved {
+		if !s.queued || c.byID[s.rec.ID] != s || !s.saved || c.held(s) {
 			c.popReady(false)
 			continue
 		}

@@ -23,11 +23,12 @@ var (
 	descDeletions = prometheus.NewDesc("thunder_collector_deletions_total", "Rotated source files deleted after delivery.", nil, nil)
 	descSplit     = prometheus.NewDesc("thunder_collector_lines_split_total", "Pieces of lines longer than the maximum, each sent with a newline.", nil, nil)
 	descProtoErrs = prometheus.NewDesc("thunder_collector_protocol_errors_total", "Offsets reported by processors beyond what this collector sent; each dropped the link.", nil, nil)
+	descRefused   = prometheus.NewDesc("thunder_collector_refused_files", "Files held undelivered because a processor refused their name (see the status for which and why); retried with backoff.", nil, nil)
 	descFlushed   = prometheus.NewDesc("thunder_collector_lines_flushed_total", "Unterminated last lines of rotated or deleted files sent with a newline added.", nil, nil)
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs} {
+	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused} {
 		ch <- d
 	}
 }
@@ -52,6 +53,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLag, float64(st.LagBytes))
 	gauge(descStreams, float64(st.Streams))
 	gauge(descOpen, float64(st.OpenFiles))
+	gauge(descRefused, float64(st.RefusedFiles))
 	up := 0.0
 	if st.Connected {
 		up = 1

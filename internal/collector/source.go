@@ -46,7 +46,6 @@ type source struct {
 	rotated     time.Time
 	active      time.Time // last time data was sent
 	idleClosed  bool      // f was closed to stay under MaxOpenFiles
-	refused     bool      // the processor refused the name: never sent
 	outside     bool      // gone, and a full scan did not find it in the source dir
 	splitLogged bool
 	pred        *source // the file rotated away from this one's path, streamed first
@@ -328,10 +327,6 @@ func (c *Collector) lost(s *source, everywhere bool) {
 		}
 		c.log.Debug("file left its path; finishing it", "name", s.rec.Name, "path", s.rec.Path)
 	}
-	if s.refused {
-		c.drop(s) // never sent; nothing to finish
-		return
-	}
 	if s.f == nil {
 		if !everywhere {
 			return
@@ -376,7 +371,7 @@ func (c *Collector) drop(s *source) {
 // wake queues s for reading.
 func (c *Collector) wake(s *source) {
 	s.eof, s.changed = false, true
-	if !s.queued && !s.refused {
+	if !s.queued && !c.held(s) {
 		s.queued = true
 		c.ready = append(c.ready, s)
 	}
