@@ -45,7 +45,7 @@ func (c *Collector) refuse(l *link, s *source, why string) {
 	}
 	r.addr, r.why, r.retrying = l.addr, why, false
 	r.tries++
-	wait := min(c.cfg.RescanInterval<<min(r.tries-1, 16), max(refusedRetryMax, c.cfg.RescanInterval))
+	wait := min(c.cfg.RescanInterval<<min(r.tries-1, 10), max(refusedRetryMax, c.cfg.RescanInterval))
 	r.next = now.Add(wait)
 	if r.tries == 1 {
 		c.log.Error("processor refuses this file's name; holding the file and its rotations undelivered, retrying",
