@@ -26,17 +26,20 @@ type source struct {
 	saved bool // rec is durable; data may be sent
 	f     *os.File
 
-	on   *link  // the link s is open on; nil: none
-	sent uint64 // next offset to send on it
-	hwm  uint64 // highest offset sent on any link by this process
-	// restored: from the offsets DB; prior: its size when this process
-	// first opened it, the most an earlier process can have sent.
-	restored bool
+	on     *link  // the link s is open on; nil: none
+	sent   uint64 // next offset to send on it
+	handle uint32 // on it; 0: not open
+	opened bool   // the processor answered Open
+	moving bool   // a processor ranked higher is up: move once all is acked
+	rank   []int  // Config.Targets indexes by preference (shard.Rank of the name)
+
+	// What a processor can truthfully report (reportBound): hwm, the
+	// highest offset sent on any link by this process; for a source
+	// restored from the offsets DB, prior, its file's size when this
+	// process first opened it, the most an earlier process can have sent.
+	hwm      uint64
+	restored bool // prior is still to be taken at the first open
 	prior    uint64
-	handle   uint32 // on it; 0: not open
-	opened   bool   // the processor answered Open
-	moving   bool   // a processor ranked higher is up: move once all is acked
-	rank     []int  // Config.Targets indexes by preference (shard.Rank of the name)
 
 	queued      bool // in c.ready
 	gone        bool // no longer at a path in the source dir: finish through f
