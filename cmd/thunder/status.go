@@ -241,9 +241,13 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 	if c.LinesSplit > 0 || c.LinesFlushed > 0 {
 		fmt.Fprintf(w, "lines split:\t%d, %d unterminated lines flushed\n", c.LinesSplit, c.LinesFlushed)
 	}
+	if c.RefusedFiles > 0 {
+		fmt.Fprintf(w, "refused files:\t%d, held undelivered: the processor refuses their names (retried; remove what is in the way in its target dir)\n", c.RefusedFiles)
+	}
 	if !c.Updated.IsZero() {
 		fmt.Fprintf(w, "updated:\t%s ago\n", age(s.at, c.Updated))
 	}
+	printRefused(w, s.at, c.Refused)
 	top := c.Top
 	if len(top) == 0 || maxStreams <= 0 {
 		return
@@ -256,6 +260,22 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 	fmt.Fprintln(w, "NAME\tPATH\tSIZE\tACKED\tLAG\t")
 	for _, st := range top {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.Path, fmtBytes(uint64(st.Size)), fmtBytes(st.Acked), fmtBytes(uint64(st.Lag)), streamFlags(st))
+	}
+}
+
+// printRefused lists the files a processor refuses, with its reason.
+func printRefused(w io.Writer, now time.Time, refused []collector.RefusedFile) {
+	if len(refused) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "REFUSED NAME\tPATH\tBY\tSINCE\tTRIES\tNEXT TRY\tREASON")
+	for _, r := range refused {
+		next := "now"
+		if !r.Retrying {
+			next = "in " + age(r.NextRetry, now)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Path, r.Addr, age(now, r.Since), r.Tries, next, r.Reason)
 	}
 }
 

@@ -122,6 +122,27 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// TestStatusRefused: a file whose name the processor refuses is shown
+// with the count, the processor and its reason.
+func TestStatusRefused(t *testing.T) {
+	st := collectorStatus(1 << 20)
+	st.RefusedFiles = 1
+	st.Refused = []collector.RefusedFile{{
+		Name: "x/app.log", Path: "x/app.log", Addr: "logs:7357", Reason: "x/app.log: not a regular file",
+		Since: time.Now().Add(-2 * time.Minute), Tries: 3, NextRetry: time.Now().Add(time.Minute),
+	}}
+	c := startFake(t, st)
+	out, _, err := runCmd(t, "status", "--admin-address="+c.addr)
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, w := range []string{"refused files:", "1, held undelivered", "REFUSED NAME", "x/app.log", "logs:7357", "not a regular file", "2m0s"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
 func TestStatusJSON(t *testing.T) {
 	c := startFake(t, collectorStatus(42))
 	out, _, err := runCmd(t, "status", "--json", "--admin-address="+c.addr)

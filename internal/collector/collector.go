@@ -190,11 +190,19 @@ type Collector struct {
 	wantBuf      bool
 	zscratch     []byte
 	fpBuf        [offsets.FingerprintBytes]byte
+	// protoLogged: when a protocol error was last logged;
+	// protoSuppressed: those not logged since.
+	protoLogged     time.Time
+	protoSuppressed int
+	refused         map[string]*refusal // target name → its refusal
+	refusedShown    bool                // Stats show refused files
 
 	statsMu sync.Mutex
 	stats   Stats
 	top     []StreamStatus
 	updated time.Time
+
+	refusedList []RefusedFile
 }
 
 // New validates cfg, opens the offsets DB and starts watching the source dir.
@@ -246,6 +254,7 @@ func New(cfg Config) (*Collector, error) {
 		tried:      make([]bool, len(cfg.Targets)),
 		lastByName: make(map[string]*source),
 		skipped:    make(map[string]bool),
+		refused:    make(map[string]*refusal),
 	}
 	c.stats.Name = cfg.Name
 	if cfg.Registerer != nil {

@@ -5,8 +5,10 @@
 // source; a link's reader and writer goroutines talk to it over channels.
 //
 // Invariant: a stream's offset advances in the offsets DB only on the
-// processor's acknowledgement, and a file is forgotten only once everything
-// in it is acknowledged. The source file is the buffer: nothing unacknowledged
+// processor's acknowledgement, never beyond what this collector could have
+// sent (bound.go: a processor reporting more is a protocol error, never a
+// truncation), and a file is forgotten only once everything in it is
+// acknowledged. The source file is the buffer: nothing unacknowledged
 // is kept in memory, a reconnect resends from the file at the offset the
 // processor names.
 package collector

@@ -2,7 +2,6 @@ package collector_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -120,61 +119,4 @@ func TestErrorReconnectAndWindow(t *testing.T) {
 	if len(opens) < 2 || !bytes.Equal(opens[0], opens[len(opens)-1]) {
 		t.Errorf("Opens by connection = %x, want the same stream opened again", opens)
 	}
-}
-
-// TestAckBeyondSentIgnored: an Ack beyond what was sent, or for an unknown
-// handle, must not advance the collector's acknowledged offset past what it
-// sent (PROTOCOL.md §6).
-func TestAckBeyondSentIgnored(t *testing.T) {
-	sentEnd := make(chan uint64, 16)
-	f := mustFake(t, func(n int, fc *fakeConn) {
-		for {
-			fr, err := fc.next()
-			if err != nil {
-				return
-			}
-			switch fr.Type {
-			case wire.TypeOpen:
-				var o wirepb.Open
-				if wire.Decode(fr, &o) != nil {
-					return
-				}
-				_ = fc.send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle})
-			case wire.TypeData:
-				if len(fr.Body) < wire.DataHeaderBytes {
-					return
-				}
-				h := binary.BigEndian.Uint32(fr.Body[0:4])
-				end := binary.BigEndian.Uint64(fr.Body[12:20])
-				_ = fc.send(wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{
-					{Handle: h + 100, Offset: 1 << 40}, // unknown handle
-					{Handle: h, Offset: end + 1000},    // beyond what was sent
-				}})
-				select {
-				case sentEnd <- end:
-				default:
-				}
-			case wire.TypePing:
-				_ = fc.send(wire.TypePong, nil)
-			}
-		}
-	})
-	src := t.TempDir()
-	body := "one\ntwo\n"
-	appendFile(t, filepath.Join(src, "a.log"), body)
-	c := mustCollector(t, baseConfig(t, src, filepath.Join(t.TempDir(), "offsets.db"), f.addr))
-	waitFor(t, waitTimeout, func() error {
-		if got := c.c.Stats().AckedBytes; got != uint64(len(body)) {
-			return fmt.Errorf("AckedBytes = %d, want %d", got, len(body))
-		}
-		return nil
-	})
-	// A later append is still sent: the acknowledged offset did not jump.
-	appendFile(t, filepath.Join(src, "a.log"), "three\n")
-	waitFor(t, waitTimeout, func() error {
-		if got := c.c.Stats().SentBytes; got != uint64(len(body)+len("three\n")) {
-			return fmt.Errorf("SentBytes = %d, want %d", got, len(body)+len("three\n"))
-		}
-		return nil
-	})
 }

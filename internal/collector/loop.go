@@ -151,6 +151,9 @@ func (c *Collector) onLink(m linkMsg) {
 		if s == nil {
 			return
 		}
+		if !c.possible(l, s, "opened offset", m.offset) || !c.possible(l, s, "opened committed", m.committed) {
+			return
+		}
 		l.opening--
 		s.opened = true
 		if m.committed > s.rec.Acked {
@@ -163,24 +166,17 @@ func (c *Collector) onLink(m linkMsg) {
 		l.inflight += int64(s.sent - s.rec.Acked)
 		c.wake(s)
 	case msgAck:
-		for _, a := range m.acks {
-			if s := l.handles[a.Handle]; s != nil && s.opened {
-				prev := s.rec.Acked
-				c.acked(s, min(a.Offset, s.sent))
-				l.inflight -= int64(s.rec.Acked - prev)
-				if s.moving && s.sent == s.rec.Acked {
-					c.wake(s) // nothing in flight: it can move now
-				}
-			}
-		}
+		c.onAck(l, m.acks)
 	case msgDown:
 		var re *wire.RemoteError
 		if errors.As(m.err, &re) && re.Code == wire.CodeName && re.Handle != 0 {
-			// The processor will never take this file's name; keep it from
-			// holding up the others. It is retried after a restart.
+			// The processor does not take this file's name now; keep it
+			// from holding up the others, and retry it later (refuse.go).
 			if s := l.handles[re.Handle]; s != nil {
-				s.refused = true
-				c.log.Error("processor refuses this file's name; not sending it", "path", s.rec.Path, "name", s.rec.Name, "err", re.Message)
+				c.refuse(l, s, re.Message)
+				c.log.Debug("connection to processor closed after a refused name", "addr", l.addr)
+				c.dropLink(l)
+				return
 			}
 		}
 		if !isClosed(m.err) {
@@ -191,6 +187,30 @@ func (c *Collector) onLink(m linkMsg) {
 			c.log.Info("connection to processor closed", "addr", m.l.addr)
 		}
 		c.dropLink(l)
+	}
+}
+
+// onAck records the offsets of an Ack. Acks for handles not open (a late
+// Ack) or not yet answered are ignored (PROTOCOL.md §6); an Ack beyond what
+// was sent is a protocol error, and then none of its offsets is taken.
+func (c *Collector) onAck(l *link, acks []*wirepb.StreamAck) {
+	for _, a := range acks {
+		if s := l.handles[a.Handle]; s != nil && s.opened && !c.possible(l, s, "ack", a.Offset) {
+			return
+		}
+	}
+	for _, a := range acks {
+		if s := l.handles[a.Handle]; s != nil && s.opened {
+			prev := s.rec.Acked
+			c.acked(s, a.Offset)
+			if len(c.refused) > 0 && s.rec.Acked > prev {
+				c.accepted(l, s)
+			}
+			l.inflight -= int64(s.rec.Acked - prev)
+			if s.moving && s.sent == s.rec.Acked {
+				c.wake(s) // nothing in flight: it can move now
+			}
+		}
 	}
 }
 
@@ -275,6 +295,7 @@ func (c *Collector) onTick() {
 		}
 	}
 	c.closeIdle()
+	c.refusedTick(now)
 	for name, s := range c.lastByName {
 		if c.byID[s.rec.ID] != s {
 			delete(c.lastByName, name)
@@ -330,7 +351,7 @@ func (c *Collector) pump() {
 	stalled := 0 // sources in a row that could not send
 	for up != 0 && blocked != up && len(c.ready) > 0 && stalled <= len(c.ready) {
 		s := c.ready[0]
-		if !s.queued || c.byID[s.rec.ID] != s || !s.saved {
+		if !s.queued || c.byID[s.rec.ID] != s || !s.saved || c.held(s) {
 			c.popReady(false)
 			continue
 		}
@@ -531,6 +552,7 @@ func (c *Collector) readAndSend(s *source) (more, ok bool) {
 	})
 	l.inflight += next - int64(s.sent)
 	s.sent = uint64(next)
+	s.hwm = max(s.hwm, s.sent)
 	s.active = time.Now()
 	s.eof = !more // a short read reached the end of the file
 	s.lastSize, s.grown = max(s.lastSize, next), time.Now()

@@ -22,11 +22,13 @@ var (
 	descRotations = prometheus.NewDesc("thunder_collector_rotations_total", "Source files rotated.", nil, nil)
 	descDeletions = prometheus.NewDesc("thunder_collector_deletions_total", "Rotated source files deleted after delivery.", nil, nil)
 	descSplit     = prometheus.NewDesc("thunder_collector_lines_split_total", "Pieces of lines longer than the maximum, each sent with a newline.", nil, nil)
+	descProtoErrs = prometheus.NewDesc("thunder_collector_protocol_errors_total", "Offsets reported by processors beyond what this collector sent; each dropped the link.", nil, nil)
+	descRefused   = prometheus.NewDesc("thunder_collector_refused_files", "Files held undelivered because a processor refused their name (see the status for which and why); retried with backoff.", nil, nil)
 	descFlushed   = prometheus.NewDesc("thunder_collector_lines_flushed_total", "Unterminated last lines of rotated or deleted files sent with a newline added.", nil, nil)
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed} {
+	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused} {
 		ch <- d
 	}
 }
@@ -47,9 +49,11 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descDeletions, st.Deletions)
 	counter(descSplit, st.LinesSplit)
 	counter(descFlushed, st.LinesFlushed)
+	counter(descProtoErrs, st.ProtocolErrors)
 	gauge(descLag, float64(st.LagBytes))
 	gauge(descStreams, float64(st.Streams))
 	gauge(descOpen, float64(st.OpenFiles))
+	gauge(descRefused, float64(st.RefusedFiles))
 	up := 0.0
 	if st.Connected {
 		up = 1

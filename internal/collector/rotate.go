@@ -25,7 +25,7 @@ const noProcGrace = 30 * time.Second
 // streaming under its original name; writers that open the name afresh
 // create a new file, a new stream whose data follows the rotated one's.
 func (c *Collector) maybeRotate(s *source, size int64) {
-	if s.rec.Rotated || s.gone || s.refused || size <= 0 {
+	if s.rec.Rotated || s.gone || c.held(s) || size <= 0 {
 		return
 	}
 	bySize := c.cfg.RotateSize > 0 && size >= c.cfg.RotateSize

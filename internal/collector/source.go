@@ -33,6 +33,14 @@ type source struct {
 	moving bool   // a processor ranked higher is up: move once all is acked
 	rank   []int  // Config.Targets indexes by preference (shard.Rank of the name)
 
+	// What a processor can truthfully report (reportBound): hwm, the
+	// highest offset sent on any link by this process; for a source
+	// restored from the offsets DB, prior, its file's size when this
+	// process first opened it, the most an earlier process can have sent.
+	hwm      uint64
+	restored bool // prior is still to be taken at the first open
+	prior    uint64
+
 	queued      bool // in c.ready
 	gone        bool // no longer at a path in the source dir: finish through f
 	flush       bool // send an unterminated last line with a newline
@@ -41,7 +49,6 @@ type source struct {
 	rotated     time.Time
 	active      time.Time // last time data was sent
 	idleClosed  bool      // f was closed to stay under MaxOpenFiles
-	refused     bool      // the processor refused the name: never sent
 	outside     bool      // gone, and a full scan did not find it in the source dir
 	splitLogged bool
 	pred        *source // the file rotated away from this one's path, streamed first
@@ -76,7 +83,7 @@ func (c *Collector) load() error {
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.Before(recs[j].Created) })
 	for _, r := range recs {
-		s := &source{rec: r, saved: true, sent: r.Acked}
+		s := &source{rec: r, saved: true, sent: r.Acked, restored: true}
 		c.byID[r.ID] = s
 		c.byIno[devIno{r.Dev, r.Ino}] = s
 		c.follow(s)
@@ -279,6 +286,11 @@ func (c *Collector) openFile(s *source, path string) error {
 	}
 	s.f, s.idleClosed = f, false
 	c.openFiles++
+	if s.restored {
+		// What an earlier process sent was in the file then; the file can
+		// only have grown since (or it is another stream now).
+		s.restored, s.prior = false, uint64(fi.Size())
+	}
 	return nil
 }
 
@@ -317,10 +329,6 @@ func (c *Collector) lost(s *source, everywhere bool) {
 			delete(c.byPath, s.rec.Path)
 		}
 		c.log.Debug("file left its path; finishing it", "name", s.rec.Name, "path", s.rec.Path)
-	}
-	if s.refused {
-		c.drop(s) // never sent; nothing to finish
-		return
 	}
 	if s.f == nil {
 		if !everywhere {
@@ -366,7 +374,7 @@ func (c *Collector) drop(s *source) {
 // wake queues s for reading.
 func (c *Collector) wake(s *source) {
 	s.eof, s.changed = false, true
-	if !s.queued && !s.refused {
+	if !s.queued && !c.held(s) {
 		s.queued = true
 		c.ready = append(c.ready, s)
 	}

@@ -32,6 +32,12 @@ type Stats struct {
 	// Rotations and Deletions count rotated and deleted files.
 	Rotations uint64 `json:"rotations"`
 	Deletions uint64 `json:"deletions"`
+	// ProtocolErrors counts offsets reported by processors beyond what this
+	// collector sent (PROTOCOL.md §4, §6), each of which dropped the link.
+	ProtocolErrors uint64 `json:"protocol_errors"`
+	// RefusedFiles counts files held undelivered because a processor
+	// refused their target name (listed in Status.Refused).
+	RefusedFiles int `json:"refused_files"`
 	// OpenFiles counts source files held open.
 	OpenFiles int `json:"open_files"`
 	// LastError is the last connection error, cleared on connect.
@@ -58,11 +64,28 @@ type StreamStatus struct {
 	Gone    bool   `json:"gone,omitempty"` // deleted or moved out; finishing through its descriptor
 }
 
-// Status is Stats plus the streams with the most lag.
+// RefusedFile is a file held undelivered because a processor refused its
+// target name (PROTOCOL.md §7, code name), e.g. because a directory is at
+// that path in the processor's target dir. It is retried with backoff;
+// nothing of it is deleted until it is delivered.
+type RefusedFile struct {
+	Name      string    `json:"name"` // target name
+	Path      string    `json:"path"` // where the file is now
+	Addr      string    `json:"addr"` // the processor that refused it
+	Reason    string    `json:"reason"`
+	Since     time.Time `json:"since"`
+	Tries     int       `json:"tries"`    // refusals in a row
+	Retrying  bool      `json:"retrying"` // being sent again now
+	NextRetry time.Time `json:"next_retry"`
+}
+
+// Status is Stats plus the streams with the most lag and the refused files.
 type Status struct {
 	Stats
 	Updated time.Time      `json:"updated"`
 	Top     []StreamStatus `json:"top"` // the MaxStatusStreams streams with the most lag
+	// Refused lists up to MaxStatusStreams refused files.
+	Refused []RefusedFile `json:"refused,omitempty"`
 }
 
 // MaxStatusStreams bounds the per-stream entries in Status (and so the
@@ -81,7 +104,7 @@ func (c *Collector) Stats() Stats {
 func (c *Collector) Status() Status {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	return Status{Stats: c.stats, Updated: c.updated, Top: c.top}
+	return Status{Stats: c.stats, Updated: c.updated, Top: c.top, Refused: c.refusedList}
 }
 
 // Healthy reports an error when no processor link is up.
