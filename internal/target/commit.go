@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 				sn.f.mu.Lock()
 				if sn.close {
 					// Taken from f by Reopen: cut and close it here.
-					_ = sn.fd.Truncate(sn.committed) // best effort; the streams resend anyway
+					_, _ = cutTo(sn.fd, sn.committed) // best effort; the streams resend anyway
 					_ = sn.fd.Close()
 					d.releaseID(sn.id, sn.f)
 				}
@@ -128,7 +129,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 
 	recordStart := time.Now()
 	d.timings.Sync = recordStart.Sub(syncStart)
-	if err := d.db.Update(func(tx *bolt.Tx) error { return record(tx, ok, p) }); err != nil {
+	if err := d.recordLocked(ok, p); err != nil {
 		d.unrecorded(ok, err)
 		d.putBack(p)
 		errs = append(errs, fmt.Errorf("%w: record commit: %v", ErrStorage, err))
@@ -157,10 +158,16 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 			d.log.Warn("target file deleted while written; its streams resend what it got since the last commit to a new file", "name", f.name)
 			d.closeLocked(f)
 			f.broken = errors.New("deleted")
-		case info.size != f.size:
-			d.log.Warn("target file changed by another writer", "name", f.name, "size", info.size, "written", f.size)
-			f.size = info.size
+		case info.size < f.size:
+			// Truncated by someone: what we appended since the last commit
+			// may be gone; nothing of it is acknowledged, it is resent.
+			d.log.Warn("target file truncated by another process; its streams resend what it got since the last commit", "name", f.name, "size", info.size, "written", f.size)
 			f.committed = min(f.committed, info.size)
+			f.broken = errors.New("truncated by another process")
+		case info.size > f.size:
+			// Another writer appended: its bytes are not ours to cut.
+			d.log.Warn("target file appended to by another writer", "name", f.name, "size", info.size, "written", f.size)
+			f.size = info.size
 		}
 	}
 	if f.broken != nil {
@@ -179,6 +186,20 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		f.reopen, f.fd, f.committed, sn.close = false, nil, -1, true
 	}
 	return sn, true
+}
+
+// recordLocked runs a commit's state transaction. A stream forgotten
+// (Close with done) but attached again since keeps its record: d.mu is held
+// across the check and the transaction when there is something to forget,
+// so no Attach reads the record in between and then loses it. commitMu is
+// held.
+func (d *Dir) recordLocked(snaps []snapshot, p pending) error {
+	if len(p.forget) > 0 {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		p.forget = slices.DeleteFunc(slices.Clone(p.forget), func(k stream.Key) bool { return d.streams[k] != nil })
+	}
+	return d.db.Update(func(tx *bolt.Tx) error { return record(tx, snaps, p) })
 }
 
 // record writes a commit's state transaction: each synced file's length
@@ -262,7 +283,7 @@ func (d *Dir) unrecorded(snaps []snapshot, err error) {
 			// The name was opened afresh meanwhile: the old file's data
 			// stays unacknowledged until a crash cuts it back or the
 			// streams' next commit records it. Keep it simple: rewind.
-			_ = sn.fd.Truncate(sn.committed)
+			_, _ = cutTo(sn.fd, sn.committed)
 			_ = sn.fd.Close()
 			d.releaseID(sn.id, sn.f)
 			sn.f.broken = err
@@ -364,7 +385,7 @@ func (d *Dir) rewindLocked(f *file) {
 	}
 	clear(f.touched)
 	if f.fd != nil {
-		err := f.fd.Truncate(f.committed)
+		size, err := cutTo(f.fd, f.committed)
 		if err == nil {
 			err = f.fd.Sync()
 		}
@@ -374,8 +395,8 @@ func (d *Dir) rewindLocked(f *file) {
 			d.markDirty(f)
 			return
 		}
-		f.size = f.committed
-		d.closeLocked(f) // reopened on the next write
+		f.size = size
+		d.closeLocked(f) // reopened, and recorded afresh, on the next write
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil

@@ -219,8 +219,9 @@ func (d *Dir) Attach(key stream.Key, name string, acked uint64, owner any) (s *S
 			return nil, 0, 0, err
 		}
 	}
-	d.mu.Unlock()
-
+	// The owner is set before d.mu is released: another Attach of the key
+	// must not rebind it in between and leave this caller an orphan.
+	defer d.mu.Unlock()
 	f := s.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -261,10 +262,8 @@ func (d *Dir) settledLocked(key stream.Key, name string) (*Stream, error) {
 			return s, nil
 		}
 		s.f.mu.Lock()
+		s.owner = nil // its appends stop, so the stream settles and stays so
 		pending := s.offset != s.committed
-		if pending {
-			s.owner = nil // its appends stop, so the stream settles
-		}
 		s.f.mu.Unlock()
 		if !pending {
 			return s, nil
@@ -309,6 +308,7 @@ func (d *Dir) bindLocked(key stream.Key, name string, prev *Stream) (*Stream, er
 		start = max(start, prev.committed)
 		prev.f.mu.Unlock()
 		d.unbindLocked(prev)
+		d.letGoLocked(prev.f)
 	}
 	f := d.files[name]
 	if f == nil {
@@ -359,15 +359,31 @@ func (d *Dir) Forget(s *Stream, owner any) {
 // s.f.mu are held.
 func (d *Dir) evictLocked(s *Stream) {
 	f := s.f
-	if s.owner != nil || s.offset != s.committed || d.streams[s.Key] != s {
+	if _, pending := f.touched[s]; pending || s.offset != s.committed {
 		return
 	}
-	if _, pending := f.touched[s]; pending {
-		return
+	if d.streams[s.Key] == s {
+		if s.owner != nil {
+			return
+		}
+		delete(d.streams, s.Key)
 	}
-	delete(d.streams, s.Key)
-	delete(f.streams, s)
-	if len(f.streams) == 0 && !f.dirty && d.files[f.name] == f {
+	delete(f.streams, s) // also a stream renamed away, once settled
+	d.letGoFileLocked(f)
+}
+
+// letGoLocked is letGoFileLocked for a file whose lock is not held. d.mu is
+// held.
+func (d *Dir) letGoLocked(f *file) {
+	f.mu.Lock()
+	d.letGoFileLocked(f)
+	f.mu.Unlock()
+}
+
+// letGoFileLocked forgets f once no stream needs it and all in it is
+// committed. d.mu and f.mu are held.
+func (d *Dir) letGoFileLocked(f *file) {
+	if len(f.streams) == 0 && len(f.touched) == 0 && !f.dirty && d.files[f.name] == f {
 		d.closeLocked(f) // everything in it is committed
 		delete(d.files, f.name)
 	}
@@ -383,23 +399,28 @@ func (d *Dir) closeLocked(f *file) {
 	d.queueDrop(f)
 }
 
-// idleCloseLocked closes f's descriptor, keeping its record: the next open
-// of the name reuses it if it finds the same file, unchanged. f.mu is held.
+// idleCloseLocked closes f's descriptor, keeping its record, and with it
+// f's claim on the inode: while a record names an inode, no other name may
+// write it (recovery would cut it by the older record). The next open of
+// the name reuses the record if it finds the same file, unchanged. f.mu is
+// held.
 func (d *Dir) idleCloseLocked(f *file) {
 	if f.fd == nil {
 		return
 	}
 	_ = f.fd.Close()
 	f.fd = nil
-	d.releaseID(f.id, f)
 }
 
-// queueDrop has the next commit delete f's record. f.mu is held.
+// queueDrop has the next commit delete f's record, and gives up f's claim
+// on its inode. f.mu is held.
 func (d *Dir) queueDrop(f *file) {
 	if f.committed < 0 {
+		d.releaseID(f.id, f)
 		return
 	}
 	f.committed = -1
+	d.releaseID(f.id, f)
 	d.pendMu.Lock()
 	d.drops = append(d.drops, drop{key: fileKey(f.name, f.id.Ino), serial: f.serial})
 	d.pendMu.Unlock()
@@ -472,7 +493,9 @@ func (s *Stream) Append(d *Dir, owner any, offset, end uint64, p []byte) error {
 	n, err := f.fd.Write(p)
 	if err != nil {
 		if n > 0 {
-			if terr := f.fd.Truncate(f.size); terr != nil {
+			// Cut what this write left, from what the file holds now
+			// (someone may have truncated it since we last looked).
+			if terr := cutWrite(f.fd, n); terr != nil {
 				f.broken = terr
 			}
 		}
@@ -503,21 +526,21 @@ func (d *Dir) openLocked(f *file) error {
 		return err
 	}
 	info, err := identify(fd)
-	if err == nil {
-		err = d.claim(f, info)
-	}
 	if err != nil {
 		fd.Close()
-		return err
+		return fmt.Errorf("%w: stat %s: %v", ErrStorage, f.name, err)
 	}
-	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.committed {
-		// Closed while idle, and nothing changed it since: its record holds.
+	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.committed && info.nlink > 0 {
+		// Closed while idle, and nothing changed it since: its record, and
+		// its claim on the inode, hold.
 		f.fd, f.size = fd, info.size
 		d.dirsCreated(created)
 		return nil
 	}
-	if f.committed >= 0 {
-		d.queueDrop(f) // the record of what the name held before
+	d.queueDrop(f) // the record of what the name held before, if any
+	if err := d.claim(f, info); err != nil {
+		fd.Close()
+		return err
 	}
 	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
 	err = d.db.Update(func(tx *bolt.Tx) error {

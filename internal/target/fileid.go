@@ -96,3 +96,29 @@ func handleOf(f *os.File) []byte {
 	b[0], b[1], b[2], b[3] = byte(h.Type()>>24), byte(h.Type()>>16), byte(h.Type()>>8), byte(h.Type())
 	return append(b, h.Bytes()...)
 }
+
+// cutTo truncates f to size if it is longer, never extending it (a file
+// someone truncated meanwhile would otherwise gain a hole of NULs), and
+// returns the length it has after.
+func cutTo(f *os.File, size int64) (int64, error) {
+	info, err := statFD(int(f.Fd()))
+	if err != nil {
+		return 0, err
+	}
+	if info.size <= size {
+		return info.size, nil
+	}
+	if err := f.Truncate(size); err != nil {
+		return info.size, err
+	}
+	return size, nil
+}
+
+// cutWrite removes the n bytes a failed append left at the end of f.
+func cutWrite(f *os.File, n int) error {
+	info, err := statFD(int(f.Fd()))
+	if err != nil {
+		return err
+	}
+	return f.Truncate(max(0, info.size-int64(n)))
+}

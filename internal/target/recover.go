@@ -133,19 +133,23 @@ func (d *Dir) findRecorded(name string, id fileID) (*os.File, error) {
 		f.Close()
 	case errors.Is(err, ErrName), errors.Is(err, fs.ErrNotExist):
 	default:
-		return nil, err
+		// Not a file we can cut (read-only, immutable, busy): if it is the
+		// recorded one, its uncommitted tail stays and may be resent; a
+		// stranger's file must not keep the processor from starting.
+		d.log.Warn("cannot open a recorded target file to check it; not cut", "name", name, "err", err)
 	}
 	dir, err := d.tree.openParent(name)
 	if err != nil {
-		if errors.Is(err, ErrName) || errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+		if !errors.Is(err, ErrName) && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("cannot open the directory of a recorded target file; not cut", "name", name, "err", err)
 		}
-		return nil, err
+		return nil, nil
 	}
 	defer dir.Close()
 	ents, err := dir.ReadDir(-1)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read dir %s: %v", ErrStorage, path.Dir(name), err)
+		d.log.Warn("cannot read the directory of a recorded target file; not cut", "name", name, "err", err)
+		return nil, nil
 	}
 	for _, e := range ents {
 		if !e.Type().IsRegular() {

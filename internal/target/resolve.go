@@ -90,7 +90,16 @@ func (t *tree) openFile(name string, flags int, create bool, mode os.FileMode) (
 	}
 	defer unix.Close(dfd)
 	base := path.Base(name)
-	flags |= unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	flags |= unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
+	// A device node planted at the name is not even opened (opening one
+	// can have effects); the caller checks what it opened anyway.
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return nil, nil, pathError(name, unix.ELOOP)
+		}
+		return nil, nil, fmt.Errorf("%w: %s: not a regular file", ErrName, name)
+	}
 	fd, err := unix.Openat(dfd, base, flags, 0)
 	if err == unix.ENOENT && create {
 		fd, err = unix.Openat(dfd, base, flags|unix.O_CREAT|unix.O_EXCL, uint32(mode.Perm()))
