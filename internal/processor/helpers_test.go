@@ -95,7 +95,19 @@ type client struct {
 
 func mustDial(t *testing.T, addr string) *client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	return mustDialFrom(t, addr, "")
+}
+
+// mustDialFrom dials addr from the loopback address from (e.g. 127.0.0.2:
+// all of 127.0.0.0/8 is local on Linux), so that a test can play several
+// peers; "" lets the system choose.
+func mustDialFrom(t *testing.T, addr, from string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: waitTimeout}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

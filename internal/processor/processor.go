@@ -53,8 +53,11 @@ type Config struct {
 	// MaxStreamsPerConn bounds the streams one connection may open.
 	MaxStreamsPerConn int
 	// MaxConns bounds open connections; MaxHandshakes those still in their
-	// handshake (slowloris); MaxConnsPerPeer those from one IP address
-	// (0: no limit). Connections past a limit are closed at once.
+	// handshake (slowloris); MaxConnsPerPeer those from one peer (0: no
+	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past a
+	// limit are closed at once, but a new handshake from a peer holding
+	// fewer handshakes than the peer holding the most takes the place of
+	// that peer's oldest (admit.go).
 	MaxConns, MaxHandshakes, MaxConnsPerPeer int
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
@@ -135,9 +138,11 @@ type Processor struct {
 
 	mu          sync.Mutex
 	sessions    map[*session]struct{}
-	peers       map[string]int // open connections by IP
-	handshaking int
+	peers       map[string]int // open connections by peerKey
+	hs          handshakes
 	limitLogged time.Time
+	evictLogged time.Time
+	evictions   int // since evictLogged
 
 	m        *metrics
 	logLimit logLimit
@@ -385,45 +390,4 @@ func (p *Processor) appended() {
 		default:
 		}
 	}
-}
-
-// admit registers a new connection, or closes it when a limit is reached.
-func (p *Processor) admit(conn net.Conn) (*session, bool) {
-	ip := conn.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var why string
-	switch {
-	case len(p.sessions) >= p.cfg.MaxConns:
-		why = "too many connections"
-	case p.handshaking >= p.cfg.MaxHandshakes:
-		why = "too many connections in their handshake"
-	case p.cfg.MaxConnsPerPeer > 0 && p.peers[ip] >= p.cfg.MaxConnsPerPeer:
-		why = "too many connections from this peer"
-	}
-	if why != "" {
-		_ = conn.Close() // refused before any byte was read
-		p.m.refused(wire.CodeLimit)
-		if time.Since(p.limitLogged) > 10*time.Second {
-			p.limitLogged = time.Now()
-			p.log.Warn("connection refused", "peer", conn.RemoteAddr().String(), "why", why, "conns", len(p.sessions), "handshaking", p.handshaking)
-		}
-		return nil, false
-	}
-	s := newSession(p, conn)
-	s.ip = ip
-	p.sessions[s] = struct{}{}
-	p.peers[ip]++
-	p.handshaking++
-	return s, true
-}
-
-// handshook is called once a session's handshake ended, either way.
-func (p *Processor) handshook() {
-	p.mu.Lock()
-	p.handshaking--
-	p.mu.Unlock()
 }

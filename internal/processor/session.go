@@ -39,7 +39,7 @@ type session struct {
 	conn net.Conn
 	log  *slog.Logger
 
-	ip        string
+	ip        string // peerKey
 	collector string
 	zstd      bool                // the collector may send DataZstd
 	handles   map[uint32]*binding // reader only
@@ -109,7 +109,7 @@ func (s *session) serve(ctx context.Context) {
 	r := wire.NewReader(s.conn)
 	defer r.Close()
 	err := s.handshake(ctx, r)
-	s.p.handshook()
+	s.p.handshook(s)
 	if err == nil {
 		s.log = s.p.log.With("peer", s.conn.RemoteAddr().String(), "collector", s.collector)
 		s.logAt(slog.LevelInfo, "collector connected")
