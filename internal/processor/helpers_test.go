@@ -40,6 +40,12 @@ func testLogger(t *testing.T) *slog.Logger {
 // mustServe starts a processor on a fresh target dir (or dir, when set).
 func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 	t.Helper()
+	return mustServeOn(t, dir, mod, nil)
+}
+
+// mustServeOn is mustServe with the listener wrapped by wrap (when set).
+func mustServeOn(t *testing.T, dir string, mod func(*processor.Config), wrap func(net.Listener) net.Listener) *server {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -57,6 +63,9 @@ func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -85,6 +94,21 @@ func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 	t.Cleanup(s.stop)
 	return s
 }
+
+// smallSendBuffers is a listener whose connections have a send buffer of
+// a few KiB, so that what a test's peer does not read piles up in the
+// processor rather than in the kernel (loopback buffers take megabytes).
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4 << 10)
+	}
+	return c, err
+}
+
+func withSmallSendBuffers(ln net.Listener) net.Listener { return smallSendBuffers{ln} }
 
 // client speaks the protocol by hand.
 type client struct {

@@ -45,6 +45,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (collectors ping).
 	IdleTimeout time.Duration
+	// FrameTimeout bounds, with MinFrameRate, the time a frame may take
+	// from its first byte: FrameTimeout + size / MinFrameRate.
+	FrameTimeout time.Duration
 	// WriteTimeout bounds each write to a collector.
 	WriteTimeout time.Duration
 	// LingerTimeout bounds the wait, when a connection ends, for the
@@ -77,6 +80,7 @@ func DefaultConfig() Config {
 		CommitBytes:       8 << 20,
 		HandshakeTimeout:  10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+		FrameTimeout:      10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		LingerTimeout:     time.Second,
 		MaxStreamsPerConn: 100_000,
@@ -99,7 +103,7 @@ func (c Config) Validate() error {
 	if c.CommitInterval <= 0 {
 		errs = append(errs, errors.New("commit interval must be positive"))
 	}
-	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
+	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.FrameTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
 	if c.MaxOpenFiles < 16 {
