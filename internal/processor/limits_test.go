@@ -74,10 +74,10 @@ func TestHandshakeRefusesLargeFrames(t *testing.T) {
 		name string
 		hdr  []byte
 	}{
-		{"4 MiB data", rawHeader(wire.MaxFrameBytes+1, wire.TypeData)},
+		{"4 MiB data", rawHeader(wire.MaxFrameBytes, wire.TypeData)},
 		{"small data", rawHeader(100, wire.TypeData)},
 		{"zstd data", rawHeader(100, wire.TypeDataZstd)},
-		{"64 KiB hello", rawHeader(wire.MaxControlBytes+1, wire.TypeHello)},
+		{"64 KiB hello", rawHeader(wire.MaxControlBytes, wire.TypeHello)},
 		{"hello over the handshake limit", rawHeader(wire.MaxHandshakeBytes+2, wire.TypeHello)},
 	}
 	for _, tt := range tests {
