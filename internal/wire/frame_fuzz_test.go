@@ -261,7 +261,8 @@ func checkLimited(t *testing.T, in []byte, split uint, frames []decoded, err err
 	}
 }
 
-// FuzzHandshake feeds what a processor reads first: the preface and a Hello.
+// FuzzHandshake feeds what a processor reads first, with its handshake
+// limit (SetLimit, PROTOCOL.md §2): the preface and a Hello.
 func FuzzHandshake(f *testing.F) {
 	hello, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{
 		MinVersion: 1, MaxVersion: 1, Collector: "web-1", Token: "t", Software: "thunder",
@@ -279,6 +280,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, rd := range readers {
 			r := wire.NewReader(rd.wrap(bytes.NewReader(in)))
+			r.SetLimit(wire.MaxHandshakeBytes)
 			err := r.ReadPreface()
 			if (err == nil) != bytes.HasPrefix(in, []byte(wire.Preface)) {
 				t.Fatalf("ReadPreface(%q) = %v", in, err)
@@ -288,6 +290,9 @@ func FuzzHandshake(f *testing.F) {
 				continue
 			}
 			fr, err := r.Next()
+			if err == nil && (fr.Type.IsData() || len(fr.Body) > wire.MaxHandshakeBytes) {
+				t.Fatalf("limited Next(%q) = %v frame of %d bytes", in, fr.Type, len(fr.Body))
+			}
 			if err == nil && fr.Type == wire.TypeHello {
 				var h wirepb.Hello
 				if err := wire.Decode(fr, &h); err == nil {
