@@ -2,7 +2,9 @@ package processor_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -198,8 +200,14 @@ func TestOpensWithoutReadingRefused(t *testing.T) {
 		}
 		return nil
 	})
+	// The processor gives its last writes to a refused collector 2 s: one
+	// that does not read (this test, on a loaded machine) may miss the
+	// Error frame, but the connection is closed either way.
 	for {
 		f, err := c.next()
+		if errors.Is(err, io.EOF) || isReset(err) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return
+		}
 		if err != nil {
 			t.Fatalf("reading Opened frames, then a limit Error: %v", err)
 		}
