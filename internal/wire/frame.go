@@ -178,19 +178,18 @@ func (r *Reader) Next() (Frame, error) {
 		r.onFrame(int(size))
 	}
 	var body []byte
+	var err error
 	if t.IsData() {
 		r.data = bufPool.Get().(*[]byte)
-		if int64(cap(*r.data)) < size {
-			*r.data = make([]byte, size)
-		}
-		body = (*r.data)[:size]
+		body, err = readGrowing(r.source(), r.data, int(size))
 	} else {
 		if int64(cap(r.ctl)) < size {
 			r.ctl = make([]byte, size)
 		}
 		body = r.ctl[:size]
+		_, err = io.ReadFull(r.source(), body)
 	}
-	if _, err := io.ReadFull(r.source(), body); err != nil {
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -238,6 +237,27 @@ func (r *Reader) check(t Type, size int64) error {
 		return fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, t, size, limit)
 	}
 	return nil
+}
+
+// readGrowing reads size bytes into *buf, growing it (by doubling) only as
+// the bytes arrive: a peer that announces a large frame and sends it
+// slowly holds memory for what it sent, not for what it announced.
+func readGrowing(src io.Reader, buf *[]byte, size int) ([]byte, error) {
+	b := (*buf)[:0]
+	for len(b) < size {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(size, max(2*cap(b), 64<<10)))
+			copy(nb, b)
+			b = nb
+			*buf = b
+		}
+		n, err := io.ReadFull(src, b[len(b):min(size, cap(b))])
+		b = b[:len(b)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 func (r *Reader) release() {

@@ -127,3 +127,24 @@ func TestReaderOnFrame(t *testing.T) {
 		})
 	}
 }
+
+// A data frame announced large and sent slowly holds memory for what
+// arrived, not for what it announced: here 16 Readers each in the middle of
+// a 4 MiB frame of which 1 KiB arrived.
+func TestReaderDataGrowsAsItArrives(t *testing.T) {
+	const readers, arrived = 16, 1 << 10
+	in := append(rawHeader(wire.MaxFrameBytes+1, wire.TypeData), make([]byte, arrived)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range readers {
+		r := wire.NewReader(bytes.NewReader(in))
+		defer r.Close() // not before the end: each holds its buffer
+		if _, err := r.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("Next(4 MiB data frame cut after %d bytes) = %v, want io.ErrUnexpectedEOF", arrived, err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(readers*(512<<10)); got > limit {
+		t.Errorf("%d Readers in 4 MiB frames of which %d bytes arrived allocated %d bytes, want at most %d", readers, arrived, got, limit)
+	}
+}
