@@ -51,10 +51,11 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tokenFile := fs.String("auth-token-file", "", "file holding a shared token collectors must present")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time a new connection has to complete its handshake")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent for this long")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "a frame must arrive within this long from its first byte, plus 1 s per 64 KiB")
 	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams-per-conn", cfg.MaxStreamsPerConn, "most files one collector connection may stream")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
-	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one IP address (0: no limit)")
+	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}

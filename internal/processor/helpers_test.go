@@ -40,6 +40,12 @@ func testLogger(t *testing.T) *slog.Logger {
 // mustServe starts a processor on a fresh target dir (or dir, when set).
 func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 	t.Helper()
+	return mustServeOn(t, dir, mod, nil)
+}
+
+// mustServeOn is mustServe with the listener wrapped by wrap (when set).
+func mustServeOn(t *testing.T, dir string, mod func(*processor.Config), wrap func(net.Listener) net.Listener) *server {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -57,6 +63,9 @@ func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -86,6 +95,21 @@ func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 	return s
 }
 
+// smallSendBuffers is a listener whose connections have a send buffer of
+// a few KiB, so that what a test's peer does not read piles up in the
+// processor rather than in the kernel (loopback buffers take megabytes).
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4 << 10)
+	}
+	return c, err
+}
+
+func withSmallSendBuffers(ln net.Listener) net.Listener { return smallSendBuffers{ln} }
+
 // client speaks the protocol by hand.
 type client struct {
 	t    *testing.T
@@ -95,7 +119,19 @@ type client struct {
 
 func mustDial(t *testing.T, addr string) *client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	return mustDialFrom(t, addr, "")
+}
+
+// mustDialFrom dials addr from the loopback address from (e.g. 127.0.0.2:
+// all of 127.0.0.0/8 is local on Linux), so that a test can play several
+// peers; "" lets the system choose.
+func mustDialFrom(t *testing.T, addr, from string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: waitTimeout}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

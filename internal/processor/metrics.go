@@ -21,6 +21,7 @@ type metrics struct {
 	connected          prometheus.Gauge
 	refusals           *prometheus.CounterVec
 	reopens            prometheus.Counter
+	evictions          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,8 +41,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		connected:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "collectors_connected", Help: "Collector connections open now."}),
 		refusals:      prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total", Help: "Connections ended by a protocol error sent to the collector, by reason."}, []string{"reason"}),
 		reopens:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reopens_total", Help: "Reopens of the target files (SIGHUP, SIGUSR1)."}),
+		evictions:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshakes_evicted_total", Help: "Connections closed in their handshake to admit one from a peer holding fewer handshakes."}),
 	}
-	reg.MustRegister(m.bytes, m.lines, m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.connections, m.connected, m.refusals, m.reopens)
+	reg.MustRegister(m.bytes, m.lines, m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.connections, m.connected, m.refusals, m.reopens, m.evictions)
 	return m
 }
 
@@ -85,5 +87,11 @@ func (m *metrics) refused(code wire.Code) {
 func (m *metrics) reopened() {
 	if m != nil {
 		m.reopens.Inc()
+	}
+}
+
+func (m *metrics) evictedHandshake() {
+	if m != nil {
+		m.evictions.Inc()
 	}
 }

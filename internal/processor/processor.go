@@ -45,6 +45,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (collectors ping).
 	IdleTimeout time.Duration
+	// FrameTimeout bounds, with MinFrameRate, the time a frame may take
+	// from its first byte: FrameTimeout + size / MinFrameRate.
+	FrameTimeout time.Duration
 	// WriteTimeout bounds each write to a collector.
 	WriteTimeout time.Duration
 	// LingerTimeout bounds the wait, when a connection ends, for the
@@ -53,8 +56,11 @@ type Config struct {
 	// MaxStreamsPerConn bounds the streams one connection may open.
 	MaxStreamsPerConn int
 	// MaxConns bounds open connections; MaxHandshakes those still in their
-	// handshake (slowloris); MaxConnsPerPeer those from one IP address
-	// (0: no limit). Connections past a limit are closed at once.
+	// handshake (slowloris); MaxConnsPerPeer those from one peer (0: no
+	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past a
+	// limit are closed at once, but a new handshake from a peer holding
+	// fewer handshakes than the peer holding the most takes the place of
+	// that peer's oldest (admit.go).
 	MaxConns, MaxHandshakes, MaxConnsPerPeer int
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
@@ -74,6 +80,7 @@ func DefaultConfig() Config {
 		CommitBytes:       8 << 20,
 		HandshakeTimeout:  10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+		FrameTimeout:      10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		LingerTimeout:     time.Second,
 		MaxStreamsPerConn: 100_000,
@@ -96,7 +103,7 @@ func (c Config) Validate() error {
 	if c.CommitInterval <= 0 {
 		errs = append(errs, errors.New("commit interval must be positive"))
 	}
-	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
+	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.FrameTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
 	if c.MaxOpenFiles < 16 {
@@ -135,9 +142,11 @@ type Processor struct {
 
 	mu          sync.Mutex
 	sessions    map[*session]struct{}
-	peers       map[string]int // open connections by IP
-	handshaking int
+	peers       map[string]int // open connections by peerKey
+	hs          handshakes
 	limitLogged time.Time
+	evictLogged time.Time
+	evictions   int // since evictLogged
 
 	m        *metrics
 	logLimit logLimit
@@ -385,45 +394,4 @@ func (p *Processor) appended() {
 		default:
 		}
 	}
-}
-
-// admit registers a new connection, or closes it when a limit is reached.
-func (p *Processor) admit(conn net.Conn) (*session, bool) {
-	ip := conn.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var why string
-	switch {
-	case len(p.sessions) >= p.cfg.MaxConns:
-		why = "too many connections"
-	case p.handshaking >= p.cfg.MaxHandshakes:
-		why = "too many connections in their handshake"
-	case p.cfg.MaxConnsPerPeer > 0 && p.peers[ip] >= p.cfg.MaxConnsPerPeer:
-		why = "too many connections from this peer"
-	}
-	if why != "" {
-		_ = conn.Close() // refused before any byte was read
-		p.m.refused(wire.CodeLimit)
-		if time.Since(p.limitLogged) > 10*time.Second {
-			p.limitLogged = time.Now()
-			p.log.Warn("connection refused", "peer", conn.RemoteAddr().String(), "why", why, "conns", len(p.sessions), "handshaking", p.handshaking)
-		}
-		return nil, false
-	}
-	s := newSession(p, conn)
-	s.ip = ip
-	p.sessions[s] = struct{}{}
-	p.peers[ip]++
-	p.handshaking++
-	return s, true
-}
-
-// handshook is called once a session's handshake ended, either way.
-func (p *Processor) handshook() {
-	p.mu.Lock()
-	p.handshaking--
-	p.mu.Unlock()
 }

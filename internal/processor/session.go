@@ -39,7 +39,7 @@ type session struct {
 	conn net.Conn
 	log  *slog.Logger
 
-	ip        string
+	ip        string // peerKey
 	collector string
 	zstd      bool                // the collector may send DataZstd
 	handles   map[uint32]*binding // reader only
@@ -49,7 +49,8 @@ type session struct {
 	lines     atomic.Uint64
 
 	mu      sync.Mutex
-	out     []byte // encoded control frames waiting for the writer
+	out     []byte // encoded control frames waiting for the writer, ≤ MaxQueuedBytes
+	pong    bool   // a Pong is due (Pings coalesce: at most one is pending)
 	acks    map[uint32]uint64
 	byFile  map[*target.Stream]*binding
 	byKafka map[*kafka.Stream]*binding
@@ -108,9 +109,14 @@ func (s *session) serve(ctx context.Context) {
 	go s.writeLoop()
 	r := wire.NewReader(s.conn)
 	defer r.Close()
+	// Until the collector is authenticated, nothing larger than a
+	// handshake frame is read, and no read buffer is allocated (§2).
+	r.SetLimit(wire.MaxHandshakeBytes)
 	err := s.handshake(ctx, r)
-	s.p.handshook()
+	s.p.handshook(s)
 	if err == nil {
+		r.SetLimit(0)
+		s.paceFrames(ctx, r)
 		s.log = s.p.log.With("peer", s.conn.RemoteAddr().String(), "collector", s.collector)
 		s.logAt(slog.LevelInfo, "collector connected")
 		s.p.m.connect(1)
@@ -275,7 +281,7 @@ func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
 		case wire.TypeClose:
 			err = s.closeStream(f)
 		case wire.TypePing:
-			s.queue(wire.TypePong, nil)
+			s.queuePong()
 		case wire.TypeError:
 			var m wirepb.Error
 			if wire.Decode(f, &m) == nil {
@@ -355,8 +361,11 @@ func (s *session) open(f wire.Frame) error {
 		b.kafkaCommitted = b.kafka.Committed()
 	}
 	b.sent = b.committed()
-	s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: b.sent})
+	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: b.sent})
 	s.mu.Unlock()
+	if err != nil {
+		return s.refuse(wire.CodeLimit, m.Handle, "%v", err)
+	}
 	s.notify()
 	s.log.Debug("stream opened", "stream", key, "name", name, "offset", offset)
 	return nil
@@ -480,22 +489,52 @@ func (s *session) status() CollectorStatus {
 	}
 }
 
-// queue appends a control frame for the writer.
-func (s *session) queue(t wire.Type, m proto.Message) {
+// MaxQueuedBytes bounds the control frames (Welcome, Opened) queued for
+// one collector and not yet taken by the writer: a collector that sends
+// Opens and does not read its answers is refused with limit past it
+// (PROTOCOL.md §6). A well-behaved collector, with at most 256 Opens
+// awaiting Opened, queues a few KiB. Error frames, the last of a session,
+// go past it; Pongs coalesce into one (pong), Acks into one per stream.
+const MaxQueuedBytes = 64 << 10
+
+// errQueueFull is the reason a session is refused past MaxQueuedBytes.
+var errQueueFull = fmt.Errorf("more than %d bytes of frames queued for a collector that does not read them", MaxQueuedBytes)
+
+// queue appends a control frame for the writer; see queueLocked.
+func (s *session) queue(t wire.Type, m proto.Message) error {
 	s.mu.Lock()
-	s.queueLocked(t, m)
+	err := s.queueLocked(t, m)
 	s.mu.Unlock()
 	s.notify()
+	return err
 }
 
-func (s *session) queueLocked(t wire.Type, m proto.Message) {
+// queueLocked appends a control frame for the writer, or returns
+// errQueueFull and queues nothing when MaxQueuedBytes would be passed.
+func (s *session) queueLocked(t wire.Type, m proto.Message) error {
 	if s.closing {
-		return
+		return nil
 	}
+	n := len(s.out)
 	var err error
 	if s.out, err = wire.AppendControl(s.out, t, m); err != nil {
 		s.log.Error("cannot encode frame", "err", err)
+		return nil
 	}
+	if t != wire.TypeError && len(s.out) > MaxQueuedBytes {
+		s.out = s.out[:n]
+		return errQueueFull
+	}
+	return nil
+}
+
+// queuePong answers a Ping; Pongs not yet written coalesce into one, so a
+// collector that pings and never reads queues nothing more.
+func (s *session) queuePong() {
+	s.mu.Lock()
+	s.pong = !s.closing
+	s.mu.Unlock()
+	s.notify()
 }
 
 func (s *session) notify() {
@@ -555,6 +594,10 @@ func (s *session) writeLoop() {
 		s.mu.Lock()
 		buf = append(buf[:0], s.out...)
 		s.out = s.out[:0]
+		if s.pong {
+			buf, _ = wire.AppendControl(buf, wire.TypePong, nil) // an empty body cannot fail
+			s.pong = false
+		}
 		buf = s.appendAcksLocked(buf)
 		closing := s.closing
 		s.mu.Unlock()
@@ -629,7 +672,7 @@ func (s *session) appendAcksLocked(buf []byte) []byte {
 func (s *session) drain() {
 	for range s.wake {
 		s.mu.Lock()
-		s.out = s.out[:0]
+		s.out, s.pong = s.out[:0], false
 		clear(s.acks)
 		closing := s.closing
 		s.mu.Unlock()
@@ -654,4 +697,28 @@ func certAllows(conn net.Conn, name string) error {
 		return nil
 	}
 	return fmt.Errorf("collector name %q is not in its certificate (CN %q, DNS %v)", name, leaf.Subject.CommonName, leaf.DNSNames)
+}
+
+// MinFrameRate is the slowest a collector may send a frame once it has
+// started it, in bytes per second (PROTOCOL.md §6): a frame whose first
+// byte arrived must be whole within Config.FrameTimeout plus its size at
+// this rate (10 s + 64 s for the largest data frame, by default). So a
+// peer trickling bytes holds a frame's buffer only as long as it would
+// take at this rate, and not the idle timeout per frame.
+const MinFrameRate = 64 << 10
+
+// paceFrames bounds each frame's time from its first byte (MinFrameRate);
+// the time to that byte is the idle timeout set by readLoop.
+func (s *session) paceFrames(ctx context.Context, r *wire.Reader) {
+	var start time.Time
+	r.OnFrame(func(bodyBytes int) {
+		if bodyBytes < 0 {
+			start, bodyBytes = time.Now(), 0
+		}
+		d := s.p.cfg.FrameTimeout + time.Duration(bodyBytes)*time.Second/MinFrameRate
+		_ = s.conn.SetReadDeadline(start.Add(d))
+		if ctx.Err() != nil {
+			_ = s.conn.SetReadDeadline(time.Now()) // stopReading may have run before
+		}
+	})
 }

@@ -34,7 +34,15 @@ const (
 	MaxPayloadBytes = 4 << 20
 	// MaxFrameBytes bounds any frame body.
 	MaxFrameBytes = DataHeaderBytes + MaxPayloadBytes
+	// MaxHandshakeBytes bounds the body of every frame a processor reads
+	// before the collector is authenticated (Hello, and any later
+	// handshake frame); data frames are refused then (§2, §3). It leaves
+	// room for a token of several KiB.
+	MaxHandshakeBytes = 8 << 10
 )
+
+// readBufferBytes is the read buffer of a Reader without a limit.
+const readBufferBytes = 32 << 10
 
 // Type is a frame's type byte (§2).
 type Type uint8
@@ -78,6 +86,9 @@ var (
 	ErrUnknownType   = errors.New("wire: unknown frame type")
 	ErrBadData       = errors.New("wire: malformed data frame")
 	ErrBadMessage    = errors.New("wire: malformed message")
+	// ErrDataRefused is returned for a data frame while a Reader is
+	// limited (SetLimit).
+	ErrDataRefused = errors.New("wire: data frame refused")
 )
 
 // Frame is one decoded frame. Body is only valid until the next call to
@@ -93,21 +104,51 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return 
 
 // Reader decodes frames from a stream. It is not safe for concurrent use.
 type Reader struct {
-	r    *bufio.Reader
-	hdr  [HeaderBytes]byte
-	ctl  []byte
-	data *[]byte
+	src     io.Reader
+	r       *bufio.Reader // nil until the first read without a limit
+	limit   int           // 0: the protocol's limits (§2); else SetLimit's
+	hdr     [HeaderBytes]byte
+	ctl     []byte
+	data    *[]byte
+	onFrame func(bodyBytes int)
 }
 
-// NewReader returns a Reader on r.
+// NewReader returns a Reader on r. It allocates its read buffer at its
+// first read without a limit.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 32<<10)}
+	return &Reader{src: r}
+}
+
+// SetLimit makes Next refuse, on the header and before reading or
+// allocating anything for the body, every data frame (ErrDataRefused) and
+// every body over maxBody bytes (ErrFrameTooLarge). A processor sets
+// MaxHandshakeBytes until the collector is authenticated (§2). While a
+// limit is set and nothing has been read without one, the Reader reads
+// unbuffered: it allocates no read buffer and never reads past the frame
+// it returns. SetLimit(0) restores the protocol's limits.
+func (r *Reader) SetLimit(maxBody int) { r.limit = max(maxBody, 0) }
+
+// OnFrame makes Next call f as soon as the first byte of a frame has
+// arrived, with bodyBytes -1, and again once its header is read, with the
+// body's length, before the body is read: a caller bounds the time a frame
+// may take there (§6 frame timeout). Nil removes it.
+func (r *Reader) OnFrame(f func(bodyBytes int)) { r.onFrame = f }
+
+// source is what Next and ReadPreface read from.
+func (r *Reader) source() io.Reader {
+	if r.r == nil {
+		if r.limit > 0 {
+			return r.src
+		}
+		r.r = bufio.NewReaderSize(r.src, readBufferBytes)
+	}
+	return r.r
 }
 
 // ReadPreface reads and checks the connection preface.
 func (r *Reader) ReadPreface() error {
 	var p [len(Preface)]byte
-	if _, err := io.ReadFull(r.r, p[:]); err != nil {
+	if _, err := io.ReadFull(r.source(), p[:]); err != nil {
 		return err
 	}
 	if string(p[:]) != Preface {
@@ -117,13 +158,11 @@ func (r *Reader) ReadPreface() error {
 }
 
 // Next reads one frame. Control bodies are bounded by MaxControlBytes, data
-// bodies by MaxFrameBytes; the limit is checked before any allocation.
+// bodies by MaxFrameBytes (or both as SetLimit says); the limit is checked
+// before any allocation.
 func (r *Reader) Next() (Frame, error) {
 	r.release()
-	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("wire: truncated frame header: %w", err)
-		}
+	if err := r.readHeader(); err != nil {
 		return Frame{}, err
 	}
 	n := binary.BigEndian.Uint32(r.hdr[:4])
@@ -132,35 +171,93 @@ func (r *Reader) Next() (Frame, error) {
 	}
 	t := Type(r.hdr[4])
 	size := int64(n) - 1
+	if err := r.check(t, size); err != nil {
+		return Frame{}, err
+	}
+	if r.onFrame != nil {
+		r.onFrame(int(size))
+	}
 	var body []byte
-	switch {
-	case t.IsData():
-		if size > MaxFrameBytes {
-			return Frame{}, fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, t, size, MaxFrameBytes)
-		}
+	var err error
+	if t.IsData() {
 		r.data = bufPool.Get().(*[]byte)
-		if int64(cap(*r.data)) < size {
-			*r.data = make([]byte, size)
-		}
-		body = (*r.data)[:size]
-	case t >= TypeHello && t <= TypePong:
-		if size > MaxControlBytes {
-			return Frame{}, fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, t, size, MaxControlBytes)
-		}
+		body, err = readGrowing(r.source(), r.data, int(size))
+	} else {
 		if int64(cap(r.ctl)) < size {
 			r.ctl = make([]byte, size)
 		}
 		body = r.ctl[:size]
-	default:
-		return Frame{}, fmt.Errorf("%w %d", ErrUnknownType, uint8(t))
+		_, err = io.ReadFull(r.source(), body)
 	}
-	if _, err := io.ReadFull(r.r, body); err != nil {
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return Frame{}, fmt.Errorf("wire: truncated %s frame: %w", t, err)
 	}
 	return Frame{Type: t, Body: body}, nil
+}
+
+// readHeader reads a frame header, telling onFrame when its first byte
+// arrived.
+func (r *Reader) readHeader() error {
+	src := r.source()
+	k, err := io.ReadFull(src, r.hdr[:1])
+	if err == nil {
+		if r.onFrame != nil {
+			r.onFrame(-1)
+		}
+		k, err = io.ReadFull(src, r.hdr[1:])
+		k++
+	}
+	switch {
+	case err == nil:
+		return nil
+	case k > 0 && errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("wire: truncated frame header: %w", io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// check applies the limits of §2 (and SetLimit's) to a frame header.
+func (r *Reader) check(t Type, size int64) error {
+	limit := int64(MaxControlBytes)
+	switch {
+	case t.IsData() && r.limit > 0:
+		return fmt.Errorf("%w: %s frame of %d bytes before the limit was lifted", ErrDataRefused, t, size)
+	case t.IsData():
+		limit = MaxFrameBytes
+	case t < TypeHello || t > TypePong:
+		return fmt.Errorf("%w %d", ErrUnknownType, uint8(t))
+	}
+	if r.limit > 0 {
+		limit = min(limit, int64(r.limit))
+	}
+	if size > limit {
+		return fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, t, size, limit)
+	}
+	return nil
+}
+
+// readGrowing reads size bytes into *buf, growing it (by doubling) only as
+// the bytes arrive: a peer that announces a large frame and sends it
+// slowly holds memory for what it sent, not for what it announced.
+func readGrowing(src io.Reader, buf *[]byte, size int) ([]byte, error) {
+	b := (*buf)[:0]
+	for len(b) < size {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(size, max(2*cap(b), 64<<10)))
+			copy(nb, b)
+			b = nb
+			*buf = b
+		}
+		n, err := io.ReadFull(src, b[len(b):min(size, cap(b))])
+		b = b[:len(b)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 func (r *Reader) release() {

@@ -24,8 +24,16 @@ type decoded struct {
 // every body (PROTOCOL.md §2, §6).
 func decodeAll(t *testing.T, r io.Reader) ([]decoded, error) {
 	t.Helper()
+	return decodeLimited(t, r, 0)
+}
+
+// decodeLimited is decodeAll with the Reader limited to maxBody (SetLimit;
+// 0: the protocol's limits).
+func decodeLimited(t *testing.T, r io.Reader, maxBody int) ([]decoded, error) {
+	t.Helper()
 	rd := wire.NewReader(r)
 	defer rd.Close()
+	rd.SetLimit(maxBody)
 	var out []decoded
 	for {
 		f, err := rd.Next()
@@ -38,6 +46,9 @@ func decodeAll(t *testing.T, r io.Reader) ([]decoded, error) {
 		limit := wire.MaxControlBytes
 		if f.Type.IsData() {
 			limit = wire.MaxFrameBytes
+		}
+		if maxBody > 0 && (f.Type.IsData() || len(f.Body) > maxBody) {
+			t.Fatalf("limited Next() = %v frame of %d bytes, limit %d", f.Type, len(f.Body), maxBody)
 		}
 		if len(f.Body) > limit || len(f.Body) > wire.MaxFrameBytes {
 			t.Fatalf("Next() = %v frame of %d bytes, limit %d", f.Type, len(f.Body), limit)
@@ -180,6 +191,8 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		rawHeader(wire.MaxFrameBytes+1, wire.TypeData),
 		rawFrame(0, nil),
 		rawFrame(12, []byte("x")),
+		append(rawFrame(wire.TypeHello, make([]byte, wire.MaxHandshakeBytes+1)), rawFrame(wire.TypePing, nil)...),
+		append(rawFrame(wire.TypePing, nil), rawHeader(wire.MaxFrameBytes, wire.TypeData)...),
 		rawFrame(wire.TypeData, rawData(1, 5, 5, "a\n")),
 		rawFrame(wire.TypeData, rawData(1, 0, math.MaxUint64, "a\n")),
 		rawFrame(wire.TypeData, []byte("short")),
@@ -214,13 +227,42 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("split at %d: frame %d = %v %q, want %v %q", split, i, split2[i].t, split2[i].body, frames[i].t, frames[i].body)
 			}
 		}
+		checkLimited(t, in, split, frames, err)
 		for _, d := range frames {
 			checkFrame(t, d)
 		}
 	})
 }
 
-// FuzzHandshake feeds what a processor reads first: the preface and a Hello.
+// checkLimited decodes in with the handshake limit (SetLimit): it must
+// return the same frames as without it, up to the first data frame or body
+// over MaxHandshakeBytes, and refuse that one with ErrDataRefused or
+// ErrFrameTooLarge.
+func checkLimited(t *testing.T, in []byte, split uint, frames []decoded, err error) {
+	t.Helper()
+	got, gerr := decodeLimited(t, splitReader(in, split), wire.MaxHandshakeBytes)
+	if len(got) > len(frames) {
+		t.Fatalf("limited: %d frames, more than the %d without a limit", len(got), len(frames))
+	}
+	for i := range got {
+		if got[i].t != frames[i].t || !bytes.Equal(got[i].body, frames[i].body) {
+			t.Fatalf("limited: frame %d = %v %q, want %v %q", i, got[i].t, got[i].body, frames[i].t, frames[i].body)
+		}
+	}
+	refused := errors.Is(gerr, wire.ErrDataRefused) || errors.Is(gerr, wire.ErrFrameTooLarge)
+	switch {
+	case len(got) < len(frames):
+		next := frames[len(got)]
+		if !refused || !next.t.IsData() && len(next.body) <= wire.MaxHandshakeBytes {
+			t.Fatalf("limited: stopped at %v frame of %d bytes with %v", next.t, len(next.body), gerr)
+		}
+	case !refused && gerr.Error() != err.Error():
+		t.Fatalf("limited: ended with %v, want %v or a refusal", gerr, err)
+	}
+}
+
+// FuzzHandshake feeds what a processor reads first, with its handshake
+// limit (SetLimit, PROTOCOL.md §2): the preface and a Hello.
 func FuzzHandshake(f *testing.F) {
 	hello, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{
 		MinVersion: 1, MaxVersion: 1, Collector: "web-1", Token: "t", Software: "thunder",
@@ -238,6 +280,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, rd := range readers {
 			r := wire.NewReader(rd.wrap(bytes.NewReader(in)))
+			r.SetLimit(wire.MaxHandshakeBytes)
 			err := r.ReadPreface()
 			if (err == nil) != bytes.HasPrefix(in, []byte(wire.Preface)) {
 				t.Fatalf("ReadPreface(%q) = %v", in, err)
@@ -247,6 +290,9 @@ func FuzzHandshake(f *testing.F) {
 				continue
 			}
 			fr, err := r.Next()
+			if err == nil && (fr.Type.IsData() || len(fr.Body) > wire.MaxHandshakeBytes) {
+				t.Fatalf("limited Next(%q) = %v frame of %d bytes", in, fr.Type, len(fr.Body))
+			}
 			if err == nil && fr.Type == wire.TypeHello {
 				var h wirepb.Hello
 				if err := wire.Decode(fr, &h); err == nil {
