@@ -52,12 +52,13 @@ const (
 	TypePing     Type = 9
 	TypePong     Type = 10
 	TypeDataZstd Type = 11
+	TypeProof    Type = 12 // the collector's signature over Welcome's challenge (§3)
 )
 
 var typeNames = [...]string{
 	TypeHello: "hello", TypeWelcome: "welcome", TypeOpen: "open", TypeOpened: "opened",
 	TypeData: "data", TypeAck: "ack", TypeClose: "close", TypeError: "error",
-	TypePing: "ping", TypePong: "pong", TypeDataZstd: "data-zstd",
+	TypePing: "ping", TypePong: "pong", TypeDataZstd: "data-zstd", TypeProof: "proof",
 }
 
 func (t Type) String() string {
@@ -143,7 +144,7 @@ func (r *Reader) Next() (Frame, error) {
 			*r.data = make([]byte, size)
 		}
 		body = (*r.data)[:size]
-	case t >= TypeHello && t <= TypePong:
+	case t >= TypeHello && t <= TypeProof: // every type but data is a control frame
 		if size > MaxControlBytes {
 			return Frame{}, fmt.Errorf("%w: %s body of %d bytes, limit %d", ErrFrameTooLarge, t, size, MaxControlBytes)
 		}

@@ -64,6 +64,8 @@ func messageFor(t wire.Type) proto.Message {
 		return &wirepb.Close{}
 	case wire.TypeError:
 		return &wirepb.Error{}
+	case wire.TypeProof:
+		return &wirepb.Proof{}
 	}
 	return nil
 }
@@ -179,7 +181,8 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		rawHeader(math.MaxUint32, wire.TypeHello),
 		rawHeader(wire.MaxFrameBytes+1, wire.TypeData),
 		rawFrame(0, nil),
-		rawFrame(12, []byte("x")),
+		rawFrame(13, []byte("x")),
+		rawFrame(wire.TypeProof, []byte{0x0a, 0x40}),
 		rawFrame(wire.TypeData, rawData(1, 5, 5, "a\n")),
 		rawFrame(wire.TypeData, rawData(1, 0, math.MaxUint64, "a\n")),
 		rawFrame(wire.TypeData, []byte("short")),
