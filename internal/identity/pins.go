@@ -238,8 +238,9 @@ func Line(key []byte, name string) string {
 	return FormatKey(key) + " " + name
 }
 
-// MaxFileBytes bounds a pin file (1 MiB: some 3,000 collectors).
-const MaxFileBytes = 1 << 20
+// MaxFileBytes bounds a pin file (64 MiB: some 600,000 collectors). In
+// tofu mode every holder of the token can add names, as it can add files.
+const MaxFileBytes = 64 << 20
 
 // Parse reads a pin file. Each line is blank, a comment (its first
 // non-blank character is '#'), or a pin: the key as FormatKey writes it,
