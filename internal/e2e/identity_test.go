@@ -1,0 +1,142 @@
+package e2e_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"thunder/internal/collector"
+	"thunder/internal/identity"
+	"thunder/internal/linecheck"
+	"thunder/internal/wire"
+	"thunder/internal/wire/wirepb"
+)
+
+// victimStreamID reads the id of the stream named name from the
+// collector's /status, where anyone with access to it can see it.
+func victimStreamID(t *testing.T, adm, name string, running ...*Daemon) []byte {
+	t.Helper()
+	var id []byte
+	waitFor(t, 30*time.Second, func() error {
+		code, body, err := httpGet(adm, "/status")
+		if err != nil || code != 200 {
+			return fmt.Errorf("GET /status = %d, %v", code, err)
+		}
+		var st collector.Status
+		if err := json.Unmarshal(body, &st); err != nil {
+			return err
+		}
+		for _, s := range st.Top {
+			if s.Name == name {
+				id, err = hex.DecodeString(s.ID)
+				return err
+			}
+		}
+		return fmt.Errorf("no stream %s in /status", name)
+	}, running...)
+	return id
+}
+
+// TestImpostorWithToken: a client holding the shared token that claims a
+// real collector's name (with a key of its own) cannot append forged lines
+// to that collector's stream, move its offset or close it (PROTOCOL.md §12):
+// each attempt is refused with auth at the handshake, and the collector's
+// lines arrive exactly once with no forged line among them.
+func TestImpostorWithToken(t *testing.T) {
+	skipShort(t)
+	base := t.TempDir()
+	target, src := filepath.Join(base, "target"), filepath.Join(base, "src")
+	for _, d := range []string{target, src} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokenFile := filepath.Join(base, "token")
+	if err := os.WriteFile(tokenFile, []byte(hostileToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcessor(t, target, "--auth-token-file="+tokenFile)
+	c := startCollector(t, "victim", src, offsetsDB(t), p.Addr, append(adminArgs, "--auth-token-file="+tokenFile)...)
+	const lines = 20_000
+	w := startWriters(t, writerSpec{ID: "victim-a", Dir: src, Name: "a.log", Contract: linecheck.OpenWriteClose, Lines: lines, Rate: writerRate})
+	waitLines(t, 30*time.Second, target, 100, p, c)
+	id := victimStreamID(t, adminAddr(t, c), "a.log", p, c)
+	waitLogRE(t, 10*time.Second, c, regexp.MustCompile(`msg="collector identity".*key="?ed25519:`), p, c)
+
+	var forged []byte
+	for i := range uint64(10) {
+		var err error
+		if forged, err = linecheck.AppendLine(forged, "forged", i, linecheck.DefaultLineBytes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attacks := []struct {
+		name  string
+		acked uint64
+		act   func(h *hostileConn, offset uint64)
+	}{
+		{"append forged lines", 0, func(h *hostileConn, off uint64) {
+			h.data(1, off, off+uint64(len(forged)), string(forged))
+		}},
+		{"move the offset past the end", 1 << 40, func(*hostileConn, uint64) {}},
+		{"close the stream as done", 0, func(h *hostileConn, _ uint64) {
+			h.send(wire.TypeClose, &wirepb.Close{Handle: 1, Done: true})
+		}},
+	}
+	var accepted []string // attacks the processor let through; reported last, so the check shows their damage
+	for _, a := range attacks {
+		h := dialHostile(t, p.Addr, "impostor: "+a.name)
+		h.collector, h.key = "victim", hostileKey("impostor")
+		h.welcome()
+		h.send(wire.TypeOpen, &wirepb.Open{Handle: 1, StreamId: id, Name: "a.log", Acked: a.acked})
+		f, err := h.r.Next()
+		if err == nil && f.Type == wire.TypeOpened {
+			var o wirepb.Opened
+			_ = wire.Decode(f, &o)
+			a.act(h, o.Offset)
+			t.Logf("%s: the processor let the impostor open the victim's stream (offset %d)", a.name, o.Offset)
+			accepted = append(accepted, a.name)
+			_ = h.conn.Close()
+			continue
+		}
+		if err != nil || f.Type != wire.TypeError {
+			t.Fatalf("%s: got %v, %v; want an auth error", a.name, f.Type, err)
+		}
+		var e wirepb.Error
+		if err := wire.Decode(f, &e); err != nil || wire.Code(e.Code) != wire.CodeAuth {
+			t.Fatalf("%s: error %s %q, want auth", a.name, wire.Code(e.Code), e.Message)
+		}
+		t.Logf("%s: refused: %s", a.name, e.Message)
+		h.expect(0) // then closed
+	}
+
+	expect := w.Wait()
+	if len(accepted) > 0 {
+		t.Errorf("the impostor was let in: %v", accepted)
+	}
+	waitDelivered(t, target, expect, linecheck.Options{}, p, c)
+	waitLogRE(t, 10*time.Second, p, regexp.MustCompile(`collector refused.*code=auth.*pinned to another key`), p, c)
+	c.Stop()
+	p.Stop()
+	finalCheck(t, target, expect, linecheck.Options{})
+	b, err := os.ReadFile(filepath.Join(target, "a.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("forged")) {
+		t.Fatal("a forged line reached the victim's file")
+	}
+	pins, err := os.ReadFile(filepath.Join(target, linecheck.StateDir, "known_collectors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := identity.Line(identity.Public(hostileKey("impostor")), "victim"); bytes.Contains(pins, []byte(want)) {
+		t.Fatalf("the impostor's key was pinned: %q", pins)
+	}
+}
