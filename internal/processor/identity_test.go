@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/identity"
+	"thunder/internal/kafka"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -429,5 +430,20 @@ func TestRacingClaimsOfANewName(t *testing.T) {
 	}
 	if accepted != 1 {
 		t.Fatalf("%d of %d claims accepted, want 1", accepted, n)
+	}
+}
+
+// TestKnownModeNeedsAFile: without a target dir or --known-collectors the
+// pins would be in memory only, and known mode could accept no one.
+func TestKnownModeNeedsAFile(t *testing.T) {
+	cfg := processor.DefaultConfig()
+	cfg.Kafka = &kafka.Config{Brokers: []string{"127.0.0.1:9"}}
+	cfg.Identity = identity.ModeKnown
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "known needs a pin file") {
+		t.Fatalf("Validate(known, Kafka only) = %v, want a pin file required", err)
+	}
+	cfg.KnownCollectors = filepath.Join(t.TempDir(), "pins")
+	if err := cfg.Validate(); err != nil && strings.Contains(err.Error(), "pin file") {
+		t.Fatalf("Validate(known, --known-collectors) = %v", err)
 	}
 }
