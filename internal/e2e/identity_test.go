@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,4 +141,64 @@ func TestImpostorWithToken(t *testing.T) {
 	if want := identity.Line(identity.Public(hostileKey("impostor")), "victim"); bytes.Contains(pins, []byte(want)) {
 		t.Fatalf("the impostor's key was pinned: %q", pins)
 	}
+}
+
+// TestRekeyAfterSIGHUP: a host that lost its offsets DB comes back with a
+// new key and is refused (an ERROR on the collector) until the operator
+// deletes its line from the pin file and sends SIGHUP; then its new key is
+// pinned and its lines flow, and a processor restart keeps the new pin.
+func TestRekeyAfterSIGHUP(t *testing.T) {
+	skipShort(t)
+	target, src1, src2 := t.TempDir(), t.TempDir(), t.TempDir()
+	p := startProcessor(t, target)
+	first := startCollector(t, "host", src1, offsetsDB(t), p.Addr)
+	appendLines(t, filepath.Join(src1, "a.log"), "old", 0, 100)
+	waitTargetEqual(t, 30*time.Second, filepath.Join(target, "a.log"), seqLines(t, "old", 0, 100), p, first)
+	first.Stop()
+
+	// Reinstalled: a new offsets DB, so a new key, under the same name.
+	second := startCollector(t, "host", src2, offsetsDB(t), p.Addr)
+	appendLines(t, filepath.Join(src2, "b.log"), "new", 0, 100)
+	waitLogRE(t, 30*time.Second, second, regexp.MustCompile(`level=ERROR.*pinned to another key.*delete its line from`), p, second)
+	if _, err := os.Stat(filepath.Join(target, "b.log")); err == nil {
+		t.Fatal("the re-keyed host was let in before the operator acted")
+	}
+
+	pinPath := filepath.Join(target, linecheck.StateDir, "known_collectors")
+	b, err := os.ReadFile(pinPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []byte
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasSuffix(line, " host\n") {
+			kept = append(kept, line...)
+		}
+	}
+	if err := os.WriteFile(pinPath, kept, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(syscall.SIGHUP)
+	waitTargetEqual(t, 30*time.Second, filepath.Join(target, "b.log"), seqLines(t, "new", 0, 100), p, second)
+	waitLog(t, 10*time.Second, p, "collector pins reloaded", 1, p, second)
+
+	// The new key is pinned, on disk: it survives a restart.
+	second.Stop()
+	p.Stop()
+	p.Restart()
+	second.Restart()
+	appendLines(t, filepath.Join(src2, "b.log"), "new", 100, 100)
+	waitTargetEqual(t, 30*time.Second, filepath.Join(target, "b.log"), seqLines(t, "new", 0, 200), p, second)
+	if n := len(regexp.MustCompile(`(?m) host$`).FindAll(mustRead(t, pinPath), -1)); n != 1 {
+		t.Fatalf("pin file has %d lines for host, want 1:\n%s", n, mustRead(t, pinPath))
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
