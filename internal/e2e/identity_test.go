@@ -202,3 +202,16 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestIdentityWarnings: a processor that cannot keep pins on disk (Kafka
+// only, no --known-collectors), or that checks no identities, says so at
+// start.
+func TestIdentityWarnings(t *testing.T) {
+	skipShort(t)
+	p := startKafkaProcessor(t, startKafka(t), "")
+	waitLogRE(t, 10*time.Second, p, regexp.MustCompile(`level=WARN.*collector pins are kept in memory only`), p)
+	off := startProcessor(t, t.TempDir(), "--collector-identity=off")
+	waitLogRE(t, 10*time.Second, off, regexp.MustCompile(`level=WARN.*collector identities are off`), off)
+	p.Stop()
+	off.Stop()
+}
