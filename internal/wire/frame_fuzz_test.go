@@ -227,6 +227,7 @@ func FuzzDecode(f *testing.F) {
 func FuzzHandshake(f *testing.F) {
 	hello, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{
 		MinVersion: 1, MaxVersion: 1, Collector: "web-1", Token: "t", Software: "thunder",
+		IdentityKey: bytes.Repeat([]byte{0x5a}, 32),
 	})
 	if err != nil {
 		f.Fatal(err)
