@@ -96,6 +96,10 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = nil error", bad)
 		}
 	}
+	huge := strings.Repeat("#\n", identity.MaxFileBytes/2+1)
+	if _, err := identity.Parse(strings.NewReader(huge)); err == nil {
+		t.Errorf("Parse of %d bytes = nil error, want too large", len(huge))
+	}
 }
 
 func TestPinsPersistAndReload(t *testing.T) {

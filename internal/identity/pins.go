@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -247,18 +246,19 @@ const MaxFileBytes = 64 << 20
 // exactly one space, and the collector name up to the end of the line (a
 // trailing "\r" is dropped). A name may appear once.
 func Parse(r io.Reader) (map[string][]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("larger than %d bytes", MaxFileBytes)
+	}
 	keys := make(map[string][]byte)
 	lineOf := make(map[string]int)
-	sc := bufio.NewScanner(io.LimitReader(r, MaxFileBytes+1))
-	sc.Buffer(make([]byte, 0, 4096), MaxFileBytes+1)
-	n, total := 0, 0
-	for sc.Scan() {
+	n := 0
+	for line := range strings.Lines(string(b)) {
 		n++
-		total += len(sc.Bytes()) + 1
-		if total > MaxFileBytes+1 {
-			return nil, fmt.Errorf("larger than %d bytes", MaxFileBytes)
-		}
-		line := strings.TrimSuffix(sc.Text(), "\r")
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		if t := strings.TrimLeft(line, " \t"); t == "" || t[0] == '#' {
 			continue
 		}
@@ -277,12 +277,6 @@ func Parse(r io.Reader) (map[string][]byte, error) {
 			return nil, fmt.Errorf("line %d: collector %q already pinned on line %d", n, name, first)
 		}
 		keys[name], lineOf[name] = key, n
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("larger than %d bytes", MaxFileBytes)
-		}
-		return nil, err
 	}
 	return keys, nil
 }
