@@ -99,6 +99,5 @@ func (s *session) checkPin(name string, key []byte) error {
 			"collector", name, "file", pins.Where(), "line", identity.Line(key, name))
 		return s.refuse(wire.CodeAuth, 0, "collector %q is not in the processor's pin file %s (--collector-identity=known)", name, pins.Where())
 	}
-	s.logAt(slog.LevelError, "cannot pin collector", "collector", name, "err", err)
 	return s.refuse(wire.CodeStorage, 0, "cannot record collector %q's key: %v", name, err)
 }
