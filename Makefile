@@ -26,6 +26,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/wire
 	$(GO) test -run='^$$' -fuzz='^FuzzHandshake$$' -fuzztime=$(FUZZTIME) ./internal/wire
 	$(GO) test -run='^$$' -fuzz='^FuzzClean$$' -fuzztime=$(FUZZTIME) ./internal/relpath
+	$(GO) test -run='^$$' -fuzz='^FuzzProof$$' -fuzztime=$(FUZZTIME) ./internal/wire
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/identity
 
 # The benchmark suite (docs/BENCHMARKS.md): real daemons on 127.0.0.1, a table
 # of ratios against ceilings measured in the same run. ARGS=-quick for a smoke

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"thunder/internal/identity"
 	"thunder/internal/linecheck"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -353,15 +356,26 @@ func dialFake(addr string, spec fakeSpec) (*fakeConn, error) {
 func (c *fakeConn) handshake(streams []fakeStreamSpec) error {
 	_ = c.conn.SetDeadline(time.Now().Add(30 * time.Second)) // lifted by dialFake
 	out := []byte(wire.Preface)
-	out, err := wire.AppendControl(out, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: c.id, Software: "thunder-bench"})
+	key := fakeKey(c.id)
+	out, err := wire.AppendControl(out, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: c.id, Software: "thunder-bench", IdentityKey: identity.Public(key)})
 	if err != nil {
 		return err
 	}
 	if _, err := c.conn.Write(out); err != nil {
 		return err
 	}
-	if err := c.expect(wire.TypeWelcome, &wirepb.Welcome{}); err != nil {
+	var w wirepb.Welcome
+	if err := c.expect(wire.TypeWelcome, &w); err != nil {
 		return err
+	}
+	if len(w.Challenge) > 0 { // prove the name (PROTOCOL.md §3)
+		out, err = wire.AppendControl(out[:0], wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(key, w.Challenge, c.id)})
+		if err != nil {
+			return err
+		}
+		if _, err := c.conn.Write(out); err != nil {
+			return err
+		}
 	}
 	for i, s := range streams {
 		sid := make([]byte, 16)
@@ -383,6 +397,13 @@ func (c *fakeConn) handshake(streams []fakeStreamSpec) error {
 		c.streams = append(c.streams, &fakeStream{fakeStreamSpec: s})
 	}
 	return nil
+}
+
+// fakeKey is the identity key of fake collector id: derived from the id,
+// so that every connection of one fake collector proves the same key.
+func fakeKey(id string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("thunder bench fake collector " + id))
+	return ed25519.NewKeyFromSeed(seed[:])
 }
 
 // expect reads one frame of type t into m.

@@ -58,9 +58,15 @@ func writeConfig(t *testing.T, text string) string {
 	return path
 }
 
+// enumSamples are values for flags that take one of a few words.
+var enumSamples = map[string]string{"collector-identity": "off"}
+
 // sampleValue returns a value for a flag other than its default def (as
 // --check-config prints it): the flag's spelling and the same as TOML.
 func sampleValue(name string, def any) (flagValue, tomlValue string) {
+	if s, ok := enumSamples[name]; ok {
+		return s, strconv.Quote(s)
+	}
 	switch v := def.(type) {
 	case bool:
 		return strconv.FormatBool(!v), strconv.FormatBool(!v)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/identity"
 	"thunder/internal/processor"
 )
 
@@ -23,7 +24,8 @@ the names the files had on the source hosts, and/or to Kafka topics
 (--kafka-brokers), one record per line. Every line is written exactly once
 (to Kafka: for consumers with isolation.level=read_committed, unless
 --kafka-transactions=false). Send SIGHUP or SIGUSR1 after moving files away
-(logrotate) to make it reopen them; SIGTERM or SIGINT stops it cleanly.
+(logrotate) to make it reopen them (and reread --known-collectors); SIGTERM
+or SIGINT stops it cleanly.
 
 Examples:
   thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
@@ -42,6 +44,8 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tf.register(fs, false)
 	fs.BoolVar(&cfg.BindNameToCert, "tls-bind-name", false, "with mutual TLS, a collector's --name must match its certificate's common name or a DNS name in it")
 	listen := fs.String("listen-address", "127.0.0.1:"+DefaultPort, "address to accept collectors on, HOST:PORT (port "+DefaultPort+" if omitted)")
+	fs.Var(modeFlag{&cfg.Identity}, "collector-identity", "how collectors prove their names: tofu (pin each name's key at first contact), known (only names in --known-collectors), off (names are merely claimed)")
+	fs.StringVar(&cfg.KnownCollectors, "known-collectors", "", "file of collector keys, one line \"ed25519:<key> <name>\" each; SIGHUP reloads it (default: <target-dir>/.thunder/known_collectors)")
 	fs.StringVar(&cfg.TargetDir, "target-dir", "", "directory to write received files into (required unless --kafka-brokers)")
 	var kf kafkaFlags
 	kf.register(fs)
@@ -149,4 +153,23 @@ func ignoreHelp(err error) error {
 		return nil
 	}
 	return err
+}
+
+// modeFlag is --collector-identity.
+type modeFlag struct{ m *identity.Mode }
+
+func (f modeFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	return string(*f.m)
+}
+
+func (f modeFlag) Set(v string) error {
+	m, err := identity.ParseMode(v)
+	if err != nil {
+		return err
+	}
+	*f.m = m
+	return nil
 }

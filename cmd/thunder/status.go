@@ -220,6 +220,9 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 		link = "connected to " + c.Addr
 	}
 	fmt.Fprintf(w, "collector %q, %s: %s\n", c.Name, link, state)
+	if c.IdentityKey != "" {
+		fmt.Fprintf(w, "identity:\t%s\n", c.IdentityKey)
+	}
 	if c.LastError != "" && (health == nil || !strings.Contains(health.Error(), c.LastError)) {
 		fmt.Fprintf(w, "last error:\t%s\n", c.LastError)
 	}

@@ -81,8 +81,9 @@ func collectorStatus(acked uint64) collector.Status {
 	return collector.Status{
 		Stats: collector.Stats{
 			Name: "web-1", Connected: true, Addr: "logs:7357", Streams: 2, OpenFiles: 2,
-			Processors: []collector.ProcessorLink{{Addr: "logs:7357", Connected: true, Streams: 2}, {Addr: "logs-2:7357"}},
-			SentBytes:  acked + 100, SentLines: acked / 10, AckedBytes: acked, LagBytes: 5000, Rotations: 4, Deletions: 3,
+			IdentityKey: "ed25519:0zMhuV65Ti7Cd6tCuVRQ3gj99WMUflb8wSajDA9nR90=",
+			Processors:  []collector.ProcessorLink{{Addr: "logs:7357", Connected: true, Streams: 2}, {Addr: "logs-2:7357"}},
+			SentBytes:   acked + 100, SentLines: acked / 10, AckedBytes: acked, LagBytes: 5000, Rotations: 4, Deletions: 3,
 		},
 		Updated: time.Now(),
 		Top: []collector.StreamStatus{
@@ -101,7 +102,7 @@ func TestStatus(t *testing.T) {
 		want []string
 	}{
 		{"processor", p.addr, []string{`processor "central"`, "/srv/logs", "healthy", "web-1", "10.0.0.1:40000", "web-2", "1.0 MiB", "2000 lines", "3m0s"}},
-		{"collector", c.addr, []string{`collector "web-1"`, "connected to logs:7357", "processor logs-2:7357:", "down", "up, 2 streams", "lag:", "4.9 KiB", "app/slow.log", "4, 3 deleted"}},
+		{"collector", c.addr, []string{`collector "web-1"`, "connected to logs:7357", "processor logs-2:7357:", "down", "up, 2 streams", "lag:", "4.9 KiB", "app/slow.log", "4, 3 deleted", "identity:", "ed25519:0zMhuV65Ti7Cd6tCuVRQ3gj99WMUflb8wSajDA9nR90="}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

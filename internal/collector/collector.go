@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/identity"
 	"thunder/internal/offsets"
 	"thunder/internal/stream"
 	"thunder/internal/watch"
@@ -164,6 +166,7 @@ type Collector struct {
 	dir   string // absolute source dir
 	dbAbs string // absolute offsets DB path, never streamed
 	db    *offsets.DB
+	key   ed25519.PrivateKey // proves cfg.Name to processors (PROTOCOL.md §12)
 	watch *watch.Watcher
 
 	inbox   chan linkMsg
@@ -232,6 +235,11 @@ func New(cfg Config) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
+	key, err := loadKey(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	w, err := watch.New(watch.Config{Dir: dir, RescanInterval: cfg.RescanInterval, Logger: cfg.Logger, Pace: cfg.Linger})
 	if err != nil {
 		db.Close()
@@ -243,6 +251,7 @@ func New(cfg Config) (*Collector, error) {
 		dir:        dir,
 		dbAbs:      dbAbs,
 		db:         db,
+		key:        key,
 		watch:      w,
 		inbox:      make(chan linkMsg, 256),
 		stopped:    make(chan struct{}),
@@ -257,6 +266,8 @@ func New(cfg Config) (*Collector, error) {
 		refused:    make(map[string]*refusal),
 	}
 	c.stats.Name = cfg.Name
+	c.stats.IdentityKey = identity.FormatKey(identity.Public(key))
+	c.log.Info("collector identity", "collector", cfg.Name, "key", c.stats.IdentityKey, "offsets_db", dbAbs)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(metrics{c}); err != nil {
 			w.Close()
@@ -271,6 +282,16 @@ func New(cfg Config) (*Collector, error) {
 		c.pool <- &b
 	}
 	return c, nil
+}
+
+// loadKey returns the collector's identity key, made on first start and
+// kept in the offsets DB.
+func loadKey(db *offsets.DB) (ed25519.PrivateKey, error) {
+	seed, err := db.IdentitySeed(identity.NewSeed)
+	if err != nil {
+		return nil, err
+	}
+	return identity.FromSeed(seed)
 }
 
 // Run streams until ctx is done, then waits briefly for outstanding

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"thunder/internal/collector"
+	"thunder/internal/identity"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -262,7 +263,7 @@ func mustFake(t *testing.T, handle func(n int, fc *fakeConn)) *fake {
 				if wire.Decode(fr, fc.hello) != nil {
 					return
 				}
-				if fc.send(wire.TypeWelcome, &wirepb.Welcome{Version: 1, MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 1000, Processor: "fake"}) != nil {
+				if !fc.challenge(t) {
 					return
 				}
 				handle(n, fc)
@@ -279,6 +280,33 @@ func mustFake(t *testing.T, handle func(n int, fc *fakeConn)) *fake {
 		f.wg.Wait()
 	})
 	return f
+}
+
+// challenge sends Welcome with a challenge and checks the collector's
+// Proof, as a processor does (PROTOCOL.md §3).
+func (fc *fakeConn) challenge(t *testing.T) bool {
+	ch, err := identity.NewChallenge()
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	if fc.send(wire.TypeWelcome, &wirepb.Welcome{Version: 1, MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 1000, Processor: "fake", Challenge: ch}) != nil {
+		return false
+	}
+	fr, err := fc.next()
+	if err != nil {
+		return false
+	}
+	var p wirepb.Proof
+	if fr.Type != wire.TypeProof || wire.Decode(fr, &p) != nil {
+		t.Errorf("fake processor: got %s after Welcome, want a proof", fr.Type)
+		return false
+	}
+	if !identity.Verify(fc.hello.IdentityKey, ch, fc.hello.Collector, p.Signature) {
+		t.Errorf("fake processor: proof of %q does not verify", fc.hello.Collector)
+		return false
+	}
+	return true
 }
 
 func (fc *fakeConn) send(t wire.Type, m proto.Message) error {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"time"
 
+	"thunder/internal/identity"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
 )
@@ -85,7 +87,7 @@ func (c *Collector) dialLoop(ctx context.Context, idx int) {
 				}
 			}
 			if msg := err.Error(); msg != lastErr {
-				c.log.Warn("cannot connect to processor; retrying", "addr", addr, "err", err)
+				c.log.Log(ctx, refusalLevel(err), "cannot connect to processor; retrying", "addr", addr, "err", err)
 				lastErr = msg
 				c.statsAdd(func(st *Stats) { st.LastError = msg })
 			}
@@ -159,6 +161,7 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 		MinVersion: wire.Version, MaxVersion: wire.Version,
 		Collector: c.cfg.Name, Token: c.cfg.Token, Software: "thunder",
 		Compression: compressionOffer(c.cfg.Compression),
+		IdentityKey: identity.Public(c.key),
 	})
 	if err == nil {
 		_, err = conn.Write(b)
@@ -190,6 +193,10 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 			return nil, fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
 		}
 		compress = w.Compression
+		if err := c.prove(conn, w.Challenge); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
 	case wire.TypeError:
 		conn.Close()
 		return nil, remoteError(f)
@@ -205,6 +212,23 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 		dead:    make(chan struct{}),
 		handles: make(map[uint32]*source),
 	}, nil
+}
+
+// prove answers a Welcome's challenge with a Proof of the collector's name
+// (§3), before any Open. A processor that checks no identity sends none.
+// A refusal of the proof comes as an Error frame on the link.
+func (c *Collector) prove(conn net.Conn, challenge []byte) error {
+	if len(challenge) == 0 {
+		return nil
+	}
+	if len(challenge) != identity.ChallengeBytes {
+		return fmt.Errorf("challenge of %d bytes, want %d", len(challenge), identity.ChallengeBytes)
+	}
+	b, err := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.key, challenge, c.cfg.Name)})
+	if err == nil {
+		_, err = conn.Write(b)
+	}
+	return err
 }
 
 func remoteError(f wire.Frame) error {
@@ -290,6 +314,17 @@ func (l *link) send(f frame) bool {
 	default:
 		return false
 	}
+}
+
+// refusalLevel is the level of a link failure: an auth refusal needs the
+// operator (a wrong token, or a name pinned to another key, §12), the rest
+// heals by retrying.
+func refusalLevel(err error) slog.Level {
+	var re *wire.RemoteError
+	if errors.As(err, &re) && re.Code == wire.CodeAuth {
+		return slog.LevelError
+	}
+	return slog.LevelWarn
 }
 
 // isClosed reports errors that only mean the link went away.

@@ -180,7 +180,7 @@ func (c *Collector) onLink(m linkMsg) {
 			}
 		}
 		if !isClosed(m.err) {
-			c.log.Warn("connection to processor lost", "addr", m.l.addr, "err", m.err)
+			c.log.Log(context.Background(), refusalLevel(m.err), "connection to processor lost", "addr", m.l.addr, "err", m.err)
 			msg := m.err.Error()
 			c.statsAdd(func(st *Stats) { st.LastError = msg })
 		} else {

@@ -8,9 +8,12 @@ import (
 
 // Stats is a snapshot of a collector's counters.
 type Stats struct {
-	Name      string `json:"name"`
-	Connected bool   `json:"connected"` // a link to a processor is up
-	Addr      string `json:"addr"`      // the addresses of the links up, comma-separated
+	Name string `json:"name"`
+	// IdentityKey is the public key that proves Name to processors
+	// ("ed25519:<base64>", PROTOCOL.md §12).
+	IdentityKey string `json:"identity_key"`
+	Connected   bool   `json:"connected"` // a link to a processor is up
+	Addr        string `json:"addr"`      // the addresses of the links up, comma-separated
 	// Processors has one entry per target address, in the order given.
 	Processors []ProcessorLink `json:"processors"`
 	Streams    int             `json:"streams"` // files being followed

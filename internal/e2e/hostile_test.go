@@ -1,6 +1,8 @@
 package e2e_test
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/identity"
 	"thunder/internal/linecheck"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -98,8 +101,8 @@ func checkConfined(t *testing.T, target, outside string, allowed map[string]bool
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if e.Name() != "state.db" {
-			t.Errorf("state dir holds %s, want only state.db", e.Name())
+		if e.Name() != "state.db" && e.Name() != "known_collectors" {
+			t.Errorf("state dir holds %s, want only state.db and known_collectors", e.Name())
 		}
 	}
 	err = filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
@@ -128,6 +131,16 @@ type hostileConn struct {
 	name string
 	conn *net.TCPConn
 	r    *wire.Reader
+	// collector is the name it claims in Hello, key the key it proves it
+	// with (by default the same for every connection, as a collector's).
+	collector string
+	key       ed25519.PrivateKey
+}
+
+// hostileKey derives a fixed identity key for a claimed collector name.
+func hostileKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("thunder e2e hostile " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
 }
 
 func dialHostile(t *testing.T, addr, name string) *hostileConn {
@@ -138,7 +151,7 @@ func dialHostile(t *testing.T, addr, name string) *hostileConn {
 	}
 	t.Cleanup(func() { _ = c.Close() }) // may be closed already
 	_ = c.SetDeadline(time.Now().Add(hostileTimeout))
-	return &hostileConn{t: t, name: name, conn: c.(*net.TCPConn), r: wire.NewReader(c)}
+	return &hostileConn{t: t, name: name, conn: c.(*net.TCPConn), r: wire.NewReader(c), collector: "hostile", key: hostileKey("hostile")}
 }
 
 // write sends raw bytes. A write error is not a failure: the processor may
@@ -160,7 +173,8 @@ func (h *hostileConn) send(t wire.Type, m proto.Message) { h.write(h.control(t, 
 
 func (h *hostileConn) hello(token string) []byte {
 	return append([]byte(wire.Preface), h.control(wire.TypeHello, &wirepb.Hello{
-		MinVersion: 1, MaxVersion: 1, Collector: "hostile", Token: token, Software: "hostile",
+		MinVersion: 1, MaxVersion: 1, Collector: h.collector, Token: token, Software: "hostile",
+		IdentityKey: identity.Public(h.key),
 	})...)
 }
 
@@ -183,11 +197,18 @@ func (h *hostileConn) next(want wire.Type) wire.Frame {
 	return f
 }
 
-// welcome completes a valid handshake.
+// welcome completes a valid handshake: Hello, Welcome, and the Proof of
+// its challenge (PROTOCOL.md §3), which the processor may still refuse.
 func (h *hostileConn) welcome() {
 	h.t.Helper()
 	h.write(h.hello(hostileToken))
-	h.next(wire.TypeWelcome)
+	var w wirepb.Welcome
+	if err := wire.Decode(h.next(wire.TypeWelcome), &w); err != nil {
+		h.t.Fatal(err)
+	}
+	if len(w.Challenge) > 0 {
+		h.send(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(h.key, w.Challenge, h.collector)})
+	}
 }
 
 // open opens a stream and returns the offset of its Opened.

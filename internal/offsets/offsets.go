@@ -8,9 +8,11 @@
 package offsets
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,7 +21,11 @@ import (
 	"thunder/internal/stream"
 )
 
-var bucketStreams = []byte("streams")
+var (
+	bucketStreams  = []byte("streams")
+	bucketIdentity = []byte("identity") // the collector's key (package identity)
+	keySeed        = []byte("ed25519-seed")
+)
 
 // FingerprintBytes is how many leading bytes of a file identify it together
 // with its inode: a reused inode with other content is a new stream.
@@ -49,8 +55,9 @@ type DB struct {
 	db *bolt.DB
 }
 
-// Open opens or creates the database at path. A second collector on the same
-// file gets an error instead of waiting.
+// Open opens or creates the database at path, mode 0600 (it holds the
+// collector's private key). A second collector on the same file gets an
+// error instead of waiting.
 func Open(path string) (*DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -59,10 +66,17 @@ func Open(path string) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open offsets db %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketStreams)
-		return err
-	})
+	// A database made before it held a key may be readable by others.
+	err = os.Chmod(path, 0o600)
+	if err == nil {
+		err = db.Update(func(tx *bolt.Tx) error {
+			if _, err := tx.CreateBucketIfNotExists(bucketIdentity); err != nil {
+				return err
+			}
+			_, err := tx.CreateBucketIfNotExists(bucketStreams)
+			return err
+		})
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open offsets db %s: %w", path, err)
@@ -115,6 +129,29 @@ func (d *DB) Put(recs []Record, del []stream.ID) error {
 		}
 		return nil
 	})
+}
+
+// IdentitySeed returns the collector's private key seed, storing the one
+// generate returns when there is none yet, durably, before it is used.
+func (d *DB) IdentitySeed(generate func() ([]byte, error)) ([]byte, error) {
+	var seed []byte
+	err := d.db.View(func(tx *bolt.Tx) error {
+		seed = bytes.Clone(tx.Bucket(bucketIdentity).Get(keySeed))
+		return nil
+	})
+	if err != nil || seed != nil {
+		return seed, err
+	}
+	if seed, err = generate(); err != nil {
+		return nil, err
+	}
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIdentity).Put(keySeed, seed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store identity key: %w", err)
+	}
+	return seed, nil
 }
 
 // Close closes the database.

@@ -1,6 +1,8 @@
 package offsets_test
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,5 +59,36 @@ func TestOpenUnwritable(t *testing.T) {
 	_, err := offsets.Open(filepath.Join(t.TempDir(), "missing", "offsets.db"))
 	if err == nil || !strings.Contains(err.Error(), "open offsets db") {
 		t.Errorf("Open in missing dir = %v, want a clear error", err)
+	}
+}
+
+func TestIdentitySeed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "offsets.db")
+	// An old database, readable by all, becomes 0600 once it holds a key.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("offsets db: %v, %v; want mode 0600", st, err)
+	}
+	calls := 0
+	gen := func() ([]byte, error) { calls++; return []byte("0123456789abcdef0123456789abcdef"), nil }
+	seed, err := db.IdentitySeed(gen)
+	if err != nil || string(seed) != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("IdentitySeed = %q, %v", seed, err)
+	}
+	db.Close()
+	db, err = offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	again, err := db.IdentitySeed(func() ([]byte, error) { return nil, errors.New("generated twice") })
+	if err != nil || string(again) != string(seed) || calls != 1 {
+		t.Fatalf("after reopen: IdentitySeed = %q, %v (%d calls); want the stored seed", again, err, calls)
 	}
 }

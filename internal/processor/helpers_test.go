@@ -2,7 +2,9 @@ package processor_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/identity"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -115,6 +118,24 @@ type client struct {
 	t    *testing.T
 	conn net.Conn
 	r    *wire.Reader
+	// key proves the collector name (nil: testKey of the name in Hello);
+	// noKey sends Hello without one.
+	key   ed25519.PrivateKey
+	noKey bool
+}
+
+// testKey is the identity key of a test collector called name: the same for
+// every connection that claims name, as a real collector's is.
+func testKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("thunder test collector " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func (c *client) keyFor(name string) ed25519.PrivateKey {
+	if c.key != nil {
+		return c.key
+	}
+	return testKey(name)
 }
 
 func mustDial(t *testing.T, addr string) *client {
@@ -156,9 +177,13 @@ func (c *client) control(t wire.Type, m proto.Message) {
 	c.write(b)
 }
 
-// hello sends the preface and h.
+// hello sends the preface and h, with the client's identity key unless h
+// has one or c.noKey.
 func (c *client) hello(h *wirepb.Hello) {
 	c.t.Helper()
+	if h.IdentityKey == nil && !c.noKey {
+		h.IdentityKey = identity.Public(c.keyFor(h.Collector))
+	}
 	b, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, h)
 	if err != nil {
 		c.t.Fatal(err)
@@ -198,13 +223,23 @@ func (c *client) mustNext(want wire.Type, m proto.Message) {
 	}
 }
 
-// handshake sends a good Hello and returns the Welcome.
+// handshake sends a good Hello, reads the Welcome, answers its challenge
+// and returns it. A refusal of the proof arrives at the next read.
 func (c *client) handshake(name string, compression ...string) *wirepb.Welcome {
 	c.t.Helper()
 	c.hello(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Software: "test", Compression: compression})
 	var w wirepb.Welcome
 	c.mustNext(wire.TypeWelcome, &w)
+	c.prove(&w, name)
 	return &w
+}
+
+// prove answers w's challenge, if any, with a Proof for name (§3).
+func (c *client) prove(w *wirepb.Welcome, name string) {
+	c.t.Helper()
+	if len(w.Challenge) > 0 {
+		c.control(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.keyFor(name), w.Challenge, name)})
+	}
 }
 
 func (c *client) open(handle uint32, id []byte, name string, acked uint64) *wirepb.Opened {

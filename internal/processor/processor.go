@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/identity"
 	"thunder/internal/kafka"
+	"thunder/internal/relpath"
 	"thunder/internal/target"
 	"thunder/internal/wire"
 )
@@ -41,7 +44,15 @@ type Config struct {
 	// collector's name be its certificate's common name or one of its DNS
 	// names, so one host cannot write as another.
 	BindNameToCert bool
-	// HandshakeTimeout bounds the time from accept to a valid Hello.
+	// Identity is how collectors prove their names (PROTOCOL.md §12):
+	// identity.ModeTOFU ("" too) pins a name's key at its first contact,
+	// ModeKnown accepts only pinned names, ModeOff takes names as claimed.
+	Identity identity.Mode
+	// KnownCollectors is the pin file ("": <TargetDir>/.thunder/known_collectors,
+	// or memory only without a TargetDir).
+	KnownCollectors string
+	// HandshakeTimeout bounds the time from accept to a valid Hello (and,
+	// unless Identity is off, its Proof).
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (collectors ping).
 	IdleTimeout time.Duration
@@ -88,6 +99,7 @@ func DefaultConfig() Config {
 		MaxHandshakes:     256,
 		Compression:       []string{wire.CompressionZstd},
 		MaxOpenFiles:      4096,
+		Identity:          identity.ModeTOFU,
 	}
 }
 
@@ -106,6 +118,11 @@ func (c Config) Validate() error {
 	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.FrameTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
+	if _, err := identity.ParseMode(string(c.Identity)); err != nil {
+		errs = append(errs, err)
+	} else if c.Identity == identity.ModeKnown && c.pinFile() == "" {
+		errs = append(errs, errors.New("collector identity mode known needs a pin file (--known-collectors or a target dir)"))
+	}
 	if c.MaxOpenFiles < 16 {
 		errs = append(errs, errors.New("max open files must be at least 16"))
 	}
@@ -113,6 +130,14 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("connection and stream limits must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// pinFile is the path of the pin file, "" for pins in memory only.
+func (c Config) pinFile() string {
+	if c.KnownCollectors != "" || c.TargetDir == "" {
+		return c.KnownCollectors
+	}
+	return filepath.Join(c.TargetDir, relpath.StateDir, "known_collectors")
 }
 
 // kafkaConfig is the Kafka output's config with the defaults taken from c.
@@ -134,8 +159,10 @@ func (c Config) kafkaConfig() kafka.Config {
 type Processor struct {
 	cfg   Config
 	log   *slog.Logger
-	dir   *target.Dir   // nil without a target dir
-	kafka *kafka.Output // nil without Kafka
+	dir   *target.Dir    // nil without a target dir
+	kafka *kafka.Output  // nil without Kafka
+	pins  *identity.Pins // nil with identity.ModeOff
+	mode  identity.Mode  // never ""
 
 	kick chan struct{} // data appended: a commit is due
 	full chan struct{} // CommitBytes pending: commit now
@@ -175,6 +202,14 @@ func New(cfg Config) (*Processor, error) {
 			return nil, err
 		}
 	}
+	mode, _ := identity.ParseMode(string(cfg.Identity)) // validated
+	pins, err := openPins(cfg, mode)
+	if err != nil {
+		if dir != nil {
+			dir.Close()
+		}
+		return nil, err
+	}
 	var kout *kafka.Output
 	if cfg.Kafka != nil {
 		// Open bounds itself with the commit timeout.
@@ -206,6 +241,8 @@ func New(cfg Config) (*Processor, error) {
 		log:      cfg.Logger,
 		dir:      dir,
 		kafka:    kout,
+		pins:     pins,
+		mode:     mode,
 		kick:     make(chan struct{}, 1),
 		full:     make(chan struct{}, 1),
 		sessions: make(map[*session]struct{}),
@@ -343,8 +380,17 @@ func (p *Processor) stopReading() {
 	}
 }
 
-// Reopen commits and reopens every target file (SIGHUP, SIGUSR1).
+// Reopen reloads the pin file, then commits and reopens every target file
+// (SIGHUP, SIGUSR1).
 func (p *Processor) Reopen() error {
+	perr := p.reloadPins()
+	if err := p.reopenFiles(); err != nil {
+		return errors.Join(perr, err)
+	}
+	return perr
+}
+
+func (p *Processor) reopenFiles() error {
 	if p.dir == nil {
 		return nil // Kafka only: no files to reopen
 	}

@@ -260,6 +260,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"zero handshakes", func(c *processor.Config) { c.MaxHandshakes = 0 }},
 		{"negative per peer", func(c *processor.Config) { c.MaxConnsPerPeer = -1 }},
 		{"missing dir", func(c *processor.Config) { c.TargetDir = filepath.Join(good.TargetDir, "nope") }},
+		{"unknown identity mode", func(c *processor.Config) { c.Identity = "trust-me" }},
+		{"pin file in a missing dir", func(c *processor.Config) { c.KnownCollectors = filepath.Join(good.TargetDir, "nope", "pins") }},
+		{"broken pin file", func(c *processor.Config) {
+			c.KnownCollectors = filepath.Join(t.TempDir(), "pins")
+			_ = os.WriteFile(c.KnownCollectors, []byte("not a pin\n"), 0o600)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,10 +15,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/identity"
 	"thunder/internal/kafka"
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
@@ -30,7 +30,7 @@ import (
 var errTooManyFiles = syscall.EMFILE
 
 // MaxCollectorNameBytes bounds a collector's name.
-const MaxCollectorNameBytes = 255
+const MaxCollectorNameBytes = identity.MaxNameBytes
 
 // session is one collector connection. The reader goroutine (serve) owns
 // handles; mu guards what the writer goroutine sends.
@@ -228,9 +228,15 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 			return s.refuse(wire.CodeAuth, 0, "%v", err)
 		}
 	}
-	s.mu.Lock()
-	s.collector, s.since = h.Collector, time.Now()
-	s.mu.Unlock()
+	if err := s.checkIdentityKey(&h); err != nil {
+		return err
+	}
+	var challenge []byte
+	if s.p.pins != nil {
+		if challenge, err = identity.NewChallenge(); err != nil {
+			return s.refuse(wire.CodeStorage, 0, "%v", err)
+		}
+	}
 	var codec string
 	for _, c := range h.Compression {
 		if c == wire.CompressionZstd && s.p.zstd != nil {
@@ -244,21 +250,21 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 		MaxFrameBytes: wire.MaxFrameBytes,
 		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
 		Processor:     s.p.cfg.Name,
+		Challenge:     challenge,
 	})
+	if challenge != nil {
+		// The name is the collector's only once it proved it (§3, §12).
+		if err := s.prove(r, &h, challenge); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.collector, s.since = h.Collector, time.Now()
+	s.mu.Unlock()
 	return nil
 }
 
-func checkCollectorName(n string) error {
-	if n == "" || len(n) > MaxCollectorNameBytes || !utf8.ValidString(n) {
-		return fmt.Errorf("invalid collector name %q", n)
-	}
-	for _, c := range n {
-		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf("invalid collector name %q", n)
-		}
-	}
-	return nil
-}
+func checkCollectorName(n string) error { return identity.CheckName(n) }
 
 func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
 	for {

@@ -120,7 +120,11 @@ func TestDataRefused(t *testing.T) {
 			b, _ := wire.AppendControl(nil, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "x"})
 			return b
 		}, wire.CodeProtocol},
-		{"unknown frame type", func(uint32) []byte { return []byte{0, 0, 0, 1, 12} }, wire.CodeProtocol},
+		{"unknown frame type", func(uint32) []byte { return []byte{0, 0, 0, 1, 13} }, wire.CodeProtocol},
+		{"proof after the handshake", func(uint32) []byte {
+			b, _ := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: make([]byte, 64)})
+			return b
+		}, wire.CodeProtocol},
 		{"empty frame", func(uint32) []byte { return []byte{0, 0, 0, 0, 1} }, wire.CodeProtocol},
 		{"oversized control frame", func(uint32) []byte {
 			b := make([]byte, wire.HeaderBytes)

@@ -60,12 +60,13 @@ const (
 	TypePing     Type = 9
 	TypePong     Type = 10
 	TypeDataZstd Type = 11
+	TypeProof    Type = 12 // the collector's signature over Welcome's challenge (§3)
 )
 
 var typeNames = [...]string{
 	TypeHello: "hello", TypeWelcome: "welcome", TypeOpen: "open", TypeOpened: "opened",
 	TypeData: "data", TypeAck: "ack", TypeClose: "close", TypeError: "error",
-	TypePing: "ping", TypePong: "pong", TypeDataZstd: "data-zstd",
+	TypePing: "ping", TypePong: "pong", TypeDataZstd: "data-zstd", TypeProof: "proof",
 }
 
 func (t Type) String() string {
@@ -227,7 +228,7 @@ func (r *Reader) check(t Type, size int64) error {
 		return fmt.Errorf("%w: %s frame of %d bytes before the limit was lifted", ErrDataRefused, t, size)
 	case t.IsData():
 		limit = MaxFrameBytes
-	case t < TypeHello || t > TypePong:
+	case t < TypeHello || t > TypeProof: // every type but data is a control frame
 		return fmt.Errorf("%w %d", ErrUnknownType, uint8(t))
 	}
 	if r.limit > 0 {

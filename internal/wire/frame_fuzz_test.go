@@ -75,6 +75,8 @@ func messageFor(t wire.Type) proto.Message {
 		return &wirepb.Close{}
 	case wire.TypeError:
 		return &wirepb.Error{}
+	case wire.TypeProof:
+		return &wirepb.Proof{}
 	}
 	return nil
 }
@@ -190,7 +192,8 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		rawHeader(math.MaxUint32, wire.TypeHello),
 		rawHeader(wire.MaxFrameBytes+1, wire.TypeData),
 		rawFrame(0, nil),
-		rawFrame(12, []byte("x")),
+		rawFrame(13, []byte("x")),
+		rawFrame(wire.TypeProof, []byte{0x0a, 0x40}),
 		append(rawFrame(wire.TypeHello, make([]byte, wire.MaxHandshakeBytes+1)), rawFrame(wire.TypePing, nil)...),
 		append(rawFrame(wire.TypePing, nil), rawHeader(wire.MaxFrameBytes, wire.TypeData)...),
 		rawFrame(wire.TypeData, rawData(1, 5, 5, "a\n")),
@@ -266,6 +269,7 @@ func checkLimited(t *testing.T, in []byte, split uint, frames []decoded, err err
 func FuzzHandshake(f *testing.F) {
 	hello, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{
 		MinVersion: 1, MaxVersion: 1, Collector: "web-1", Token: "t", Software: "thunder",
+		IdentityKey: bytes.Repeat([]byte{0x5a}, 32),
 	})
 	if err != nil {
 		f.Fatal(err)

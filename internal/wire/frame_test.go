@@ -75,6 +75,8 @@ func TestReaderNext(t *testing.T) {
 		{"ping", rawFrame(wire.TypePing, nil), wire.TypePing, []byte{}, nil},
 		{"pong", rawFrame(wire.TypePong, nil), wire.TypePong, []byte{}, nil},
 		{"data zstd", rawFrame(wire.TypeDataZstd, dataBody), wire.TypeDataZstd, dataBody, nil},
+		{"proof", rawFrame(wire.TypeProof, []byte{10, 1, 7}), wire.TypeProof, []byte{10, 1, 7}, nil},
+		{"proof over limit", rawFrame(wire.TypeProof, make([]byte, wire.MaxControlBytes+1)), 0, nil, wire.ErrFrameTooLarge},
 		{"data without body", rawFrame(wire.TypeData, nil), wire.TypeData, []byte{}, nil},
 		{"control at limit", rawFrame(wire.TypeError, make([]byte, wire.MaxControlBytes)), wire.TypeError, make([]byte, wire.MaxControlBytes), nil},
 		{"data at limit", rawFrame(wire.TypeData, make([]byte, wire.MaxFrameBytes)), wire.TypeData, make([]byte, wire.MaxFrameBytes), nil},
@@ -84,7 +86,7 @@ func TestReaderNext(t *testing.T) {
 		{"empty frame", rawHeader(0, wire.TypeHello), 0, nil, wire.ErrEmptyFrame},
 		{"empty frame without type", []byte{0, 0, 0, 0}, 0, nil, io.ErrUnexpectedEOF},
 		{"type 0", rawFrame(0, []byte{1}), 0, nil, wire.ErrUnknownType},
-		{"type 12", rawFrame(12, []byte{1}), 0, nil, wire.ErrUnknownType},
+		{"type 13", rawFrame(13, []byte{1}), 0, nil, wire.ErrUnknownType},
 		{"type 255", rawFrame(255, nil), 0, nil, wire.ErrUnknownType},
 		{"unknown type announcing 4 GiB", rawHeader(math.MaxUint32, 200), 0, nil, wire.ErrUnknownType},
 		{"control over limit", rawFrame(wire.TypeHello, make([]byte, wire.MaxControlBytes+1)), 0, nil, wire.ErrFrameTooLarge},
@@ -234,8 +236,9 @@ func controlMessages() []struct {
 		t wire.Type
 		m proto.Message
 	}{
-		{wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 3, Collector: "web-1", Token: "s3cret", Compression: []string{"zstd"}, Software: "thunder/1.0"}},
-		{wire.TypeWelcome, &wirepb.Welcome{Version: 1, Compression: "zstd", MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 100000, Processor: "central"}},
+		{wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 3, Collector: "web-1", Token: "s3cret", Compression: []string{"zstd"}, Software: "thunder/1.0", IdentityKey: bytes.Repeat([]byte{0x11}, 32)}},
+		{wire.TypeWelcome, &wirepb.Welcome{Version: 1, Compression: "zstd", MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 100000, Processor: "central", Challenge: bytes.Repeat([]byte{0x22}, 32)}},
+		{wire.TypeProof, &wirepb.Proof{Signature: bytes.Repeat([]byte{0x33}, 64)}},
 		{wire.TypeOpen, &wirepb.Open{Handle: 7, StreamId: bytes.Repeat([]byte{0xab}, 16), Name: "nginx/access.log", Acked: 1 << 40}},
 		{wire.TypeOpened, &wirepb.Opened{Handle: 7, Offset: 1 << 40, Committed: 1 << 39}},
 		{wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 1, Offset: 10}, {Handle: 2, Offset: math.MaxUint64}}}},
@@ -395,7 +398,8 @@ func TestTypeString(t *testing.T) {
 		{wire.TypeDataZstd, "data-zstd", true},
 		{wire.TypePong, "pong", false},
 		{0, "type(0)", false},
-		{12, "type(12)", false},
+		{wire.TypeProof, "proof", false},
+		{13, "type(13)", false},
 		{255, "type(255)", false},
 	}
 	for _, tt := range tests {

@@ -29,10 +29,11 @@ type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MinVersion    uint32                 `protobuf:"varint,1,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
 	MaxVersion    uint32                 `protobuf:"varint,2,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
-	Collector     string                 `protobuf:"bytes,3,opt,name=collector,proto3" json:"collector,omitempty"`     // collector name, unique per processor
-	Token         string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`             // shared secret, empty when not configured
-	Compression   []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"` // codecs the collector can send, in preference order
-	Software      string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`       // "thunder/<version>", informational
+	Collector     string                 `protobuf:"bytes,3,opt,name=collector,proto3" json:"collector,omitempty"`                        // collector name, unique per processor
+	Token         string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`                                // shared secret, empty when not configured
+	Compression   []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"`                    // codecs the collector can send, in preference order
+	Software      string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`                          // "thunder/<version>", informational
+	IdentityKey   []byte                 `protobuf:"bytes,7,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"` // ed25519 public key, 32 bytes (PROTOCOL.md §3, §12)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +110,13 @@ func (x *Hello) GetSoftware() string {
 	return ""
 }
 
+func (x *Hello) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
 // Welcome is the processor's answer to a valid Hello.
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -117,6 +125,7 @@ type Welcome struct {
 	MaxFrameBytes uint32                 `protobuf:"varint,3,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"` // largest frame the processor accepts
 	MaxStreams    uint32                 `protobuf:"varint,4,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`            // open streams allowed on this connection
 	Processor     string                 `protobuf:"bytes,5,opt,name=processor,proto3" json:"processor,omitempty"`                                 // processor name, informational
+	Challenge     []byte                 `protobuf:"bytes,6,opt,name=challenge,proto3" json:"challenge,omitempty"`                                 // 32 random bytes when the processor checks identities
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +195,59 @@ func (x *Welcome) GetProcessor() string {
 	return ""
 }
 
+func (x *Welcome) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+// Proof answers a Welcome with a challenge: the collector's ed25519
+// signature over "thunder-proof-v1\x00" || challenge || collector name.
+type Proof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Signature     []byte                 `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"` // 64 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proof) Reset() {
+	*x = Proof{}
+	mi := &file_wire_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proof) ProtoMessage() {}
+
+func (x *Proof) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proof.ProtoReflect.Descriptor instead.
+func (*Proof) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Proof) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // Open announces a stream on this connection and asks where to resume.
 type Open struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -199,7 +261,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_wire_proto_msgTypes[2]
+	mi := &file_wire_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +273,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[2]
+	mi := &file_wire_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +286,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{2}
+	return file_wire_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Open) GetHandle() uint32 {
@@ -267,7 +329,7 @@ type Opened struct {
 
 func (x *Opened) Reset() {
 	*x = Opened{}
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +341,7 @@ func (x *Opened) String() string {
 func (*Opened) ProtoMessage() {}
 
 func (x *Opened) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +354,7 @@ func (x *Opened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Opened.ProtoReflect.Descriptor instead.
 func (*Opened) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{3}
+	return file_wire_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Opened) GetHandle() uint32 {
@@ -327,7 +389,7 @@ type StreamAck struct {
 
 func (x *StreamAck) Reset() {
 	*x = StreamAck{}
-	mi := &file_wire_proto_msgTypes[4]
+	mi := &file_wire_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +401,7 @@ func (x *StreamAck) String() string {
 func (*StreamAck) ProtoMessage() {}
 
 func (x *StreamAck) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[4]
+	mi := &file_wire_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +414,7 @@ func (x *StreamAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAck.ProtoReflect.Descriptor instead.
 func (*StreamAck) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{4}
+	return file_wire_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamAck) GetHandle() uint32 {
@@ -379,7 +441,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_wire_proto_msgTypes[5]
+	mi := &file_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +453,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[5]
+	mi := &file_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +466,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{5}
+	return file_wire_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Ack) GetStreams() []*StreamAck {
@@ -426,7 +488,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_wire_proto_msgTypes[6]
+	mi := &file_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +500,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[6]
+	mi := &file_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +513,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{6}
+	return file_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Close) GetHandle() uint32 {
@@ -480,7 +542,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +554,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +567,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{7}
+	return file_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Error) GetCode() uint32 {
@@ -534,7 +596,7 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x0fthunder.wire.v1\"\xbb\x01\n" +
+	"wire.proto\x12\x0fthunder.wire.v1\"\xde\x01\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vmin_version\x18\x01 \x01(\rR\n" +
 	"minVersion\x12\x1f\n" +
@@ -543,14 +605,18 @@ const file_wire_proto_rawDesc = "" +
 	"\tcollector\x18\x03 \x01(\tR\tcollector\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12 \n" +
 	"\vcompression\x18\x05 \x03(\tR\vcompression\x12\x1a\n" +
-	"\bsoftware\x18\x06 \x01(\tR\bsoftware\"\xac\x01\n" +
+	"\bsoftware\x18\x06 \x01(\tR\bsoftware\x12!\n" +
+	"\fidentity_key\x18\a \x01(\fR\videntityKey\"\xca\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12 \n" +
 	"\vcompression\x18\x02 \x01(\tR\vcompression\x12&\n" +
 	"\x0fmax_frame_bytes\x18\x03 \x01(\rR\rmaxFrameBytes\x12\x1f\n" +
 	"\vmax_streams\x18\x04 \x01(\rR\n" +
 	"maxStreams\x12\x1c\n" +
-	"\tprocessor\x18\x05 \x01(\tR\tprocessor\"e\n" +
+	"\tprocessor\x18\x05 \x01(\tR\tprocessor\x12\x1c\n" +
+	"\tchallenge\x18\x06 \x01(\fR\tchallenge\"%\n" +
+	"\x05Proof\x12\x1c\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\"e\n" +
 	"\x04Open\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\fR\bstreamId\x12\x12\n" +
@@ -585,19 +651,20 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_wire_proto_goTypes = []any{
 	(*Hello)(nil),     // 0: thunder.wire.v1.Hello
 	(*Welcome)(nil),   // 1: thunder.wire.v1.Welcome
-	(*Open)(nil),      // 2: thunder.wire.v1.Open
-	(*Opened)(nil),    // 3: thunder.wire.v1.Opened
-	(*StreamAck)(nil), // 4: thunder.wire.v1.StreamAck
-	(*Ack)(nil),       // 5: thunder.wire.v1.Ack
-	(*Close)(nil),     // 6: thunder.wire.v1.Close
-	(*Error)(nil),     // 7: thunder.wire.v1.Error
+	(*Proof)(nil),     // 2: thunder.wire.v1.Proof
+	(*Open)(nil),      // 3: thunder.wire.v1.Open
+	(*Opened)(nil),    // 4: thunder.wire.v1.Opened
+	(*StreamAck)(nil), // 5: thunder.wire.v1.StreamAck
+	(*Ack)(nil),       // 6: thunder.wire.v1.Ack
+	(*Close)(nil),     // 7: thunder.wire.v1.Close
+	(*Error)(nil),     // 8: thunder.wire.v1.Error
 }
 var file_wire_proto_depIdxs = []int32{
-	4, // 0: thunder.wire.v1.Ack.streams:type_name -> thunder.wire.v1.StreamAck
+	5, // 0: thunder.wire.v1.Ack.streams:type_name -> thunder.wire.v1.StreamAck
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -616,7 +683,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
