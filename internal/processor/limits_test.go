@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/identity"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -91,13 +92,16 @@ func TestHandshakeRefusesLargeFrames(t *testing.T) {
 	}
 	t.Run("hello at the limit", func(t *testing.T) {
 		c := mustDial(t, srv.addr)
-		h := &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "host-a", Token: "s3cret"}
+		h := &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "host-a", Token: "s3cret",
+			IdentityKey: identity.Public(c.keyFor("host-a"))}
 		h.Software = strings.Repeat("x", wire.MaxHandshakeBytes-proto.Size(h)-3)
 		if n := proto.Size(h); n != wire.MaxHandshakeBytes {
 			t.Fatalf("hello of %d bytes, want %d", n, wire.MaxHandshakeBytes)
 		}
 		c.hello(h)
-		c.mustNext(wire.TypeWelcome, nil)
+		var w wirepb.Welcome
+		c.mustNext(wire.TypeWelcome, &w)
+		c.prove(&w, "host-a")
 		// After the handshake data frames are read again.
 		c.open(1, newID(t), "a.log", 0)
 		c.waitAck(1, c.data(1, 0, "line\n"))

@@ -31,7 +31,7 @@ func TestReaderLimit(t *testing.T) {
 		{"4 MiB data header", rawHeader(wire.MaxFrameBytes+1, wire.TypeData), wire.ErrDataRefused},
 		{"zstd data", rawHeader(100, wire.TypeDataZstd), wire.ErrDataRefused},
 		{"4 GiB data header", rawHeader(math.MaxUint32, wire.TypeData), wire.ErrDataRefused},
-		{"unknown type", rawFrame(12, []byte("x")), wire.ErrUnknownType},
+		{"unknown type", rawFrame(13, []byte("x")), wire.ErrUnknownType},
 		{"empty frame", rawHeader(0, wire.TypeHello), wire.ErrEmptyFrame},
 	}
 	for _, tt := range tests {
