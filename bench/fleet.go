@@ -369,7 +369,7 @@ func (c *fakeConn) handshake(streams []fakeStreamSpec) error {
 		return err
 	}
 	if len(w.Challenge) > 0 { // prove the name (PROTOCOL.md §3)
-		out, err = wire.AppendControl(out[:0], wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(key, w.Challenge, c.id)})
+		out, err = wire.AppendControl(out[:0], wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(key, w.Challenge, nil, c.id)})
 		if err != nil {
 			return err
 		}

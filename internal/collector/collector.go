@@ -165,6 +165,7 @@ type Collector struct {
 	log   *slog.Logger
 	dir   string // absolute source dir
 	dbAbs string // absolute offsets DB path, never streamed
+	dbIno devIno // the offsets DB's inode: never streamed under any path (it holds the key)
 	db    *offsets.DB
 	key   ed25519.PrivateKey // proves cfg.Name to processors (PROTOCOL.md §12)
 	watch *watch.Watcher
@@ -240,6 +241,11 @@ func New(cfg Config) (*Collector, error) {
 		db.Close()
 		return nil, err
 	}
+	dbInfo, err := os.Stat(dbAbs)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("offsets db: %w", err)
+	}
 	w, err := watch.New(watch.Config{Dir: dir, RescanInterval: cfg.RescanInterval, Logger: cfg.Logger, Pace: cfg.Linger})
 	if err != nil {
 		db.Close()
@@ -250,6 +256,7 @@ func New(cfg Config) (*Collector, error) {
 		log:        cfg.Logger,
 		dir:        dir,
 		dbAbs:      dbAbs,
+		dbIno:      statIno(dbInfo),
 		db:         db,
 		key:        key,
 		watch:      w,

@@ -302,7 +302,7 @@ func (fc *fakeConn) challenge(t *testing.T) bool {
 		t.Errorf("fake processor: got %s after Welcome, want a proof", fr.Type)
 		return false
 	}
-	if !identity.Verify(fc.hello.IdentityKey, ch, fc.hello.Collector, p.Signature) {
+	if !identity.Verify(fc.hello.IdentityKey, ch, nil, fc.hello.Collector, p.Signature) {
 		t.Errorf("fake processor: proof of %q does not verify", fc.hello.Collector)
 		return false
 	}

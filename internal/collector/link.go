@@ -224,7 +224,11 @@ func (c *Collector) prove(conn net.Conn, challenge []byte) error {
 	if len(challenge) != identity.ChallengeBytes {
 		return fmt.Errorf("challenge of %d bytes, want %d", len(challenge), identity.ChallengeBytes)
 	}
-	b, err := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.key, challenge, c.cfg.Name)})
+	binding, err := identity.Binding(conn)
+	if err != nil {
+		return err
+	}
+	b, err := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.key, challenge, binding, c.cfg.Name)})
 	if err == nil {
 		_, err = conn.Write(b)
 	}

@@ -166,11 +166,11 @@ func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
 		}
 		return nil
 	}
-	if path == c.dbAbs || path == c.dbAbs+".lock" {
-		return nil
+	key := statIno(info)
+	if path == c.dbAbs || path == c.dbAbs+".lock" || key == c.dbIno {
+		return nil // the offsets DB, whatever path leads to it
 	}
 	rel := c.rel(path)
-	key := statIno(info)
 	if s := c.byIno[key]; s != nil {
 		s.checked = time.Now()
 		// An unchanged size and mtime mean unchanged content: the rescan of

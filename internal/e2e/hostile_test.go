@@ -207,7 +207,7 @@ func (h *hostileConn) welcome() {
 		h.t.Fatal(err)
 	}
 	if len(w.Challenge) > 0 {
-		h.send(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(h.key, w.Challenge, h.collector)})
+		h.send(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(h.key, w.Challenge, nil, h.collector)})
 	}
 }
 

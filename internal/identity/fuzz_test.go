@@ -17,7 +17,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("ed25519:" + strings.Repeat("A", 43) + "= x\n"))
 	f.Add([]byte("ed25519:\x00 \xff\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		keys, err := identity.Parse(bytes.NewReader(b))
+		keys, _, err := identity.Parse(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
@@ -31,7 +31,7 @@ func FuzzParse(f *testing.F) {
 			}
 			out.WriteString(identity.Line(key, name) + "\n")
 		}
-		again, err := identity.Parse(strings.NewReader(out.String()))
+		again, _, err := identity.Parse(strings.NewReader(out.String()))
 		if err != nil {
 			t.Fatalf("Parse(Line(...)) = %v for %q", err, out.String())
 		}

@@ -1,12 +1,22 @@
 package identity_test
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"thunder/internal/identity"
 )
@@ -33,7 +43,7 @@ func TestSignVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch2, _ := identity.NewChallenge()
-	sig := identity.Sign(priv, ch, "web-1")
+	sig := identity.Sign(priv, ch, nil, "web-1")
 	tests := []struct {
 		name      string
 		key, ch   []byte
@@ -52,7 +62,7 @@ func TestSignVerify(t *testing.T) {
 		{"no signature", pub, ch, "web-1", nil, false},
 	}
 	for _, tt := range tests {
-		if got := identity.Verify(tt.key, tt.ch, tt.collector, tt.sig); got != tt.want {
+		if got := identity.Verify(tt.key, tt.ch, nil, tt.collector, tt.sig); got != tt.want {
 			t.Errorf("%s: Verify = %v, want %v", tt.name, got, tt.want)
 		}
 	}
@@ -77,7 +87,7 @@ func TestParse(t *testing.T) {
 	_, k2 := mustKey(t)
 	good := "# comment\n\n   \n  # indented comment\n" +
 		identity.Line(k1, "web 1 with spaces") + "\r\n" + identity.Line(k2, "db-2")
-	keys, err := identity.Parse(strings.NewReader(good))
+	keys, _, err := identity.Parse(strings.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,19 +95,18 @@ func TestParse(t *testing.T) {
 		t.Fatalf("Parse = %v", keys)
 	}
 	for _, bad := range []string{
-		identity.FormatKey(k1),                                 // no name
-		identity.FormatKey(k1) + " ",                           // empty name
-		"ed25519:AAAA web",                                     // short key
-		identity.Line(k1, "a") + "\n" + identity.Line(k2, "a"), // twice
+		identity.FormatKey(k1),       // no name
+		identity.FormatKey(k1) + " ", // empty name
+		"ed25519:AAAA web",           // short key
 		identity.Line(k1, "bad\x01name"),
 		identity.Line(k1, strings.Repeat("n", 256)),
 	} {
-		if _, err := identity.Parse(strings.NewReader(bad)); err == nil {
+		if _, _, err := identity.Parse(strings.NewReader(bad)); err == nil {
 			t.Errorf("Parse(%q) = nil error", bad)
 		}
 	}
 	huge := strings.Repeat("#\n", identity.MaxFileBytes/2+1)
-	if _, err := identity.Parse(strings.NewReader(huge)); err == nil {
+	if _, _, err := identity.Parse(strings.NewReader(huge)); err == nil {
 		t.Errorf("Parse of %d bytes = nil error, want too large", len(huge))
 	}
 }
@@ -204,5 +213,129 @@ func TestMemoryPins(t *testing.T) {
 	}
 	if err := p.Reload(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// tlsPair returns both ends of a TLS connection over a pipe, handshaken.
+func tlsPair(t *testing.T, cert tls.Certificate) (client, server *tls.Conn) {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	client = tls.Client(a, &tls.Config{InsecureSkipVerify: true}) // the test is about the binding, not the cert
+	server = tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}})
+	errs := make(chan error, 1)
+	go func() { errs <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	return client, server
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "p"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"p"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestBindingStopsRelays: on TLS both ends of a connection compute the same
+// binding and any other connection a different one, so a Proof a relay got
+// signed on its connection with the collector does not verify on its
+// connection with the processor.
+func TestBindingStopsRelays(t *testing.T) {
+	cert := selfSigned(t)
+	collectorSide, relayServer := tlsPair(t, cert) // collector -> relay
+	relayClient, processorSide := tlsPair(t, cert) // relay -> processor
+	b := func(c net.Conn) []byte {
+		t.Helper()
+		x, err := identity.Binding(c)
+		if err != nil || len(x) != identity.BindingBytes {
+			t.Fatalf("Binding = %x, %v", x, err)
+		}
+		return x
+	}
+	if !bytes.Equal(b(collectorSide), b(relayServer)) || !bytes.Equal(b(relayClient), b(processorSide)) {
+		t.Fatal("the two ends of one TLS connection disagree on the binding")
+	}
+	priv, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := identity.NewChallenge()
+	sig := identity.Sign(priv, ch, b(collectorSide), "web-1") // the processor's challenge, relayed
+	if identity.Verify(identity.Public(priv), ch, b(processorSide), "web-1", sig) {
+		t.Error("a proof signed on the collector's connection to a relay verifies on the relay's connection to the processor")
+	}
+	if !identity.Verify(identity.Public(priv), ch, b(relayServer), "web-1", sig) {
+		t.Error("a proof does not verify on its own connection")
+	}
+	if got, _ := identity.Binding(&net.TCPConn{}); got != nil {
+		t.Errorf("Binding of a plain connection = %x, want nil", got)
+	}
+}
+
+// A name pinned twice (the operator added its line while a first contact
+// pinned it) keeps the first line and is reported, never refusing to load.
+func TestParseDuplicates(t *testing.T) {
+	_, k1 := mustKey(t)
+	_, k2 := mustKey(t)
+	in := identity.Line(k1, "a") + "\n" + identity.Line(k2, "a") + "\n" + identity.Line(k1, "b") + "\n" + identity.Line(k1, "b") + "\n"
+	keys, dups, err := identity.Parse(strings.NewReader(in))
+	if err != nil || !bytes.Equal(keys["a"], k1) || !bytes.Equal(keys["b"], k1) || len(dups) != 1 {
+		t.Fatalf("Parse = %v, %v, %v; want a → first key, one duplicate reported", keys, dups, err)
+	}
+	if !strings.Contains(dups[0], `"a"`) || !strings.Contains(dups[0], "line 1 holds") {
+		t.Errorf("duplicate = %q", dups[0])
+	}
+}
+
+// C1 controls (terminal escapes) are no part of a collector name.
+func TestCheckNameC1(t *testing.T) {
+	for _, n := range []string{"web-1\u009b1A", "x\u0085", "\u007f"} {
+		if identity.CheckName(n) == nil {
+			t.Errorf("CheckName(%q) = nil", n)
+		}
+	}
+	if err := identity.CheckName("café 1"); err != nil {
+		t.Errorf("CheckName(café 1) = %v", err)
+	}
+}
+
+// A pin file an operator deleted without a SIGHUP is written back whole at
+// the next first contact, so a restart does not forget every pin.
+func TestPinFileDeletedRecreatedWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pins")
+	p, err := identity.OpenPins(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k1 := mustKey(t)
+	_, k2 := mustKey(t)
+	if _, err := p.Check("a", k1, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Check("b", k2, true); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := identity.OpenPins(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Len() != 2 {
+		t.Errorf("after the file was deleted and a new name pinned, the file holds %d pins, want 2", p2.Len())
 	}
 }

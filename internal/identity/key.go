@@ -9,9 +9,11 @@ package identity
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -75,27 +77,57 @@ func NewChallenge() ([]byte, error) {
 	return c, nil
 }
 
-// proofMessage is what a Proof signs: proofContext || challenge || name.
-func proofMessage(challenge []byte, name string) []byte {
-	m := make([]byte, 0, len(proofContext)+len(challenge)+len(name))
+// proofMessage is what a Proof signs: proofContext || challenge ||
+// len(binding) (one byte) || binding || name.
+func proofMessage(challenge, binding []byte, name string) []byte {
+	m := make([]byte, 0, len(proofContext)+len(challenge)+1+len(binding)+len(name))
 	m = append(m, proofContext...)
 	m = append(m, challenge...)
+	m = append(m, byte(len(binding)))
+	m = append(m, binding...)
 	return append(m, name...)
 }
 
-// Sign returns the Proof signature of collector name for challenge.
-func Sign(priv ed25519.PrivateKey, challenge []byte, name string) []byte {
-	return ed25519.Sign(priv, proofMessage(challenge, name))
+// Sign returns the Proof signature of collector name for challenge on a
+// connection with the given channel binding (Binding; nil without TLS).
+func Sign(priv ed25519.PrivateKey, challenge, binding []byte, name string) []byte {
+	return ed25519.Sign(priv, proofMessage(challenge, binding, name))
 }
 
 // Verify reports whether sig is the Proof signature of name for challenge
-// by the holder of key. Keys, challenges and signatures of the wrong size
-// never verify.
-func Verify(key, challenge []byte, name string, sig []byte) bool {
-	if len(key) != KeyBytes || len(challenge) != ChallengeBytes || len(sig) != SignatureBytes {
+// and binding by the holder of key. Keys, challenges and signatures of the
+// wrong size never verify.
+func Verify(key, challenge, binding []byte, name string, sig []byte) bool {
+	if len(key) != KeyBytes || len(challenge) != ChallengeBytes || len(sig) != SignatureBytes || len(binding) > 255 {
 		return false
 	}
-	return ed25519.Verify(ed25519.PublicKey(key), proofMessage(challenge, name), sig)
+	return ed25519.Verify(ed25519.PublicKey(key), proofMessage(challenge, binding, name), sig)
+}
+
+// BindingBytes is the length of a TLS channel binding.
+const BindingBytes = 32
+
+// bindingLabel is the TLS exporter label of the channel binding (RFC 5705,
+// RFC 8446 §7.5).
+const bindingLabel = "EXPORTER-thunder-proof-v1"
+
+// Binding returns what ties a Proof to its connection: on TLS, keying
+// material exported from the session, the same at both ends of one TLS
+// connection and different on any other, so a Proof relayed by a host in
+// the middle (which must run a TLS session of its own with each side)
+// verifies nowhere; nil on a plain connection, where a relay cannot be told
+// apart (PROTOCOL §12).
+func Binding(conn net.Conn) ([]byte, error) {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return nil, nil
+	}
+	cs := tc.ConnectionState()
+	b, err := cs.ExportKeyingMaterial(bindingLabel, nil, BindingBytes)
+	if err != nil {
+		return nil, fmt.Errorf("identity: TLS channel binding: %w", err)
+	}
+	return b, nil
 }
 
 // FormatKey returns the text form of a public key: "ed25519:" and the key

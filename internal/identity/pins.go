@@ -41,13 +41,15 @@ func ParseMode(s string) (Mode, error) {
 const MaxNameBytes = 255
 
 // CheckName reports whether n is a valid collector name (§3): 1 to
-// MaxNameBytes bytes of UTF-8 without C0 control characters or DEL.
+// MaxNameBytes bytes of UTF-8 without control characters (C0, DEL, C1: a
+// name is printed in logs, the pin file and `thunder status`, where C1
+// controls are terminal escapes).
 func CheckName(n string) error {
 	if n == "" || len(n) > MaxNameBytes || !utf8.ValidString(n) {
 		return fmt.Errorf("invalid collector name %q", n)
 	}
 	for _, c := range n {
-		if c < 0x20 || c == 0x7f {
+		if c < 0x20 || c >= 0x7f && c <= 0x9f {
 			return fmt.Errorf("invalid collector name %q", n)
 		}
 	}
@@ -60,6 +62,8 @@ var (
 	ErrMismatch = errors.New("identity: collector pinned to another key")
 	// ErrUnknown: the name is not pinned and new names are not accepted.
 	ErrUnknown = errors.New("identity: collector not pinned")
+	// ErrFull: the pin file reached MaxFileBytes; no new name is pinned.
+	ErrFull = errors.New("identity: pin file full")
 )
 
 // Pins maps collector names to their keys, kept in a text file like SSH's
@@ -71,6 +75,7 @@ type Pins struct {
 
 	mu   sync.Mutex
 	keys map[string][]byte // name → public key
+	dups []string          // of the last read: names pinned twice (the first line holds)
 }
 
 // OpenPins reads the pin file at path, creating it (mode 0600) when it
@@ -96,12 +101,18 @@ const fileHeader = "# thunder known collectors (docs/PROTOCOL.md §12): one line
 
 // create makes the pin file when it is missing, durably.
 func (p *Pins) create() error {
+	_, err := p.createdNow()
+	return err
+}
+
+// createdNow is create, and reports whether the file was missing.
+func (p *Pins) createdNow() (bool, error) {
 	f, err := os.OpenFile(p.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("create pin file: %w", err)
+		return false, fmt.Errorf("create pin file: %w", err)
 	}
 	_, err = f.WriteString(fileHeader)
 	if err == nil {
@@ -114,9 +125,9 @@ func (p *Pins) create() error {
 		err = syncDir(filepath.Dir(p.path))
 	}
 	if err != nil {
-		return fmt.Errorf("create pin file %s: %w", p.path, err)
+		return true, fmt.Errorf("create pin file %s: %w", p.path, err)
 	}
-	return nil
+	return true, nil
 }
 
 func syncDir(dir string) error {
@@ -151,14 +162,22 @@ func (p *Pins) Reload() error {
 		return fmt.Errorf("read pin file: %w", err)
 	}
 	defer f.Close() // read-only
-	keys, err := Parse(f)
+	keys, dups, err := Parse(f)
 	if err != nil {
 		return fmt.Errorf("read pin file %s: %w", p.path, err)
 	}
 	p.mu.Lock()
-	p.keys = keys
+	p.keys, p.dups = keys, dups
 	p.mu.Unlock()
 	return nil
+}
+
+// Duplicates describes the names the last read found pinned more than
+// once; for each, the first line holds.
+func (p *Pins) Duplicates() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dups
 }
 
 // Len returns the number of pinned names.
@@ -196,8 +215,18 @@ func (p *Pins) appendLine(line string) error {
 	if p.path == "" {
 		return nil
 	}
-	if err := p.create(); err != nil { // an operator may have deleted it
+	created, err := p.createdNow()
+	if err != nil {
 		return err
+	}
+	if created {
+		// An operator deleted the file without a SIGHUP: write back the
+		// pins in force, or a restart would forget them all.
+		var all strings.Builder
+		for name, key := range p.keys {
+			all.WriteString(Line(key, name) + "\n")
+		}
+		line = all.String() + line
 	}
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
@@ -206,6 +235,10 @@ func (p *Pins) appendLine(line string) error {
 	line += "\n"
 	if endsMidLine(f) { // an operator's last line has no newline
 		line = "\n" + line
+	}
+	if st, err := f.Stat(); err == nil && st.Size()+int64(len(line)) > MaxFileBytes {
+		f.Close()
+		return fmt.Errorf("%w: %s would pass %d bytes; retire hosts (delete their lines, SIGHUP) or run with --collector-identity=known", ErrFull, p.path, MaxFileBytes)
 	}
 	_, err = f.WriteString(line)
 	if err == nil {
@@ -244,16 +277,18 @@ const MaxFileBytes = 64 << 20
 // Parse reads a pin file. Each line is blank, a comment (its first
 // non-blank character is '#'), or a pin: the key as FormatKey writes it,
 // exactly one space, and the collector name up to the end of the line (a
-// trailing "\r" is dropped). A name may appear once.
-func Parse(r io.Reader) (map[string][]byte, error) {
+// trailing "\r" is dropped). A name pinned twice (an operator added a line
+// while the processor pinned the name on first contact) keeps its first
+// line, which the operator wrote first; dups describes each such name.
+func Parse(r io.Reader) (keys map[string][]byte, dups []string, err error) {
 	b, err := io.ReadAll(io.LimitReader(r, MaxFileBytes+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(b) > MaxFileBytes {
-		return nil, fmt.Errorf("larger than %d bytes", MaxFileBytes)
+		return nil, nil, fmt.Errorf("larger than %d bytes", MaxFileBytes)
 	}
-	keys := make(map[string][]byte)
+	keys = make(map[string][]byte)
 	lineOf := make(map[string]int)
 	n := 0
 	for line := range strings.Lines(string(b)) {
@@ -264,19 +299,22 @@ func Parse(r io.Reader) (map[string][]byte, error) {
 		}
 		ks, name, ok := strings.Cut(line, " ")
 		if !ok {
-			return nil, fmt.Errorf("line %d: want \"ed25519:<key> <name>\"", n)
+			return nil, nil, fmt.Errorf("line %d: want \"ed25519:<key> <name>\"", n)
 		}
 		key, err := ParseKey(ks)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return nil, nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		if err := CheckName(name); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return nil, nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		if first, dup := lineOf[name]; dup {
-			return nil, fmt.Errorf("line %d: collector %q already pinned on line %d", n, name, first)
+			if !bytes.Equal(keys[name], key) {
+				dups = append(dups, fmt.Sprintf("line %d: collector %q pinned again, to another key; line %d holds", n, name, first))
+			}
+			continue
 		}
 		keys[name], lineOf[name] = key, n
 	}
-	return keys, nil
+	return keys, dups, nil
 }

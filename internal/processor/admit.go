@@ -64,19 +64,41 @@ func (h *handshakes) remove(s *session) bool {
 	return true
 }
 
-// victim returns the oldest handshake of the peer holding the most, if
-// peer holds fewer than that one; nil if not.
+// victim returns the handshake a new one from peer may take the slot of,
+// or nil. Handshakes whose Hello passed the token check are spared while
+// any other is left: a peer without the token (or many of them, from many
+// addresses) cannot push out one that has it, however fast it churns.
+// Among the candidates it takes the oldest of the peer holding the most,
+// if peer holds fewer than that one.
 func (h *handshakes) victim(peer string) *session {
-	var top []*session
+	if v := h.pick(peer, func(s *session) bool { return !s.tokenOK.Load() }); v != nil {
+		return v
+	}
+	return h.pick(peer, func(*session) bool { return true })
+}
+
+func (h *handshakes) pick(peer string, candidate func(*session) bool) *session {
+	count := func(list []*session) (n int, oldest *session) {
+		for _, s := range list {
+			if candidate(s) {
+				if n++; oldest == nil {
+					oldest = s
+				}
+			}
+		}
+		return n, oldest
+	}
+	var top *session
+	topN := 0
 	for _, list := range h.byPeer {
-		if len(list) > len(top) {
-			top = list
+		if n, oldest := count(list); n > topN || n == topN && n > 0 && oldest.accepted.Before(top.accepted) {
+			top, topN = oldest, n
 		}
 	}
-	if len(top) == 0 || len(h.byPeer[peer]) >= len(top) {
+	if mine, _ := count(h.byPeer[peer]); top == nil || mine >= topN {
 		return nil
 	}
-	return top[0]
+	return top
 }
 
 // admit registers a new connection, or closes it when a limit is reached.

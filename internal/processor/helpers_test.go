@@ -238,7 +238,7 @@ func (c *client) handshake(name string, compression ...string) *wirepb.Welcome {
 func (c *client) prove(w *wirepb.Welcome, name string) {
 	c.t.Helper()
 	if len(w.Challenge) > 0 {
-		c.control(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.keyFor(name), w.Challenge, name)})
+		c.control(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.keyFor(name), w.Challenge, nil, name)})
 	}
 }
 

@@ -22,6 +22,7 @@ func openPins(cfg Config, mode identity.Mode) (*identity.Pins, error) {
 	if err != nil {
 		return nil, err
 	}
+	logDuplicates(log, pins)
 	if path == "" {
 		log.Warn("collector pins are kept in memory only (no target dir and no --known-collectors): after a restart any holder of the token can claim any collector name once; set --known-collectors=FILE",
 			"mode", mode)
@@ -29,6 +30,13 @@ func openPins(cfg Config, mode identity.Mode) (*identity.Pins, error) {
 		log.Info("collector pins loaded", "mode", mode, "file", path, "collectors", pins.Len())
 	}
 	return pins, nil
+}
+
+// logDuplicates warns of names pinned twice in the file.
+func logDuplicates(log *slog.Logger, pins *identity.Pins) {
+	for _, d := range pins.Duplicates() {
+		log.Warn("collector pinned twice in the pin file; the first line holds, delete the other", "file", pins.Path(), "duplicate", d)
+	}
 }
 
 // reloadPins rereads the pin file (SIGHUP), so that a deleted line retires
@@ -40,6 +48,7 @@ func (p *Processor) reloadPins() error {
 	if err := p.pins.Reload(); err != nil {
 		return err
 	}
+	logDuplicates(p.log, p.pins)
 	p.log.Info("collector pins reloaded", "file", p.pins.Path(), "collectors", p.pins.Len())
 	return nil
 }
@@ -72,8 +81,12 @@ func (s *session) prove(r *wire.Reader, h *wirepb.Hello, challenge []byte) error
 	if err := wire.Decode(f, &pf); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
-	if !identity.Verify(h.IdentityKey, challenge, h.Collector, pf.Signature) {
-		return s.refuse(wire.CodeAuth, 0, "identity proof does not verify for collector %q", h.Collector)
+	binding, err := identity.Binding(s.conn)
+	if err != nil {
+		return s.refuse(wire.CodeAuth, 0, "%v", err)
+	}
+	if !identity.Verify(h.IdentityKey, challenge, binding, h.Collector, pf.Signature) {
+		return s.refuse(wire.CodeAuth, 0, "identity proof does not verify for collector %q (a proof made on another connection, e.g. relayed, never does)", h.Collector)
 	}
 	return s.checkPin(h.Collector, h.IdentityKey)
 }
@@ -90,6 +103,9 @@ func (s *session) checkPin(name string, key []byte) error {
 		return nil
 	case errors.Is(err, identity.ErrMismatch):
 		where := pins.Where()
+		// Logged whatever the connection log budget: a flood of other
+		// refusals must not hide that a name is claimed by another key.
+		s.p.log.Error("collector refused: its name is pinned to another key", "collector", name, "peer", s.conn.RemoteAddr().String(), "key", identity.FormatKey(key), "file", where)
 		if pins.Path() == "" {
 			return s.refuse(wire.CodeAuth, 0, "collector %q is pinned to another key in %s: if this host was reinstalled or re-keyed, restart the processor (or give it --known-collectors=FILE)", name, where)
 		}

@@ -305,13 +305,13 @@ func TestProofRequired(t *testing.T) {
 			return b
 		}, wire.CodeAuth},
 		{"signed for another name", func(c *client, w *wirepb.Welcome) []byte {
-			b, _ := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(testKey("host-p"), w.Challenge, "host-q")})
+			b, _ := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(testKey("host-p"), w.Challenge, nil, "host-q")})
 			return b
 		}, wire.CodeAuth},
 		{"signed for another challenge", func(c *client, w *wirepb.Welcome) []byte {
 			ch := bytes.Clone(w.Challenge)
 			ch[0] ^= 1
-			b, _ := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(testKey("host-p"), ch, "host-p")})
+			b, _ := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(testKey("host-p"), ch, nil, "host-p")})
 			return b
 		}, wire.CodeAuth},
 	}
@@ -406,7 +406,7 @@ func TestRacingClaimsOfANewName(t *testing.T) {
 	}
 	var b []byte
 	for i, c := range clients { // the proofs race on the processor
-		b, _ = wire.AppendControl(b[:0], wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.key, welcomes[i].Challenge, "new-host")})
+		b, _ = wire.AppendControl(b[:0], wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.key, welcomes[i].Challenge, nil, "new-host")})
 		c.write(b)
 	}
 	var accepted int

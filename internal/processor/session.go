@@ -44,6 +44,8 @@ type session struct {
 	zstd      bool                // the collector may send DataZstd
 	handles   map[uint32]*binding // reader only
 	since     time.Time
+	accepted  time.Time   // when admitted, for handshake eviction
+	tokenOK   atomic.Bool // its Hello passed the token check
 	streams   atomic.Int64
 	bytes     atomic.Uint64
 	lines     atomic.Uint64
@@ -63,15 +65,16 @@ type session struct {
 
 func newSession(p *Processor, conn net.Conn) *session {
 	return &session{
-		p:       p,
-		conn:    conn,
-		log:     p.log.With("peer", conn.RemoteAddr().String()),
-		handles: make(map[uint32]*binding),
-		acks:    make(map[uint32]uint64),
-		byFile:  make(map[*target.Stream]*binding),
-		byKafka: make(map[*kafka.Stream]*binding),
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
+		p:        p,
+		conn:     conn,
+		accepted: time.Now(),
+		log:      p.log.With("peer", conn.RemoteAddr().String()),
+		handles:  make(map[uint32]*binding),
+		acks:     make(map[uint32]uint64),
+		byFile:   make(map[*target.Stream]*binding),
+		byKafka:  make(map[*kafka.Stream]*binding),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 
 		readDone: make(chan struct{}),
 	}
@@ -220,6 +223,7 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 	if !s.p.checkToken(h.Token) {
 		return s.refuse(wire.CodeAuth, 0, "wrong or missing token")
 	}
+	s.tokenOK.Store(true) // handshake eviction spares it while silent ones are left
 	if err := checkCollectorName(h.Collector); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
@@ -642,6 +646,12 @@ const closingWriteTimeout = 2 * time.Second
 // too (it does on EOF) or Config.LingerTimeout passes, and only then closes.
 func (s *session) lingeringClose() {
 	defer s.conn.Close()
+	if s.collector == "" {
+		// Refused in its handshake (set by the reader, this goroutine): no
+		// acks are owed, the peer has sent nothing we did not read, and a
+		// lingering socket would keep its connection slot for nothing.
+		return
+	}
 	type closeWriter interface{ CloseWrite() error }
 	cw, ok := s.conn.(closeWriter)
 	if !ok || cw.CloseWrite() != nil {

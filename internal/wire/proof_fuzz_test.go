@@ -17,7 +17,7 @@ func FuzzProof(f *testing.F) {
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, identity.SeedBytes))
 	challenge := bytes.Repeat([]byte{2}, identity.ChallengeBytes)
 	const name = "web-1"
-	good := identity.Sign(priv, challenge, name)
+	good := identity.Sign(priv, challenge, nil, name)
 	for _, sig := range [][]byte{good, good[:63], nil, make([]byte, 64), append(bytes.Clone(good), 0)} {
 		b, err := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: sig})
 		if err != nil {
@@ -38,7 +38,7 @@ func FuzzProof(f *testing.F) {
 		if err := wire.Decode(fr, &p); err != nil {
 			return
 		}
-		ok := identity.Verify(identity.Public(priv), challenge, name, p.Signature)
+		ok := identity.Verify(identity.Public(priv), challenge, nil, name, p.Signature)
 		if ok != bytes.Equal(p.Signature, good) {
 			t.Fatalf("Verify(%x) = %v", p.Signature, ok)
 		}
