@@ -68,10 +68,13 @@ var (
 
 // Pins maps collector names to their keys, kept in a text file like SSH's
 // known_hosts (§12), or in memory only when there is no file. It is safe
-// for concurrent use: Check decides under one mutex, so of two connections
-// claiming a new name at once the first pins it and the second is compared.
+// for concurrent use: new names are pinned one at a time, each checked again
+// once it is its turn, so of two connections claiming a new name at once the
+// first pins it and the second is compared.
 type Pins struct {
 	path string // "" when kept in memory only
+
+	writeMu sync.Mutex // held while a new pin is written: one at a time
 
 	mu   sync.Mutex
 	keys map[string][]byte // name → public key
@@ -191,26 +194,43 @@ func (p *Pins) Len() int {
 // its key (else ErrMismatch); when it is not, addNew pins it (appending its
 // line to the file and syncing it, and added is true), otherwise it is
 // ErrUnknown. Any other error is the file's.
+//
+// A known name is decided without waiting for the fsync of another name's
+// new pin: new pins are written one at a time under writeMu, the lookup
+// takes mu only.
 func (p *Pins) Check(name string, key []byte, addNew bool) (added bool, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if pinned, ok := p.keys[name]; ok {
-		if !bytes.Equal(pinned, key) {
-			return false, ErrMismatch
+	if known, err := p.lookup(name, key); known || !addNew {
+		if !known && err == nil {
+			err = ErrUnknown
 		}
-		return false, nil
+		return false, err
 	}
-	if !addNew {
-		return false, ErrUnknown
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if known, err := p.lookup(name, key); known { // a racing first contact won
+		return false, err
 	}
 	if err := p.appendLine(Line(key, name)); err != nil {
 		return false, err
 	}
+	p.mu.Lock()
 	p.keys[name] = bytes.Clone(key)
+	p.mu.Unlock()
 	return true, nil
 }
 
-// appendLine adds line to the file and syncs it. p.mu is held.
+// lookup reports whether name is pinned, and ErrMismatch if to another key.
+func (p *Pins) lookup(name string, key []byte) (known bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pinned, ok := p.keys[name]
+	if ok && !bytes.Equal(pinned, key) {
+		return true, ErrMismatch
+	}
+	return ok, nil
+}
+
+// appendLine adds line to the file and syncs it. p.writeMu is held.
 func (p *Pins) appendLine(line string) error {
 	if p.path == "" {
 		return nil
@@ -223,9 +243,11 @@ func (p *Pins) appendLine(line string) error {
 		// An operator deleted the file without a SIGHUP: write back the
 		// pins in force, or a restart would forget them all.
 		var all strings.Builder
+		p.mu.Lock()
 		for name, key := range p.keys {
 			all.WriteString(Line(key, name) + "\n")
 		}
+		p.mu.Unlock()
 		line = all.String() + line
 	}
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_APPEND, 0o600)
