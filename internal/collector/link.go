@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"time"
 
+	"thunder/internal/backoff"
 	"thunder/internal/identity"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -122,19 +122,9 @@ func (c *Collector) dialLoop(ctx context.Context, idx int) {
 }
 
 // sleep waits the backoff for n consecutive failures: n² × BackoffMin up to
-// BackoffMax, with ±25% jitter so collectors do not reconnect in step.
+// BackoffMax, with jitter so collectors do not reconnect in step.
 func (c *Collector) sleep(ctx context.Context, n int) {
-	if n == 0 {
-		return
-	}
-	d := min(time.Duration(n*n)*c.cfg.BackoffMin, c.cfg.BackoffMax)
-	d = d*3/4 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	backoff.Policy{Min: c.cfg.BackoffMin, Max: c.cfg.BackoffMax, Jitter: true}.Wait(ctx, n)
 }
 
 // connect dials addr and runs the handshake (PROTOCOL.md §3).

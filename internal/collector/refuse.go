@@ -3,6 +3,8 @@ package collector
 import (
 	"sort"
 	"time"
+
+	"thunder/internal/backoff"
 )
 
 // A refusal is a target name a processor refused (Error `name` with a
@@ -45,7 +47,7 @@ func (c *Collector) refuse(l *link, s *source, why string) {
 	}
 	r.addr, r.why, r.retrying = l.addr, why, false
 	r.tries++
-	wait := min(c.cfg.RescanInterval<<min(r.tries-1, 10), max(refusedRetryMax, c.cfg.RescanInterval))
+	wait := backoff.Policy{Min: c.cfg.RescanInterval, Max: max(refusedRetryMax, c.cfg.RescanInterval)}.Delay(r.tries)
 	r.next = now.Add(wait)
 	if r.tries == 1 {
 		c.log.Error("processor refuses this file's name; holding the file and its rotations undelivered, retrying",

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"thunder/internal/backoff"
 	"thunder/internal/stream"
 )
 
@@ -25,8 +26,6 @@ const maxValueBytes = 900_000
 const (
 	// failureLogEvery is how often a run of failures is logged again.
 	failureLogEvery = 30 * time.Second
-	// maxBackoff caps the wait between recovery attempts.
-	maxBackoff = 5 * time.Second
 )
 
 // Ack says that a stream's lines up to Offset are committed. Owner is the
@@ -167,11 +166,7 @@ func (o *Output) recover(ctx context.Context, f *failures) error {
 		}
 		o.setErr(err)
 		f.log(o, "kafka output cannot reconnect; retrying", err)
-		timer := time.NewTimer(min(time.Duration(attempt*attempt)*100*time.Millisecond, maxBackoff))
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
+		if !recoverRetry.Wait(ctx, attempt) {
 			return nil
 		}
 	}
@@ -440,3 +435,6 @@ func (o *Output) ensureTopics(ctx context.Context, b *batch) {
 		}
 	}
 }
+
+// recoverRetry spaces the attempts to reconnect after a failed commit.
+var recoverRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"thunder/internal/backoff"
 	"thunder/internal/kafka"
 	"thunder/internal/target"
 )
@@ -41,10 +42,7 @@ func (p *Processor) commitLoop(ctx context.Context) {
 		}
 		if !p.commit() {
 			failing++
-			retry := min(time.Duration(failing)*time.Duration(failing)*100*time.Millisecond, 5*time.Second)
-			select {
-			case <-time.After(retry):
-			case <-ctx.Done():
+			if !commitRetry.Wait(ctx, failing) {
 				return
 			}
 			select {
@@ -59,6 +57,9 @@ func (p *Processor) commitLoop(ctx context.Context) {
 		}
 	}
 }
+
+// commitRetry spaces the retries of a failed commit.
+var commitRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // commit runs one group commit and reports whether it succeeded.
 func (p *Processor) commit() bool {

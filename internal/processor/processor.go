@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/backoff"
 	"thunder/internal/identity"
 	"thunder/internal/kafka"
 	"thunder/internal/relpath"
@@ -253,6 +254,9 @@ func New(cfg Config) (*Processor, error) {
 
 // Serve accepts collectors on ln until ctx is done, then stops reading,
 // commits, sends the last acknowledgements and returns nil. It closes ln.
+// acceptRetry spaces the retries of a failing Accept (out of descriptors).
+var acceptRetry = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
+
 func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -285,7 +289,7 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 
 	var err error
-	var backoff time.Duration
+	var failures int
 	for {
 		conn, aerr := ln.Accept()
 		if aerr != nil {
@@ -295,19 +299,16 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 			var ne net.Error
 			if errors.As(aerr, &ne) && ne.Timeout() || errors.Is(aerr, errTooManyFiles) {
 				// Out of descriptors or similar: back off like net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				p.log.Warn("accept failed; retrying", "err", aerr, "took", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-				}
+				failures++
+				p.log.Warn("accept failed; retrying", "err", aerr, "failures", failures)
+				acceptRetry.Wait(ctx, failures)
 				continue
 			}
 			err = fmt.Errorf("accept: %w", aerr)
 			cancel()
 			break
 		}
-		backoff = 0
+		failures = 0
 		s, ok := p.admit(conn)
 		if !ok {
 			continue
