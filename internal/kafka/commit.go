@@ -32,8 +32,17 @@ const (
 // stream's owner when the commit finished; nil if none.
 type Ack struct {
 	Stream *Stream
-	Owner  any
+	Owner  stream.Owner
 	Offset uint64
+}
+
+// deliver hands acks to their owners: Run's way out for acknowledgements.
+func deliver(acks []Ack) {
+	for _, a := range acks {
+		if a.Owner != nil {
+			a.Owner.Committed(a.Offset)
+		}
+	}
 }
 
 // batch is what one commit writes.
@@ -56,7 +65,10 @@ type streamAt struct {
 // acknowledges nothing: Run recovers (see the package comment), retrying
 // with backoff while Kafka is unreachable. Run returns an error only when
 // another producer with the same transactional ID fenced this one.
-func (o *Output) Run(ctx context.Context, acks func([]Ack)) error {
+func (o *Output) Run(ctx context.Context) error { return o.run(ctx, deliver) }
+
+// run is Run handing the acks to acks (tests watch them there).
+func (o *Output) run(ctx context.Context, acks func([]Ack)) error {
 	defer o.stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -114,6 +126,9 @@ func (o *Output) commitOrRecover(ctx context.Context, acks func([]Ack), f *failu
 	if err == nil {
 		o.m.committed(time.Since(start))
 		o.setErr(nil)
+		o.mu.Lock()
+		o.lastCommit = start
+		o.mu.Unlock()
 		if f.n > 0 {
 			o.log.Info("kafka commits succeed again", "failures", f.n)
 			*f = failures{}
@@ -196,7 +211,12 @@ func (o *Output) rewind(state map[stream.Key]uint64, forget []stream.Key, err er
 	o.buf, o.bufBytes, o.inflight = nil, 0, 0
 	clear(o.touched)
 	clear(o.committing)
-	o.forget = append(o.forget, forget...)
+	clear(o.forgetting)
+	for _, k := range forget {
+		if o.streams[k] == nil { // not attached again since
+			o.forget[k] = struct{}{}
+		}
+	}
 	for _, s := range o.streams {
 		o.evictLocked(s)
 	}
@@ -239,13 +259,20 @@ func (o *Output) setErr(err error) {
 func (o *Output) swap() *batch {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	b := &batch{entries: o.buf, bytes: o.bufBytes, forget: o.forget}
+	b := &batch{entries: o.buf, bytes: o.bufBytes}
+	for k := range o.forget {
+		if o.streams[k] == nil {
+			b.forget = append(b.forget, k)
+			o.forgetting[k] = struct{}{}
+			delete(o.forget, k)
+		}
+	}
 	for s := range o.touched {
 		b.ends = append(b.ends, streamAt{s, s.offset})
 		o.committing[s] = struct{}{}
 	}
 	clear(o.touched)
-	o.buf, o.forget = nil, nil
+	o.buf = nil
 	o.inflight, o.bufBytes = o.bufBytes, 0
 	return b
 }
@@ -328,7 +355,7 @@ func (o *Output) committed(b *batch, records int) []Ack {
 	var acks []Ack
 	for _, sa := range b.ends {
 		s := sa.s
-		o.state[s.Key] = sa.offset
+		o.state[s.Key] = max(o.state[s.Key], sa.offset) // see latest
 		if sa.offset > s.committed && s.offset >= sa.offset {
 			s.committed = sa.offset
 			acks = append(acks, Ack{Stream: s, Owner: s.owner, Offset: sa.offset})
@@ -339,6 +366,7 @@ func (o *Output) committed(b *batch, records int) []Ack {
 	}
 	o.inflight = 0
 	clear(o.committing)
+	clear(o.forgetting)
 	for _, sa := range b.ends {
 		o.evictLocked(sa.s)
 	}
@@ -390,11 +418,24 @@ func record(s *Stream, offset uint64, value []byte) kgo.Record {
 	}
 }
 
+// latest is, per key, the end with the greatest offset: a stream renamed
+// while its old name's lines were pending is in a batch twice, and its
+// state must not go back to the old name's end.
+func latest(ends []streamAt) map[stream.Key]streamAt {
+	m := make(map[stream.Key]streamAt, len(ends))
+	for _, sa := range ends {
+		if cur, ok := m[sa.s.Key]; !ok || sa.offset > cur.offset {
+			m[sa.s.Key] = sa
+		}
+	}
+	return m
+}
+
 // stateRecords are the batch's state records, tombstones last so that a
 // stream forgotten in this batch stays forgotten.
 func (o *Output) stateRecords(b *batch) []kgo.Record {
 	recs := make([]kgo.Record, 0, len(b.ends)+len(b.forget))
-	for _, sa := range b.ends {
+	for _, sa := range latest(b.ends) {
 		recs = append(recs, kgo.Record{Topic: o.cfg.StateTopic, Key: o.stateKey(sa.s.Key), Value: stateValue(sa.offset, sa.s.Name)})
 	}
 	for _, k := range b.forget {

@@ -8,24 +8,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"thunder/internal/kafka"
+	"thunder/internal/relpath"
 	"thunder/internal/stream"
 )
 
 const waitTimeout = 20 * time.Second
 
-func newCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
+// owner is a connection token; the tests look at acknowledgements through
+// RunAcks.
+type owner string
+
+func (owner) Committed(uint64) {}
+
+// mustName is name as relpath.Clean makes it.
+func mustName(t *testing.T, name string) relpath.Name {
 	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3)}, opts...)...)
+	n, err := relpath.Clean(name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Clean(%q) = %v", name, err)
 	}
-	t.Cleanup(c.Close)
-	return c
+	return n
 }
 
 func testConfig(t *testing.T, c *kfake.Cluster) kafka.Config {
@@ -64,7 +70,7 @@ func run(t *testing.T, o *kafka.Output) *runner {
 	r := &runner{cancel: cancel, done: make(chan struct{}), acks: make(map[*kafka.Stream]uint64)}
 	go func() {
 		defer close(r.done)
-		r.err = o.Run(ctx, func(acks []kafka.Ack) {
+		r.err = kafka.RunAcks(ctx, o, func(acks []kafka.Ack) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			for _, a := range acks {
@@ -127,73 +133,6 @@ func key(collector string, n byte) stream.Key {
 	return k
 }
 
-// consume reads topics from the start to their current end and returns
-// the data records: read_committed when committed is set.
-func consume(t *testing.T, c *kfake.Cluster, committed bool, topics ...string) []*kgo.Record {
-	t.Helper()
-	return consumeWith(t, c, nil, committed, topics...)
-}
-
-// consumeWith is consume with extra client options (TLS, SASL).
-func consumeWith(t *testing.T, c *kfake.Cluster, extra []kgo.Opt, committed bool, topics ...string) []*kgo.Record {
-	t.Helper()
-	var ends kadm.ListedOffsets
-	waitFor(t, func() error { // the topics may not exist yet
-		adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, extra...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer adm.Close()
-		if ends, err = kadm.NewClient(adm).ListEndOffsets(t.Context(), topics...); err != nil {
-			return err
-		}
-		return ends.Error()
-	})
-	want := map[string]map[int32]int64{}
-	ends.Each(func(lo kadm.ListedOffset) {
-		if lo.Offset > 0 {
-			if want[lo.Topic] == nil {
-				want[lo.Topic] = map[int32]int64{}
-			}
-			want[lo.Topic][lo.Partition] = lo.Offset
-		}
-	})
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords(), kgo.FetchMaxWait(100 * time.Millisecond)}
-	opts = append(opts, extra...)
-	if committed {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var recs []*kgo.Record
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	left := 0
-	for _, ps := range want {
-		left += len(ps)
-	}
-	for left > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consume %v: still %d partitions to read: %v", topics, left, want)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if end, ok := want[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
-				delete(want[r.Topic], r.Partition)
-				left--
-			}
-			if !r.Attrs.IsControl() {
-				recs = append(recs, r)
-			}
-		})
-	}
-	return recs
-}
-
 func header(r *kgo.Record, k string) string {
 	for _, h := range r.Headers {
 		if h.Key == k {
@@ -201,13 +140,4 @@ func header(r *kgo.Record, k string) string {
 		}
 	}
 	return ""
-}
-
-// values returns the records' values in order.
-func values(recs []*kgo.Record) []string {
-	var vs []string
-	for _, r := range recs {
-		vs = append(vs, string(r.Value))
-	}
-	return vs
 }

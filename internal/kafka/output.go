@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"thunder/internal/relpath"
 	"thunder/internal/stream"
 )
 
@@ -19,11 +21,11 @@ import (
 var (
 	// ErrNotOwner means another connection attached the stream, or a
 	// failed commit rewound it; the caller must re-attach.
-	ErrNotOwner = errors.New("kafka: stream is not attached to this connection")
+	ErrNotOwner = fmt.Errorf("kafka: %w", stream.ErrNotOwner)
 	// ErrOffset means data did not start where the stream ends.
-	ErrOffset = errors.New("kafka: data does not start at the stream's offset")
+	ErrOffset = fmt.Errorf("kafka: %w", stream.ErrOffset)
 	// ErrName means the stream's topic is not a valid Kafka topic name.
-	ErrName = errors.New("kafka: unusable topic name")
+	ErrName = fmt.Errorf("kafka: %w (not a valid topic)", stream.ErrName)
 	// ErrClosed means the output stopped committing.
 	ErrClosed = errors.New("kafka: output closed")
 )
@@ -48,13 +50,15 @@ type Output struct {
 	state      map[stream.Key]uint64 // committed offsets as recorded in the state topic
 	buf        []entry               // appended since the last commit started
 	bufBytes   int64
-	touched    map[*Stream]struct{} // streams whose offset moved since the last commit started
-	forget     []stream.Key         // state keys to tombstone at the next commit
-	inflight   int64                // bytes of the commit in progress
-	committing map[*Stream]struct{} // streams in the commit in progress
-	recovering bool                 // after a failed commit, until the state is read again
+	touched    map[*Stream]struct{}    // streams whose offset moved since the last commit started
+	forget     map[stream.Key]struct{} // state keys to tombstone once their streams left memory (Forget)
+	forgetting map[stream.Key]struct{} // tombstoned by the commit in progress
+	inflight   int64                   // bytes of the commit in progress
+	committing map[*Stream]struct{}    // streams in the commit in progress
+	recovering bool                    // after a failed commit, until the state is read again
 	closed     bool
-	lastErr    error // of the last commit, for Healthy
+	lastErr    error     // of the last commit, for Health
+	lastCommit time.Time // of the last commit that succeeded
 }
 
 // entry is one appended payload: complete lines for source offsets from
@@ -78,7 +82,7 @@ type Stream struct {
 
 	offset    uint64 // source offset after the last appended byte
 	committed uint64 // source offset committed to Kafka
-	owner     any
+	owner     stream.Owner
 }
 
 // Open connects to the brokers, creates the state topic if it is missing,
@@ -99,6 +103,8 @@ func Open(ctx context.Context, cfg Config) (*Output, error) {
 		streams:    make(map[stream.Key]*Stream),
 		touched:    make(map[*Stream]struct{}),
 		committing: make(map[*Stream]struct{}),
+		forget:     make(map[stream.Key]struct{}),
+		forgetting: make(map[stream.Key]struct{}),
 	}
 	o.space = sync.NewCond(&o.mu)
 	ctx, cancel := context.WithTimeout(ctx, cfg.CommitTimeout)
@@ -168,7 +174,11 @@ func (o *Output) clientOpts() []kgo.Opt {
 // or not, or acked if the collector knows of more. A previous owner loses
 // the stream: its appends fail with ErrNotOwner. While a failed commit is
 // being recovered, Attach waits for the state topic to be read again.
-func (o *Output) Attach(key stream.Key, name string, acked uint64, owner any) (s *Stream, offset, committed uint64, err error) {
+func (o *Output) Attach(key stream.Key, n relpath.Name, acked uint64, owner stream.Owner) (s *Stream, offset, committed uint64, err error) {
+	name := n.String()
+	if n.IsZero() || owner == nil {
+		return nil, 0, 0, fmt.Errorf("%w: attach without a name or an owner", ErrName)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for o.recovering && !o.closed {
@@ -201,6 +211,12 @@ func (o *Output) Attach(key stream.Key, name string, acked uint64, owner any) (s
 			offset: start, committed: start,
 		}
 		o.streams[key] = s
+	}
+	delete(o.forget, key) // attached again: its state stays
+	if _, ok := o.forgetting[key]; ok {
+		// The commit in progress tombstones it: record it again after.
+		o.touched[s] = struct{}{}
+		o.notify(false)
 	}
 	if acked > s.offset {
 		// Bytes below acked were delivered before: start the stream there
@@ -239,7 +255,8 @@ const recordOverhead = 400
 // Append queues p, complete lines for source offsets [offset, end), for
 // the next commit. It copies p. It blocks while more than MaxBufferedBytes
 // are held (backpressure) or a failed commit is being recovered.
-func (s *Stream) Append(o *Output, owner any, offset, end uint64, p []byte) error {
+func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error {
+	o := s.o
 	n := int64(len(p)) + int64(bytes.Count(p, newline))*recordOverhead
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -282,27 +299,26 @@ func (o *Output) notify(full bool) {
 }
 
 // Detach releases the stream if owner still holds it.
-func (o *Output) Detach(s *Stream, owner any) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if s.owner != owner || owner == nil {
-		return
-	}
-	s.owner = nil
-	o.evictLocked(s)
-}
+func (s *Stream) Detach(owner stream.Owner) { s.release(owner, false) }
 
-// Forget releases the stream and tombstones its state record at the next
-// commit: the collector finished and deleted its file.
-func (o *Output) Forget(s *Stream, owner any) {
+// Forget releases the stream, if owner still holds it, and tombstones its
+// state record at the next commit: the collector finished and deleted its
+// file.
+func (s *Stream) Forget(owner stream.Owner) { s.release(owner, true) }
+
+// release is Detach, and Forget with forget, under one lock.
+func (s *Stream) release(owner stream.Owner, forget bool) {
+	o := s.o
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if s.owner != owner || owner == nil {
 		return // another connection took the stream over; it decides
 	}
 	s.owner = nil
-	o.forget = append(o.forget, s.Key)
-	o.notify(false)
+	if forget {
+		o.forget[s.Key] = struct{}{}
+		o.notify(false)
+	}
 	o.evictLocked(s)
 }
 
@@ -319,17 +335,24 @@ func (o *Output) evictLocked(s *Stream) {
 		return
 	}
 	delete(o.streams, s.Key)
+	if _, ok := o.forget[s.Key]; ok {
+		o.notify(false) // its tombstone can go now
+	}
 }
 
-// Healthy returns the error of the last commit, nil if it succeeded.
-func (o *Output) Healthy() error {
+// Health returns when the last commit succeeded and the error of the last
+// commit, nil if it succeeded.
+func (o *Output) Health() (time.Time, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.lastErr != nil {
-		return fmt.Errorf("kafka: last commit failed: %w", o.lastErr)
+		return o.lastCommit, fmt.Errorf("kafka: last commit failed: %w", o.lastErr)
 	}
-	return nil
+	return o.lastCommit, nil
 }
+
+// Reopen does nothing: Kafka has no files to reopen (SIGHUP).
+func (o *Output) Reopen() error { return nil }
 
 // Close releases the producer. Call it after Run returned; lines not
 // committed by then are sent again by the collectors.

@@ -14,24 +14,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"thunder/internal/kafka"
+	"thunder/internal/kafka/kafkatest"
 	"thunder/internal/stream"
 )
 
 // TestLines checks records, keys and headers: one record per line, the
 // offset header being the source offset of the line's first byte.
 func TestLines(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	o := mustOpen(t, testConfig(t, c))
 	r := run(t, o)
-	s, off, committed, err := o.Attach(key("web-1", 2), "sub/a.log", 0, "conn")
+	s, off, committed, err := o.Attach(key("web-1", 2), mustName(t, "sub/a.log"), 0, owner("conn"))
 	if err != nil || off != 0 || committed != 0 {
 		t.Fatalf("Attach = %d, %d, %v; want 0, 0, nil", off, committed, err)
 	}
-	if err := s.Append(o, "conn", 0, 8, []byte("one\ntwo\n")); err != nil {
+	if err := s.Append(owner("conn"), 0, 8, []byte("one\ntwo\n")); err != nil {
 		t.Fatal(err)
 	}
 	// A flushed last line: the payload has one byte more than the range.
-	if err := s.Append(o, "conn", 8, 13, []byte("three\n")); err != nil {
+	if err := s.Append(owner("conn"), 8, 13, []byte("three\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 13)
@@ -39,12 +40,12 @@ func TestLines(t *testing.T) {
 		t.Errorf("Committed() = %d, want 13", got)
 	}
 	var recs []*kgo.Record
-	for _, rec := range consume(t, c, true, "sub.a.log") {
+	for _, rec := range kafkatest.Consume(t, c, true, "sub.a.log") {
 		if header(rec, "stream") == s.Key.ID.String() {
 			recs = append(recs, rec)
 		}
 	}
-	if got, want := values(recs), []string{"one", "two", "three"}; !slices.Equal(got, want) {
+	if got, want := kafkatest.Values(recs), []string{"one", "two", "three"}; !slices.Equal(got, want) {
 		t.Fatalf("values = %q, want %q", got, want)
 	}
 	for i, rec := range recs {
@@ -60,7 +61,7 @@ func TestLines(t *testing.T) {
 }
 
 func TestTopicTemplate(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	tests := []struct {
 		template, host, file string
 		want                 string // "" for ErrName
@@ -71,7 +72,6 @@ func TestTopicTemplate(t *testing.T) {
 		{"{host}", "h", "a.log", "h"},
 		{"{file}", "h", "é.log", "__.log"},
 		{"{file}", "h", strings.Repeat("x", 250), ""},
-		{"{file}", "h", "..", ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.template+"/"+tt.file, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestTopicTemplate(t *testing.T) {
 			cfg.Processor = fmt.Sprint("p", i)
 			o := mustOpen(t, cfg)
 			r := run(t, o)
-			s, _, _, err := o.Attach(key(tt.host, 1), tt.file, 0, "conn")
+			s, _, _, err := o.Attach(key(tt.host, 1), mustName(t, tt.file), 0, owner("conn"))
 			if tt.want == "" {
 				if !errors.Is(err, kafka.ErrName) {
 					t.Fatalf("Attach(%q) = %v, want ErrName", tt.file, err)
@@ -90,11 +90,11 @@ func TestTopicTemplate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Append(o, "conn", 0, 2, []byte("x\n")); err != nil {
+			if err := s.Append(owner("conn"), 0, 2, []byte("x\n")); err != nil {
 				t.Fatal(err)
 			}
 			r.waitAck(t, s, 2)
-			if got := values(consume(t, c, true, tt.want)); !slices.Equal(got, []string{"x"}) {
+			if got := kafkatest.Values(kafkatest.Consume(t, c, true, tt.want)); !slices.Equal(got, []string{"x"}) {
 				t.Errorf("topic %s holds %q, want [x]", tt.want, got)
 			}
 		})
@@ -105,27 +105,27 @@ func TestTopicTemplate(t *testing.T) {
 // from the committed state; the first one's next commit is fenced and its
 // Run fails.
 func TestFence(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	cfg := testConfig(t, c)
 	o1 := mustOpen(t, cfg)
 	r1 := run(t, o1)
 	k := key("h", 1)
-	s1, _, _, err := o1.Attach(k, "a.log", 0, "c1")
+	s1, _, _, err := o1.Attach(k, mustName(t, "a.log"), 0, owner("c1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s1.Append(o1, "c1", 0, 4, []byte("one\n")); err != nil {
+	if err := s1.Append(owner("c1"), 0, 4, []byte("one\n")); err != nil {
 		t.Fatal(err)
 	}
 	r1.waitAck(t, s1, 4)
 
 	o2 := mustOpen(t, cfg)
 	r2 := run(t, o2)
-	s2, off, committed, err := o2.Attach(k, "a.log", 0, "c2")
+	s2, off, committed, err := o2.Attach(k, mustName(t, "a.log"), 0, owner("c2"))
 	if err != nil || off != 4 || committed != 4 {
 		t.Fatalf("second instance: Attach = %d, %d, %v; want 4, 4, nil", off, committed, err)
 	}
-	if err := s1.Append(o1, "c1", 4, 8, []byte("old\n")); err != nil {
+	if err := s1.Append(owner("c1"), 4, 8, []byte("old\n")); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -137,11 +137,11 @@ func TestFence(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("first instance still running after being fenced")
 	}
-	if err := s2.Append(o2, "c2", 4, 8, []byte("two\n")); err != nil {
+	if err := s2.Append(owner("c2"), 4, 8, []byte("two\n")); err != nil {
 		t.Fatal(err)
 	}
 	r2.waitAck(t, s2, 8)
-	if got := values(consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
+	if got := kafkatest.Values(kafkatest.Consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
 		t.Errorf("read_committed: %q, want [one two]", got)
 	}
 }
@@ -150,24 +150,24 @@ func TestFence(t *testing.T) {
 // rewound to the committed state and its owner loses it; after a new
 // Attach the lines are sent again and each is read once.
 func TestCommitFailure(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	o := mustOpen(t, testConfig(t, c))
 	r := run(t, o)
-	s, _, _, err := o.Attach(key("h", 1), "a.log", 0, "c1")
+	s, _, _, err := o.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Append(o, "c1", 0, 4, []byte("one\n")); err != nil {
+	if err := s.Append(owner("c1"), 0, 4, []byte("one\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 4)
 
 	fh := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.UnknownServerError})
-	if err := s.Append(o, "c1", 4, 8, []byte("two\n")); err != nil {
+	if err := s.Append(owner("c1"), 4, 8, []byte("two\n")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() error {
-		if fh.Hits() == 0 || o.Healthy() == nil {
+		if fh.Hits() == 0 || func() bool { _, err := o.Health(); return err == nil }() {
 			return errors.New("no failed commit yet")
 		}
 		return nil
@@ -175,46 +175,46 @@ func TestCommitFailure(t *testing.T) {
 	fh.Remove()
 	// Attach waits for the recovery: the stream resumes from the state.
 	s1 := s
-	s, off, committed, err := o.Attach(key("h", 1), "a.log", 4, "c2")
+	s, off, committed, err := o.Attach(key("h", 1), mustName(t, "a.log"), 4, owner("c2"))
 	if err != nil || off != 4 || committed != 4 {
 		t.Fatalf("Attach after recovery = %d, %d, %v; want 4, 4, nil", off, committed, err)
 	}
-	if err := s1.Append(o, "c1", 8, 14, []byte("three\n")); !errors.Is(err, kafka.ErrNotOwner) {
+	if err := s1.Append(owner("c1"), 8, 14, []byte("three\n")); !errors.Is(err, kafka.ErrNotOwner) {
 		t.Errorf("old owner's Append = %v, want ErrNotOwner", err)
 	}
 	if got := r.acked(s1); got != 4 {
 		t.Fatalf("acked %d after a failed commit, want 4", got)
 	}
-	if err := s.Append(o, "c2", 4, 14, []byte("two\nthree\n")); err != nil {
+	if err := s.Append(owner("c2"), 4, 14, []byte("two\nthree\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 14)
-	if got := values(consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two", "three"}) {
+	if got := kafkatest.Values(kafkatest.Consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two", "three"}) {
 		t.Errorf("read_committed: %q, want [one two three]", got)
 	}
-	if err := o.Healthy(); err != nil {
-		t.Errorf("Healthy() = %v after a good commit", err)
+	if _, err := o.Health(); err != nil {
+		t.Errorf("Health() = %v after a good commit", err)
 	}
 }
 
 // TestForget: a forgotten stream's state is tombstoned: a new instance
 // starts it from 0.
 func TestForget(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	cfg := testConfig(t, c)
 	o := mustOpen(t, cfg)
 	r := run(t, o)
 	keep, gone := key("h", 1), key("h", 2)
-	s1, _, _, _ := o.Attach(keep, "a.log", 0, "c")
-	s2, _, _, _ := o.Attach(gone, "b.log", 0, "c")
+	s1, _, _, _ := o.Attach(keep, mustName(t, "a.log"), 0, owner("c"))
+	s2, _, _, _ := o.Attach(gone, mustName(t, "b.log"), 0, owner("c"))
 	for _, s := range []*kafka.Stream{s1, s2} {
-		if err := s.Append(o, "c", 0, 2, []byte("x\n")); err != nil {
+		if err := s.Append(owner("c"), 0, 2, []byte("x\n")); err != nil {
 			t.Fatal(err)
 		}
 		r.waitAck(t, s, 2)
 	}
-	o.Forget(s2, "c")
-	o.Detach(s1, "c")
+	s2.Forget(owner("c"))
+	s1.Detach(owner("c"))
 	r.stop() // the final commit writes the tombstone
 	o.Close()
 
@@ -224,7 +224,7 @@ func TestForget(t *testing.T) {
 		name string
 		want uint64
 	}{{keep, "a.log", 2}, {gone, "b.log", 0}} {
-		_, off, _, err := o2.Attach(tt.k, tt.name, 0, "c")
+		_, off, _, err := o2.Attach(tt.k, mustName(t, tt.name), 0, owner("c"))
 		if err != nil || off != tt.want {
 			t.Errorf("Attach(%s) = %d, %v; want %d", tt.name, off, err, tt.want)
 		}
@@ -236,13 +236,13 @@ func TestForget(t *testing.T) {
 // read_committed consumers, and the next instance resumes from the state
 // committed before.
 func TestCrashMidTransaction(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	cfg := testConfig(t, c)
 	o := mustOpen(t, cfg)
 	r := run(t, o)
 	k := key("h", 1)
-	s, _, _, _ := o.Attach(k, "a.log", 0, "c")
-	if err := s.Append(o, "c", 0, 4, []byte("one\n")); err != nil {
+	s, _, _, _ := o.Attach(k, mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), 0, 4, []byte("one\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 4)
@@ -271,18 +271,18 @@ func TestCrashMidTransaction(t *testing.T) {
 
 	o2 := mustOpen(t, cfg)
 	r2 := run(t, o2)
-	s2, off, _, err := o2.Attach(k, "a.log", 0, "c")
+	s2, off, _, err := o2.Attach(k, mustName(t, "a.log"), 0, owner("c"))
 	if err != nil || off != 4 {
 		t.Fatalf("after the crash: Attach = %d, %v; want 4", off, err)
 	}
-	if err := s2.Append(o2, "c", 4, 8, []byte("two\n")); err != nil {
+	if err := s2.Append(owner("c"), 4, 8, []byte("two\n")); err != nil {
 		t.Fatal(err)
 	}
 	r2.waitAck(t, s2, 8)
-	if got := values(consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
+	if got := kafkatest.Values(kafkatest.Consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
 		t.Errorf("read_committed: %q, want [one two]", got)
 	}
-	if got := values(consume(t, c, false, "a.log")); !slices.Equal(got, []string{"one", "two", "two"}) {
+	if got := kafkatest.Values(kafkatest.Consume(t, c, false, "a.log")); !slices.Equal(got, []string{"one", "two", "two"}) {
 		t.Errorf("read_uncommitted: %q, want [one two two] (the aborted copy included)", got)
 	}
 }
@@ -290,23 +290,23 @@ func TestCrashMidTransaction(t *testing.T) {
 // TestAtLeastOnce: without transactions lines land, readable without
 // read_committed.
 func TestAtLeastOnce(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	cfg := testConfig(t, c)
 	cfg.Transactions = false
 	o := mustOpen(t, cfg)
 	r := run(t, o)
-	s, _, _, _ := o.Attach(key("h", 1), "a.log", 0, "c")
-	if err := s.Append(o, "c", 0, 8, []byte("one\ntwo\n")); err != nil {
+	s, _, _, _ := o.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), 0, 8, []byte("one\ntwo\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 8)
 	r.stop()
 	o.Close()
 	o2 := mustOpen(t, cfg)
-	if _, off, _, err := o2.Attach(key("h", 1), "a.log", 0, "c"); err != nil || off != 8 {
+	if _, off, _, err := o2.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c")); err != nil || off != 8 {
 		t.Errorf("restart: Attach = %d, %v; want 8", off, err)
 	}
-	if got := values(consume(t, c, false, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
+	if got := kafkatest.Values(kafkatest.Consume(t, c, false, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
 		t.Errorf("records: %q, want [one two]", got)
 	}
 }
@@ -314,16 +314,16 @@ func TestAtLeastOnce(t *testing.T) {
 // TestBackpressure: Append blocks past MaxBufferedBytes until a commit
 // frees room, and fails with ErrClosed if the output stops meanwhile.
 func TestBackpressure(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	cfg := testConfig(t, c)
 	cfg.MaxBufferedBytes = 8
 	o := mustOpen(t, cfg)
-	s, _, _, _ := o.Attach(key("h", 1), "a.log", 0, "c")
-	if err := s.Append(o, "c", 0, 6, []byte("12345\n")); err != nil {
+	s, _, _, _ := o.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), 0, 6, []byte("12345\n")); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Append(o, "c", 6, 12, []byte("67890\n")) }()
+	go func() { done <- s.Append(owner("c"), 6, 12, []byte("67890\n")) }()
 	select {
 	case err := <-done:
 		t.Fatalf("Append past the buffer returned %v, want it to block", err)
@@ -337,9 +337,9 @@ func TestBackpressure(t *testing.T) {
 	r.stop()
 	// Run stopped: a full buffer now fails instead of blocking forever.
 	o2 := mustOpen(t, cfg)
-	s2, _, _, _ := o2.Attach(key("h", 2), "b.log", 0, "c")
-	_ = s2.Append(o2, "c", 0, 6, []byte("12345\n"))
-	go func() { done <- s2.Append(o2, "c", 6, 12, []byte("67890\n")) }()
+	s2, _, _, _ := o2.Attach(key("h", 2), mustName(t, "b.log"), 0, owner("c"))
+	_ = s2.Append(owner("c"), 0, 6, []byte("12345\n"))
+	go func() { done <- s2.Append(owner("c"), 6, 12, []byte("67890\n")) }()
 	o2.Close()
 	if err := <-done; !errors.Is(err, kafka.ErrClosed) {
 		t.Errorf("Append blocked at Close = %v, want ErrClosed", err)
@@ -351,18 +351,18 @@ func TestBackpressure(t *testing.T) {
 // succeeds, then the stream resumes from the state and each line is read
 // once.
 func TestOutage(t *testing.T) {
-	c := newCluster(t)
+	c := kafkatest.NewCluster(t)
 	o := mustOpen(t, testConfig(t, c))
 	r := run(t, o)
 	k := key("h", 1)
-	s, _, _, _ := o.Attach(k, "a.log", 0, "c1")
-	if err := s.Append(o, "c1", 0, 4, []byte("one\n")); err != nil {
+	s, _, _, _ := o.Attach(k, mustName(t, "a.log"), 0, owner("c1"))
+	if err := s.Append(owner("c1"), 0, 4, []byte("one\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 4)
 	produce := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "a.log", Err: kerr.UnknownServerError})
 	initPID := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.InitProducerID}, Err: kerr.TransactionalIDAuthorizationFailed, Count: 3})
-	if err := s.Append(o, "c1", 4, 8, []byte("two\n")); err != nil {
+	if err := s.Append(owner("c1"), 4, 8, []byte("two\n")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() error {
@@ -371,18 +371,18 @@ func TestOutage(t *testing.T) {
 		}
 		return nil
 	})
-	s2, off, _, err := o.Attach(k, "a.log", 4, "c2") // waits for the recovery
+	s2, off, _, err := o.Attach(k, mustName(t, "a.log"), 4, owner("c2")) // waits for the recovery
 	if err != nil || off != 4 {
 		t.Fatalf("Attach after the outage = %d, %v; want 4", off, err)
 	}
 	if got := r.acked(s); got != 4 {
 		t.Errorf("acked %d during the outage, want 4", got)
 	}
-	if err := s2.Append(o, "c2", 4, 12, []byte("two\nthe\n")); err != nil {
+	if err := s2.Append(owner("c2"), 4, 12, []byte("two\nthe\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s2, 12)
-	if got := values(consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two", "the"}) {
+	if got := kafkatest.Values(kafkatest.Consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two", "the"}) {
 		t.Errorf("read_committed: %q, want [one two the]", got)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"thunder/internal/kafka"
+	"thunder/internal/kafka/kafkatest"
 )
 
 // testCA is a certificate authority made up for one test.
@@ -122,15 +123,15 @@ func openFails(t *testing.T, cfg kafka.Config, re *regexp.Regexp) {
 func deliver(t *testing.T, c *kfake.Cluster, o *kafka.Output, topic string, opts ...kgo.Opt) {
 	t.Helper()
 	r := run(t, o)
-	s, _, _, err := o.Attach(key("h", 1), topic, 0, "conn")
+	s, _, _, err := o.Attach(key("h", 1), mustName(t, topic), 0, owner("conn"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Append(o, "conn", 0, 14, []byte("one\ntwo\nthree\n")); err != nil {
+	if err := s.Append(owner("conn"), 0, 14, []byte("one\ntwo\nthree\n")); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 14)
-	if got, want := values(consumeWith(t, c, opts, true, topic)), []string{"one", "two", "three"}; !slices.Equal(got, want) {
+	if got, want := kafkatest.Values(kafkatest.ConsumeWith(t, c, opts, true, topic)), []string{"one", "two", "three"}; !slices.Equal(got, want) {
 		t.Fatalf("topic %s holds %q, want %q", topic, got, want)
 	}
 }
@@ -139,7 +140,7 @@ func deliver(t *testing.T, c *kfake.Cluster, o *kafka.Output, topic string, opts
 // the test CA (for 127.0.0.1, the address dialed), and delivers.
 func TestTLS(t *testing.T) {
 	ca := newTestCA(t)
-	c := newCluster(t, kfake.TLS(ca.serverConfig(t)))
+	c := kafkatest.NewCluster(t, kfake.TLS(ca.serverConfig(t)))
 	cfg := testConfig(t, c)
 	cfg.TLS = ca.clientTLS()
 	deliver(t, c, mustOpen(t, cfg), "tls.log", kgo.DialTLSConfig(ca.clientTLS()))
@@ -149,7 +150,7 @@ func TestTLS(t *testing.T) {
 // against a TLS broker, makes Open fail with the reason, in time.
 func TestTLSRefused(t *testing.T) {
 	ca, rogue := newTestCA(t), newTestCA(t)
-	c := newCluster(t, kfake.TLS(ca.serverConfig(t)))
+	c := kafkatest.NewCluster(t, kfake.TLS(ca.serverConfig(t)))
 	t.Run("untrusted CA", func(t *testing.T) {
 		cfg := testConfig(t, c)
 		failFast(&cfg)
@@ -186,7 +187,7 @@ var saslMechs = []struct {
 func TestSASL(t *testing.T) {
 	for _, m := range saslMechs {
 		t.Run(m.name, func(t *testing.T) {
-			c := newCluster(t, kfake.EnableSASL(), kfake.Superuser(m.name, "thunder", "s3cret"))
+			c := kafkatest.NewCluster(t, kfake.EnableSASL(), kfake.Superuser(m.name, "thunder", "s3cret"))
 			t.Run("ok", func(t *testing.T) {
 				cfg := testConfig(t, c)
 				cfg.SASL = m.mech("thunder", "s3cret")
@@ -216,7 +217,7 @@ func TestSASL(t *testing.T) {
 // TestTLSAndSASL combines both, as the processor's flags do.
 func TestTLSAndSASL(t *testing.T) {
 	ca := newTestCA(t)
-	c := newCluster(t, kfake.TLS(ca.serverConfig(t)), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "thunder", "s3cret"))
+	c := kafkatest.NewCluster(t, kfake.TLS(ca.serverConfig(t)), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "thunder", "s3cret"))
 	mech := saslMechs[2].mech
 	cfg := testConfig(t, c)
 	cfg.TLS = ca.clientTLS()

@@ -1,27 +1,20 @@
 package processor
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 
-	"thunder/internal/target"
 	"thunder/internal/wire"
 )
 
 // metrics are the processor's Prometheus series. A nil *metrics records
 // nothing, so tests and embedders need no registry.
 type metrics struct {
-	bytes, lines       prometheus.Counter
-	commits, commitErr prometheus.Counter
-	commitSeconds      prometheus.Histogram
-	syncSeconds        prometheus.Histogram
-	recordSeconds      prometheus.Histogram
-	connections        prometheus.Counter
-	connected          prometheus.Gauge
-	refusals           *prometheus.CounterVec
-	reopens            prometheus.Counter
-	evictions          prometheus.Counter
+	bytes, lines prometheus.Counter
+	connections  prometheus.Counter
+	connected    prometheus.Gauge
+	refusals     *prometheus.CounterVec
+	reopens      prometheus.Counter
+	evictions    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,20 +23,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	const ns = "thunder_processor"
 	m := &metrics{
-		bytes:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "bytes_written_total", Help: "Bytes of lines appended to target files."}),
-		lines:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lines_written_total", Help: "Lines appended to target files."}),
-		commits:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commits_total", Help: "Group commits (fsync + state record) that succeeded."}),
-		commitErr:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commit_errors_total", Help: "Group commits that failed; nothing was acknowledged."}),
-		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "commit_seconds", Help: "Duration of group commits: fsync of touched files and the state transaction.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		syncSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds", Help: "Duration of the fsync part of group commits (target files and directories).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
-		recordSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "state_commit_seconds", Help: "Duration of the state transaction of group commits.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
-		connections:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "connections_total", Help: "Collector connections accepted."}),
-		connected:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "collectors_connected", Help: "Collector connections open now."}),
-		refusals:      prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total", Help: "Connections ended by a protocol error sent to the collector, by reason."}, []string{"reason"}),
-		reopens:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reopens_total", Help: "Reopens of the target files (SIGHUP, SIGUSR1)."}),
-		evictions:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshakes_evicted_total", Help: "Connections closed in their handshake to admit one from a peer holding fewer handshakes."}),
+		bytes:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "bytes_written_total", Help: "Bytes of lines appended to target files."}),
+		lines:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lines_written_total", Help: "Lines appended to target files."}),
+		connections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "connections_total", Help: "Collector connections accepted."}),
+		connected:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "collectors_connected", Help: "Collector connections open now."}),
+		refusals:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total", Help: "Connections ended by a protocol error sent to the collector, by reason."}, []string{"reason"}),
+		reopens:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reopens_total", Help: "Reopens of the target files (SIGHUP, SIGUSR1)."}),
+		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshakes_evicted_total", Help: "Connections closed in their handshake to admit one from a peer holding fewer handshakes."}),
 	}
-	reg.MustRegister(m.bytes, m.lines, m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.connections, m.connected, m.refusals, m.reopens, m.evictions)
+	reg.MustRegister(m.bytes, m.lines, m.connections, m.connected, m.refusals, m.reopens, m.evictions)
 	return m
 }
 
@@ -52,20 +40,6 @@ func (m *metrics) wrote(bytes, lines int) {
 		m.bytes.Add(float64(bytes))
 		m.lines.Add(float64(lines))
 	}
-}
-
-func (m *metrics) committed(took time.Duration, t target.Timings, err error) {
-	if m == nil {
-		return
-	}
-	if err != nil {
-		m.commitErr.Inc()
-		return
-	}
-	m.commits.Inc()
-	m.commitSeconds.Observe(took.Seconds())
-	m.syncSeconds.Observe(t.Sync.Seconds())
-	m.recordSeconds.Observe(t.Record.Seconds())
 }
 
 func (m *metrics) connect(delta int) {

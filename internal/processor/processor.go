@@ -158,15 +158,11 @@ func (c Config) kafkaConfig() kafka.Config {
 
 // Processor serves collectors.
 type Processor struct {
-	cfg   Config
-	log   *slog.Logger
-	dir   *target.Dir    // nil without a target dir
-	kafka *kafka.Output  // nil without Kafka
-	pins  *identity.Pins // nil with identity.ModeOff
-	mode  identity.Mode  // never ""
-
-	kick chan struct{} // data appended: a commit is due
-	full chan struct{} // CommitBytes pending: commit now
+	cfg  Config
+	log  *slog.Logger
+	outs []output       // the target dir, then Kafka; at least one
+	pins *identity.Pins // nil with identity.ModeOff
+	mode identity.Mode  // never ""
 
 	mu          sync.Mutex
 	sessions    map[*session]struct{}
@@ -180,15 +176,11 @@ type Processor struct {
 	logLimit logLimit
 	total    struct{ bytes, lines atomic.Uint64 }
 
-	commitMu   sync.Mutex
-	lastCommit time.Time
-	commitErr  string
-
 	zstd  *wire.Decoder // nil unless zstd is accepted
 	zbufs sync.Pool     // *[]byte of wire.MaxPayloadBytes, for decompressed payloads
 }
 
-// New validates cfg and opens the target directory (recovering it).
+// New validates cfg and opens the outputs (recovering the target dir).
 func New(cfg Config) (*Processor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -196,117 +188,131 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	var dir *target.Dir
-	if cfg.TargetDir != "" {
-		var err error
-		if dir, err = target.Open(target.Config{Dir: cfg.TargetDir, Logger: cfg.Logger}); err != nil {
-			return nil, err
-		}
-	}
-	mode, _ := identity.ParseMode(string(cfg.Identity)) // validated
-	pins, err := openPins(cfg, mode)
-	if err != nil {
-		if dir != nil {
-			dir.Close()
-		}
-		return nil, err
-	}
-	var kout *kafka.Output
-	if cfg.Kafka != nil {
-		// Open bounds itself with the commit timeout.
-		var err error
-		if kout, err = kafka.Open(context.Background(), cfg.kafkaConfig()); err != nil {
-			if dir != nil {
-				dir.Close()
-			}
-			return nil, err
-		}
-	}
-	var zd *wire.Decoder
-	if slices.Contains(cfg.Compression, wire.CompressionZstd) {
-		var err error
-		if zd, err = wire.NewDecoder(); err != nil {
-			if dir != nil {
-				dir.Close()
-			}
-			if kout != nil {
-				kout.Close()
-			}
-			return nil, err
-		}
-	}
-	return &Processor{
-		zstd:     zd,
-		zbufs:    sync.Pool{New: func() any { b := make([]byte, 0, wire.MaxPayloadBytes); return &b }},
+	p := &Processor{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		dir:      dir,
-		kafka:    kout,
-		pins:     pins,
-		mode:     mode,
-		kick:     make(chan struct{}, 1),
-		full:     make(chan struct{}, 1),
+		zbufs:    sync.Pool{New: func() any { b := make([]byte, 0, wire.MaxPayloadBytes); return &b }},
 		sessions: make(map[*session]struct{}),
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
-	}, nil
+	}
+	if err := p.open(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
 }
 
-// Serve accepts collectors on ln until ctx is done, then stops reading,
-// commits, sends the last acknowledgements and returns nil. It closes ln.
+// open opens what New needs beyond memory: the outputs, the pins and the
+// decoder. Close releases whatever of it was opened.
+func (p *Processor) open() error {
+	cfg := p.cfg
+	if cfg.TargetDir != "" {
+		dir, err := target.Open(target.Config{
+			Dir: cfg.TargetDir, Logger: cfg.Logger, Registerer: cfg.Registerer,
+			CommitInterval: cfg.CommitInterval, CommitBytes: cfg.CommitBytes, MaxOpenFiles: cfg.MaxOpenFiles,
+		})
+		if err != nil {
+			return err
+		}
+		p.outs = append(p.outs, files{dir})
+	}
+	p.mode, _ = identity.ParseMode(string(cfg.Identity)) // validated
+	var err error
+	if p.pins, err = openPins(cfg, p.mode); err != nil {
+		return err
+	}
+	if cfg.Kafka != nil {
+		// Open bounds itself with the commit timeout.
+		kout, err := kafka.Open(context.Background(), cfg.kafkaConfig())
+		if err != nil {
+			return err
+		}
+		p.outs = append(p.outs, kafkaOutput{kout})
+	}
+	if slices.Contains(cfg.Compression, wire.CompressionZstd) {
+		if p.zstd, err = wire.NewDecoder(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // acceptRetry spaces the retries of a failing Accept (out of descriptors).
 var acceptRetry = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
 
+// Serve accepts collectors on ln until ctx is done, then stops reading,
+// commits, sends the last acknowledgements and returns nil. It closes ln.
+// An output's fatal error (Kafka fenced) stops it too.
 func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	commitDone := make(chan struct{})
-	go func() {
-		defer close(commitDone)
-		if p.dir != nil {
-			p.commitLoop(ctx)
-		}
-	}()
-	// The Kafka output commits until Serve has stopped the sessions, like
-	// finalCommit, so its last commit holds what they appended; a fatal
-	// error (fenced) stops Serve.
-	kctx, kstop := context.WithCancel(context.WithoutCancel(ctx))
-	defer kstop()
-	kafkaDone := make(chan struct{})
-	var kafkaErr error
-	go func() {
-		defer close(kafkaDone)
-		if p.kafka != nil {
-			if kafkaErr = p.kafka.Run(kctx, p.dispatchKafka); kafkaErr != nil {
-				cancel()
-			}
-		}
-	}()
+	// The outputs commit until the sessions have stopped, so that their
+	// last commit holds what the sessions appended.
+	outCtx, stopOutputs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOutputs()
+	outErrs := p.runOutputs(outCtx, cancel)
 	go func() {
 		<-ctx.Done()
-		_ = ln.Close() // stops Accept below
+		_ = ln.Close() // stops Accept
 	}()
+	var wg sync.WaitGroup
+	err := p.accept(ctx, ln, &wg)
+	cancel()
+	// Readers have stopped appending once their sessions see ctx done; the
+	// outputs make a last commit and hand out its acks before they end.
+	p.stopReading()
+	p.waitReaders(readersTimeout)
+	stopOutputs()
+	outErr := <-outErrs
+	p.mu.Lock()
+	for s := range p.sessions {
+		s.finish()
+	}
+	p.mu.Unlock()
+	wg.Wait()
+	return errors.Join(err, outErr)
+}
 
-	var err error
+// runOutputs runs every output's commit loop until ctx is done; a fatal
+// error calls fail. The channel gets their errors, joined, once all ended.
+func (p *Processor) runOutputs(ctx context.Context, fail func()) <-chan error {
+	errs := make([]error, len(p.outs))
+	var wg sync.WaitGroup
+	for i, out := range p.outs {
+		wg.Go(func() {
+			if errs[i] = out.Run(ctx); errs[i] != nil {
+				fail()
+			}
+		})
+	}
+	done := make(chan error, 1)
+	go func() {
+		wg.Wait()
+		done <- errors.Join(errs...)
+	}()
+	return done
+}
+
+// accept serves connections from ln until ctx is done (nil) or Accept
+// fails for good.
+func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	var failures int
 	for {
-		conn, aerr := ln.Accept()
-		if aerr != nil {
+		conn, err := ln.Accept()
+		if err != nil {
 			if ctx.Err() != nil {
-				break
+				return nil
 			}
 			var ne net.Error
-			if errors.As(aerr, &ne) && ne.Timeout() || errors.Is(aerr, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
 				// Out of descriptors or similar: back off like net/http does.
 				failures++
-				p.log.Warn("accept failed; retrying", "err", aerr, "failures", failures)
+				p.log.Warn("accept failed; retrying", "err", err, "failures", failures)
 				acceptRetry.Wait(ctx, failures)
 				continue
 			}
-			err = fmt.Errorf("accept: %w", aerr)
-			cancel()
-			break
+			return fmt.Errorf("accept: %w", err)
 		}
 		failures = 0
 		s, ok := p.admit(conn)
@@ -323,23 +329,6 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 			p.mu.Unlock()
 		})
 	}
-	// Readers have stopped appending once their sessions see ctx done; the
-	// commit loop makes a last commit and hands out its acks before it ends.
-	p.stopReading()
-	p.waitReaders(readersTimeout)
-	<-commitDone
-	if p.dir != nil {
-		p.finalCommit()
-	}
-	kstop()
-	<-kafkaDone
-	p.mu.Lock()
-	for s := range p.sessions {
-		s.finish()
-	}
-	p.mu.Unlock()
-	wg.Wait()
-	return errors.Join(err, kafkaErr)
 }
 
 // readersTimeout bounds the wait for the readers to stop on shutdown: one
@@ -392,29 +381,25 @@ func (p *Processor) Reopen() error {
 }
 
 func (p *Processor) reopenFiles() error {
-	if p.dir == nil {
-		return nil // Kafka only: no files to reopen
+	var errs []error
+	for _, out := range p.outs {
+		errs = append(errs, out.Reopen())
 	}
-	acks, err := p.dir.Reopen()
-	p.dispatch(acks)
 	p.m.reopened()
-	if err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	p.log.Info("target files reopened")
+	if p.cfg.TargetDir != "" {
+		p.log.Info("target files reopened")
+	}
 	return nil
 }
 
-// Close releases the target directory and the Kafka producer. Call it
-// after Serve returned.
+// Close releases the outputs. Call it after Serve returned.
 func (p *Processor) Close() error {
 	var errs []error
-	if p.dir != nil {
-		_, err := p.dir.Close()
-		errs = append(errs, err)
-	}
-	if p.kafka != nil {
-		errs = append(errs, p.kafka.Close())
+	for _, out := range p.outs {
+		errs = append(errs, out.Close())
 	}
 	if p.zstd != nil {
 		p.zstd.Close()
@@ -427,18 +412,4 @@ func (p *Processor) checkToken(got string) bool {
 		return true
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(p.cfg.Token)) == 1
-}
-
-// appended is called by sessions after each append.
-func (p *Processor) appended() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-	if p.dir != nil && p.dir.DirtyBytes() >= p.cfg.CommitBytes {
-		select {
-		case p.full <- struct{}{}:
-		default:
-		}
-	}
 }

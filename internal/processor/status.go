@@ -50,9 +50,17 @@ func (p *Processor) Status() Status {
 	}
 	st.Totals = CollectorCounters{Bytes: p.total.bytes.Load(), Lines: p.total.lines.Load()}
 	p.mu.Unlock()
-	p.commitMu.Lock()
-	st.LastCommit, st.CommitErr = p.lastCommit, p.commitErr
-	p.commitMu.Unlock()
+	var errs []string
+	for i, out := range p.outs {
+		last, err := out.Health()
+		if i == 0 || last.Before(st.LastCommit) {
+			st.LastCommit = last // the output that is behind
+		}
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	st.CommitErr = strings.Join(errs, "; ")
 	sort.Slice(st.Collectors, func(i, j int) bool { return st.Collectors[i].Name < st.Collectors[j].Name })
 	return st
 }
@@ -60,17 +68,9 @@ func (p *Processor) Status() Status {
 // Healthy reports an error when the last commit of an output failed.
 func (p *Processor) Healthy() error {
 	var errs []error
-	p.commitMu.Lock()
-	if p.commitErr != "" {
-		errs = append(errs, errUnhealthy(p.commitErr))
-	}
-	p.commitMu.Unlock()
-	if p.kafka != nil {
-		errs = append(errs, p.kafka.Healthy())
+	for _, out := range p.outs {
+		_, err := out.Health()
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
-
-type errUnhealthy string
-
-func (e errUnhealthy) Error() string { return "last commit failed: " + string(e) }

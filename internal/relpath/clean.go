@@ -58,19 +58,30 @@ var (
 //   - is [StateDir] or inside it after cleaning ([ErrStateDir]).
 //
 // Clean is safe for concurrent use.
-func Clean(name string) (string, error) {
+func Clean(name string) (Name, error) {
 	if err := checkBytes(name); err != nil {
-		return "", fmt.Errorf("%w: %q", err, name)
+		return Name{}, fmt.Errorf("%w: %q", err, name)
 	}
 	if err := checkComponents(name); err != nil {
-		return "", fmt.Errorf("%w: %q", err, name)
+		return Name{}, fmt.Errorf("%w: %q", err, name)
 	}
 	clean := path.Clean(name)
 	if err := checkCleaned(clean); err != nil {
-		return "", fmt.Errorf("%w: %q", err, name)
+		return Name{}, fmt.Errorf("%w: %q", err, name)
 	}
-	return clean, nil
+	return Name{clean}, nil
 }
+
+// Name is a name that passed [Clean]. Only Clean makes one, so code that
+// takes a Name cannot be handed an unchecked name; the zero Name is
+// empty and is refused by IsZero checks.
+type Name struct{ s string }
+
+// String returns the cleaned name.
+func (n Name) String() string { return n.s }
+
+// IsZero reports whether n is the zero Name (not made by Clean).
+func (n Name) IsZero() bool { return n.s == "" }
 
 // checkBytes checks the raw name character by character.
 func checkBytes(name string) error {

@@ -32,7 +32,8 @@ func TestCleanAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := relpath.Clean(tt.in)
+			n, err := relpath.Clean(tt.in)
+			got := n.String()
 			if err != nil || got != tt.want {
 				t.Errorf("Clean(%q) = %q, %v, want %q, nil", tt.in, got, err, tt.want)
 			}
@@ -78,7 +79,8 @@ func TestCleanRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := relpath.Clean(tt.in)
+			n, err := relpath.Clean(tt.in)
+			got := n.String()
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Clean(%q) = %q, %v, want %v", tt.in, got, err, tt.want)
 			}
@@ -103,7 +105,8 @@ func FuzzClean(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out, err := relpath.Clean(in)
+		n, err := relpath.Clean(in)
+		out := n.String()
 		if err != nil {
 			if out != "" {
 				t.Fatalf("Clean(%q) = %q, %v: output with error", in, out, err)
@@ -124,7 +127,8 @@ func FuzzClean(f *testing.F) {
 				t.Errorf("Clean(%q) = %q, has component %q", in, out, c)
 			}
 		}
-		again, err := relpath.Clean(out)
+		n2, err := relpath.Clean(out)
+		again := n2.String()
 		if err != nil || again != out {
 			t.Errorf("Clean(Clean(%q)) = %q, %v, want %q, nil", in, again, err, out)
 		}

@@ -52,7 +52,7 @@ func TestRecoverReusedInode(t *testing.T) {
 			s, _, _ := mustAttach(t, d, key("c", 1), "old.log", 0, o)
 			mustAppend(t, d, s, o, 0, "short\n")
 			mustCommit(t, d)
-			d.Detach(s, o) // the collector finished it: the file is closed
+			s.Detach(o) // the collector finished it: the file is closed
 			var state []byte
 			if kill {
 				state = snapshotState(t, dir) // the record of old.log is still there
@@ -82,7 +82,7 @@ func TestRecordsEndWithTheFile(t *testing.T) {
 	mustAppend(t, d, s1, o, 0, "a\n")
 	mustAppend(t, d, s2, o, 0, "b\n")
 	mustCommit(t, d)
-	d.Detach(s1, o)                   // a.log closed
+	s1.Detach(o)                      // a.log closed
 	mustAppend(t, d, s2, o, 2, "b\n") // any later commit drops its record
 	mustCommit(t, d)
 	snap := snapshotState(t, dir)
@@ -159,7 +159,7 @@ func TestOneFileTwoNames(t *testing.T) {
 
 			s2, _, _ := mustAttach(t, d, key("c", 2), c.alias, 0, o)
 			p := lines("two", 0, 5)
-			err := s2.Append(d, o, 0, uint64(len(p)), []byte(p))
+			err := s2.Append(o, 0, uint64(len(p)), []byte(p))
 			if err == nil {
 				mustCommit(t, d)
 				want += p
@@ -211,7 +211,7 @@ func TestLinksIntoState(t *testing.T) {
 	o := &owner{"c"}
 	for i, name := range names {
 		s, _, _ := mustAttach(t, d, key("c", i), name, 0, o)
-		err := s.Append(d, o, 0, 5, []byte("evil\n"))
+		err := s.Append(o, 0, 5, []byte("evil\n"))
 		if !errors.Is(err, target.ErrName) {
 			t.Errorf("Append to %s = %v, want ErrName", name, err)
 		}
@@ -283,7 +283,7 @@ func TestRenameWithUncommittedData(t *testing.T) {
 	}
 	done := make(chan attached, 1)
 	go func() {
-		s, off, _, err := d.Attach(k, "two.log", 0, o2)
+		s, off, _, err := d.Attach(k, mustName(t, "two.log"), 0, o2)
 		done <- attached{s, off, err}
 	}()
 	var a attached

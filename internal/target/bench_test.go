@@ -23,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 	var off uint64
 	for b.Loop() {
 		end := off + uint64(len(p))
-		if err := s.Append(d, o, off, end, p); err != nil {
+		if err := s.Append(o, off, end, p); err != nil {
 			b.Fatal(err)
 		}
 		off = end
@@ -40,7 +40,7 @@ func BenchmarkAppendCommit(b *testing.B) {
 	for b.Loop() {
 		for range 8 {
 			end := off + uint64(len(p))
-			if err := s.Append(d, o, off, end, p); err != nil {
+			if err := s.Append(o, off, end, p); err != nil {
 				b.Fatal(err)
 			}
 			off = end
@@ -74,7 +74,7 @@ func BenchmarkCommitManyFiles(b *testing.B) {
 			for b.Loop() {
 				end := off + uint64(len(p))
 				for _, s := range streams {
-					if err := s.Append(d, o, off, end, p); err != nil {
+					if err := s.Append(o, off, end, p); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,8 +17,17 @@ import (
 // stream's owner when the commit finished; nil if none.
 type Ack struct {
 	Stream *Stream
-	Owner  any
+	Owner  stream.Owner
 	Offset uint64
+}
+
+// deliver hands acks to their owners.
+func deliver(acks []Ack) {
+	for _, a := range acks {
+		if a.Owner != nil {
+			a.Owner.Committed(a.Offset)
+		}
+	}
 }
 
 // snapshot is a file's state taken under its lock at the start of a commit.
@@ -50,19 +58,18 @@ func (d *Dir) Commit() ([]Ack, error) {
 
 // pending is what a commit takes over from the appenders.
 type pending struct {
-	dirty  map[*file]struct{}
-	dirs   map[string]struct{}
-	forget []stream.Key
-	drops  []drop
+	dirty map[*file]struct{}
+	dirs  map[string]struct{}
+	drops []drop
 }
 
 func (d *Dir) takePending() pending {
 	d.pendMu.Lock()
 	defer d.pendMu.Unlock()
-	p := pending{dirty: d.dirty, dirs: d.dirSync, forget: d.forget, drops: d.drops}
+	p := pending{dirty: d.dirty, dirs: d.dirSync, drops: d.drops}
 	d.dirty = make(map[*file]struct{})
 	d.dirSync = make(map[string]struct{})
-	d.forget, d.drops = nil, nil
+	d.drops = nil
 	d.dirtyBytes.Store(0)
 	return p
 }
@@ -70,14 +77,13 @@ func (d *Dir) takePending() pending {
 // putBack returns what a failed state transaction did not record.
 func (d *Dir) putBack(p pending) {
 	d.pendMu.Lock()
-	d.forget = append(d.forget, p.forget...)
 	d.drops = append(d.drops, p.drops...)
 	d.pendMu.Unlock()
 }
 
 func (d *Dir) commitLocked() ([]Ack, error) {
 	p := d.takePending()
-	if len(p.dirty) == 0 && len(p.dirs) == 0 && len(p.forget) == 0 && len(p.drops) == 0 {
+	if len(p.dirty) == 0 && len(p.dirs) == 0 && len(p.drops) == 0 && !d.forgetting() {
 		return nil, nil
 	}
 	snaps := make([]snapshot, 0, len(p.dirty))
@@ -128,7 +134,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	}
 
 	recordStart := time.Now()
-	d.timings.Sync = recordStart.Sub(syncStart)
+	d.timings.sync = recordStart.Sub(syncStart)
 	if err := d.recordLocked(ok, p); err != nil {
 		d.unrecorded(ok, err)
 		d.putBack(p)
@@ -136,7 +142,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		d.broadcastSettled()
 		return nil, errors.Join(errs...)
 	}
-	d.timings.Record = time.Since(recordStart)
+	d.timings.record = time.Since(recordStart)
 	acks := d.committedLocked(ok)
 	d.evict(ok)
 	return acks, errors.Join(errs...)
@@ -188,25 +194,45 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	return sn, true
 }
 
-// recordLocked runs a commit's state transaction. A stream forgotten
-// (Close with done) but attached again since keeps its record: d.mu is held
-// across the check and the transaction when there is something to forget,
-// so no Attach reads the record in between and then loses it. commitMu is
-// held.
+// recordLocked runs a commit's state transaction. It deletes the records
+// of the forgotten streams that left memory; d.mu is held across the
+// choice and the transaction when there are any, so no Attach reads such
+// a record in between and then loses it, and an Attach after it finds
+// none. commitMu is held.
 func (d *Dir) recordLocked(snaps []snapshot, p pending) error {
-	if len(p.forget) > 0 {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		p.forget = slices.DeleteFunc(slices.Clone(p.forget), func(k stream.Key) bool { return d.streams[k] != nil })
+	d.mu.Lock()
+	var forget []stream.Key
+	for k := range d.forget {
+		if d.streams[k] == nil {
+			forget = append(forget, k)
+		}
 	}
-	return d.db.Update(func(tx *bolt.Tx) error { return record(tx, snaps, p) })
+	if len(forget) == 0 {
+		d.mu.Unlock()
+		return d.db.Update(func(tx *bolt.Tx) error { return record(tx, snaps, p, nil) })
+	}
+	defer d.mu.Unlock()
+	err := d.db.Update(func(tx *bolt.Tx) error { return record(tx, snaps, p, forget) })
+	if err == nil {
+		for _, k := range forget {
+			delete(d.forget, k)
+		}
+	}
+	return err
+}
+
+// forgetting reports whether a stream record waits to be deleted.
+func (d *Dir) forgetting() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.forget) > 0
 }
 
 // record writes a commit's state transaction: each synced file's length
 // (or, for a file Reopen took away, the removal of its record: it is closed
 // and all in it is committed), each stream's committed offset, and the
-// records the commit was asked to drop.
-func record(tx *bolt.Tx, snaps []snapshot, p pending) error {
+// records the commit was asked to drop, and the forgotten streams' records.
+func record(tx *bolt.Tx, snaps []snapshot, p pending, forget []stream.Key) error {
 	fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
 	for _, sn := range snaps {
 		if sn.fd != nil {
@@ -226,7 +252,7 @@ func record(tx *bolt.Tx, snaps []snapshot, p pending) error {
 			}
 		}
 	}
-	for _, k := range p.forget {
+	for _, k := range forget {
 		if err := sb.Delete(streamKey(k)); err != nil {
 			return err
 		}
@@ -412,73 +438,4 @@ func (d *Dir) syncDir(dir string) error {
 		return fmt.Errorf("%w: sync dir %s: %v", ErrStorage, dir, err)
 	}
 	return nil
-}
-
-// Reopen makes every target file be opened afresh by name: after logrotate
-// moved a file away, a new one appears at its name. Files with appends in
-// progress are switched by the commit that Reopen runs, so data written
-// before it lands in the old file and everything after in the new one. The
-// old files' records are dropped by that commit.
-func (d *Dir) Reopen() ([]Ack, error) {
-	d.commitMu.Lock()
-	defer d.commitMu.Unlock()
-	for _, f := range d.allFiles() {
-		f.mu.Lock()
-		if f.dirty && f.fd != nil {
-			f.reopen = true
-		} else {
-			d.closeLocked(f) // everything in it is committed
-		}
-		f.mu.Unlock()
-	}
-	return d.commitLocked()
-}
-
-func (d *Dir) allFiles() []*file {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	files := make([]*file, 0, len(d.files))
-	for _, f := range d.files {
-		files = append(files, f)
-	}
-	return files
-}
-
-// Close commits what it can and releases the directory. Files whose
-// content is all committed lose their records, so a restart after a clean
-// stop cuts nothing.
-func (d *Dir) Close() ([]Ack, error) {
-	d.commitMu.Lock()
-	defer d.commitMu.Unlock()
-	acks, err := d.commitLocked()
-	d.mu.Lock()
-	d.closed = true
-	d.settled.Broadcast()
-	d.mu.Unlock()
-	var dirty int
-	for _, f := range d.allFiles() {
-		f.mu.Lock()
-		if f.dirty || f.broken != nil {
-			if f.fd != nil {
-				_ = f.fd.Close() // cut back at the next open
-				f.fd = nil
-			}
-			dirty++
-		} else {
-			d.closeLocked(f)
-		}
-		f.mu.Unlock()
-	}
-	d.pendMu.Lock()
-	drops := d.drops
-	d.drops = nil
-	d.pendMu.Unlock()
-	if dirty > 0 {
-		d.log.Warn("target files hold data that could not be committed; it is cut back at the next start and resent", "files", dirty)
-	}
-	derr := d.db.Update(func(tx *bolt.Tx) error { return record(tx, nil, pending{drops: drops}) })
-	if derr != nil {
-		derr = fmt.Errorf("%w: drop file records: %v", ErrStorage, derr)
-	}
-	return acks, errors.Join(err, derr, d.db.Close(), d.tree.root.Close())
 }

@@ -92,7 +92,7 @@ func TestConcurrentStreams(t *testing.T) {
 				f.mu.Lock()
 				off := f.sent
 				end := off + uint64(b.Len())
-				err := f.s.Append(d, f.o, off, end, []byte(b.String()))
+				err := f.s.Append(f.o, off, end, []byte(b.String()))
 				if err == nil {
 					f.sent = end
 				}
@@ -107,7 +107,7 @@ func TestConcurrentStreams(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	committer.Wait()
-	acks, err := d.Close()
+	acks, err := target.CloseAcks(d)
 	if err != nil {
 		t.Fatalf("Close() = %v", err)
 	}
@@ -197,7 +197,7 @@ func TestAttachConcurrentDeadlock(t *testing.T) {
 			attachers.Go(func() {
 				o := &owner{fmt.Sprint(g)}
 				for i := range 2000 {
-					if _, _, _, err := d.Attach(key(fmt.Sprint("c", g), i), "x.log", uint64(i+1), o); err != nil {
+					if _, _, _, err := d.Attach(key(fmt.Sprint("c", g), i), mustName(t, "x.log"), uint64(i+1), o); err != nil {
 						t.Errorf("Attach = %v", err)
 						return
 					}

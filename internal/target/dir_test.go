@@ -99,13 +99,13 @@ func TestSourceOffsetsAreTheCollectors(t *testing.T) {
 	d := mustOpen(t, dir)
 	o := &owner{"c"}
 	s, _, _ := mustAttach(t, d, key("c", 1), "x.log", 0, o)
-	if err := s.Append(d, o, 0, 1000, []byte("abc\n")); err != nil {
+	if err := s.Append(o, 0, 1000, []byte("abc\n")); err != nil {
 		t.Fatalf("Append(0, 1000) = %v", err)
 	}
-	if err := s.Append(d, o, 4, 8, []byte("def\n")); !errors.Is(err, target.ErrOffset) {
+	if err := s.Append(o, 4, 8, []byte("def\n")); !errors.Is(err, target.ErrOffset) {
 		t.Fatalf("Append(4, 8) after end 1000 = %v, want ErrOffset", err)
 	}
-	if err := s.Append(d, o, 1000, 2000, []byte("def\n")); err != nil {
+	if err := s.Append(o, 1000, 2000, []byte("def\n")); err != nil {
 		t.Fatalf("Append(1000, 2000) = %v", err)
 	}
 	acks := mustCommit(t, d)
@@ -128,7 +128,7 @@ func TestOffsetAndOwner(t *testing.T) {
 
 	for _, c := range []struct {
 		name   string
-		owner  any
+		owner  stream.Owner
 		offset uint64
 		want   error
 	}{
@@ -139,7 +139,7 @@ func TestOffsetAndOwner(t *testing.T) {
 		{"nil owner", nil, end, target.ErrNotOwner},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := s.Append(d, c.owner, c.offset, c.offset+2, []byte("b\n"))
+			err := s.Append(c.owner, c.offset, c.offset+2, []byte("b\n"))
 			if !errors.Is(err, c.want) {
 				t.Errorf("Append(%d) = %v, want %v", c.offset, err, c.want)
 			}
@@ -155,7 +155,7 @@ func TestOffsetAndOwner(t *testing.T) {
 	if off != end || committed != 0 {
 		t.Errorf("Attach(takeover) = offset %d, committed %d, want %d, 0", off, committed, end)
 	}
-	if err := s.Append(d, o1, end, end+2, []byte("b\n")); !errors.Is(err, target.ErrNotOwner) {
+	if err := s.Append(o1, end, end+2, []byte("b\n")); !errors.Is(err, target.ErrNotOwner) {
 		t.Errorf("Append by previous owner = %v, want ErrNotOwner", err)
 	}
 	end = mustAppend(t, d, s2, o2, end, "c\n")
@@ -167,10 +167,10 @@ func TestOffsetAndOwner(t *testing.T) {
 	}
 
 	// Detach by the old owner does nothing; by the owner it releases.
-	d.Detach(s, o1)
+	s.Detach(o1)
 	end = mustAppend(t, d, s, o2, end, "d\n")
-	d.Detach(s, o2)
-	if err := s.Append(d, o2, end, end+2, []byte("e\n")); !errors.Is(err, target.ErrNotOwner) {
+	s.Detach(o2)
+	if err := s.Append(o2, end, end+2, []byte("e\n")); !errors.Is(err, target.ErrNotOwner) {
 		t.Errorf("Append after Detach = %v, want ErrNotOwner", err)
 	}
 	acks = mustCommit(t, d)
@@ -199,7 +199,7 @@ func TestAttachAcked(t *testing.T) {
 	if off != 500 || committed != 500 {
 		t.Fatalf("Attach(acked 500) = offset %d, committed %d, want 500, 500", off, committed)
 	}
-	if err := s.Append(d, o, 0, 2, []byte("a\n")); !errors.Is(err, target.ErrOffset) {
+	if err := s.Append(o, 0, 2, []byte("a\n")); !errors.Is(err, target.ErrOffset) {
 		t.Errorf("Append(0) after acked 500 = %v, want ErrOffset", err)
 	}
 	end := mustAppend(t, d, s, o, 500, "a\n")
@@ -254,7 +254,7 @@ func TestDirtyBytes(t *testing.T) {
 		t.Errorf("DirtyBytes() = %d, want 107", got)
 	}
 	// A rejected append counts nothing.
-	_ = s1.Append(d, o, 0, 3, []byte("no\n"))
+	_ = s1.Append(o, 0, 3, []byte("no\n"))
 	if got := d.DirtyBytes(); got != 107 {
 		t.Errorf("DirtyBytes() after rejected append = %d, want 107", got)
 	}
@@ -305,7 +305,7 @@ func TestOpenErrors(t *testing.T) {
 func TestAttachAfterClose(t *testing.T) {
 	d := mustOpen(t, t.TempDir())
 	mustClose(t, d)
-	if _, _, _, err := d.Attach(key("c", 1), "x.log", 0, &owner{"c"}); err == nil {
+	if _, _, _, err := d.Attach(key("c", 1), mustName(t, "x.log"), 0, &owner{"c"}); err == nil {
 		t.Errorf("Attach after Close = nil error")
 	}
 }
@@ -362,12 +362,12 @@ func TestNames(t *testing.T) {
 			d := mustOpen(t, dir)
 			o := &owner{"c"}
 			s, _, _ := mustAttach(t, d, key("c", 1), name, 0, o)
-			err := s.Append(d, o, 0, 2, []byte("x\n"))
+			err := s.Append(o, 0, 2, []byte("x\n"))
 			if !errors.Is(err, target.ErrName) {
 				t.Errorf("Append(%q) = %v, want ErrName", name, err)
 			}
 			// The stream did not move; a retry fails the same way.
-			if err := s.Append(d, o, 0, 2, []byte("x\n")); !errors.Is(err, target.ErrName) {
+			if err := s.Append(o, 0, 2, []byte("x\n")); !errors.Is(err, target.ErrName) {
 				t.Errorf("second Append(%q) = %v, want ErrName", name, err)
 			}
 			if _, err := d.Commit(); err != nil {
@@ -415,7 +415,7 @@ func TestNameSymlinkInside(t *testing.T) {
 	o := &owner{"c"}
 	for i, name := range []string{"link/x.log", "y.log"} {
 		s, _, _ := mustAttach(t, d, key("c", i), name, 0, o)
-		err := s.Append(d, o, 0, 2, []byte("a\n"))
+		err := s.Append(o, 0, 2, []byte("a\n"))
 		if !errors.Is(err, target.ErrName) || !strings.Contains(err.Error(), "symbolic link") {
 			t.Errorf("Append to %s = %v, want ErrName naming the symbolic link", name, err)
 		}
@@ -448,7 +448,7 @@ func TestEviction(t *testing.T) {
 	}
 
 	end = mustAppend(t, d, s, o, end, "b\n")
-	d.Detach(s, o)
+	s.Detach(o)
 	acks := mustCommit(t, d)
 	if a, ok := ackFor(t, acks, s); !ok || a.Offset != end || a.Owner != nil {
 		t.Errorf("ack = %+v, want offset %d owner nil", a, end)
@@ -461,7 +461,7 @@ func TestEviction(t *testing.T) {
 	if off != end || committed != end {
 		t.Errorf("Attach after eviction = offset %d, committed %d, want %d", off, committed, end)
 	}
-	if err := s.Append(d, o, end, end+2, []byte("z\n")); !errors.Is(err, target.ErrNotOwner) {
+	if err := s.Append(o, end, end+2, []byte("z\n")); !errors.Is(err, target.ErrNotOwner) {
 		t.Errorf("Append through evicted stream = %v, want ErrNotOwner", err)
 	}
 	end = mustAppend(t, d, s2, o, end, "c\n")
@@ -474,7 +474,7 @@ func TestEviction(t *testing.T) {
 	d = mustOpen(t, dir)
 	s, _, _ = mustAttach(t, d, k, "x.log", 0, o)
 	end = mustAppend(t, d, s, o, end, "d\n")
-	d.Detach(s, o)
+	s.Detach(o)
 	if s2, off, _ := mustAttach(t, d, k, "x.log", 0, o); s2 != s || off != end {
 		t.Errorf("Attach of detached uncommitted stream = (%p, %d), want (%p, %d)", s2, off, s, end)
 	}
@@ -490,7 +490,7 @@ func TestEvictionAfterLastCommit(t *testing.T) {
 	s, _, _ := mustAttach(t, d, k, "x.log", 0, o)
 	mustAppend(t, d, s, o, 0, "a\n")
 	mustCommit(t, d)
-	d.Detach(s, o)
+	s.Detach(o)
 	mustCommit(t, d)
 	// Other traffic commits too.
 	s3, _, _ := mustAttach(t, d, key("c", 2), "y.log", 0, o)

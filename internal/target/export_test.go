@@ -7,3 +7,8 @@ func SetParallelSyncs(n int) int {
 	maxParallelSyncs = n
 	return old
 }
+
+// CloseAcks is Close returning its acknowledgements instead of handing
+// them to the owners; ReopenAcks the same for Reopen.
+func CloseAcks(d *Dir) ([]Ack, error)  { return d.close() }
+func ReopenAcks(d *Dir) ([]Ack, error) { return d.reopen() }

@@ -28,13 +28,13 @@ func mustOpen(t testing.TB, dir string) *target.Dir {
 	if err != nil {
 		t.Fatalf("Open(%s) = %v", dir, err)
 	}
-	t.Cleanup(func() { _, _ = d.Close() }) // may already be closed by the test
+	t.Cleanup(func() { _ = d.Close() }) // may already be closed by the test
 	return d
 }
 
 func mustClose(t testing.TB, d *target.Dir) []target.Ack {
 	t.Helper()
-	acks, err := d.Close()
+	acks, err := target.CloseAcks(d)
 	if err != nil {
 		t.Fatalf("Close() = %v", err)
 	}
@@ -57,12 +57,25 @@ func key(collector string, n int) stream.Key {
 	return stream.Key{Collector: collector, ID: id}
 }
 
-// owner is a connection token; each new(owner) is distinct.
+// owner is a connection token; each new(owner) is distinct. The tests
+// look at acknowledgements in what Commit returns.
 type owner struct{ name string }
 
-func mustAttach(t testing.TB, d *target.Dir, k stream.Key, name string, acked uint64, o any) (s *target.Stream, offset, committed uint64) {
+func (*owner) Committed(uint64) {}
+
+// mustName is name as Clean makes it.
+func mustName(t testing.TB, name string) relpath.Name {
 	t.Helper()
-	s, offset, committed, err := d.Attach(k, name, acked, o)
+	n, err := relpath.Clean(name)
+	if err != nil {
+		t.Fatalf("Clean(%q) = %v", name, err)
+	}
+	return n
+}
+
+func mustAttach(t testing.TB, d *target.Dir, k stream.Key, name string, acked uint64, o stream.Owner) (s *target.Stream, offset, committed uint64) {
+	t.Helper()
+	s, offset, committed, err := d.Attach(k, mustName(t, name), acked, o)
 	if err != nil {
 		t.Fatalf("Attach(%s, %q, %d) = %v", k, name, acked, err)
 	}
@@ -71,10 +84,10 @@ func mustAttach(t testing.TB, d *target.Dir, k stream.Key, name string, acked ui
 
 // mustAppend appends p at offset (source offsets equal byte counts) and
 // returns the new end.
-func mustAppend(t testing.TB, d *target.Dir, s *target.Stream, o any, offset uint64, p string) uint64 {
+func mustAppend(t testing.TB, d *target.Dir, s *target.Stream, o stream.Owner, offset uint64, p string) uint64 {
 	t.Helper()
 	end := offset + uint64(len(p))
-	if err := s.Append(d, o, offset, end, []byte(p)); err != nil {
+	if err := s.Append(o, offset, end, []byte(p)); err != nil {
 		t.Fatalf("Append(%s, %d, %q) = %v", s.Key, offset, p, err)
 	}
 	return end

@@ -12,12 +12,7 @@ import (
 func (d *Dir) CloseIdle(max int) int {
 	d.commitMu.Lock() // a commit may be syncing a descriptor it snapshotted
 	defer d.commitMu.Unlock()
-	d.mu.Lock()
-	files := make([]*file, 0, len(d.files))
-	for _, f := range d.files {
-		files = append(files, f)
-	}
-	d.mu.Unlock()
+	files := d.allFiles()
 	type candidate struct {
 		f    *file
 		last time.Time

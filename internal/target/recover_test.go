@@ -172,7 +172,7 @@ func TestCrashBeforeFirstCommit(t *testing.T) {
 			if c.rotate {
 				p = lines("x", 0, 5)
 				end = mustAppend(t, d, s, o, 0, p)
-				if _, err := d.Reopen(); err != nil {
+				if err := d.Reopen(); err != nil {
 					t.Fatal(err)
 				}
 				if err := os.Rename(filepath.Join(dir, "x.log"), filepath.Join(dir, "x.log.1")); err != nil {

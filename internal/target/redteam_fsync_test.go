@@ -84,7 +84,7 @@ func TestRTReopenFsyncFailZeros(t *testing.T) {
 				return
 			default:
 			}
-			err := s.Append(d, o, off, off+uint64(len(p)), p)
+			err := s.Append(o, off, off+uint64(len(p)), p)
 			if err != nil {
 				if !errors.Is(err, target.ErrNotOwner) && !errors.Is(err, target.ErrStorage) {
 					t.Errorf("append: %v", err)
@@ -97,7 +97,7 @@ func TestRTReopenFsyncFailZeros(t *testing.T) {
 			time.Sleep(10 * time.Microsecond)
 		}
 	}()
-	_, err := d.Reopen()
+	err := d.Reopen()
 	close(stop)
 	wg.Wait()
 	t.Logf("Reopen() = %v; %d appends ran alongside", err, reopened)
@@ -151,13 +151,13 @@ func TestRTReopenStateFailZeros(t *testing.T) {
 	}
 	name := filepath.Join(dir, "x.log")
 	reopenErr := make(chan error, 1)
-	go func() { _, err := d.Reopen(); reopenErr <- err }()
+	go func() { err := d.Reopen(); reopenErr <- err }()
 	p := []byte("during the reopen commit\n")
 	off := end
 	deadline := time.Now().Add(10 * time.Second)
 	locked := false
 	for time.Now().Before(deadline) {
-		if err := s.Append(d, o, off, off+uint64(len(p)), p); err != nil {
+		if err := s.Append(o, off, off+uint64(len(p)), p); err != nil {
 			t.Logf("append: %v", err)
 			break
 		}

@@ -72,7 +72,7 @@ func TestRTIdleClosedSecondName(t *testing.T) {
 			c.make(t, dir)
 			s2, off, _ := mustAttach(t, d, key("c", 2), c.other, 0, o)
 			second := lines("second", 0, 50)
-			err := s2.Append(d, o, off, off+uint64(len(second)), []byte(second))
+			err := s2.Append(o, off, off+uint64(len(second)), []byte(second))
 			if errors.Is(err, target.ErrName) {
 				// Refused while the first name's record claims the inode:
 				// nothing can be cut by it later. Check that it holds.
@@ -132,7 +132,7 @@ func TestRTRenameRaceWithOldOwner(t *testing.T) {
 			off := uint64(0)
 			p := []byte("line of the old connection\n")
 			for i := 0; i < 200; i++ {
-				if err := s.Append(d, o1, off, off+uint64(len(p)), p); err != nil {
+				if err := s.Append(o1, off, off+uint64(len(p)), p); err != nil {
 					if !errors.Is(err, target.ErrNotOwner) {
 						t.Errorf("append: %v", err)
 					}
@@ -165,14 +165,14 @@ func TestRTRenameRaceWithOldOwner(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}()
-		_, newOff, _, err := d.Attach(k, "two.log", 0, o2)
+		_, newOff, _, err := d.Attach(k, mustName(t, "two.log"), 0, o2)
 		wg.Wait()
 		close(stop)
 		<-committer
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.Close(); err != nil {
+		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := os.ReadFile(filepath.Join(dir, "one.log"))
@@ -214,7 +214,7 @@ func TestRTShortWriteAfterForeignTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := lines("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 0, 1000)
-	err := s.Append(d, o, end, end+uint64(len(big)), []byte(big))
+	err := s.Append(o, end, end+uint64(len(big)), []byte(big))
 	if !errors.Is(err, target.ErrStorage) {
 		t.Fatalf("Append on a full disk = %v, want ErrStorage", err)
 	}
@@ -315,7 +315,7 @@ func TestRTRenameWaitFailingStateThenClose(t *testing.T) {
 	s2, _, _ = mustAttach(t, d, key("c", 2), "two.log", 1000, o1) // dirty, no bytes
 	done := make(chan error, 1)
 	go func() {
-		_, _, _, err := d.Attach(k, "three.log", 0, o2)
+		_, _, _, err := d.Attach(k, mustName(t, "three.log"), 0, o2)
 		done <- err
 	}()
 	select {
@@ -324,7 +324,7 @@ func TestRTRenameWaitFailingStateThenClose(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	closed := make(chan error, 1)
-	go func() { _, err := d.Close(); closed <- err }()
+	go func() { err := d.Close(); closed <- err }()
 	select {
 	case err := <-done:
 		t.Logf("Attach after Close: %v", err)
@@ -338,7 +338,7 @@ func TestRTRenameWaitFailingStateThenClose(t *testing.T) {
 		t.Fatal("Close hangs")
 	}
 	fds := openFDs(t, dir)
-	err := s2.Append(d, o1, 1000, 1002, []byte("y\n"))
+	err := s2.Append(o1, 1000, 1002, []byte("y\n"))
 	t.Logf("Append after Close = %v", err)
 	if err == nil {
 		t.Errorf("Append after Close succeeded: it wrote to two.log with the state store closed")
@@ -398,7 +398,7 @@ func TestRTForgetThenReopenLosesRecord(t *testing.T) {
 	s, _, _ := mustAttach(t, d, k, "x.log", 0, o1)
 	end := mustAppend(t, d, s, o1, 0, lines("first", 0, 10))
 	mustCommit(t, d)
-	d.Forget(s, o1) // Close(done)
+	s.Forget(o1) // Close(done)
 	s, off, _ := mustAttach(t, d, k, "x.log", 0, o2)
 	if off != end {
 		t.Fatalf("re-Open offset %d, want %d", off, end)
@@ -410,7 +410,7 @@ func TestRTForgetThenReopenLosesRecord(t *testing.T) {
 	}
 	crash(t, d, dir)
 	d = mustOpen(t, dir)
-	_, off, committed, err := d.Attach(k, "x.log", end, o1) // the collector's offsets DB lags one ack
+	_, off, committed, err := d.Attach(k, mustName(t, "x.log"), end, o1) // the collector's offsets DB lags one ack
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,11 +430,11 @@ func TestRTForgetThenReopenNoRestart(t *testing.T) {
 	s, _, _ := mustAttach(t, d, k, "x.log", 0, o1)
 	end := mustAppend(t, d, s, o1, 0, lines("first", 0, 10))
 	mustCommit(t, d)
-	d.Forget(s, o1)
+	s.Forget(o1)
 	s, off, _ := mustAttach(t, d, k, "x.log", 0, o2)
 	end2 := mustAppend(t, d, s, o2, off, lines("second", 0, 10))
 	mustCommit(t, d)
-	d.Detach(s, o2) // connection cut
+	s.Detach(o2) // connection cut
 	_, off, _ = mustAttach(t, d, k, "x.log", end, o3)
 	if off != end2 {
 		t.Errorf("reconnect: Opened offset=%d, want %d: the collector resends [%d,%d), already in x.log", off, end2, off, end2)
@@ -465,13 +465,13 @@ func TestRTConcurrentAttachTwoNames(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				o := &owner{name}
-				s, off, _, err := d.Attach(k, name, 0, o)
+				s, off, _, err := d.Attach(k, mustName(t, name), 0, o)
 				if err != nil {
 					errs[i] = err
 					return
 				}
 				offs[i] = off
-				errs[i] = s.Append(d, o, off, off+5, []byte("same\n"))
+				errs[i] = s.Append(o, off, off+5, []byte("same\n"))
 			}()
 		}
 		stop := make(chan struct{})
@@ -491,7 +491,7 @@ func TestRTConcurrentAttachTwoNames(t *testing.T) {
 		wg.Wait()
 		close(stop)
 		<-committed
-		if _, err := d.Close(); err != nil {
+		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
 		a, _ := os.ReadFile(filepath.Join(dir, "two.log"))

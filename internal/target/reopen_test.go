@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"thunder/internal/target"
 )
 
 // TestReopenFollowsRename: after Reopen and a logrotate rename the next
@@ -40,7 +42,7 @@ func TestReopenFollowsRename(t *testing.T) {
 			if c.renameBefore {
 				rename()
 			}
-			acks, err := d.Reopen()
+			acks, err := target.ReopenAcks(d)
 			if err != nil {
 				t.Fatalf("Reopen() = %v", err)
 			}
@@ -94,12 +96,12 @@ func TestReopenSameFile(t *testing.T) {
 	end := mustAppend(t, d, s, o, 0, "a\n")
 	ino := inodeOf(t, filepath.Join(dir, "x.log"))
 	for i := range 3 {
-		if _, err := d.Reopen(); err != nil {
+		if err := d.Reopen(); err != nil {
 			t.Fatalf("Reopen() = %v", err)
 		}
 		end = mustAppend(t, d, s, o, end, fmt.Sprintf("b%d\n", i))
 	}
-	if _, err := d.Reopen(); err != nil { // nothing open, nothing dirty
+	if err := d.Reopen(); err != nil { // nothing open, nothing dirty
 		t.Fatalf("Reopen() = %v", err)
 	}
 	mustClose(t, d)
@@ -130,7 +132,7 @@ func TestReopenUnderLoad(t *testing.T) {
 			default:
 			}
 			p := fmt.Sprintf("line %d\n", i)
-			if err := s.Append(d, o, end, end+uint64(len(p)), []byte(p)); err != nil {
+			if err := s.Append(o, end, end+uint64(len(p)), []byte(p)); err != nil {
 				t.Errorf("Append = %v", err)
 				return
 			}
@@ -152,7 +154,7 @@ func TestReopenUnderLoad(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "x.log"), filepath.Join(dir, "x.log.1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Reopen(); err != nil {
+	if err := d.Reopen(); err != nil {
 		t.Fatalf("Reopen() = %v", err)
 	}
 	waitFor(t, 2*time.Second, func() error {

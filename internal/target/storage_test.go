@@ -83,7 +83,7 @@ func TestDiskFull(t *testing.T) {
 	good += mid
 
 	big := lines(strings.Repeat("b", 90), 0, 1000) // ~100 KiB: a partial write
-	err := s.Append(d, o, end, end+uint64(len(big)), []byte(big))
+	err := s.Append(o, end, end+uint64(len(big)), []byte(big))
 	if !errors.Is(err, target.ErrStorage) {
 		t.Fatalf("Append(100 KiB) on a full disk = %v, want ErrStorage", err)
 	}
@@ -94,7 +94,7 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("DirtyBytes() after failed append = %d, want %d", got, len(mid))
 	}
 	// The stream did not move: the same offset is still expected.
-	if err := s.Append(d, o, end+uint64(len(big)), end+uint64(len(big))+2, []byte("z\n")); !errors.Is(err, target.ErrOffset) {
+	if err := s.Append(o, end+uint64(len(big)), end+uint64(len(big))+2, []byte("z\n")); !errors.Is(err, target.ErrOffset) {
 		t.Errorf("Append past the failed data = %v, want ErrOffset", err)
 	}
 	// The state store may or may not find room; either way nothing past the
@@ -153,7 +153,7 @@ func TestDiskFullNewFile(t *testing.T) {
 	o := &owner{"c"}
 	s, _, _ := mustAttach(t, d, key("c", 1), "x.log", 0, o)
 	p := lines("x", 0, 10)
-	if err := s.Append(d, o, 0, uint64(len(p)), []byte(p)); !errors.Is(err, target.ErrStorage) {
+	if err := s.Append(o, 0, uint64(len(p)), []byte(p)); !errors.Is(err, target.ErrStorage) {
 		t.Fatalf("Append on a full disk = %v, want ErrStorage", err)
 	}
 	if st, err := os.Stat(filepath.Join(dir, "x.log")); err == nil && st.Size() != 0 {

@@ -1,0 +1,160 @@
+package target
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"thunder/internal/stream"
+)
+
+// Append writes p, the lines for source offsets [offset, end), at the end of
+// the stream's target file. p is written with one write(2) under the file's
+// lock, so lines of different streams never interleave; a failed write is cut
+// back so no partial line stays in the file.
+func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error {
+	d, f := s.d, s.f
+	f.mu.Lock()
+	if s.owner != owner || s.owner == nil {
+		f.mu.Unlock()
+		return ErrNotOwner
+	}
+	if offset != s.offset {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: got %d, stream is at %d", ErrOffset, offset, s.offset)
+	}
+	if f.broken != nil {
+		err := f.broken
+		f.mu.Unlock()
+		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
+	}
+	if f.fd == nil {
+		if err := d.openLocked(f); err != nil {
+			f.mu.Unlock()
+			return err
+		}
+	}
+	n, err := f.fd.Write(p)
+	if err != nil {
+		if n > 0 {
+			// Cut what this write left, from what the file holds now
+			// (someone may have truncated it since we last looked).
+			if terr := cutWrite(f.fd, n); terr != nil {
+				f.broken = terr
+			}
+		}
+		f.mu.Unlock()
+		return fmt.Errorf("%w: write %s: %v", ErrStorage, f.name, err)
+	}
+	f.size += int64(n)
+	f.last = time.Now()
+	s.offset = end
+	f.touched[s] = struct{}{}
+	wasDirty := f.dirty
+	f.dirty = true
+	f.mu.Unlock()
+	dirty := d.dirtyBytes.Add(int64(n))
+	if !wasDirty {
+		d.markDirty(f)
+	}
+	d.notify(dirty >= d.cfg.CommitBytes)
+	return nil
+}
+
+// openLocked opens f's file for appending, creating it and its parent
+// directories, and records it before the first write: a crash before the
+// next commit must cut it back to where we found it, since the streams
+// writing to it resend from their committed offsets. f.mu is held.
+func (d *Dir) openLocked(f *file) error {
+	fd, created, err := d.tree.openFile(f.name, unix.O_APPEND, true, d.cfg.FileMode)
+	if err != nil {
+		return err
+	}
+	info, err := identify(fd)
+	if err != nil {
+		fd.Close()
+		return fmt.Errorf("%w: stat %s: %v", ErrStorage, f.name, err)
+	}
+	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.committed && info.nlink > 0 {
+		// Closed while idle, and nothing changed it since: its record, and
+		// its claim on the inode, hold.
+		f.fd, f.size = fd, info.size
+		d.dirsCreated(created)
+		return nil
+	}
+	d.queueDrop(f) // the record of what the name held before, if any
+	if err := d.claim(f, info); err != nil {
+		fd.Close()
+		return err
+	}
+	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFiles).Put(fileKey(f.name, info.id.Ino), rec.marshal())
+	})
+	if err != nil {
+		f.id = info.id
+		d.releaseID(f.id, f)
+		fd.Close()
+		return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
+	}
+	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
+	d.dirsCreated(created)
+	return nil
+}
+
+// dirsCreated has the next commit fsync the directories whose entries an
+// open changed.
+func (d *Dir) dirsCreated(dirs []string) {
+	if len(dirs) == 0 {
+		return
+	}
+	d.pendMu.Lock()
+	for _, dir := range dirs {
+		d.dirSync[dir] = struct{}{}
+	}
+	d.pendMu.Unlock()
+}
+
+// claim checks that what f's name opened may be written as f: a regular
+// file, not the state under another name, and not open under another name.
+// Two names for one inode would each keep their own length, and a commit
+// would record one of them too short. It then registers the inode as f's.
+// A file with other hard links is written while it is not open under one
+// of them: an operator's copy (cp -al) must not stop delivery.
+func (d *Dir) claim(f *file, info fileInfo) error {
+	switch {
+	case !info.regular():
+		return fmt.Errorf("%w: %s is not a regular file", ErrName, f.name)
+	case info.nlink == 0:
+		return fmt.Errorf("%w: %s was deleted while being opened", ErrStorage, f.name)
+	case info.id.sameInode(d.stateDB) || info.id.sameInode(d.tree.state),
+		info.nlink > 1 && d.inState(info.id):
+		return fmt.Errorf("%w: %s is the processor's state under another name (a link)", ErrName, f.name)
+	}
+	k := [2]uint64{info.id.Dev, info.id.Ino}
+	d.idMu.Lock()
+	defer d.idMu.Unlock()
+	if other := d.opened[k]; other != nil && other != f {
+		return fmt.Errorf("%w: %s is the file %s (a hard link), already written under that name; remove one of the links", ErrName, f.name, other.name)
+	}
+	d.opened[k] = f
+	return nil
+}
+
+// Offset returns the source offset after the last appended byte: where the
+// stream's next data must start.
+func (s *Stream) Offset() uint64 {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.offset
+}
+
+// Committed returns the stream's durably committed source offset.
+func (s *Stream) Committed() uint64 {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.committed
+}

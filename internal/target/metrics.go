@@ -1,0 +1,47 @@
+package target
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the target dir's commit series (under the processor's
+// namespace: they predate the Kafka output). A nil *metrics records
+// nothing.
+type metrics struct {
+	commits, commitErr prometheus.Counter
+	commitSeconds      prometheus.Histogram
+	syncSeconds        prometheus.Histogram
+	recordSeconds      prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	const ns = "thunder_processor"
+	m := &metrics{
+		commits:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commits_total", Help: "Group commits (fsync + state record) that succeeded."}),
+		commitErr:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commit_errors_total", Help: "Group commits that failed; nothing was acknowledged."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "commit_seconds", Help: "Duration of group commits: fsync of touched files and the state transaction.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		syncSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds", Help: "Duration of the fsync part of group commits (target files and directories).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		recordSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "state_commit_seconds", Help: "Duration of the state transaction of group commits.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+	reg.MustRegister(m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds)
+	return m
+}
+
+func (m *metrics) committed(took time.Duration, t timings, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.commitErr.Inc()
+		return
+	}
+	m.commits.Inc()
+	m.commitSeconds.Observe(took.Seconds())
+	m.syncSeconds.Observe(t.sync.Seconds())
+	m.recordSeconds.Observe(t.record.Seconds())
+}

@@ -1,0 +1,125 @@
+package target
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"thunder/internal/backoff"
+)
+
+// notify wakes Run after an append; full asks for a commit now.
+func (d *Dir) notify(full bool) {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	if full {
+		select {
+		case d.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// commitRetry spaces the retries of a failed commit.
+var commitRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// Run is the group commit loop: after the first append following a commit
+// it waits up to CommitInterval (less once CommitBytes are pending), then
+// commits and hands the acknowledgements to the streams' owners. A failed
+// commit is retried with backoff; nothing is acknowledged until one
+// succeeds. Once a second it closes idle files past MaxOpenFiles. When ctx
+// is done it makes a last commit (a few tries) and returns nil.
+func (d *Dir) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	var failing int
+	for {
+		select {
+		case <-d.kick:
+		case <-d.full:
+		case <-idle.C:
+			if n := d.CloseIdle(d.cfg.MaxOpenFiles); n > 0 {
+				d.log.Debug("closed idle target files", "files", n)
+			}
+			continue
+		case <-ctx.Done():
+			d.finalCommit()
+			return nil
+		}
+		timer.Reset(d.cfg.CommitInterval)
+		select {
+		case <-timer.C:
+		case <-d.full:
+			timer.Stop()
+		case <-ctx.Done():
+			timer.Stop()
+		}
+		if d.commit() {
+			if failing > 0 {
+				d.log.Info("commits succeed again", "failures", failing)
+				failing = 0
+			}
+			continue
+		}
+		failing++
+		if !commitRetry.Wait(ctx, failing) {
+			continue // the next round sees ctx done and makes the last commit
+		}
+		d.notify(false)
+	}
+}
+
+// finalCommit commits what the stopped appenders left.
+func (d *Dir) finalCommit() {
+	for range 3 {
+		if d.commit() {
+			return
+		}
+	}
+}
+
+// commit runs one group commit, hands out its acknowledgements and reports
+// whether it succeeded.
+func (d *Dir) commit() bool {
+	start := time.Now()
+	d.commitMu.Lock()
+	acks, err := d.commitLocked()
+	t := d.timings
+	d.health = health{last: start, err: err}
+	d.commitMu.Unlock()
+	deliver(acks)
+	if len(acks) > 0 || err != nil {
+		d.m.committed(time.Since(start), t, err)
+	}
+	if err != nil {
+		d.log.Error("commit failed; not acknowledging", "err", err)
+		return false
+	}
+	return true
+}
+
+// health is the outcome of the last commit Run made.
+type health struct {
+	last time.Time
+	err  error
+}
+
+// Health returns when Run last committed and that commit's error.
+func (d *Dir) Health() (time.Time, error) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	if d.health.err != nil {
+		return d.health.last, fmt.Errorf("target dir: last commit failed: %w", d.health.err)
+	}
+	return d.health.last, nil
+}
+
+// timings is how long the parts of a commit took.
+type timings struct {
+	sync   time.Duration // fsync of the touched files and directories
+	record time.Duration // the state transaction
+}
