@@ -53,8 +53,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 var errHelp = errors.New("help shown")
 
-// required reports the first missing required flag.
-func required(fs *flag.FlagSet, names ...string) error {
+// requireFlags reports the first missing required flag.
+func requireFlags(fs *flag.FlagSet, names ...string) error {
 	for _, n := range names {
 		if f := fs.Lookup(n); f != nil && f.Value.String() == "" {
 			return usageError{fmt.Errorf("%s: missing --%s", fs.Name(), n)}
@@ -69,6 +69,18 @@ func withDefaultPort(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
+}
+
+// splitList returns the items of a comma-separated list, trimmed, without
+// empty ones.
+func splitList(s string) []string {
+	var items []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // sizeFlag is a byte count written as 1048576, 64KiB, 10MiB, 1GiB (or K, M, G).

@@ -52,11 +52,7 @@ func (k *kafkaFlags) config() (*kafka.Config, error) {
 		return nil, nil
 	}
 	cfg := k.cfg
-	for b := range strings.SplitSeq(k.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			cfg.Brokers = append(cfg.Brokers, b)
-		}
-	}
+	cfg.Brokers = append(cfg.Brokers, splitList(k.brokers)...)
 	var err error
 	if cfg.TLS, err = k.tlsConfig(); err != nil {
 		return nil, err
