@@ -23,6 +23,12 @@ import (
 // default of `thunder status` and `thunder top`.
 const DefaultAdminPort = "7358"
 
+// adminAddressFlag registers --admin-address of the commands that read a
+// daemon's admin endpoint (status, top).
+func adminAddressFlag(fs *flag.FlagSet) *string {
+	return fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+}
+
 // daemonFlags are the operating flags both daemons share: the config file,
 // --check-config and the admin endpoint.
 type daemonFlags struct {

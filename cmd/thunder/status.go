@@ -35,7 +35,7 @@ const maxStatusBytes = 16 << 20
 
 func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("status", statusHelp, stdout)
-	addr := fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+	addr := adminAddressFlag(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON, as the daemon serves it")
 	streams := fs.Int("streams", 10, "collector: list this many of the most lagging streams")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up on the daemon after this long")

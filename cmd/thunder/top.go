@@ -51,7 +51,7 @@ const (
 
 func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("top", topHelp, stdout)
-	addr := fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+	addr := adminAddressFlag(fs)
 	interval := fs.Duration("interval", time.Second, "refresh period")
 	count := fs.Int("count", 0, "stop after this many refreshes (0: until q or Ctrl-C)")
 	if err := parse(fs, args); err != nil {
