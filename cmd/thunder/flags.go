@@ -5,9 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -132,54 +130,4 @@ func formatSize(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
-}
-
-// logFlags are the logging flags every daemon has.
-type logFlags struct {
-	format string
-	level  string
-}
-
-func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
-	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
-}
-
-func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, usageError{fmt.Errorf("invalid --log-level %q", l.level)}
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch l.format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageError{fmt.Errorf("invalid --log-format %q (text or json)", l.format)}
-}
-
-// readToken reads a shared token from a file; "" when path is empty.
-func readToken(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("auth token: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("auth token file %s is empty", path)
-	}
-	return tok, nil
-}
-
-func hostname() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "localhost"
-	}
-	return h
 }
