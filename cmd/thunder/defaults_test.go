@@ -132,3 +132,44 @@ func TestDocumentedDefaults(t *testing.T) {
 		})
 	}
 }
+
+// proseDefaultRE matches a default stated in running text:
+// "`--window-bytes`, default 32 MiB", "`--commit-interval` (default 5 ms)",
+// "`--max-open-files` (4096)".
+var proseDefaultRE = regexp.MustCompile("`--([a-z][a-z0-9-]*)`(?:,| \\()\\s*(?:default\\s+)?([0-9][0-9,]*(?: ?(?:[KMG]iB|ms|s|m))?)[),;: ]")
+
+// TestProseDefaults checks the defaults of daemon flags that the docs state
+// in running text against the daemons' defaults.
+func TestProseDefaults(t *testing.T) {
+	defaults := map[string][]any{}
+	for _, daemon := range daemons {
+		for name, def := range settings(t, daemon) {
+			defaults[name] = append(defaults[name], def)
+		}
+	}
+	checked := 0
+	for _, file := range []string{"../../README.md", "../../docs/PROTOCOL.md", "../../docs/design.md"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range proseDefaultRE.FindAllStringSubmatch(string(b), -1) {
+			defs, ok := defaults[m[1]]
+			if !ok {
+				continue // a flag of status, top or demo
+			}
+			doc := strings.NewReplacer(" ", "", ",", "").Replace(m[2])
+			same := false
+			for _, def := range defs {
+				same = same || sameSetting(doc, def)
+			}
+			if !same {
+				t.Errorf("%s: --%s defaults to %s, but the daemons' default is %v", file, m[1], m[2], defs)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no defaults found in the docs' text: has the pattern gone stale?")
+	}
+}
