@@ -1,27 +1,27 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
-
-	"thunder/internal/admin"
 )
 
 // DefaultAdminPort is the admin endpoint's port in examples and the
 // default of `thunder status` and `thunder top`.
 const DefaultAdminPort = "7358"
+
+// adminAddressFlag registers --admin-address of the commands that read a
+// daemon's admin endpoint (status, top).
+func adminAddressFlag(fs *flag.FlagSet) *string {
+	return fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+}
 
 // daemonFlags are the operating flags both daemons share: the config file,
 // --check-config and the admin endpoint.
@@ -188,52 +188,4 @@ func isDir(flagName, path string) error {
 		return fmt.Errorf("--%s: %s is not a directory", flagName, path)
 	}
 	return nil
-}
-
-// adminServer is an admin endpoint with its listener.
-type adminServer struct {
-	srv *admin.Server
-	ln  net.Listener
-}
-
-// listenAdmin opens the admin endpoint when --admin-address is set and
-// returns nil, nil otherwise.
-func (d *daemonFlags) listenAdmin(log *slog.Logger, reg *prometheus.Registry, status func() any, healthy func() error) (*adminServer, error) {
-	if d.adminAddr == "" {
-		if d.pprof {
-			return nil, usageError{errors.New("--pprof needs --admin-address")}
-		}
-		return nil, nil
-	}
-	srv, err := admin.New(admin.Config{
-		Addr: d.adminAddr, Registry: reg, Status: status, Healthy: healthy, Pprof: d.pprof, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", d.adminAddr)
-	if err != nil {
-		return nil, fmt.Errorf("admin: listen on %s: %w", d.adminAddr, err)
-	}
-	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
-		log.Warn("admin endpoint on a non-loopback address: anyone who can reach it can read status and metrics; bind it to 127.0.0.1", "addr", ln.Addr().String())
-	}
-	return &adminServer{srv: srv, ln: ln}, nil
-}
-
-// serve runs the daemon (run) and the admin endpoint, if any, until ctx is
-// done or one fails; the failure of either stops both.
-func (a *adminServer) serve(ctx context.Context, run func(ctx context.Context) error) error {
-	if a == nil {
-		return run(ctx)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	actx, stopAdmin := context.WithCancel(gctx)
-	defer stopAdmin()
-	g.Go(func() error {
-		defer stopAdmin() // the daemon is done: so is its endpoint
-		return run(gctx)
-	})
-	g.Go(func() error { return a.srv.Serve(actx, a.ln) })
-	return g.Wait()
 }

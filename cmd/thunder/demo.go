@@ -69,176 +69,273 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !*keep {
 		defer os.RemoveAll(root)
 	}
-	src := filepath.Join(root, "source")
-	dsts := []string{filepath.Join(root, "target")}
-	if *nproc > 1 {
-		dsts = dsts[:0]
-		for i := range *nproc {
-			dsts = append(dsts, filepath.Join(root, fmt.Sprintf("target-%d", i)))
-		}
-	}
-	for _, d := range append([]string{src}, dsts...) {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	logf, err := os.Create(filepath.Join(root, "daemons.log"))
+	d := &demo{out: stdout, root: root, seconds: *seconds, rate: *rate}
+	logf, err := d.makeDirs(*nproc)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	log := slog.New(slog.NewTextHandler(logf, nil))
-	fmt.Fprintf(stdout, "thunder demo in %s (daemon logs: daemons.log)\n", root)
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Each processor listens on a loopback port of its own choosing and
-	// keeps it across the restart.
-	var addrs []string
-	var pcfgs []processor.Config
-	procs := make([]demoProcessor, len(dsts))
-	defer func() {
-		for _, p := range procs {
-			if p.stop != nil {
-				_ = p.stop() // on an early return; the normal end stops them itself
-			}
+	defer d.stopProcessors() // on an early return; the normal end stops them itself
+	if err := d.startProcessors(ctx); err != nil {
+		return err
+	}
+	colDone, stopCol, err := d.startCollector(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopCol()
+	w := d.startWriters(ctx)
+	defer w.stop()
+	d.tick = time.NewTicker(time.Second)
+	defer d.tick.Stop()
+	if err := d.watch(ctx, w.done); err != nil {
+		return err
+	}
+	expect, total, err := w.expect()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "writers stopped after %d lines; waiting for delivery\n", total)
+	if err := d.awaitDelivery(ctx, expect); err != nil {
+		return err
+	}
+	stopCol()
+	errs := []error{<-colDone, d.col.Close(), d.stopProcessors()}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return d.report(expect, total)
+}
+
+// demo is one run of `thunder demo`: its directories, daemons and progress.
+type demo struct {
+	out           io.Writer
+	root          string
+	seconds, rate int
+	src           string
+	dsts          []string // a target dir per processor
+	log           *slog.Logger
+
+	addrs []string // by processor, kept across its restart
+	pcfgs []processor.Config
+	procs []demoProcessor
+	col   *collector.Collector
+
+	tick      *time.Ticker // the progress lines
+	start     time.Time
+	lastAcked uint64
+	lastT     time.Time
+}
+
+// makeDirs creates the source dir, a target dir per processor and the
+// daemons' log file, which it returns.
+func (d *demo) makeDirs(nproc int) (*os.File, error) {
+	d.src = filepath.Join(d.root, "source")
+	d.dsts = []string{filepath.Join(d.root, "target")}
+	if nproc > 1 {
+		d.dsts = d.dsts[:0]
+		for i := range nproc {
+			d.dsts = append(d.dsts, filepath.Join(d.root, fmt.Sprintf("target-%d", i)))
 		}
-	}()
-	for i, dst := range dsts {
+	}
+	for _, dir := range append([]string{d.src}, d.dsts...) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	logf, err := os.Create(filepath.Join(d.root, "daemons.log"))
+	if err != nil {
+		return nil, err
+	}
+	d.log = slog.New(slog.NewTextHandler(logf, nil))
+	fmt.Fprintf(d.out, "thunder demo in %s (daemon logs: daemons.log)\n", d.root)
+	return logf, nil
+}
+
+// startProcessors starts a processor per target dir. Each listens on a
+// loopback port of its own choosing and keeps it across the restart.
+func (d *demo) startProcessors(ctx context.Context) error {
+	d.procs = make([]demoProcessor, len(d.dsts))
+	for i, dst := range d.dsts {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		pcfg := processor.DefaultConfig()
 		pcfg.TargetDir, pcfg.Name = dst, fmt.Sprintf("demo-processor-%d", i)
-		pcfg.Logger = log.With("daemon", pcfg.Name)
-		if procs[i], err = startDemoProcessor(ctx, pcfg, ln); err != nil {
+		pcfg.Logger = d.log.With("daemon", pcfg.Name)
+		if d.procs[i], err = startDemoProcessor(ctx, pcfg, ln); err != nil {
 			return err
 		}
-		addrs, pcfgs = append(addrs, ln.Addr().String()), append(pcfgs, pcfg)
+		d.addrs, d.pcfgs = append(d.addrs, ln.Addr().String()), append(d.pcfgs, pcfg)
 	}
-	addr := strings.Join(addrs, ",")
+	return nil
+}
+
+// stopProcessors stops the processors still running.
+func (d *demo) stopProcessors() error {
+	var errs []error
+	for i := range d.procs {
+		if d.procs[i].stop != nil {
+			errs = append(errs, d.procs[i].stop())
+			d.procs[i].stop = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// startCollector starts the collector, rotating every MiB and reconnecting
+// quickly, and prints what the demo runs. Run's result arrives on done
+// after stop.
+func (d *demo) startCollector(ctx context.Context) (done <-chan error, stop func(), err error) {
 	ccfg := collector.DefaultConfig()
-	ccfg.Name, ccfg.SourceDir, ccfg.OffsetsDB = "demo-host", src, filepath.Join(root, "offsets.db")
-	ccfg.Targets, ccfg.RotateSize, ccfg.Logger = addrs, 1<<20, log.With("daemon", "collector")
+	ccfg.Name, ccfg.SourceDir, ccfg.OffsetsDB = "demo-host", d.src, filepath.Join(d.root, "offsets.db")
+	ccfg.Targets, ccfg.RotateSize, ccfg.Logger = d.addrs, 1<<20, d.log.With("daemon", "collector")
 	ccfg.BackoffMin, ccfg.BackoffMax = 50*time.Millisecond, time.Second
-	col, err := collector.New(ccfg)
-	if err != nil {
-		return err
+	if d.col, err = collector.New(ccfg); err != nil {
+		return nil, nil, err
 	}
 	colCtx, stopCol := context.WithCancel(ctx)
-	defer stopCol()
 	colDone := make(chan error, 1)
-	go func() { colDone <- col.Run(colCtx) }()
+	go func() { colDone <- d.col.Run(colCtx) }()
 
-	fmt.Fprintf(stdout, "processor on %s, collector %q, %d writers × %d lines/s for %ds\n",
-		addr, ccfg.Name, len(demoWriters), *rate, *seconds)
+	fmt.Fprintf(d.out, "processor on %s, collector %q, %d writers × %d lines/s for %ds\n",
+		strings.Join(d.addrs, ","), ccfg.Name, len(demoWriters), d.rate, d.seconds)
 	for _, w := range demoWriters {
-		fmt.Fprintf(stdout, "  writer %-8s → %-16s (%s)\n", w.id, w.name, w.contract)
+		fmt.Fprintf(d.out, "  writer %-8s → %-16s (%s)\n", w.id, w.name, w.contract)
 	}
+	return colDone, stopCol, nil
+}
 
-	wctx, stopWriters := context.WithTimeout(ctx, time.Duration(*seconds)*time.Second)
-	defer stopWriters()
-	written := make([]uint64, len(demoWriters))
+// demoWriting is the writers of a demo at work.
+type demoWriting struct {
+	stop    context.CancelFunc
+	done    chan struct{} // closed when every writer returned
+	written []uint64      // lines, by writer
+	mu      sync.Mutex
+	err     error
+}
+
+// startWriters starts the writers for the demo's seconds.
+func (d *demo) startWriters(ctx context.Context) *demoWriting {
+	wctx, stop := context.WithTimeout(ctx, time.Duration(d.seconds)*time.Second)
+	w := &demoWriting{stop: stop, done: make(chan struct{}), written: make([]uint64, len(demoWriters))}
 	var wg sync.WaitGroup
-	var werr error
-	var werrMu sync.Mutex
-	for i, w := range demoWriters {
-		wr := &linecheck.Writer{ID: w.id, Path: filepath.Join(src, filepath.FromSlash(w.name)), Contract: w.contract, Rate: *rate}
+	for i, dw := range demoWriters {
+		wr := &linecheck.Writer{ID: dw.id, Path: filepath.Join(d.src, filepath.FromSlash(dw.name)), Contract: dw.contract, Rate: d.rate}
 		wg.Go(func() {
 			n, err := wr.Run(wctx)
-			written[i] = n
-			werrMu.Lock()
-			werr = errors.Join(werr, err)
-			werrMu.Unlock()
+			w.written[i] = n
+			w.mu.Lock()
+			w.err = errors.Join(w.err, err)
+			w.mu.Unlock()
 		})
 	}
+	go func() { wg.Wait(); close(w.done) }()
+	d.start = time.Now()
+	d.lastT = d.start
+	return w
+}
 
-	start := time.Now()
-	restartAt := start.Add(time.Duration(*seconds) * time.Second / 2)
-	restarted := false
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	writersDone := make(chan struct{})
-	go func() { wg.Wait(); close(writersDone) }()
-	var lastAcked uint64
-	lastT := start
-	progress := func() {
-		st := col.Stats()
-		now := time.Now()
-		rate := float64(st.AckedBytes-lastAcked) / now.Sub(lastT).Seconds() / 1e6
-		lastAcked, lastT = st.AckedBytes, now
-		state := "connected"
-		if !st.Connected {
-			state = "reconnecting"
-		}
-		if len(st.Processors) > 1 {
-			var up []string
-			for _, p := range st.Processors {
-				if p.Connected {
-					up = append(up, strconv.Itoa(p.Streams))
-				} else {
-					up = append(up, "down")
-				}
-			}
-			state = "streams per processor " + strings.Join(up, "/")
-		}
-		fmt.Fprintf(stdout, "[%4.1fs] delivered %7.1f MB  %6.2f MB/s  lag %8d B  rotations %3d  deleted %3d  %s\n",
-			now.Sub(start).Seconds(), float64(st.AckedBytes)/1e6, rate, st.LagBytes, st.Rotations, st.Deletions, state)
+// expect returns what the writers wrote, once they are done.
+func (w *demoWriting) expect() ([]linecheck.Expect, uint64, error) {
+	if w.err != nil {
+		return nil, 0, fmt.Errorf("demo writer: %w", w.err)
 	}
-wait:
+	var total uint64
+	expect := make([]linecheck.Expect, len(demoWriters))
+	for i, dw := range demoWriters {
+		expect[i] = linecheck.Expect{Writer: dw.id, Name: dw.name, Lines: w.written[i]}
+		total += w.written[i]
+	}
+	return expect, total, nil
+}
+
+// watch prints a progress line a second until the writers are done, and
+// restarts a processor halfway.
+func (d *demo) watch(ctx context.Context, writersDone <-chan struct{}) error {
+	restartAt := d.start.Add(time.Duration(d.seconds) * time.Second / 2)
+	restarted := false
 	for {
 		select {
-		case <-tick.C:
-			progress()
+		case <-d.tick.C:
+			d.progress()
 			if !restarted && time.Now().After(restartAt) {
 				restarted = true
-				// The processor of the busiest file (the first writer's).
-				victim := shard.Rank(demoWriters[0].name, addrs)[0]
-				if len(procs) == 1 {
-					fmt.Fprintln(stdout, "restarting the processor (collector keeps its data on disk and resumes)")
-				} else {
-					fmt.Fprintf(stdout, "restarting processor %d (its files continue on the next processor, then come back)\n", victim)
-				}
-				stop := procs[victim].stop
-				procs[victim].stop = nil
-				if err := stop(); err != nil {
-					return err
-				}
-				// Down for a moment, so that its files fail over.
-				select {
-				case <-time.After(time.Second):
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				ln, err := listenRetry(ctx, addrs[victim])
-				if err != nil {
-					return err
-				}
-				if procs[victim], err = startDemoProcessor(ctx, pcfgs[victim], ln); err != nil {
+				if err := d.restart(ctx); err != nil {
 					return err
 				}
 			}
 		case <-writersDone:
-			break wait
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if werr != nil {
-		return fmt.Errorf("demo writer: %w", werr)
+}
+
+// restart stops the processor of the busiest file (the first writer's)
+// for a second, so that its files fail over, and starts it again on the
+// same address.
+func (d *demo) restart(ctx context.Context) error {
+	victim := shard.Rank(demoWriters[0].name, d.addrs)[0]
+	if len(d.procs) == 1 {
+		fmt.Fprintln(d.out, "restarting the processor (collector keeps its data on disk and resumes)")
+	} else {
+		fmt.Fprintf(d.out, "restarting processor %d (its files continue on the next processor, then come back)\n", victim)
 	}
-	var total uint64
-	expect := make([]linecheck.Expect, len(demoWriters))
-	for i, w := range demoWriters {
-		expect[i] = linecheck.Expect{Writer: w.id, Name: w.name, Lines: written[i]}
-		total += written[i]
+	stop := d.procs[victim].stop
+	d.procs[victim].stop = nil
+	if err := stop(); err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "writers stopped after %d lines; waiting for delivery\n", total)
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ln, err := listenRetry(ctx, d.addrs[victim])
+	if err != nil {
+		return err
+	}
+	d.procs[victim], err = startDemoProcessor(ctx, d.pcfgs[victim], ln)
+	return err
+}
+
+// progress prints one progress line.
+func (d *demo) progress() {
+	st := d.col.Stats()
+	now := time.Now()
+	rate := float64(st.AckedBytes-d.lastAcked) / now.Sub(d.lastT).Seconds() / 1e6
+	d.lastAcked, d.lastT = st.AckedBytes, now
+	state := "connected"
+	if !st.Connected {
+		state = "reconnecting"
+	}
+	if len(st.Processors) > 1 {
+		var up []string
+		for _, p := range st.Processors {
+			if p.Connected {
+				up = append(up, strconv.Itoa(p.Streams))
+			} else {
+				up = append(up, "down")
+			}
+		}
+		state = "streams per processor " + strings.Join(up, "/")
+	}
+	fmt.Fprintf(d.out, "[%4.1fs] delivered %7.1f MB  %6.2f MB/s  lag %8d B  rotations %3d  deleted %3d  %s\n",
+		now.Sub(d.start).Seconds(), float64(st.AckedBytes)/1e6, rate, st.LagBytes, st.Rotations, st.Deletions, state)
+}
+
+// awaitDelivery waits up to a minute for the target dirs to hold every
+// line written (or a problem), printing progress meanwhile, then for the
+// collector's lag to reach 0, and prints the last progress line.
+func (d *demo) awaitDelivery(ctx context.Context, expect []linecheck.Expect) error {
 	deadline := time.Now().Add(60 * time.Second)
-	var rep linecheck.Report
 	for {
-		rep, err = linecheck.VerifyAll(dsts, expect, linecheck.Options{})
+		rep, err := linecheck.VerifyAll(d.dsts, expect, linecheck.Options{})
 		if err != nil {
 			return err
 		}
@@ -246,8 +343,8 @@ wait:
 			break
 		}
 		select {
-		case <-tick.C:
-			progress()
+		case <-d.tick.C:
+			d.progress()
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
@@ -255,46 +352,43 @@ wait:
 	}
 	// The collector's lag is recomputed once a second: let it catch up
 	// with the acknowledgements before the last progress line.
-	for end := time.Now().Add(3 * time.Second); col.Stats().LagBytes > 0 && time.Now().Before(end); {
+	for end := time.Now().Add(3 * time.Second); d.col.Stats().LagBytes > 0 && time.Now().Before(end); {
 		select {
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	progress()
-	stopCol()
-	errs := []error{<-colDone, col.Close()}
-	for i := range procs {
-		errs = append(errs, procs[i].stop())
-		procs[i].stop = nil
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	rep, err = linecheck.VerifyAll(dsts, expect, linecheck.Options{})
+	d.progress()
+	return nil
+}
+
+// report checks the target dirs with every daemon stopped and prints the
+// verdict: an error unless every line arrived exactly once, in order.
+func (d *demo) report(expect []linecheck.Expect, total uint64) error {
+	rep, err := linecheck.VerifyAll(d.dsts, expect, linecheck.Options{})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "verified %s\n", rep)
+	fmt.Fprintf(d.out, "verified %s\n", rep)
 	if !rep.OK() || !rep.Complete() {
 		for _, p := range rep.Problems {
-			fmt.Fprintln(stdout, "  ", p)
+			fmt.Fprintln(d.out, "  ", p)
 		}
 		return errors.New("demo: delivery check failed")
 	}
-	if len(dsts) > 1 {
-		for i, d := range dsts {
-			one, err := linecheck.Verify(d, expect, linecheck.Options{})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "  processor %d (%s) holds %d lines\n", i, filepath.Base(d), one.Lines)
-		}
-		fmt.Fprintf(stdout, "every one of the %d lines arrived exactly once over the %d processors, in order, across rotations and a processor restart\n", total, len(dsts))
+	if len(d.dsts) == 1 {
+		fmt.Fprintf(d.out, "every one of the %d lines arrived exactly once, in order, across rotations and a processor restart\n", total)
 		return nil
 	}
-	fmt.Fprintf(stdout, "every one of the %d lines arrived exactly once, in order, across rotations and a processor restart\n", total)
+	for i, dir := range d.dsts {
+		one, err := linecheck.Verify(dir, expect, linecheck.Options{})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "  processor %d (%s) holds %d lines\n", i, filepath.Base(dir), one.Lines)
+	}
+	fmt.Fprintf(d.out, "every one of the %d lines arrived exactly once over the %d processors, in order, across rotations and a processor restart\n", total, len(d.dsts))
 	return nil
 }
 

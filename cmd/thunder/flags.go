@@ -5,9 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -53,8 +51,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 var errHelp = errors.New("help shown")
 
-// required reports the first missing required flag.
-func required(fs *flag.FlagSet, names ...string) error {
+// requireFlags reports the first missing required flag.
+func requireFlags(fs *flag.FlagSet, names ...string) error {
 	for _, n := range names {
 		if f := fs.Lookup(n); f != nil && f.Value.String() == "" {
 			return usageError{fmt.Errorf("%s: missing --%s", fs.Name(), n)}
@@ -69,6 +67,18 @@ func withDefaultPort(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
+}
+
+// splitList returns the items of a comma-separated list, trimmed, without
+// empty ones.
+func splitList(s string) []string {
+	var items []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // sizeFlag is a byte count written as 1048576, 64KiB, 10MiB, 1GiB (or K, M, G).
@@ -120,54 +130,4 @@ func formatSize(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
-}
-
-// logFlags are the logging flags every daemon has.
-type logFlags struct {
-	format string
-	level  string
-}
-
-func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
-	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
-}
-
-func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, usageError{fmt.Errorf("invalid --log-level %q", l.level)}
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch l.format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageError{fmt.Errorf("invalid --log-format %q (text or json)", l.format)}
-}
-
-// readToken reads a shared token from a file; "" when path is empty.
-func readToken(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("auth token: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("auth token file %s is empty", path)
-	}
-	return tok, nil
-}
-
-func hostname() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "localhost"
-	}
-	return h
 }

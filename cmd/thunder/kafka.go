@@ -31,9 +31,9 @@ func (k *kafkaFlags) register(fs *flag.FlagSet) {
 	k.cfg = kafka.DefaultConfig()
 	fs.StringVar(&k.brokers, "kafka-brokers", "", "comma-separated Kafka seed brokers HOST:PORT; writes every line to Kafka as well (or only, without --target-dir)")
 	fs.StringVar(&k.cfg.Topic, "kafka-topic", k.cfg.Topic, "topic template: {host} = collector name, {file} = file name with '/' as '.'; other characters outside [A-Za-z0-9._-] become '_'")
-	fs.StringVar(&k.cfg.StateTopic, "kafka-state-topic", "", "compacted topic recording what was committed (default thunder-state.<--name>)")
+	fs.StringVar(&k.cfg.StateTopic, "kafka-state-topic", k.cfg.StateTopic, "compacted topic recording what was committed (default thunder-state.<--name>)")
 	fs.BoolVar(&k.cfg.Transactions, "kafka-transactions", k.cfg.Transactions, "commit with Kafka transactions: exactly once for read_committed consumers; false: at least once")
-	fs.StringVar(&k.cfg.TransactionalID, "kafka-transactional-id", "", "transactional id, unique per processor (default thunder-<--name>)")
+	fs.StringVar(&k.cfg.TransactionalID, "kafka-transactional-id", k.cfg.TransactionalID, "transactional id, unique per processor (default thunder-<--name>)")
 	fs.DurationVar(&k.cfg.CommitInterval, "kafka-commit-interval", k.cfg.CommitInterval, "longest wait before received lines are committed to Kafka and acknowledged (one transaction)")
 	fs.Var(sizeFlag{&k.cfg.MaxBufferedBytes}, "kafka-buffer-bytes", "most memory for lines held for Kafka (each line counts its bytes plus about 400 for its record); reading from collectors pauses past it")
 	fs.BoolVar(&k.tls, "kafka-tls", false, "connect to Kafka with TLS (system roots unless --kafka-tls-ca)")
@@ -52,11 +52,7 @@ func (k *kafkaFlags) config() (*kafka.Config, error) {
 		return nil, nil
 	}
 	cfg := k.cfg
-	for b := range strings.SplitSeq(k.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			cfg.Brokers = append(cfg.Brokers, b)
-		}
-	}
+	cfg.Brokers = append(cfg.Brokers, splitList(k.brokers)...)
 	var err error
 	if cfg.TLS, err = k.tlsConfig(); err != nil {
 		return nil, err

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,55 +37,26 @@ Examples:
 
 func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := processor.DefaultConfig()
-	fs := newFlagSet("logs-processor", processorHelp, stdout)
-	var lf logFlags
-	lf.register(fs)
-	var df daemonFlags
-	df.register(fs)
-	var tf tlsFlags
-	tf.register(fs, false)
-	fs.BoolVar(&cfg.BindNameToCert, "tls-bind-name", false, "with mutual TLS, a collector's --name must match its certificate's common name or a DNS name in it")
-	listen := fs.String("listen-address", "127.0.0.1:"+DefaultPort, "address to accept collectors on, HOST:PORT (port "+DefaultPort+" if omitted)")
-	fs.Var(modeFlag{&cfg.Identity}, "collector-identity", "how collectors prove their names: tofu (pin each name's key at first contact), known (only names in --known-collectors), off (names are merely claimed)")
-	fs.StringVar(&cfg.KnownCollectors, "known-collectors", "", "file of collector keys, one line \"ed25519:<key> <name>\" each; SIGHUP reloads it (default: <target-dir>/.thunder/known_collectors)")
-	fs.StringVar(&cfg.TargetDir, "target-dir", "", "directory to write received files into (required unless --kafka-brokers)")
-	var kf kafkaFlags
-	kf.register(fs)
-	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
-	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "longest wait before received lines are fsynced and acknowledged")
-	fs.Var(sizeFlag{&cfg.CommitBytes}, "commit-bytes", "commit early once this much data is pending")
-	tokenFile := fs.String("auth-token-file", "", "file holding a shared token collectors must present")
-	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time a new connection has to complete its handshake")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent for this long")
-	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "a frame must arrive within this long from its first byte, plus 1 s per 64 KiB")
-	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams-per-conn", cfg.MaxStreamsPerConn, "most files one collector connection may stream")
-	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
-	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
-	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")
-	if err := parse(fs, args); err != nil {
+	cmd, pf := processorCommand(&cfg, stdout)
+	if err := cmd.parse(args, stdout); err != nil {
 		return ignoreHelp(err)
 	}
-	if err := df.load(fs, stdout); err != nil {
-		return err
-	}
-	if cfg.TargetDir == "" && kf.brokers == "" {
+	if cfg.TargetDir == "" && pf.kafka.brokers == "" {
 		return usageError{errors.New("logs-processor: missing --target-dir (or --kafka-brokers)")}
 	}
-	log, err := lf.logger(stderr)
+	log, token, err := cmd.logger(stderr)
 	if err != nil {
 		return err
 	}
-	if cfg.Token, err = readToken(*tokenFile); err != nil {
-		return err
-	}
-	tlsCfg, err := tf.server()
+	cfg.Token = token
+	tlsCfg, err := cmd.tls.server()
 	if err != nil {
 		return err
 	}
 	if cfg.BindNameToCert && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
 		return usageError{errors.New("--tls-bind-name needs mutual TLS (--tls-cert, --tls-key, --tls-ca)")}
 	}
-	if cfg.Kafka, err = kf.config(); err != nil {
+	if cfg.Kafka, err = pf.kafka.config(); err != nil {
 		return err
 	}
 	cfg.Logger = log
@@ -91,7 +64,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.TargetDir != "" {
 		dirErr = isDir("target-dir", cfg.TargetDir)
 	}
-	if done, err := df.checked(stdout, cfg.Validate(), dirErr); done {
+	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), dirErr); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -100,51 +73,85 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	addr := withDefaultPort(*listen)
+	addr := withDefaultPort(pf.listen)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		p.Close()
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	adm, err := df.listenAdmin(log, reg, func() any { return p.Status() }, p.Healthy)
-	if err != nil {
-		ln.Close()
-		p.Close()
-		return err
-	}
-	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
+	return cmd.serve(ctx, log, reg, p, func() any { return p.Status() }, func() func(context.Context) error {
+		return startProcessor(log, p, cfg, ln, tlsCfg)
+	}, ln)
+}
+
+// processorFlags hold the processor's flags that are not a
+// processor.Config field.
+type processorFlags struct {
+	listen string
+	kafka  kafkaFlags
+}
+
+// processorCommand registers the flags of logs-processor, with the
+// defaults of cfg, and sets cfg from them as they are parsed.
+func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, *processorFlags) {
+	cmd := newDaemonCommand("logs-processor", processorHelp, "file holding a shared token collectors must present", false, stdout)
+	fs := cmd.fs
+	pf := &processorFlags{}
+	fs.BoolVar(&cfg.BindNameToCert, "tls-bind-name", cfg.BindNameToCert, "with mutual TLS, a collector's --name must match its certificate's common name or a DNS name in it")
+	fs.StringVar(&pf.listen, "listen-address", "127.0.0.1:"+DefaultPort, "address to accept collectors on, HOST:PORT (port "+DefaultPort+" if omitted)")
+	fs.Var(modeFlag{&cfg.Identity}, "collector-identity", "how collectors prove their names: tofu (pin each name's key at first contact), known (only names in --known-collectors), off (names are merely claimed)")
+	fs.StringVar(&cfg.KnownCollectors, "known-collectors", cfg.KnownCollectors, "file of collector keys, one line \"ed25519:<key> <name>\" each; SIGHUP reloads it (default: <target-dir>/.thunder/known_collectors)")
+	fs.StringVar(&cfg.TargetDir, "target-dir", cfg.TargetDir, "directory to write received files into (required unless --kafka-brokers)")
+	pf.kafka.register(fs)
+	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
+	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "longest wait before received lines are fsynced and acknowledged")
+	fs.Var(sizeFlag{&cfg.CommitBytes}, "commit-bytes", "commit early once this much data is pending")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time a new connection has to complete its handshake")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent for this long")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "a frame must arrive within this long from its first byte, plus 1 s per "+formatSize(processor.MinFrameRate))
+	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams-per-conn", cfg.MaxStreamsPerConn, "most files one collector connection may stream")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
+	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
+	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")
+	return cmd, pf
+}
+
+// startProcessor logs that p listens on ln and returns what serves it:
+// TLS on ln when tlsCfg is set, and a reopen of the target files on every
+// SIGHUP or SIGUSR1 for as long as it serves.
+func startProcessor(log *slog.Logger, p *processor.Processor, cfg processor.Config, ln net.Listener, tlsCfg *tls.Config) func(context.Context) error {
+	mutual := tlsCfg != nil && tlsCfg.ClientCAs != nil
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() && cfg.Token == "" && !mutual {
 		log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can write files into the target dir; set --auth-token-file or mutual TLS", "addr", ln.Addr().String())
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "kafka", kf.brokers != "", "tls", tlsCfg != nil, "mutual_tls", tlsCfg != nil && tlsCfg.ClientCAs != nil, "token", cfg.Token != "")
+	// Signals are caught before "listening" is logged: whoever waits for
+	// that line may send SIGHUP at once.
+	reopen := make(chan os.Signal, 1)
+	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)
+	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "kafka", cfg.Kafka != nil, "tls", tlsCfg != nil, "mutual_tls", mutual, "token", cfg.Token != "")
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-
-	reopen := make(chan os.Signal, 1)
-	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(reopen)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-reopen:
-				if err := p.Reopen(); err != nil {
-					log.Error("reopen failed", "err", err)
+	return func(ctx context.Context) error {
+		defer signal.Stop(reopen)
+		var wg sync.WaitGroup
+		done := make(chan struct{})
+		defer wg.Wait()
+		defer close(done)
+		wg.Go(func() {
+			for {
+				select {
+				case <-reopen:
+					if err := p.Reopen(); err != nil {
+						log.Error("reopen failed", "err", err)
+					}
+				case <-done:
+					return
 				}
-			case <-done:
-				return
 			}
-		}
-	}()
-	err = adm.serve(ctx, func(ctx context.Context) error { return p.Serve(ctx, ln) })
-	close(done)
-	if cerr := p.Close(); err == nil {
-		err = cerr
+		})
+		return p.Serve(ctx, ln)
 	}
-	if err == nil {
-		log.Info("stopped")
-	}
-	return err
 }
 
 // ignoreHelp turns the --help "error" into a clean exit.

@@ -35,7 +35,7 @@ const maxStatusBytes = 16 << 20
 
 func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("status", statusHelp, stdout)
-	addr := fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+	addr := adminAddressFlag(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON, as the daemon serves it")
 	streams := fs.Int("streams", 10, "collector: list this many of the most lagging streams")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up on the daemon after this long")
@@ -180,41 +180,49 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 	if health != nil {
 		state = "UNHEALTHY"
 	}
-	defer func() {
-		if health != nil {
-			fmt.Fprintf(w, "\nunhealthy: %v\n", health)
-		}
-	}()
-	if p := s.p; p != nil {
-		out := "target dir " + p.TargetDir
-		switch {
-		case p.TargetDir == "":
-			out = "kafka " + p.Kafka
-		case p.Kafka != "":
-			out += " and kafka " + p.Kafka
-		}
-		fmt.Fprintf(w, "processor %q, %s: %s\n", p.Name, out, state)
-		last := "none yet"
-		if !p.LastCommit.IsZero() {
-			last = fmt.Sprintf("%s (%s ago)", p.LastCommit.Local().Format(time.DateTime), age(s.at, p.LastCommit))
-		}
-		fmt.Fprintf(w, "last commit:\t%s\n", last)
-		if p.CommitErr != "" {
-			fmt.Fprintf(w, "commit error:\t%s\n", p.CommitErr)
-		}
-		fmt.Fprintf(w, "written:\t%s, %d lines since start\n", fmtBytes(p.Totals.Bytes), p.Totals.Lines)
-		fmt.Fprintf(w, "collectors:\t%d connected\n", len(p.Collectors))
-		if len(p.Collectors) == 0 {
-			return
-		}
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "COLLECTOR\tPEER\tSINCE\tSTREAMS\tBYTES\tLINES")
-		for _, c := range p.Collectors {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\n", c.Name, c.Peer, age(s.at, c.Since), c.Streams, fmtBytes(c.Bytes), c.Lines)
-		}
+	if s.p != nil {
+		printProcessor(w, s.at, s.p, state)
+	} else {
+		printCollector(w, s.at, s.c, state, health)
+		printStreams(w, s.c.Top, maxStreams)
+	}
+	if health != nil {
+		fmt.Fprintf(w, "\nunhealthy: %v\n", health)
+	}
+}
+
+// printProcessor writes a processor's status as of at.
+func printProcessor(w io.Writer, at time.Time, p *processor.Status, state string) {
+	out := "target dir " + p.TargetDir
+	switch {
+	case p.TargetDir == "":
+		out = "kafka " + p.Kafka
+	case p.Kafka != "":
+		out += " and kafka " + p.Kafka
+	}
+	fmt.Fprintf(w, "processor %q, %s: %s\n", p.Name, out, state)
+	last := "none yet"
+	if !p.LastCommit.IsZero() {
+		last = fmt.Sprintf("%s (%s ago)", p.LastCommit.Local().Format(time.DateTime), age(at, p.LastCommit))
+	}
+	fmt.Fprintf(w, "last commit:\t%s\n", last)
+	if p.CommitErr != "" {
+		fmt.Fprintf(w, "commit error:\t%s\n", p.CommitErr)
+	}
+	fmt.Fprintf(w, "written:\t%s, %d lines since start\n", fmtBytes(p.Totals.Bytes), p.Totals.Lines)
+	fmt.Fprintf(w, "collectors:\t%d connected\n", len(p.Collectors))
+	if len(p.Collectors) == 0 {
 		return
 	}
-	c := s.c
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "COLLECTOR\tPEER\tSINCE\tSTREAMS\tBYTES\tLINES")
+	for _, c := range p.Collectors {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\n", c.Name, c.Peer, age(at, c.Since), c.Streams, fmtBytes(c.Bytes), c.Lines)
+	}
+}
+
+// printCollector writes a collector's status as of at, without its streams.
+func printCollector(w io.Writer, at time.Time, c *collector.Status, state string, health error) {
 	link := "not connected"
 	if c.Connected {
 		link = "connected to " + c.Addr
@@ -248,10 +256,13 @@ func (s snapshot) print(w io.Writer, health error, maxStreams int) {
 		fmt.Fprintf(w, "refused files:\t%d, held undelivered: the processor refuses their names (retried; remove what is in the way in its target dir)\n", c.RefusedFiles)
 	}
 	if !c.Updated.IsZero() {
-		fmt.Fprintf(w, "updated:\t%s ago\n", age(s.at, c.Updated))
+		fmt.Fprintf(w, "updated:\t%s ago\n", age(at, c.Updated))
 	}
-	printRefused(w, s.at, c.Refused)
-	top := c.Top
+	printRefused(w, at, c.Refused)
+}
+
+// printStreams lists the first maxStreams of top, the most lagging streams.
+func printStreams(w io.Writer, top []collector.StreamStatus, maxStreams int) {
 	if len(top) == 0 || maxStreams <= 0 {
 		return
 	}

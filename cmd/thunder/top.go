@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"thunder/internal/collector"
+	"thunder/internal/processor"
 )
 
 const topHelp = `Usage: thunder top [--admin-address=HOST:PORT] [--interval=1s]
@@ -50,7 +51,7 @@ const (
 
 func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("top", topHelp, stdout)
-	addr := fs.String("admin-address", "127.0.0.1:"+DefaultAdminPort, "admin endpoint of the daemon, HOST:PORT (port "+DefaultAdminPort+" if omitted)")
+	addr := adminAddressFlag(fs)
 	interval := fs.Duration("interval", time.Second, "refresh period")
 	count := fs.Int("count", 0, "stop after this many refreshes (0: until q or Ctrl-C)")
 	if err := parse(fs, args); err != nil {
@@ -260,97 +261,13 @@ func (v *topView) render(b *bytes.Buffer, s sample, rows int) {
 	if s.health != nil {
 		state = "UNHEALTHY"
 	}
-	var dt float64
-	if v.prev != nil {
-		dt = s.snap.at.Sub(v.prev.at).Seconds()
-	}
-	rate := func(cur, prev uint64) string {
-		if dt <= 0 || cur < prev {
-			return "-"
-		}
-		return fmtRate(float64(cur-prev) / dt)
-	}
-	lineRate := func(cur, prev uint64) string {
-		if dt <= 0 || cur < prev {
-			return "-"
-		}
-		return fmt.Sprintf("%.0f/s", float64(cur-prev)/dt)
-	}
+	where := v.client.addr + "  " + now.Format(time.TimeOnly)
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	if p := s.snap.p; p != nil {
-		prevP := p
-		if v.prev != nil && v.prev.p != nil {
-			prevP = v.prev.p
-		} else {
-			dt = 0
-		}
-		fmt.Fprintf(b, "thunder top  processor %q  %s  %s  %s\n", p.Name, v.client.addr, now.Format(time.TimeOnly), state)
-		fmt.Fprintf(b, "written %s, %s   total %s, %d lines   %d collectors   last commit %s ago\n",
-			rate(p.Totals.Bytes, prevP.Totals.Bytes), lineRate(p.Totals.Lines, prevP.Totals.Lines),
-			fmtBytes(p.Totals.Bytes), p.Totals.Lines, len(p.Collectors), age(s.snap.at, p.LastCommit))
-		type row struct {
-			name, peer, since    string
-			streams              int
-			bps                  float64
-			bytesRate, linesRate string
-			bytes, lines         uint64
-		}
-		rowsOut := make([]row, 0, len(p.Collectors))
-		for _, c := range p.Collectors {
-			var pb, pl uint64
-			seen := false
-			for _, pc := range prevP.Collectors {
-				if pc.Name == c.Name && pc.Peer == c.Peer && pc.Since.Equal(c.Since) {
-					pb, pl, seen = pc.Bytes, pc.Lines, true
-				}
-			}
-			r := row{name: c.Name, peer: c.Peer, since: age(s.snap.at, c.Since), streams: c.Streams, bytes: c.Bytes, lines: c.Lines, bytesRate: "-", linesRate: "-"}
-			if seen {
-				r.bytesRate, r.linesRate = rate(c.Bytes, pb), lineRate(c.Lines, pl)
-				if dt > 0 && c.Bytes >= pb {
-					r.bps = float64(c.Bytes-pb) / dt
-				}
-			}
-			rowsOut = append(rowsOut, r)
-		}
-		// A processor does not know its collectors' lag: busiest first.
-		slices.SortStableFunc(rowsOut, func(a, b row) int {
-			return cmp.Or(cmp.Compare(b.bps, a.bps), strings.Compare(a.name, b.name))
-		})
-		fmt.Fprintln(tw, "COLLECTOR\tPEER\tSINCE\tSTREAMS\tBYTES/S\tLINES/S\tBYTES\tLINES")
-		for _, r := range rowsOut {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.name, r.peer, r.since, r.streams, r.bytesRate, r.linesRate, fmtBytes(r.bytes), r.lines)
-		}
+	if s.snap.p != nil {
+		v.renderProcessor(b, tw, s.snap, where, state)
 	} else {
-		c := s.snap.c
-		prevC := c
-		if v.prev != nil && v.prev.c != nil {
-			prevC = v.prev.c
-		} else {
-			dt = 0
-		}
-		link := "not connected"
-		if c.Connected {
-			link = "connected to " + c.Addr
-		}
-		fmt.Fprintf(b, "thunder top  collector %q  %s  %s  %s  %s\n", c.Name, v.client.addr, now.Format(time.TimeOnly), link, state)
-		fmt.Fprintf(b, "sent %s, %s   acked %s   lag %s   files %s   rotations %d\n",
-			rate(c.SentBytes, prevC.SentBytes), lineRate(c.SentLines, prevC.SentLines), rate(c.AckedBytes, prevC.AckedBytes),
-			fmtBytes(uint64(max(0, c.LagBytes))), fileCount(c), c.Rotations)
-		v.updateStreamRates(c)
-		top := slices.Clone(c.Top)
-		slices.SortStableFunc(top, func(a, b collector.StreamStatus) int {
-			return cmp.Or(cmp.Compare(b.Lag, a.Lag), strings.Compare(a.Path, b.Path))
-		})
-		fmt.Fprintln(tw, "NAME\tPATH\tSIZE\tLAG\tWRITTEN/S\tACKED/S\t")
-		for _, st := range top {
-			written, acked := "-", "-"
-			if r, ok := v.streamRates[st.ID]; ok {
-				written, acked = r[0], r[1]
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.Path, fmtBytes(uint64(st.Size)), fmtBytes(uint64(st.Lag)), written, acked, streamFlags(st))
-		}
+		v.renderCollector(b, tw, s.snap, where, state)
 	}
 	if s.health != nil {
 		fmt.Fprintf(b, "unhealthy: %v\n", s.health)
@@ -363,6 +280,109 @@ func (v *topView) render(b *bytes.Buffer, s sample, rows int) {
 	}
 	for _, l := range lines {
 		b.WriteString(l)
+	}
+}
+
+// rates formats the growth of counters per second between two samples dt
+// seconds apart; with no earlier sample (dt 0) or a counter that went
+// back, a rate is "-".
+type rates struct{ dt float64 }
+
+func (r rates) bytes(cur, prev uint64) string {
+	if r.dt <= 0 || cur < prev {
+		return "-"
+	}
+	return fmtRate(float64(cur-prev) / r.dt)
+}
+
+func (r rates) lines(cur, prev uint64) string {
+	if r.dt <= 0 || cur < prev {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f/s", float64(cur-prev)/r.dt)
+}
+
+// renderProcessor writes a processor's header lines to b and its
+// collectors, busiest first, to tw.
+func (v *topView) renderProcessor(b *bytes.Buffer, tw io.Writer, snap snapshot, where, state string) {
+	p, prevP, r := snap.p, snap.p, rates{}
+	if v.prev != nil && v.prev.p != nil {
+		prevP, r.dt = v.prev.p, snap.at.Sub(v.prev.at).Seconds()
+	}
+	fmt.Fprintf(b, "thunder top  processor %q  %s  %s\n", p.Name, where, state)
+	fmt.Fprintf(b, "written %s, %s   total %s, %d lines   %d collectors   last commit %s ago\n",
+		r.bytes(p.Totals.Bytes, prevP.Totals.Bytes), r.lines(p.Totals.Lines, prevP.Totals.Lines),
+		fmtBytes(p.Totals.Bytes), p.Totals.Lines, len(p.Collectors), age(snap.at, p.LastCommit))
+	rows := collectorRows(p, prevP, r, snap.at)
+	fmt.Fprintln(tw, "COLLECTOR\tPEER\tSINCE\tSTREAMS\tBYTES/S\tLINES/S\tBYTES\tLINES")
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", row.name, row.peer, row.since, row.streams, row.bytesRate, row.linesRate, fmtBytes(row.bytes), row.lines)
+	}
+}
+
+// collectorRow is one line of a processor's collector table.
+type collectorRow struct {
+	name, peer, since    string
+	streams              int
+	bps                  float64
+	bytesRate, linesRate string
+	bytes, lines         uint64
+}
+
+// collectorRows returns a processor's collectors with their rates since
+// prev, busiest first: a processor does not know its collectors' lag.
+func collectorRows(p, prev *processor.Status, r rates, at time.Time) []collectorRow {
+	rows := make([]collectorRow, 0, len(p.Collectors))
+	for _, c := range p.Collectors {
+		var pb, pl uint64
+		seen := false
+		for _, pc := range prev.Collectors {
+			if pc.Name == c.Name && pc.Peer == c.Peer && pc.Since.Equal(c.Since) {
+				pb, pl, seen = pc.Bytes, pc.Lines, true
+			}
+		}
+		row := collectorRow{name: c.Name, peer: c.Peer, since: age(at, c.Since), streams: c.Streams, bytes: c.Bytes, lines: c.Lines, bytesRate: "-", linesRate: "-"}
+		if seen {
+			row.bytesRate, row.linesRate = r.bytes(c.Bytes, pb), r.lines(c.Lines, pl)
+			if r.dt > 0 && c.Bytes >= pb {
+				row.bps = float64(c.Bytes-pb) / r.dt
+			}
+		}
+		rows = append(rows, row)
+	}
+	slices.SortStableFunc(rows, func(a, b collectorRow) int {
+		return cmp.Or(cmp.Compare(b.bps, a.bps), strings.Compare(a.name, b.name))
+	})
+	return rows
+}
+
+// renderCollector writes a collector's header lines to b and its streams,
+// the most lagging first, to tw.
+func (v *topView) renderCollector(b *bytes.Buffer, tw io.Writer, snap snapshot, where, state string) {
+	c, prevC, r := snap.c, snap.c, rates{}
+	if v.prev != nil && v.prev.c != nil {
+		prevC, r.dt = v.prev.c, snap.at.Sub(v.prev.at).Seconds()
+	}
+	link := "not connected"
+	if c.Connected {
+		link = "connected to " + c.Addr
+	}
+	fmt.Fprintf(b, "thunder top  collector %q  %s  %s  %s\n", c.Name, where, link, state)
+	fmt.Fprintf(b, "sent %s, %s   acked %s   lag %s   files %s   rotations %d\n",
+		r.bytes(c.SentBytes, prevC.SentBytes), r.lines(c.SentLines, prevC.SentLines), r.bytes(c.AckedBytes, prevC.AckedBytes),
+		fmtBytes(uint64(max(0, c.LagBytes))), fileCount(c), c.Rotations)
+	v.updateStreamRates(c)
+	top := slices.Clone(c.Top)
+	slices.SortStableFunc(top, func(a, b collector.StreamStatus) int {
+		return cmp.Or(cmp.Compare(b.Lag, a.Lag), strings.Compare(a.Path, b.Path))
+	})
+	fmt.Fprintln(tw, "NAME\tPATH\tSIZE\tLAG\tWRITTEN/S\tACKED/S\t")
+	for _, st := range top {
+		written, acked := "-", "-"
+		if r, ok := v.streamRates[st.ID]; ok {
+			written, acked = r[0], r[1]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.Path, fmtBytes(uint64(st.Size)), fmtBytes(uint64(st.Lag)), written, acked, streamFlags(st))
 	}
 }
 

@@ -4,6 +4,10 @@
 // It knows no daemon: it receives a registry, a status function and a health
 // function. It registers nothing globally (its own ServeMux, its own
 // registry), so one process may run several servers.
+//
+// Invariant: it only reads. Every endpoint reports what the functions and
+// the registry it was given return (pprof: the Go runtime's profiles) and
+// changes nothing in the daemon.
 package admin
 
 import (

@@ -102,6 +102,7 @@ func DefaultConfig() Config {
 		BackoffMax:     10 * time.Second,
 		MaxOpenFiles:   4096,
 		Linger:         4 * time.Millisecond,
+		RotateSize:     10 << 20,
 	}
 }
 

@@ -5,6 +5,11 @@
 // contract of thunder: nothing lost, nothing duplicated, whole lines only,
 // lines of one source file in order, under their original names.
 //
+// Invariant: a line's bytes follow from its writer and sequence number
+// alone, so the verifier needs no record of what was written but each
+// writer's line count to find every lost, repeated, reordered, cut, altered
+// or misplaced line.
+//
 // # Line format
 //
 // Every line is

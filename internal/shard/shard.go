@@ -3,6 +3,11 @@
 // ranks the processors by it. Adding or removing a processor moves only the
 // keys for which it ranks first, and a key's fallback order does not depend
 // on the order in which the processors were listed.
+//
+// Invariant: a key's ranking depends only on the key and the set of
+// addresses, not on their order, the process or the release ([Score] is a
+// fixed hash), so every collector that lists the same processors sends a
+// target name to the same one.
 package shard
 
 import "slices"

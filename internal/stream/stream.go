@@ -4,6 +4,11 @@
 // A stream is one source file on one collector host. Its identity survives
 // renames (the collector's own rotation, an external logrotate): the target
 // name is the name the file had when it was first seen.
+//
+// Invariant: a [Key] names one source file. Its [ID] is drawn at random
+// (128 bits) when the collector first sees the file and is kept in the
+// offsets DB, collector names are unique per processor, and an ID is parsed
+// only from exactly [IDBytes] bytes.
 package stream
 
 import (
