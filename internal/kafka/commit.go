@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"thunder/internal/backoff"
+	"thunder/internal/lograte"
 	"thunder/internal/stream"
 )
 
@@ -100,16 +101,19 @@ func (o *Output) run(ctx context.Context, acks func([]Ack)) error {
 	}
 }
 
-// failures rate-limits the logging of a run of failures.
+// failures counts a run of failures and rate-limits their logging: the
+// first is logged, then one every failureLogEvery.
 type failures struct {
-	n      int
-	logged time.Time
+	n   int
+	lim *lograte.Limit
 }
 
 func (f *failures) log(o *Output, msg string, err error) {
 	f.n++
-	if f.n == 1 || time.Since(f.logged) >= failureLogEvery {
-		f.logged = time.Now()
+	if f.lim == nil {
+		f.lim = lograte.New(failureLogEvery, 1)
+	}
+	if ok, _ := f.lim.Allow(); ok {
 		o.log.Warn(msg, "err", err, "failures", f.n)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"thunder/internal/backoff"
 	"thunder/internal/identity"
 	"thunder/internal/kafka"
+	"thunder/internal/lograte"
 	"thunder/internal/relpath"
 	"thunder/internal/target"
 	"thunder/internal/wire"
@@ -88,8 +89,8 @@ type Config struct {
 // DefaultConfig returns the defaults used by `thunder logs-processor`.
 func DefaultConfig() Config {
 	return Config{
-		CommitInterval:    5 * time.Millisecond,
-		CommitBytes:       8 << 20,
+		CommitInterval:    target.DefaultCommitInterval,
+		CommitBytes:       target.DefaultCommitBytes,
 		HandshakeTimeout:  10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		FrameTimeout:      10 * time.Second,
@@ -99,7 +100,7 @@ func DefaultConfig() Config {
 		MaxConns:          10_000,
 		MaxHandshakes:     256,
 		Compression:       []string{wire.CompressionZstd},
-		MaxOpenFiles:      4096,
+		MaxOpenFiles:      target.DefaultMaxOpenFiles,
 		Identity:          identity.ModeTOFU,
 	}
 }
@@ -173,7 +174,7 @@ type Processor struct {
 	evictions   int // since evictLogged
 
 	m        *metrics
-	logLimit logLimit
+	logLimit *lograte.Limit // per-connection lines (connLog)
 	total    struct{ bytes, lines atomic.Uint64 }
 
 	zstd  *wire.Decoder // nil unless zstd is accepted
@@ -195,6 +196,7 @@ func New(cfg Config) (*Processor, error) {
 		sessions: make(map[*session]struct{}),
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
+		logLimit: connLog(),
 	}
 	if err := p.open(); err != nil {
 		p.Close()
