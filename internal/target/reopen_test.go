@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"thunder/internal/harness"
 )
 
 // TestReopenFollowsRename: after Reopen and a logrotate rename the next
@@ -143,7 +145,7 @@ func TestReopenUnderLoad(t *testing.T) {
 	})
 	defer stopAppender()
 
-	waitFor(t, 2*time.Second, func() error {
+	harness.WaitFor(t, 2*time.Second, func() error {
 		if d.DirtyBytes() == 0 {
 			return errors.New("appender has not started")
 		}
@@ -155,7 +157,7 @@ func TestReopenUnderLoad(t *testing.T) {
 	if _, err := d.Reopen(); err != nil {
 		t.Fatalf("Reopen() = %v", err)
 	}
-	waitFor(t, 2*time.Second, func() error {
+	harness.WaitFor(t, 2*time.Second, func() error {
 		if _, err := os.Stat(filepath.Join(dir, "x.log")); err != nil {
 			return fmt.Errorf("no new file at the name after Reopen: %w", err)
 		}
