@@ -70,7 +70,7 @@ func (c *fakeConn) handshake(streams []fakeStreamSpec) error {
 			return err
 		}
 		if op.Offset != 0 {
-			return fmt.Errorf("Opened handle %d at %d, want 0", op.Handle, op.Offset)
+			return fmt.Errorf("stream opened at %d (handle %d), want 0", op.Offset, op.Handle)
 		}
 		c.streams = append(c.streams, &fakeStream{fakeStreamSpec: s})
 	}

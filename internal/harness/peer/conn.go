@@ -194,7 +194,7 @@ func (c *Conn) Open(handle uint32, id []byte, name string, acked uint64) (*wirep
 		return nil, err
 	}
 	if o.Handle != handle {
-		return &o, fmt.Errorf("Opened.handle = %d, want %d", o.Handle, handle)
+		return &o, fmt.Errorf("opened handle %d, want %d", o.Handle, handle)
 	}
 	return &o, nil
 }
@@ -228,7 +228,7 @@ func (c *Conn) WaitAck(handle uint32, offset uint64) error {
 				continue
 			}
 			if sa.Offset > offset {
-				return fmt.Errorf("Ack for handle %d at %d, beyond what was sent (%d)", handle, sa.Offset, offset)
+				return fmt.Errorf("acknowledged handle %d at %d, beyond what was sent (%d)", handle, sa.Offset, offset)
 			}
 			if sa.Offset == offset {
 				return nil
