@@ -230,6 +230,17 @@ func (ds daemons) cpu() ([]float64, error) {
 	return v, nil
 }
 
+// cpuAndSelf is cpu with the CPU seconds of this process (the load
+// generator) last.
+func (ds daemons) cpuAndSelf() ([]float64, error) {
+	v, err := ds.cpu()
+	if err != nil {
+		return nil, err
+	}
+	self, err := cpuSeconds(os.Getpid())
+	return append(v, self), err
+}
+
 // kill kills the daemons that still run.
 func (ds daemons) kill() {
 	for _, p := range ds {
@@ -278,31 +289,12 @@ func (b *bench) connectFakes(r *fakeRun, procs daemons, addrs []string, specs []
 // Acks, and records the bytes, the time and the CPU of the processors and
 // of this process in r.
 func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMax int64) error {
-	p1, err := procs.cpu()
-	if err != nil {
-		return err
-	}
-	self0, err := cpuSeconds(os.Getpid())
+	c0, err := procs.cpuAndSelf()
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() { c.send(stop, streamMax) })
-	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	timer := time.NewTimer(b.liveFor)
-	select {
-	case <-timer.C:
-	case <-finished:
-	case <-b.ctx.Done():
-	}
-	timer.Stop()
-	close(stop)
-	<-finished
+	b.sendFakes(conns, streamMax)
 	r.sent = conns.sent()
 	if err := harness.Poll(b.ctx, time.Minute, func() error {
 		if acked := conns.acked(); acked < r.sent {
@@ -313,17 +305,34 @@ func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMa
 		return err
 	}
 	r.took = time.Since(t0)
-	p2, err := procs.cpu()
+	c1, err := procs.cpuAndSelf()
 	if err != nil {
 		return err
 	}
-	self1, err := cpuSeconds(os.Getpid())
-	if err != nil {
-		return err
+	for i := range procs {
+		r.cpu[i] = c1[i] - c0[i]
 	}
-	r.selfCPU = self1 - self0
-	for i := range p2 {
-		r.cpu[i] = p2[i] - p1[i]
-	}
+	r.selfCPU = c1[len(procs)] - c0[len(procs)]
 	return nil
+}
+
+// sendFakes runs the senders of conns until b.liveFor has passed or every
+// stream sent streamMax bytes.
+func (b *bench) sendFakes(conns fakeConns, streamMax int64) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.send(stop, streamMax) })
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	timer := time.NewTimer(b.liveFor)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-finished:
+	case <-b.ctx.Done():
+	}
+	close(stop)
+	<-finished
 }
