@@ -41,7 +41,7 @@ func (b *bench) bulkOnce(comp string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	p, err := startPair(pairConfig{bin: b.bin, dir: dir, collArgs: args})
+	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: args})
 	if err != nil {
 		return err
 	}

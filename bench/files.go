@@ -20,7 +20,7 @@ func (b *bench) runFiles() error {
 	}
 	defer os.RemoveAll(dir)
 	cfg := pairConfig{bin: b.bin, dir: dir}
-	p, err := startPair(cfg)
+	p, err := startPair(b.ctx, cfg)
 	if err != nil {
 		return err
 	}

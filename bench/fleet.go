@@ -1,23 +1,16 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"thunder/internal/identity"
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
-	"thunder/internal/wire"
-	"thunder/internal/wire/wirepb"
 )
 
 // Shape of the fake-collector scenarios (fleet, shard): Data frames of
@@ -137,76 +130,134 @@ func (b *bench) runFakesTo(name string, nprocs int, streamMax int64, plan func(a
 		return r, err
 	}
 	defer os.RemoveAll(dir)
-	procs := make([]*daemon, nprocs)
-	dsts := make([]string, nprocs)
-	addrs := make([]string, nprocs)
-	defer func() {
-		for _, p := range procs {
-			if p != nil {
-				p.kill()
-			}
-		}
-	}()
 	if out == nil {
-		for i := range dsts {
-			dsts[i] = filepath.Join(dir, fmt.Sprintf("dst%d", i))
-			if err := os.Mkdir(dsts[i], 0o755); err != nil {
-				return r, err
-			}
-		}
-		out = &fakeOutput{
-			args: func(i int) []string { return []string{"--target-dir=" + dsts[i]} },
-			verify: func(expect []linecheck.Expect) error {
-				rep, err := linecheck.VerifyAll(dsts, expect, linecheck.Options{})
-				if err != nil {
-					return err
-				}
-				if !rep.OK() {
-					return fmt.Errorf("target check: %v %v", rep, rep.Problems)
-				}
-				return nil
-			},
-		}
-	}
-	for i := range procs {
-		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
-		if procs[i], err = startDaemon(fmt.Sprintf("processor %d", i), b.bin, filepath.Join(dir, fmt.Sprintf("processor%d.log", i)), args...); err != nil {
+		if out, err = targetOutput(dir, nprocs); err != nil {
 			return r, err
 		}
 	}
-	for i, p := range procs {
-		if addrs[i], err = p.listenAddr(); err != nil {
-			return r, err
-		}
+	procs, addrs, err := b.startFakeProcessors(dir, nprocs, out)
+	defer procs.kill()
+	if err != nil {
+		return r, err
 	}
 	specs := plan(addrs)
 	r.conns = len(specs)
 	for _, s := range specs {
 		r.streams[s.proc] += len(s.streams)
 	}
-	cpuAll := func() ([]float64, error) {
-		v := make([]float64, nprocs)
-		for i, p := range procs {
-			var err error
-			if v[i], err = cpuSeconds(p.pid()); err != nil {
-				return nil, err
-			}
-		}
-		return v, nil
-	}
 	r.quiet, r.busy = b.quiet()
-	p0, err := cpuAll()
+	conns, err := b.connectFakes(&r, procs, addrs, specs)
+	defer conns.close()
 	if err != nil {
 		return r, err
 	}
-	conns := make([]*fakeConn, len(specs))
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.conn.Close() // benchmark over
-			}
+	if err := b.streamFakes(&r, procs, conns, streamMax); err != nil {
+		return r, err
+	}
+	if err := conns.finish(); err != nil {
+		return r, err
+	}
+	for i, p := range procs {
+		u, err := p.stop()
+		if err != nil {
+			return r, err
 		}
-	}()
+		r.peakKiB[i] = u.peakKiB
+	}
+	return r, out.verify(conns.expect())
+}
+
+// targetOutput is the default fakeOutput: processor i writes to dir/dst<i>,
+// and the union of the target dirs must hold every line exactly once.
+func targetOutput(dir string, nprocs int) (*fakeOutput, error) {
+	dsts := make([]string, nprocs)
+	for i := range dsts {
+		dsts[i] = filepath.Join(dir, fmt.Sprintf("dst%d", i))
+		if err := os.Mkdir(dsts[i], 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return &fakeOutput{
+		args: func(i int) []string { return []string{"--target-dir=" + dsts[i]} },
+		verify: func(expect []linecheck.Expect) error {
+			rep, err := linecheck.VerifyAll(dsts, expect, linecheck.Options{})
+			if err != nil {
+				return err
+			}
+			if !rep.OK() {
+				return fmt.Errorf("target check: %v %v", rep, rep.Problems)
+			}
+			return nil
+		},
+	}, nil
+}
+
+// daemons are the processors of one fake run.
+type daemons []*daemon
+
+// startFakeProcessors starts nprocs processors on 127.0.0.1:0 with their
+// output flags from out, and returns their addresses once all listen. The
+// daemons are returned even with an error, to be killed.
+func (b *bench) startFakeProcessors(dir string, nprocs int, out *fakeOutput) (daemons, []string, error) {
+	procs := make(daemons, 0, nprocs)
+	for i := range nprocs {
+		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
+		p, err := startDaemon(fmt.Sprintf("processor-%d", i), b.bin, dir, args...)
+		if err != nil {
+			return procs, nil, err
+		}
+		procs = append(procs, p)
+	}
+	addrs := make([]string, nprocs)
+	for i, p := range procs {
+		var err error
+		if addrs[i], err = p.listenAddr(); err != nil {
+			return procs, nil, err
+		}
+	}
+	return procs, addrs, nil
+}
+
+// cpu returns the CPU seconds each daemon used so far.
+func (ds daemons) cpu() ([]float64, error) {
+	v := make([]float64, len(ds))
+	for i, p := range ds {
+		var err error
+		if v[i], err = cpuSeconds(p.pid()); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// cpuAndSelf is cpu with the CPU seconds of this process (the load
+// generator) last.
+func (ds daemons) cpuAndSelf() ([]float64, error) {
+	v, err := ds.cpu()
+	if err != nil {
+		return nil, err
+	}
+	self, err := cpuSeconds(os.Getpid())
+	return append(v, self), err
+}
+
+// kill kills the daemons that still run.
+func (ds daemons) kill() {
+	for _, p := range ds {
+		p.kill()
+	}
+}
+
+// connectFakes connects every fake collector of specs (fakeDialers
+// handshakes at once) and records the setup time and the processors' CPU
+// during it in r. The connections are returned even with an error, to be
+// closed.
+func (b *bench) connectFakes(r *fakeRun, procs daemons, addrs []string, specs []fakeSpec) (fakeConns, error) {
+	p0, err := procs.cpu()
+	if err != nil {
+		return nil, err
+	}
+	conns := make(fakeConns, len(specs))
 	start := time.Now()
 	sem := make(chan struct{}, fakeDialers)
 	var wg sync.WaitGroup
@@ -221,295 +272,67 @@ func (b *bench) runFakesTo(name string, nprocs int, streamMax int64, plan func(a
 	wg.Wait()
 	r.setup = time.Since(start)
 	if err := errors.Join(errs...); err != nil {
-		return r, fmt.Errorf("connect: %w", err)
+		return conns, fmt.Errorf("connect: %w", err)
 	}
-	p1, err := cpuAll()
+	p1, err := procs.cpu()
 	if err != nil {
-		return r, err
+		return conns, err
 	}
 	for i := range p1 {
 		r.setupCPU[i] = p1[i] - p0[i]
 	}
-	self0, err := cpuSeconds(os.Getpid())
+	return conns, nil
+}
+
+// streamFakes has every connection send Data frames for b.liveFor, or
+// until all its streams reached streamMax, waits (bounded) for the last
+// Acks, and records the bytes, the time and the CPU of the processors and
+// of this process in r.
+func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMax int64) error {
+	c0, err := procs.cpuAndSelf()
 	if err != nil {
-		return r, err
+		return err
 	}
-	// Data phase: every connection sends for liveFor, or until all its
-	// streams reached streamMax.
-	stop := make(chan struct{})
 	t0 := time.Now()
+	b.sendFakes(conns, streamMax)
+	r.sent = conns.sent()
+	if err := harness.Poll(b.ctx, time.Minute, func() error {
+		if acked := conns.acked(); acked < r.sent {
+			return fmt.Errorf("%d of %d bytes acknowledged since the senders stopped", acked, r.sent)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	r.took = time.Since(t0)
+	c1, err := procs.cpuAndSelf()
+	if err != nil {
+		return err
+	}
+	for i := range procs {
+		r.cpu[i] = c1[i] - c0[i]
+	}
+	r.selfCPU = c1[len(procs)] - c0[len(procs)]
+	return nil
+}
+
+// sendFakes runs the senders of conns until b.liveFor has passed or every
+// stream sent streamMax bytes.
+func (b *bench) sendFakes(conns fakeConns, streamMax int64) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
 	for _, c := range conns {
 		wg.Go(func() { c.send(stop, streamMax) })
 	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 	timer := time.NewTimer(b.liveFor)
+	defer timer.Stop()
 	select {
 	case <-timer.C:
 	case <-finished:
 	case <-b.ctx.Done():
 	}
-	timer.Stop()
 	close(stop)
 	<-finished
-	for _, c := range conns {
-		for _, s := range c.streams {
-			r.sent += s.sent
-		}
-	}
-	// Wait (bounded) for the last acks.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var acked int64
-		for _, c := range conns {
-			for _, s := range c.streams {
-				acked += s.acked.Load()
-			}
-		}
-		if acked >= r.sent {
-			break
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("%d of %d bytes acknowledged a minute after the senders stopped", acked, r.sent)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	r.took = time.Since(t0)
-	p2, err := cpuAll()
-	if err != nil {
-		return r, err
-	}
-	self1, err := cpuSeconds(os.Getpid())
-	if err != nil {
-		return r, err
-	}
-	r.selfCPU = self1 - self0
-	for i := range p2 {
-		r.cpu[i] = p2[i] - p1[i]
-	}
-	for _, c := range conns {
-		c.conn.Close() // done: the processor detaches the streams
-		<-c.done
-		if err := errors.Join(c.sendErr, c.ackErr); err != nil {
-			return r, err
-		}
-	}
-	for i, p := range procs {
-		u, err := p.stop()
-		if err != nil {
-			return r, err
-		}
-		r.peakKiB[i] = u.peakKiB
-	}
-	var expect []linecheck.Expect
-	for _, c := range conns {
-		for _, s := range c.streams {
-			expect = append(expect, linecheck.Expect{Writer: s.writer, Name: s.name, Lines: uint64(s.sent / lineBytes)})
-		}
-	}
-	return r, out.verify(expect)
-}
-
-// fakeStream is one stream of a fake connection, handle = its index + 1.
-type fakeStream struct {
-	fakeStreamSpec
-	sent  int64 // bytes sent, source offsets; owned by send
-	acked atomic.Int64
-}
-
-// fakeConn is one connection of a fake collector, carrying one or more
-// streams, as the real collector does to each processor it needs.
-type fakeConn struct {
-	id      string // collector name
-	conn    net.Conn
-	r       *wire.Reader
-	streams []*fakeStream
-	wake    chan struct{}
-	window  int64 // bytes unacknowledged per stream at most
-	sendErr error // owned by send
-	ackErr  error // owned by readAcks, read after done
-	done    chan struct{}
-}
-
-// dialFake connects to addr as collector spec.collector and opens its
-// streams, handles 1, 2, ….
-func dialFake(addr string, spec fakeSpec) (*fakeConn, error) {
-	conn, err := net.DialTimeout("tcp", addr, 30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	c := &fakeConn{id: spec.collector, conn: conn, r: wire.NewReader(conn), wake: make(chan struct{}, 1), window: spec.window, done: make(chan struct{})}
-	if c.window <= 0 {
-		c.window = fakeWindow
-	}
-	if err := c.handshake(spec.streams); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	_ = conn.SetDeadline(time.Time{}) // no deadline in the data phase; it is bounded by the caller
-	go c.readAcks()
-	return c, nil
-}
-
-// handshake sends the preface and Hello, reads Welcome, then opens each
-// stream and reads its Opened.
-func (c *fakeConn) handshake(streams []fakeStreamSpec) error {
-	_ = c.conn.SetDeadline(time.Now().Add(30 * time.Second)) // lifted by dialFake
-	out := []byte(wire.Preface)
-	key := fakeKey(c.id)
-	out, err := wire.AppendControl(out, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: c.id, Software: "thunder-bench", IdentityKey: identity.Public(key)})
-	if err != nil {
-		return err
-	}
-	if _, err := c.conn.Write(out); err != nil {
-		return err
-	}
-	var w wirepb.Welcome
-	if err := c.expect(wire.TypeWelcome, &w); err != nil {
-		return err
-	}
-	if len(w.Challenge) > 0 { // prove the name (PROTOCOL.md §3)
-		out, err = wire.AppendControl(out[:0], wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(key, w.Challenge, nil, c.id)})
-		if err != nil {
-			return err
-		}
-		if _, err := c.conn.Write(out); err != nil {
-			return err
-		}
-	}
-	for i, s := range streams {
-		sid := make([]byte, 16)
-		_, _ = rand.Read(sid) // crypto/rand never fails on Linux
-		h := uint32(i + 1)
-		if out, err = wire.AppendControl(out[:0], wire.TypeOpen, &wirepb.Open{Handle: h, StreamId: sid, Name: s.name}); err != nil {
-			return err
-		}
-		if _, err := c.conn.Write(out); err != nil {
-			return err
-		}
-		var op wirepb.Opened
-		if err := c.expect(wire.TypeOpened, &op); err != nil {
-			return err
-		}
-		if op.Handle != h || op.Offset != 0 {
-			return fmt.Errorf("%s: Opened handle %d at %d, want handle %d at 0", c.id, op.Handle, op.Offset, h)
-		}
-		c.streams = append(c.streams, &fakeStream{fakeStreamSpec: s})
-	}
-	return nil
-}
-
-// fakeKey is the identity key of fake collector id: derived from the id,
-// so that every connection of one fake collector proves the same key.
-func fakeKey(id string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("thunder bench fake collector " + id))
-	return ed25519.NewKeyFromSeed(seed[:])
-}
-
-// expect reads one frame of type t into m.
-func (c *fakeConn) expect(t wire.Type, m interface{ Reset() }) error {
-	f, err := c.r.Next()
-	if err != nil {
-		return fmt.Errorf("%s: waiting for %s: %w", c.id, t, err)
-	}
-	if f.Type == wire.TypeError {
-		var e wirepb.Error
-		_ = wire.Decode(f, &e) // best effort: the message is for the error text
-		return fmt.Errorf("%s: processor error %d: %s", c.id, e.Code, e.Message)
-	}
-	if f.Type != t {
-		return fmt.Errorf("%s: got %s, want %s", c.id, f.Type, t)
-	}
-	switch m := m.(type) {
-	case *wirepb.Welcome:
-		return wire.Decode(f, m)
-	case *wirepb.Opened:
-		return wire.Decode(f, m)
-	}
-	return nil
-}
-
-// readAcks records each stream's acknowledged offset until the connection
-// closes.
-func (c *fakeConn) readAcks() {
-	defer close(c.done)
-	defer c.r.Close()
-	for {
-		f, err := c.r.Next()
-		if err != nil {
-			return // closed at the end of the run
-		}
-		if f.Type != wire.TypeAck {
-			c.ackErr = fmt.Errorf("%s: unexpected %s", c.id, f.Type)
-			return
-		}
-		var a wirepb.Ack
-		if err := wire.Decode(f, &a); err != nil {
-			c.ackErr = err
-			return
-		}
-		for _, s := range a.Streams {
-			if s.Handle < 1 || int(s.Handle) > len(c.streams) {
-				continue // not ours: ignored, as the protocol says
-			}
-			st := c.streams[s.Handle-1]
-			if int64(s.Offset) > st.acked.Load() {
-				st.acked.Store(int64(s.Offset))
-			}
-		}
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// send writes Data frames of fakeFrameLines lines, one write(2) each, in
-// turn for each stream that has fewer than c.window bytes
-// unacknowledged, until stop is closed or every stream sent limit bytes.
-func (c *fakeConn) send(stop <-chan struct{}, limit int64) {
-	frame := make([]byte, wire.DataPrefixBytes, wire.DataPrefixBytes+fakeFrameLines*lineBytes)
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		sending, sent := false, false
-		for h, s := range c.streams {
-			if s.sent >= limit {
-				continue
-			}
-			sending = true
-			if s.sent-s.acked.Load() >= c.window {
-				continue
-			}
-			frame = frame[:wire.DataPrefixBytes]
-			seq := uint64(s.sent / lineBytes)
-			for i := range uint64(fakeFrameLines) {
-				frame, _ = linecheck.AppendLine(frame, s.writer, seq+i, lineBytes) // valid id and length
-			}
-			n := len(frame) - wire.DataPrefixBytes
-			wire.PutDataHeader(frame, wire.TypeData, uint32(h+1), uint64(s.sent), uint64(s.sent)+uint64(n), n)
-			_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			if _, err := c.conn.Write(frame); err != nil {
-				c.sendErr = fmt.Errorf("%s: %w", c.id, err)
-				return
-			}
-			s.sent += int64(n)
-			sent = true
-		}
-		if !sending {
-			return
-		}
-		if !sent {
-			select {
-			case <-c.wake:
-			case <-stop:
-				return
-			case <-c.done:
-				return
-			}
-		}
-	}
 }

@@ -38,7 +38,7 @@ func (b *bench) runIdle() error {
 		return err
 	}
 	start := time.Now()
-	p, err := startPair(cfg)
+	p, err := startPair(b.ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -165,25 +165,16 @@ type kafkaRead struct {
 // past the highest read for their stream (the consumer rule of README
 // "Kafka output") and counts them.
 func (b *bench) readKafka(c *kfake.Cluster, topics []string, committed bool, expect []linecheck.Expect) (kafkaRead, error) {
-	var res kafkaRead
 	dir, err := b.scratch("kafka-read")
 	if err != nil {
-		return res, err
+		return kafkaRead{}, err
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(b.ctx, kafkaReadFor)
 	defer cancel()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	ends, err := kafkaEnds(ctx, c, topics)
 	if err != nil {
-		return res, err
-	}
-	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topics...)
-	adm.Close()
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return res, fmt.Errorf("end offsets: %w", err)
+		return kafkaRead{}, err
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200 * time.Millisecond), kgo.KeepControlRecords(),
@@ -193,19 +184,52 @@ func (b *bench) readKafka(c *kfake.Cluster, topics []string, committed bool, exp
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return res, err
+		return kafkaRead{}, err
 	}
 	defer cl.Close()
+	sink := &kafkaSink{dir: dir, committed: committed, past: map[string]uint64{}, files: map[string]*bufio.Writer{}}
+	defer sink.close()
+	if err := b.consumeKafka(ctx, cl, ends, sink); err != nil {
+		return sink.res, err
+	}
+	if err := sink.flush(); err != nil {
+		return sink.res, err
+	}
+	res := sink.res
+	rep, err := linecheck.Verify(dir, expect, linecheck.Options{})
+	if err != nil {
+		return res, err
+	}
+	if !rep.OK() {
+		return res, fmt.Errorf("kafka check: %v %v (records %d, copies by (stream, offset) %d)", rep, rep.Problems, res.records, res.copies)
+	}
+	if committed && res.copies > 0 {
+		return res, fmt.Errorf("read_committed: %d records with a (stream, offset) read before", res.copies)
+	}
+	return res, nil
+}
+
+// kafkaEnds lists the end offsets of topics.
+func kafkaEnds(ctx context.Context, c *kfake.Cluster, topics []string) (kadm.ListedOffsets, error) {
+	adm, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets: %w", err)
+	}
+	return ends, nil
+}
+
+// consumeKafka polls cl until every partition of ends was read to its
+// end, control records included, handing each data record to sink.
+func (b *bench) consumeKafka(ctx context.Context, cl *kgo.Client, ends kadm.ListedOffsets, sink *kafkaSink) error {
 	next := map[string]map[int32]int64{} // offset after the last record read, control records included
-	past := map[string]uint64{}          // by stream: source offset after the last line kept
-	files := map[string]*bufio.Writer{}
-	var fds []*os.File
-	defer func() {
-		for _, f := range fds {
-			f.Close() // read-only use after the flush below
-		}
-	}()
-	var bad error
 	behind := func() int {
 		n := 0
 		ends.Each(func(lo kadm.ListedOffset) {
@@ -215,9 +239,10 @@ func (b *bench) readKafka(c *kfake.Cluster, topics []string, committed bool, exp
 		})
 		return n
 	}
+	var bad error
 	for polls := 0; behind() > 0; polls++ {
 		if ctx.Err() != nil || polls > 100_000 {
-			return res, fmt.Errorf("%d partitions not read to the end within %v", behind(), kafkaReadFor)
+			return fmt.Errorf("%d partitions not read to the end within %v", behind(), kafkaReadFor)
 		}
 		fs := cl.PollFetches(ctx)
 		fs.EachError(func(topic string, p int32, err error) {
@@ -230,75 +255,95 @@ func (b *bench) readKafka(c *kfake.Cluster, topics []string, committed bool, exp
 				next[rec.Topic] = map[int32]int64{}
 			}
 			next[rec.Topic][rec.Partition] = rec.Offset + 1
-			if rec.Attrs.IsControl() || bad != nil {
-				return
-			}
-			res.records++
-			var host, file, id, off string
-			for _, h := range rec.Headers {
-				switch h.Key {
-				case "host":
-					host = string(h.Value)
-				case "file":
-					file = string(h.Value)
-				case "stream":
-					id = string(h.Value)
-				case "offset":
-					off = string(h.Value)
-				}
-			}
-			o, err := strconv.ParseUint(off, 10, 64)
-			if err != nil || file == "" || id == "" || string(rec.Key) != host+"/"+file || strings.ReplaceAll(file, "/", ".") != rec.Topic {
-				bad = fmt.Errorf("record %s/%d@%d: key %q, headers %v", rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Headers)
-				return
-			}
-			if p, ok := past[id]; ok && o < p {
-				res.copies++
-				if !committed {
-					return
-				}
-			}
-			past[id] = o + uint64(len(rec.Value)) + 1
-			w := files[file]
-			if w == nil {
-				path := filepath.Join(dir, filepath.FromSlash(file))
-				if bad = os.MkdirAll(filepath.Dir(path), 0o755); bad != nil {
-					return
-				}
-				f, err := os.Create(path)
-				if err != nil {
-					bad = err
-					return
-				}
-				fds = append(fds, f)
-				w = bufio.NewWriterSize(f, 256<<10)
-				files[file] = w
-			}
-			w.Write(rec.Value)
-			if err := w.WriteByte('\n'); err != nil {
-				bad = err
+			if !rec.Attrs.IsControl() && bad == nil {
+				bad = sink.add(rec)
 			}
 		})
 		if bad != nil {
-			return res, bad
+			return bad
 		}
 	}
-	for _, w := range files {
-		if err := w.Flush(); err != nil {
-			return res, err
+	return nil
+}
+
+// kafkaSink writes the records read back into one file per "file" header
+// under dir, dropping copies by (stream, offset) unless committed.
+type kafkaSink struct {
+	dir       string
+	committed bool
+	res       kafkaRead
+	past      map[string]uint64 // by stream: source offset after the last line kept
+	files     map[string]*bufio.Writer
+	fds       []*os.File
+}
+
+// add checks a data record's key and headers and appends its line.
+func (s *kafkaSink) add(rec *kgo.Record) error {
+	s.res.records++
+	var host, file, id, off string
+	for _, h := range rec.Headers {
+		switch h.Key {
+		case "host":
+			host = string(h.Value)
+		case "file":
+			file = string(h.Value)
+		case "stream":
+			id = string(h.Value)
+		case "offset":
+			off = string(h.Value)
 		}
 	}
-	rep, err := linecheck.Verify(dir, expect, linecheck.Options{})
+	o, err := strconv.ParseUint(off, 10, 64)
+	if err != nil || file == "" || id == "" || string(rec.Key) != host+"/"+file || strings.ReplaceAll(file, "/", ".") != rec.Topic {
+		return fmt.Errorf("record %s/%d@%d: key %q, headers %v", rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Headers)
+	}
+	if p, ok := s.past[id]; ok && o < p {
+		s.res.copies++
+		if !s.committed {
+			return nil
+		}
+	}
+	s.past[id] = o + uint64(len(rec.Value)) + 1
+	w, err := s.file(file)
 	if err != nil {
-		return res, err
+		return err
 	}
-	if !rep.OK() {
-		return res, fmt.Errorf("kafka check: %v %v (records %d, copies by (stream, offset) %d)", rep, rep.Problems, res.records, res.copies)
+	w.Write(rec.Value)
+	return w.WriteByte('\n')
+}
+
+// file returns the writer of the file named name, creating it.
+func (s *kafkaSink) file(name string) (*bufio.Writer, error) {
+	if w := s.files[name]; w != nil {
+		return w, nil
 	}
-	if committed && res.copies > 0 {
-		return res, fmt.Errorf("read_committed: %d records with a (stream, offset) read before", res.copies)
+	path := filepath.Join(s.dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
 	}
-	return res, nil
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	s.fds = append(s.fds, f)
+	w := bufio.NewWriterSize(f, 256<<10)
+	s.files[name] = w
+	return w, nil
+}
+
+func (s *kafkaSink) flush() error {
+	for _, w := range s.files {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *kafkaSink) close() {
+	for _, f := range s.fds {
+		f.Close() // read by linecheck after the flush
+	}
 }
 
 // kafkaCeil is the same-run ceiling of the kafka scenario.

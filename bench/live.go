@@ -68,7 +68,7 @@ func (b *bench) liveOnce(c linecheck.Contract, rate int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	p, err := startPair(pairConfig{bin: b.bin, dir: dir})
+	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir})
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"thunder/internal/harness"
 )
 
 // scenarios in the order they run.
@@ -51,6 +53,8 @@ type bench struct {
 	live        map[string]liveResult // by case name
 	idle        idleResult
 	peers       []peerResult
+	// peersSkipped: the peers were wanted but not asked for with -peers.
+	peersSkipped bool
 }
 
 func main() {
@@ -63,6 +67,42 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	b, want, err := newBench(ctx, args)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.tmp)
+	b.logf("machine: %s load1=%.2f", machine(), loadAverage())
+	if b.bin, err = harness.Build(ctx, b.tmp, false); err != nil {
+		return err
+	}
+	if b.corpus, b.corpusBytes, err = corpus(filepath.Join(b.work, "corpus"), b.corpusBytes); err != nil {
+		return err
+	}
+	b.rep.result("machine", kv{"info", machine()}, kv{"load1", loadAverage()}, kv{"quick", b.quick})
+	b.logf("ceiling: %d MiB through loopback TCP into a file + fsync", b.corpusBytes/mib)
+	if err := b.measureCeilings(); err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	failed := b.runScenarios(want)
+	if b.peersSkipped {
+		b.rep.add("peers", "skipped", "run with -peers", "", "")
+	}
+	b.targets()
+	fmt.Println()
+	fmt.Printf("thunder benchmark, %s, load1 %.2f at the end\n", machine(), loadAverage())
+	b.rep.print(os.Stdout)
+	fmt.Printf("\nRESULT lines appended to %s\n", b.rep.results)
+	if len(failed) > 0 {
+		return fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", "))
+	}
+	return ctx.Err()
+}
+
+// newBench parses the command line into a bench with its scratch dir made
+// (the caller removes b.tmp) and b.corpusBytes set to the bulk size, and
+// returns which scenarios to run.
+func newBench(ctx context.Context, args []string) (*bench, func(string) bool, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes and short runs: a smoke run in under two minutes")
 	peers := fs.Bool("peers", false, "also run rsyslog and syslog-ng through the shared kit ($THUNDER_BENCH_KIT or /work/shared/bench)")
@@ -70,7 +110,7 @@ func run(ctx context.Context, args []string) error {
 	bulkMiB := fs.Int("bulk-mib", 0, "bulk file size in MiB (default 1024, -quick 128)")
 	quietMax := fs.Duration("quiet-max", 0, "longest wait for a quiet box before each run (default 30s, -quick 5s)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, nil, err
 	}
 	want := func(s string) bool {
 		if s == "peers" && !*peers {
@@ -83,44 +123,33 @@ func run(ctx context.Context, args []string) error {
 		work = "/tmp/thunder-bench"
 	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
+		return nil, nil, err
 	}
 	tmp, err := os.MkdirTemp(work, "run-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer os.RemoveAll(tmp)
 	b := &bench{
-		ctx: ctx, work: work, tmp: tmp, quick: *quick, runs: 3,
+		ctx: ctx, work: work, tmp: tmp, quick: *quick, runs: 3, corpusBytes: 1024 * mib,
 		liveFor: 10 * time.Second, idleFor: 10 * time.Second, quietMax: 30 * time.Second,
 		rep: newReport(os.Stdout, work), bulk: map[string]bulkResult{}, live: map[string]liveResult{},
+		peersSkipped: !*peers && (*only == "" || strings.Contains(*only, "peers")),
 	}
-	size := int64(1024) * mib
 	if b.quick {
-		size, b.runs, b.liveFor, b.idleFor, b.quietMax = 128*mib, 1, 3*time.Second, 3*time.Second, 5*time.Second
+		b.corpusBytes, b.runs, b.liveFor, b.idleFor, b.quietMax = 128*mib, 1, 3*time.Second, 3*time.Second, 5*time.Second
 	}
 	if *bulkMiB > 0 {
-		size = int64(*bulkMiB) * mib
+		b.corpusBytes = int64(*bulkMiB) * mib
 	}
 	if *quietMax > 0 {
 		b.quietMax = *quietMax
 	}
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	b.logf("machine: %s load1=%.2f", machine(), loadAverage())
-	if b.bin, err = buildThunder(ctx, root, tmp); err != nil {
-		return err
-	}
-	if b.corpus, b.corpusBytes, err = corpus(filepath.Join(work, "corpus"), size); err != nil {
-		return err
-	}
-	b.rep.result("machine", kv{"info", machine()}, kv{"load1", loadAverage()}, kv{"quick", b.quick})
-	b.logf("ceiling: %d MiB through loopback TCP into a file + fsync", b.corpusBytes/mib)
-	if err := b.measureCeilings(); err != nil {
-		return fmt.Errorf("ceiling: %w", err)
-	}
+	return b, want, nil
+}
+
+// runScenarios runs the scenarios want accepts, in order, and returns
+// those that failed.
+func (b *bench) runScenarios(want func(string) bool) []string {
 	steps := map[string]func() error{
 		"bulk": b.runBulk, "live": b.runLive, "idle": b.runIdle,
 		"files": b.runFiles, "fleet": b.runFleet, "shard": b.runShard, "kafka": b.runKafka, "peers": b.runPeers,
@@ -130,7 +159,7 @@ func run(ctx context.Context, args []string) error {
 		if !want(s) {
 			continue
 		}
-		if ctx.Err() != nil {
+		if b.ctx.Err() != nil {
 			break
 		}
 		b.logf("scenario %s", s)
@@ -140,18 +169,7 @@ func run(ctx context.Context, args []string) error {
 			failed = append(failed, s)
 		}
 	}
-	if !*peers && (*only == "" || strings.Contains(*only, "peers")) {
-		b.rep.add("peers", "skipped", "run with -peers", "", "")
-	}
-	b.targets()
-	fmt.Println()
-	fmt.Printf("thunder benchmark, %s, load1 %.2f at the end\n", machine(), loadAverage())
-	b.rep.print(os.Stdout)
-	fmt.Printf("\nRESULT lines appended to %s\n", b.rep.results)
-	if len(failed) > 0 {
-		return fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", "))
-	}
-	return ctx.Err()
+	return failed
 }
 
 // logf prints progress on stderr.

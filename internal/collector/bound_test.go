@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
 )
@@ -149,7 +150,7 @@ func (lg *ledger) serve(fc *fakeConn, cd conduct) {
 // failing at once when it never can.
 func waitLedger(t *testing.T, lg *ledger, want string) {
 	t.Helper()
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		fatal, err := lg.check(want)
 		if fatal {
 			t.Fatal(err)
@@ -270,7 +271,7 @@ func TestAckBeyondSent(t *testing.T) {
 	cfg := baseConfig(t, src, filepath.Join(t.TempDir(), "offsets.db"), f.addr)
 	cfg.ChunkBytes, cfg.MaxLineBytes = 4096, 4096
 	c := mustCollector(t, cfg)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		st := c.c.Stats()
 		if held := lg.size(lg.first()); st.AckedBytes > held {
 			t.Fatalf("Stats().AckedBytes = %d, beyond the %d bytes the processor holds", st.AckedBytes, held)

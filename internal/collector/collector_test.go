@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/offsets"
 	"thunder/internal/wire"
 )
@@ -34,7 +35,7 @@ func TestStreamsAndResumesAfterRestart(t *testing.T) {
 	appendFile(t, filepath.Join(src, "a.log"), "a3\n")
 	want := map[string]string{"a.log": "a1\na2\na3\n", "sub/b.log": "b1\n", "sub2/deep/c.log": "c1\n"}
 	waitTargets(t, p.dir, want)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if got, want := c.c.Stats().AckedBytes, uint64(len("a1\na2\na3\nb1\nc1\n")); got != want {
 			return fmt.Errorf("AckedBytes = %d, want %d", got, want)
 		}
@@ -83,7 +84,7 @@ func TestStreamsAndResumesAfterRestart(t *testing.T) {
 			t.Errorf("target dir holds %s: the offsets DB was streamed", f)
 		}
 	}
-	waitFor(t, waitTimeout, func() error { // Streams is refreshed once a second
+	harness.WaitFor(t, waitTimeout, func() error { // Streams is refreshed once a second
 		if st := c2.c.Stats(); st.Streams != 4 || !st.Connected || st.Connects != 1 {
 			return fmt.Errorf("Stats() = %+v, want 4 streams, connected once", st)
 		}
@@ -163,7 +164,7 @@ func TestRotation(t *testing.T) {
 		appendFile(t, path, all[i:min(i+1000, len(all))])
 	}
 	waitTargets(t, p.dir, map[string]string{"app.log": all})
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if r := rotatedFiles(t, src); len(r) > 0 {
 			return fmt.Errorf("rotated files left: %v", r)
 		}
@@ -202,13 +203,13 @@ func TestFlushRotatedPartialLine(t *testing.T) {
 		return nil
 	})
 	// Flushed, acknowledged, deleted.
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if f := files(t, src); len(f) > 0 {
 			return fmt.Errorf("source dir still holds %v", f)
 		}
 		return nil
 	})
-	waitFor(t, waitTimeout, func() error { // counted just after the unlink
+	harness.WaitFor(t, waitTimeout, func() error { // counted just after the unlink
 		if got := c.c.Stats().Deletions; got != 1 {
 			return fmt.Errorf("Deletions = %d, want 1", got)
 		}
@@ -240,7 +241,7 @@ func TestReconnectWhenProcessorAppears(t *testing.T) {
 	}
 	appendFile(t, filepath.Join(src, "w.log"), "waiting\n")
 	c := mustCollector(t, cfg)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if n := dials.Load(); n < 3 {
 			return fmt.Errorf("%d dials, want the collector to keep retrying", n)
 		}
@@ -261,7 +262,7 @@ func TestReconnectWhenProcessorAppears(t *testing.T) {
 	p := mustProcessorOn(t, t.TempDir(), pln)
 	live.Store(&addr)
 	waitTargets(t, p.dir, map[string]string{"w.log": "waiting\n"})
-	waitFor(t, waitTimeout, func() error { return c.c.Healthy() })
+	harness.WaitFor(t, waitTimeout, func() error { return c.c.Healthy() })
 	if st := c.c.Stats(); st.Connects != 1 || st.LastError != "" {
 		t.Errorf("Stats() = %+v, want one connect, no error", st)
 	}
@@ -281,7 +282,7 @@ func TestMaxOpenFiles(t *testing.T) {
 	cfg.MaxOpenFiles = 16
 	c := mustCollector(t, cfg)
 	waitTargets(t, p.dir, want)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if st := c.c.Stats(); st.OpenFiles > 16+2 || st.Streams != n {
 			return fmt.Errorf("Stats() open files %d, streams %d; want ≤ 18, %d", st.OpenFiles, st.Streams, n)
 		}
@@ -388,7 +389,7 @@ func TestMetrics(t *testing.T) {
 	appendFile(t, filepath.Join(src, "m.log"), body)
 	waitTargets(t, p.dir, map[string]string{"m.log": body})
 	// Gauges are refreshed once a second.
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		st := c.c.Stats()
 		if st.AckedBytes != uint64(len(body)) || st.Streams != 1 || st.OpenFiles != 1 || st.LagBytes != 0 {
 			return fmt.Errorf("Stats() = %+v, want all acknowledged, 1 stream", st)

@@ -2,9 +2,7 @@ package collector_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -18,10 +16,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"thunder/internal/collector"
-	"thunder/internal/identity"
+	"thunder/internal/harness"
+	"thunder/internal/harness/peer"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
-	"thunder/internal/wire/wirepb"
 )
 
 // waitTimeout bounds every wait; generous for a loaded 2-core machine
@@ -30,22 +28,6 @@ const waitTimeout = 30 * time.Second
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// waitFor polls f until it returns nil or d passes.
-func waitFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // proc is an in-process processor on 127.0.0.1:0.
@@ -172,7 +154,7 @@ func targetIs(dir, name, want string) error {
 // waitTargets waits until every target file has exactly its content.
 func waitTargets(t *testing.T, dir string, want map[string]string) {
 	t.Helper()
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		for name, content := range want {
 			if err := targetIs(dir, name, content); err != nil {
 				return err
@@ -213,125 +195,29 @@ func lines(prefix string, from, to, width int) string {
 	return b.String()
 }
 
-// fake is a processor speaking the protocol by hand, one handler per
-// accepted connection.
+// fake is a processor speaking the protocol by hand (peer.Listen), one
+// handler per accepted connection.
 type fake struct {
-	t     *testing.T
-	ln    net.Listener
-	addr  string
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
+	*peer.Processor
+	addr string
 }
 
 // fakeConn is one accepted, handshaken connection.
-type fakeConn struct {
-	conn  net.Conn
-	r     *wire.Reader
-	hello *wirepb.Hello
-	mu    sync.Mutex // serialises writes
-}
+type fakeConn struct{ *peer.Conn }
 
 func mustFake(t *testing.T, handle func(n int, fc *fakeConn)) *fake {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fake{t: t, ln: ln, addr: ln.Addr().String()}
-	f.wg.Go(func() {
-		for n := 0; ; n++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			f.conns = append(f.conns, conn)
-			f.mu.Unlock()
-			f.wg.Go(func() {
-				defer conn.Close()
-				fc := &fakeConn{conn: conn, r: wire.NewReader(conn)}
-				defer fc.r.Close()
-				if err := fc.r.ReadPreface(); err != nil {
-					return
-				}
-				fr, err := fc.r.Next()
-				if err != nil || fr.Type != wire.TypeHello {
-					return
-				}
-				fc.hello = &wirepb.Hello{}
-				if wire.Decode(fr, fc.hello) != nil {
-					return
-				}
-				if !fc.challenge(t) {
-					return
-				}
-				handle(n, fc)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		f.mu.Lock()
-		for _, c := range f.conns {
-			_ = c.Close()
-		}
-		f.mu.Unlock()
-		f.wg.Wait()
-	})
-	return f
+	p := peer.Listen(t, waitTimeout, func(n int, c *peer.Conn) { handle(n, &fakeConn{c}) })
+	return &fake{Processor: p, addr: p.Addr}
 }
 
-// challenge sends Welcome with a challenge and checks the collector's
-// Proof, as a processor does (PROTOCOL.md §3).
-func (fc *fakeConn) challenge(t *testing.T) bool {
-	ch, err := identity.NewChallenge()
-	if err != nil {
-		t.Error(err)
-		return false
-	}
-	if fc.send(wire.TypeWelcome, &wirepb.Welcome{Version: 1, MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 1000, Processor: "fake", Challenge: ch}) != nil {
-		return false
-	}
-	fr, err := fc.next()
-	if err != nil {
-		return false
-	}
-	var p wirepb.Proof
-	if fr.Type != wire.TypeProof || wire.Decode(fr, &p) != nil {
-		t.Errorf("fake processor: got %s after Welcome, want a proof", fr.Type)
-		return false
-	}
-	if !identity.Verify(fc.hello.IdentityKey, ch, nil, fc.hello.Collector, p.Signature) {
-		t.Errorf("fake processor: proof of %q does not verify", fc.hello.Collector)
-		return false
-	}
-	return true
-}
-
-func (fc *fakeConn) send(t wire.Type, m proto.Message) error {
-	b, err := wire.AppendControl(nil, t, m)
-	if err != nil {
-		return err
-	}
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	_ = fc.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	_, err = fc.conn.Write(b)
-	return err
-}
+func (fc *fakeConn) send(t wire.Type, m proto.Message) error { return fc.Send(t, m) }
 
 // next reads the next frame; EOF and closed connections end the handler.
-func (fc *fakeConn) next() (wire.Frame, error) {
-	f, err := fc.r.Next()
-	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)) {
-		return f, io.EOF
-	}
-	return f, err
-}
+func (fc *fakeConn) next() (wire.Frame, error) { return fc.ServerNext() }
 
 // waitStats polls c's Stats until f accepts them.
 func waitStats(t *testing.T, c *col, f func(collector.Stats) error) {
 	t.Helper()
-	waitFor(t, waitTimeout, func() error { return f(c.c.Stats()) })
+	harness.WaitFor(t, waitTimeout, func() error { return f(c.c.Stats()) })
 }

@@ -1,16 +1,15 @@
 package collector_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/identity"
 )
 
@@ -46,24 +45,6 @@ func TestIdentityKeyKept(t *testing.T) {
 	waitTargets(t, p.dir, map[string]string{"a.log": "one\ntwo\n"})
 }
 
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestIdentityRefusalIsAnError: a collector whose name is pinned to another
 // key (a second host using the same name, or a lost offsets DB) logs the
 // processor's refusal at ERROR, and sends nothing.
@@ -80,11 +61,11 @@ func TestIdentityRefusalIsAnError(t *testing.T) {
 
 	src := t.TempDir()
 	appendFile(t, filepath.Join(src, "b.log"), "from an impostor\n")
-	var logs lockedBuffer
+	var logs harness.LockedBuffer
 	cfg := baseConfig(t, src, filepath.Join(t.TempDir(), "offsets.db"), p.addr)
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	second := mustCollector(t, cfg)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		for l := range strings.SplitSeq(logs.String(), "\n") {
 			if strings.Contains(l, "level=ERROR") && strings.Contains(l, "pinned to another key") &&
 				strings.Contains(l, "delete its line from") {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"thunder/internal/harness"
 )
 
 // TestRefusedNameRetried: the processor refuses x/app.log while a directory
@@ -27,7 +29,7 @@ func TestRefusedNameRetried(t *testing.T) {
 	c := mustCollector(t, cfg)
 
 	waitTargets(t, p.dir, map[string]string{"x/other.log": other})
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		st := c.c.Status()
 		if st.RefusedFiles != 1 || len(st.Refused) != 1 {
 			return fmt.Errorf("RefusedFiles = %d, Refused = %+v; want x/app.log", st.RefusedFiles, st.Refused)
@@ -45,7 +47,7 @@ func TestRefusedNameRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTargets(t, p.dir, map[string]string{"x/app.log": app, "x/other.log": other + more})
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if st := c.c.Status(); st.RefusedFiles != 0 || len(st.Refused) != 0 {
 			return fmt.Errorf("RefusedFiles = %d, Refused = %+v after delivery; want none", st.RefusedFiles, st.Refused)
 		}

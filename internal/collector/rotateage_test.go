@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"thunder/internal/harness"
 )
 
 // TestRotateAge: a slowly growing file is rotated once it is older than
@@ -19,7 +21,7 @@ func TestRotateAge(t *testing.T) {
 	path := filepath.Join(src, "slow.log")
 	first := lines("age", 0, 5, 40)
 	appendFile(t, path, first)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if st := c.c.Stats(); st.Rotations < 1 || st.Deletions < 1 {
 			return fmt.Errorf("Stats() rotations %d, deletions %d; want the old file rotated and deleted", st.Rotations, st.Deletions)
 		}

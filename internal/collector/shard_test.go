@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/processor"
 	"thunder/internal/shard"
 )
@@ -30,7 +31,7 @@ func (s *stoppable) start() {
 		addr = "127.0.0.1:0"
 	}
 	var ln net.Listener
-	waitFor(s.t, waitTimeout, func() error { // the port may linger briefly after a stop
+	harness.WaitFor(s.t, waitTimeout, func() error { // the port may linger briefly after a stop
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err
@@ -99,7 +100,7 @@ func TestShardingAndFailover(t *testing.T) {
 		return string(b)
 	}
 	// Phase 1: each file on its first choice only; every processor gets some.
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		for _, n := range names {
 			if err := targetIs(procs[rank[n][0]].dir, n, content[n]); err != nil {
 				return err
@@ -140,7 +141,7 @@ func TestShardingAndFailover(t *testing.T) {
 		phase2[n] = lines(n, 50, 100, 60)
 		appendFile(t, filepath.Join(src, n), phase2[n])
 	}
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		for _, n := range names {
 			if rank[n][0] == 1 {
 				if err := targetIs(procs[rank[n][1]].dir, n, phase2[n]); err != nil {
@@ -172,7 +173,7 @@ func TestShardingAndFailover(t *testing.T) {
 		phase3[n] = lines(n, 100, 150, 60)
 		appendFile(t, filepath.Join(src, n), phase3[n])
 	}
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		for _, n := range names {
 			first := rank[n][0]
 			want := content[n] + phase2[n] + phase3[n]

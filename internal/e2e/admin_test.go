@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -30,14 +31,10 @@ var adminListeningRE = regexp.MustCompile(`\bmsg="admin listening"\s(?:.*\s)?add
 func adminAddr(t *testing.T, d *Daemon) string {
 	t.Helper()
 	var addr string
-	waitFor(t, startTimeout, func() error {
-		b, err := os.ReadFile(d.logs[len(d.logs)-1])
-		if err != nil {
-			return err
-		}
-		m := adminListeningRE.FindSubmatch(b)
+	harness.WaitFor(t, startTimeout, func() error {
+		m := adminListeningRE.FindSubmatch(d.LastLog())
 		if m == nil {
-			return fmt.Errorf("%s: no admin listening line yet", d.name)
+			return fmt.Errorf("%s: no admin listening line yet", d.Name)
 		}
 		addr = string(m[1])
 		return nil
@@ -104,7 +101,7 @@ func metric(addr, name string) (float64, error) {
 func waitMetric(t *testing.T, timeout time.Duration, addr, name, want string, ok func(float64) bool, running ...*Daemon) float64 {
 	t.Helper()
 	var v float64
-	waitFor(t, timeout, func() error {
+	harness.WaitFor(t, timeout, func() error {
 		var err error
 		if v, err = metric(addr, name); err != nil {
 			return err
@@ -253,7 +250,7 @@ func runThunder(t *testing.T, timeout time.Duration, args ...string) (string, er
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, thunderBinary(t), args...)
+	cmd := exec.CommandContext(ctx, harness.Binary(t), args...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -94,7 +95,7 @@ func TestCopytruncate(t *testing.T) {
 	const cycles = 3
 	copies := []string{"a.log"}
 	for i := 1; i <= cycles; i++ {
-		waitFor(t, deliverTimeout, func() error {
+		harness.WaitFor(t, deliverTimeout, func() error {
 			r := verifyOnly(t, target, []string{"a.log"}, expect())
 			if !r.Complete() {
 				return fmt.Errorf("a.log not delivered: %v", r)
@@ -113,7 +114,7 @@ func TestCopytruncate(t *testing.T) {
 		waitLog(t, 10*time.Second, c, "stream ended", ended+1, p, c)
 		write(uint64(1000 + 500*i))
 	}
-	waitFor(t, deliverTimeout, func() error {
+	harness.WaitFor(t, deliverTimeout, func() error {
 		r := verifyOnly(t, target, []string{"a.log"}, expect())
 		if r.Failed() {
 			t.Fatalf("target a.log: %v\n%s", r, problems(r))
@@ -243,7 +244,7 @@ func TestDeletedBeforeSent(t *testing.T) {
 	appendLines(t, d2, "d2", 0, 5000)
 	// Once the collector has seen d2 (it opens a file when it finds it),
 	// both files are deleted.
-	waitFor(t, 10*time.Second, func() error {
+	harness.WaitFor(t, 10*time.Second, func() error {
 		for _, l := range logMatches(c, "new stream") {
 			if strings.Contains(l, " path=sub/d2.log ") {
 				return nil
@@ -265,8 +266,8 @@ func TestDeletedBeforeSent(t *testing.T) {
 	waitDelivered(t, target, expect, linecheck.Options{}, p, c)
 	// Both streams end once acknowledged: the collector must let go of the
 	// deleted files, or their disk space is never freed.
-	waitFor(t, 10*time.Second, func() error {
-		if held := heldDeleted(c.pid(), src); len(held) > 0 {
+	harness.WaitFor(t, 10*time.Second, func() error {
+		if held := heldDeleted(c.Pid(), src); len(held) > 0 {
 			return fmt.Errorf("collector still holds %d deleted files %v; streams finished: %d, want 2",
 				len(held), held, logCount(c, "stream finished"))
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -70,7 +71,7 @@ func TestChaos(t *testing.T) {
 		return rel
 	}}
 	r := waitDelivered(t, target, expect, opt, p, c)
-	waitFor(t, 60*time.Second, func() error {
+	harness.WaitFor(t, 60*time.Second, func() error {
 		if n := countRotated(src); n > 0 {
 			return fmt.Errorf("%d rotated files left in the source dir", n)
 		}

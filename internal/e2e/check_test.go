@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -14,11 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
 const (
-	// pollInterval is how often waitFor and waitDelivered look again.
+	// pollInterval is how often waitDelivered looks again.
 	pollInterval = 25 * time.Millisecond
 	// deliverTimeout bounds the wait for every line to reach the target.
 	deliverTimeout = 90 * time.Second
@@ -27,30 +27,6 @@ const (
 	// progressEvery is how often waitDelivered logs its progress.
 	progressEvery = 5 * time.Second
 )
-
-// waitFor polls f until it returns nil, failing the test with f's last
-// error after timeout, or at once if one of running has exited.
-func waitFor(t *testing.T, timeout time.Duration, f func() error, running ...*Daemon) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if derr := exited(running); derr != nil {
-			t.Fatalf("%v (while waiting: %v)", derr, err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test done while waiting: %v", err)
-		case <-time.After(pollInterval):
-		}
-	}
-}
 
 // pause waits d, a deliberately random moment of a fault schedule (not a
 // wait for a condition: use waitFor for those).
@@ -175,21 +151,10 @@ func (w *writers) Wait() []linecheck.Expect {
 	return w.expect
 }
 
-// exited returns an error naming the daemons of ds that are not running.
-func exited(ds []*Daemon) error {
-	var errs []error
-	for _, d := range ds {
-		if !d.Running() {
-			errs = append(errs, fmt.Errorf("%s exited unexpectedly: %v", d.name, d.err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // waitFile waits until path holds at least n bytes.
 func waitFile(t *testing.T, timeout time.Duration, path string, n int64, running ...*Daemon) {
 	t.Helper()
-	waitFor(t, timeout, func() error {
+	harness.WaitFor(t, timeout, func() error {
 		fi, err := os.Stat(path)
 		if err != nil {
 			return err
@@ -205,7 +170,7 @@ func waitFile(t *testing.T, timeout time.Duration, path string, n int64, running
 // good or bad: a sign that data flows.
 func waitLines(t *testing.T, timeout time.Duration, dir string, n int, running ...*Daemon) {
 	t.Helper()
-	waitFor(t, timeout, func() error {
+	harness.WaitFor(t, timeout, func() error {
 		r, err := linecheck.Verify(dir, nil, linecheck.Options{})
 		if err != nil {
 			return err
@@ -238,7 +203,7 @@ func waitDelivered(t *testing.T, dir string, expect []linecheck.Expect, opt line
 			t.Logf("delivered after %v (%d polls): %v", time.Since(start).Round(time.Millisecond), polls, r)
 			return r
 		}
-		if err := exited(running); err != nil {
+		if err := harness.Exited(running...); err != nil {
 			t.Fatalf("%v\nnot delivered: %v\n%s%s", err, r, problems(r), listing(dir))
 		}
 		now := time.Now()

@@ -2,49 +2,13 @@ package e2e_test
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
-
-// mountTmpfs mounts a tmpfs of the given size (mount's syntax, "2m") on a
-// new directory and unmounts it when the test ends, after the daemons
-// registered later have been stopped. It skips the test if mounting is not
-// allowed here.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs (%v): %s", err, out)
-	}
-	// Registered before the daemons start, so it runs after their cleanups
-	// (LIFO) and before t.TempDir's removal.
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-func remountTmpfs(t *testing.T, dir, size string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", "remount,size="+size, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s: %v: %s", dir, err, out)
-	}
-}
 
 // TestDiskFull gives the processor a 2 MiB target dir and a collector with
 // more to ship: the processor must report the storage error, keep only
@@ -54,7 +18,7 @@ func remountTmpfs(t *testing.T, dir, size string) {
 // exactly once without restarting anything.
 func TestDiskFull(t *testing.T) {
 	skipShort(t)
-	target := mountTmpfs(t, "2m")
+	target := harness.MountTmpfs(t, "2m")
 	src := t.TempDir()
 
 	p := startProcessor(t, target)
@@ -73,7 +37,7 @@ func TestDiskFull(t *testing.T) {
 	// While full: both daemons live on; the target holds whole lines only,
 	// none twice, and not all of them.
 	var full linecheck.Report
-	waitFor(t, 20*time.Second, func() error {
+	harness.WaitFor(t, 20*time.Second, func() error {
 		r, err := linecheck.Verify(target, expect, linecheck.Options{})
 		if err != nil {
 			return err
@@ -91,11 +55,11 @@ func TestDiskFull(t *testing.T) {
 	if full.Complete() {
 		t.Fatalf("everything arrived on a 2 MiB filesystem: %v", full)
 	}
-	if !regexp.MustCompile(`collector refused.*code=storage|commit failed`).MatchString(daemonLogText(t, p)) {
+	if !regexp.MustCompile(`collector refused.*code=storage|commit failed`).MatchString(p.LogText()) {
 		t.Error("processor did not report the storage failure as a refusal or a failed commit")
 	}
 
-	remountTmpfs(t, target, "64m")
+	harness.RemountTmpfs(t, target, "64m")
 	t.Log("tmpfs grown to 64 MiB")
 	waitDelivered(t, target, expect, linecheck.Options{}, p, c)
 	c.Stop()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -206,7 +207,7 @@ func TestReopenOnSIGHUP(t *testing.T) {
 		p.Signal(sig)
 		// The processor writes to a fresh x.log once it has reopened; from
 		// then on the renamed file must not grow.
-		waitFor(t, 10*time.Second, func() error {
+		harness.WaitFor(t, 10*time.Second, func() error {
 			if fi, err := os.Stat(xlog); err != nil || fi.Size() < linecheck.DefaultLineBytes {
 				return fmt.Errorf("no fresh x.log after %v (%v)\n%s", sig, err, listing(target))
 			}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"thunder/internal/harness"
 )
 
 // TestPartialLastLine checks the one case where the collector adds bytes
@@ -60,7 +62,7 @@ func TestPartialLastLine(t *testing.T) {
 		[]byte("first\nsecond\nthird without newline, completed\nfourth\n"), p, c)
 
 	// The rotated file is deleted once delivered and idle.
-	waitFor(t, cleanTimeout, func() error {
+	harness.WaitFor(t, cleanTimeout, func() error {
 		if r := rotatedFiles(t, src); len(r) > 0 {
 			return fmt.Errorf("rotated files left: %v", r)
 		}
@@ -112,7 +114,7 @@ func TestLongLineSplit(t *testing.T) {
 		t.Helper()
 		path := filepath.Join(target, name)
 		var got []byte
-		waitFor(t, 30*time.Second, func() error {
+		harness.WaitFor(t, 30*time.Second, func() error {
 			var err error
 			if got, err = os.ReadFile(path); err != nil {
 				return err
@@ -156,7 +158,7 @@ func TestLongLineSplit(t *testing.T) {
 	// The collector counts split pieces (Stats.LinesSplit), but is it
 	// visible? Look for it in the log.
 	var counted []string
-	for _, path := range c.logs {
+	for _, path := range c.Logs() {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

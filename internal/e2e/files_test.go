@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -56,7 +57,7 @@ func (w *writers) addWriters(src string, lws ...linecheck.Writer) {
 func logMatches(d *Daemon, msg string) []string {
 	keys := []string{"msg=" + strconv.Quote(msg), "msg=" + msg}
 	var out []string
-	for _, p := range d.logs {
+	for _, p := range d.Logs() {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // a log file that cannot be read matches nothing
@@ -82,9 +83,9 @@ func logCount(d *Daemon, msg string) int { return len(logMatches(d, msg)) }
 // waitLog waits until d has logged msg at least n times.
 func waitLog(t *testing.T, timeout time.Duration, d *Daemon, msg string, n int, running ...*Daemon) {
 	t.Helper()
-	waitFor(t, timeout, func() error {
+	harness.WaitFor(t, timeout, func() error {
 		if got := logCount(d, msg); got < n {
-			return fmt.Errorf("%s logged %q %d times, want %d", d.name, msg, got, n)
+			return fmt.Errorf("%s logged %q %d times, want %d", d.Name, msg, got, n)
 		}
 		return nil
 	}, running...)
@@ -181,7 +182,7 @@ func appendLines(t *testing.T, path, id string, from, n uint64) {
 // at once if it holds anything that is not a prefix of want.
 func waitTargetEqual(t *testing.T, timeout time.Duration, path string, want []byte, running ...*Daemon) {
 	t.Helper()
-	waitFor(t, timeout, func() error {
+	harness.WaitFor(t, timeout, func() error {
 		got, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -246,9 +247,6 @@ func inode(t *testing.T, path string) uint64 {
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
-
-// pid returns the process id of d's current process.
-func (d *Daemon) pid() int { return d.cmd.Process.Pid }
 
 // procUsage returns the number of open descriptors and the resident set
 // size (VmRSS, in KiB) of process pid.

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"thunder/internal/identity"
+	"thunder/internal/harness"
+	"thunder/internal/harness/peer"
 	"thunder/internal/linecheck"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -35,31 +35,17 @@ const (
 	idleConns = 200
 )
 
-// daemonLogText returns everything d has logged so far, over all its starts.
-func daemonLogText(t *testing.T, d *Daemon) string {
-	t.Helper()
-	var b strings.Builder
-	for _, p := range d.logs {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatalf("%s: read log: %v", d.name, err)
-		}
-		b.Write(data)
-	}
-	return b.String()
-}
-
 // waitLogRE waits until a line of d's log matches re, and logs it.
 func waitLogRE(t *testing.T, timeout time.Duration, d *Daemon, re *regexp.Regexp, running ...*Daemon) {
 	t.Helper()
-	waitFor(t, timeout, func() error {
-		for line := range strings.Lines(daemonLogText(t, d)) {
+	harness.WaitFor(t, timeout, func() error {
+		for line := range strings.Lines(d.LogText()) {
 			if re.MatchString(line) {
-				t.Logf("%s logged: %.300s", d.name, strings.TrimSpace(line))
+				t.Logf("%s logged: %.300s", d.Name, strings.TrimSpace(line))
 				return nil
 			}
 		}
-		return fmt.Errorf("%s: log does not match %v", d.name, re)
+		return fmt.Errorf("%s: log does not match %v", d.Name, re)
 	}, running...)
 }
 
@@ -125,10 +111,12 @@ func checkConfined(t *testing.T, target, outside string, allowed map[string]bool
 }
 
 // A hostileConn is a raw connection to the processor that speaks the
-// protocol as badly as a test wants.
+// protocol as badly as a test wants, failing the test only where the
+// processor must answer.
 type hostileConn struct {
 	t    *testing.T
 	name string
+	pc   *peer.Conn
 	conn *net.TCPConn
 	r    *wire.Reader
 	// collector is the name it claims in Hello, key the key it proves it
@@ -137,32 +125,29 @@ type hostileConn struct {
 	key       ed25519.PrivateKey
 }
 
-// hostileKey derives a fixed identity key for a claimed collector name.
-func hostileKey(name string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("thunder e2e hostile " + name))
-	return ed25519.NewKeyFromSeed(seed[:])
-}
-
+// dialHostile connects to addr; every read and write of the connection
+// must be done within hostileTimeout.
 func dialHostile(t *testing.T, addr, name string) *hostileConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, hostileTimeout)
+	pc, err := peer.Dial(addr, "", hostileTimeout)
 	if err != nil {
 		t.Fatalf("%s: dial: %v", name, err)
 	}
-	t.Cleanup(func() { _ = c.Close() }) // may be closed already
-	_ = c.SetDeadline(time.Now().Add(hostileTimeout))
-	return &hostileConn{t: t, name: name, conn: c.(*net.TCPConn), r: wire.NewReader(c), collector: "hostile", key: hostileKey("hostile")}
+	t.Cleanup(func() { _ = pc.Close() }) // may be closed already
+	pc.ReadTimeout, pc.WriteTimeout = 0, 0
+	_ = pc.SetDeadline(time.Now().Add(hostileTimeout))
+	return &hostileConn{t: t, name: name, pc: pc, conn: pc.Conn.(*net.TCPConn), r: pc.R, collector: "hostile", key: peer.Key("hostile")}
 }
 
 // write sends raw bytes. A write error is not a failure: the processor may
 // have closed the connection already, which expect then sees.
 func (h *hostileConn) write(b []byte) {
-	_, _ = h.conn.Write(b)
+	_, _ = h.pc.Write(b)
 }
 
 func (h *hostileConn) control(t wire.Type, m proto.Message) []byte {
 	h.t.Helper()
-	b, err := wire.AppendControl(nil, t, m)
+	b, err := peer.Control(t, m)
 	if err != nil {
 		h.t.Fatalf("%s: encode %s: %v", h.name, t, err)
 	}
@@ -172,29 +157,13 @@ func (h *hostileConn) control(t wire.Type, m proto.Message) []byte {
 func (h *hostileConn) send(t wire.Type, m proto.Message) { h.write(h.control(t, m)) }
 
 func (h *hostileConn) hello(token string) []byte {
-	return append([]byte(wire.Preface), h.control(wire.TypeHello, &wirepb.Hello{
-		MinVersion: 1, MaxVersion: 1, Collector: h.collector, Token: token, Software: "hostile",
-		IdentityKey: identity.Public(h.key),
-	})...)
-}
-
-// next reads the next frame the processor sends, failing the test on
-// anything but a frame.
-func (h *hostileConn) next(want wire.Type) wire.Frame {
 	h.t.Helper()
-	f, err := h.r.Next()
+	h.pc.Key = h.key
+	b, err := h.pc.HelloBytes(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: h.collector, Token: token, Software: "hostile"})
 	if err != nil {
-		h.t.Fatalf("%s: waiting for %s: %v", h.name, want, err)
+		h.t.Fatalf("%s: encode Hello: %v", h.name, err)
 	}
-	if f.Type != want {
-		msg := ""
-		var e wirepb.Error
-		if f.Type == wire.TypeError && wire.Decode(f, &e) == nil {
-			msg = fmt.Sprintf(" (code %s: %s)", wire.Code(e.Code), e.Message)
-		}
-		h.t.Fatalf("%s: got %s%s, want %s", h.name, f.Type, msg, want)
-	}
-	return f
+	return b
 }
 
 // welcome completes a valid handshake: Hello, Welcome, and the Proof of
@@ -203,34 +172,25 @@ func (h *hostileConn) welcome() {
 	h.t.Helper()
 	h.write(h.hello(hostileToken))
 	var w wirepb.Welcome
-	if err := wire.Decode(h.next(wire.TypeWelcome), &w); err != nil {
-		h.t.Fatal(err)
+	if err := h.pc.Expect(wire.TypeWelcome, &w); err != nil {
+		h.t.Fatalf("%s: %v", h.name, err)
 	}
-	if len(w.Challenge) > 0 {
-		h.send(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(h.key, w.Challenge, nil, h.collector)})
-	}
+	_ = h.pc.Prove(&w, h.collector) // a write error shows at the next read
 }
 
 // open opens a stream and returns the offset of its Opened.
 func (h *hostileConn) open(handle uint32, name string) uint64 {
 	h.t.Helper()
-	h.send(wire.TypeOpen, &wirepb.Open{Handle: handle, StreamId: streamID(name), Name: name})
-	var m wirepb.Opened
-	if err := wire.Decode(h.next(wire.TypeOpened), &m); err != nil {
-		h.t.Fatal(err)
+	o, err := h.pc.Open(handle, streamID(name), name, 0)
+	if err != nil {
+		h.t.Fatalf("%s: %v", h.name, err)
 	}
-	if m.Handle != handle {
-		h.t.Fatalf("%s: Opened for handle %d, want %d", h.name, m.Handle, handle)
-	}
-	return m.Offset
+	return o.Offset
 }
 
 // data sends a Data frame.
 func (h *hostileConn) data(handle uint32, offset, end uint64, payload string) {
-	b := make([]byte, wire.DataPrefixBytes+len(payload))
-	wire.PutDataHeader(b, wire.TypeData, handle, offset, end, len(payload))
-	copy(b[wire.DataPrefixBytes:], payload)
-	h.write(b)
+	h.write(peer.DataFrame(wire.TypeData, handle, offset, end, []byte(payload)))
 }
 
 // expect reads until the processor closes the connection. With want != 0
@@ -239,26 +199,10 @@ func (h *hostileConn) data(handle uint32, offset, end uint64, payload string) {
 // are skipped.
 func (h *hostileConn) expect(want wire.Code) {
 	h.t.Helper()
-	var got *wirepb.Error
-	for {
-		f, err := h.r.Next()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				h.t.Errorf("%s: processor did not close the connection within %v", h.name, hostileTimeout)
-				return
-			}
-			break // EOF or reset: closed
-		}
-		if f.Type == wire.TypeError {
-			if got != nil {
-				h.t.Errorf("%s: second Error frame", h.name)
-			}
-			got = &wirepb.Error{}
-			if err := wire.Decode(f, got); err != nil {
-				h.t.Errorf("%s: undecodable Error: %v", h.name, err)
-			}
-		}
+	got, err := h.pc.ReadToClose()
+	if err != nil {
+		h.t.Errorf("%s: %v (within %v)", h.name, err, hostileTimeout)
+		return
 	}
 	switch {
 	case want == 0:
@@ -502,7 +446,7 @@ func TestHostileClients(t *testing.T) {
 		tc.run(h)
 		h.expect(tc.want)
 		if !p.Running() {
-			t.Fatalf("processor exited after %q: %v", tc.name, p.err)
+			t.Fatalf("processor exited after %q: %v", tc.name, p.Err())
 		}
 	}
 
@@ -515,7 +459,7 @@ func TestHostileClients(t *testing.T) {
 		t.Fatal("legitimate collector exited")
 	}
 
-	logs := daemonLogText(t, p)
+	logs := p.LogText()
 	for _, re := range []string{
 		`collector refused.*code=name`, `collector refused.*code=auth`, `collector refused.*code=offset`,
 		`collector refused.*code=protocol`, `collector refused.*code=version`, `collector timed out`,
@@ -605,7 +549,7 @@ loop:
 // meanwhile.
 func idleFlood(t *testing.T, p *Daemon, target string) {
 	t.Helper()
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 	fdsBefore := openFDs(t, pid)
 	before := targetDataBytes(target)
 	start := time.Now()
@@ -639,7 +583,7 @@ func idleFlood(t *testing.T, p *Daemon, target string) {
 	}
 	// Delivery must continue while the idle connections are open.
 	var grew bool
-	waitFor(t, hostileTimeout, func() error {
+	harness.WaitFor(t, hostileTimeout, func() error {
 		mu.Lock()
 		stillOpen := open
 		mu.Unlock()
@@ -658,7 +602,7 @@ func idleFlood(t *testing.T, p *Daemon, target string) {
 		t.Error("idle flood: no delivery observed while the idle connections were open")
 	}
 	// The processor's descriptors come back down once it closed them.
-	waitFor(t, 10*time.Second, func() error {
+	harness.WaitFor(t, 10*time.Second, func() error {
 		if n := openFDs(t, pid); n > fdsBefore+10 {
 			return fmt.Errorf("processor holds %d descriptors, %d before the flood", n, fdsBefore)
 		}

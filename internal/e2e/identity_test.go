@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
+	"thunder/internal/harness/peer"
 	"thunder/internal/identity"
 	"thunder/internal/linecheck"
 	"thunder/internal/wire"
@@ -25,7 +27,7 @@ import (
 func victimStreamID(t *testing.T, adm, name string, running ...*Daemon) []byte {
 	t.Helper()
 	var id []byte
-	waitFor(t, 30*time.Second, func() error {
+	harness.WaitFor(t, 30*time.Second, func() error {
 		code, body, err := httpGet(adm, "/status")
 		if err != nil || code != 200 {
 			return fmt.Errorf("GET /status = %d, %v", code, err)
@@ -94,7 +96,7 @@ func TestImpostorWithToken(t *testing.T) {
 	var accepted []string // attacks the processor let through; reported last, so the check shows their damage
 	for _, a := range attacks {
 		h := dialHostile(t, p.Addr, "impostor: "+a.name)
-		h.collector, h.key = "victim", hostileKey("impostor")
+		h.collector, h.key = "victim", peer.Key("impostor")
 		h.welcome()
 		h.send(wire.TypeOpen, &wirepb.Open{Handle: 1, StreamId: id, Name: "a.log", Acked: a.acked})
 		f, err := h.r.Next()
@@ -138,7 +140,7 @@ func TestImpostorWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := identity.Line(identity.Public(hostileKey("impostor")), "victim"); bytes.Contains(pins, []byte(want)) {
+	if want := identity.Line(identity.Public(peer.Key("impostor")), "victim"); bytes.Contains(pins, []byte(want)) {
 		t.Fatalf("the impostor's key was pinned: %q", pins)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"thunder/internal/harness"
 )
 
 // kafkaAuthFailTimeout bounds how long a processor refused by Kafka may take
@@ -57,9 +59,9 @@ func TestKafkaTLSSASL(t *testing.T) {
 	}
 
 	// The refused processor first: it takes the longest.
-	refused := newDaemon(t, "processor-wrong-password", append([]string{"logs-processor", "--name=kp-wrong",
+	refused := harness.NewDaemon(t, "processor-wrong-password", append([]string{"logs-processor", "--name=kp-wrong",
 		"--kafka-brokers=" + strings.Join(c.ListenAddrs(), ","), "--listen-address=127.0.0.1:0"}, security(bad)...))
-	if err := refused.start(); err != nil {
+	if err := refused.Start(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -83,18 +85,18 @@ func TestKafkaTLSSASL(t *testing.T) {
 	}
 	t.Logf("figures: lines=%d records=%d", rep.Lines, r.Recs)
 
-	if !refused.wait(kafkaAuthFailTimeout) {
+	if !refused.Wait(kafkaAuthFailTimeout) {
 		t.Fatalf("processor with a wrong Kafka password still running after %v", kafkaAuthFailTimeout)
 	}
-	log := daemonLogText(t, refused)
-	t.Logf("%s: %s", refused.name, strings.TrimSpace(log))
-	if code := refused.cmd.ProcessState.ExitCode(); code != 1 {
-		t.Errorf("processor with a wrong Kafka password: exit status %d (%v), want 1", code, refused.err)
+	log := refused.LogText()
+	t.Logf("%s: %s", refused.Name, strings.TrimSpace(log))
+	if code := refused.ProcessState().ExitCode(); code != 1 {
+		t.Errorf("processor with a wrong Kafka password: exit status %d (%v), want 1", code, refused.Err())
 	}
 	if !regexp.MustCompile(`(?m)^thunder: kafka: .*SASL authentication failed`).MatchString(log) {
-		t.Errorf("processor with a wrong Kafka password does not say why:\n%s", tail([]byte(log), 2048))
+		t.Errorf("processor with a wrong Kafka password does not say why:\n%s", harness.Tail([]byte(log), 2048))
 	}
-	if listeningRE.MatchString(log) {
+	if harness.ListeningRE.MatchString(log) {
 		t.Errorf("processor with a wrong Kafka password listened for collectors")
 	}
 }
@@ -124,15 +126,15 @@ func TestKafkaSecurityFlags(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Nothing listens there: a flag error must come first.
 			args := append([]string{"logs-processor", "--kafka-brokers=127.0.0.1:1", "--listen-address=127.0.0.1:0"}, tt.args...)
-			d := newDaemon(t, "processor", args)
-			if err := d.start(); err != nil {
+			d := harness.NewDaemon(t, "processor", args)
+			if err := d.Start(); err != nil {
 				t.Fatal(err)
 			}
-			if !d.wait(startTimeout) {
+			if !d.Wait(startTimeout) {
 				t.Fatalf("still running after %v", startTimeout)
 			}
-			log := daemonLogText(t, d)
-			if code := d.cmd.ProcessState.ExitCode(); code != 2 {
+			log := d.LogText()
+			if code := d.ProcessState().ExitCode(); code != 2 {
 				t.Errorf("exit status %d, want 2 (usage); log:\n%s", code, log)
 			}
 			if !strings.Contains(log, "thunder: "+tt.want) {

@@ -22,7 +22,7 @@ func TestKafkaTwoProcessorsKill9(t *testing.T) {
 	var addrs []string
 	for i := range 2 {
 		p := startKafkaProcessor(t, c, "", fmt.Sprintf("--name=kp%d", i))
-		p.name = fmt.Sprintf("processor-%d", i)
+		p.Name = fmt.Sprintf("processor-%d", i)
 		procs, addrs = append(procs, p), append(addrs, p.Addr)
 	}
 	src := t.TempDir()

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -42,8 +43,8 @@ func startKafkaProcessor(t *testing.T, c *kfake.Cluster, targetDir string, extra
 		args = append(args, "--target-dir="+targetDir)
 	}
 	args = append(append(args, processorArgs...), extraArgs...)
-	d := newDaemon(t, "processor", args)
-	if err := d.startProcessor("127.0.0.1:0"); err != nil {
+	d := harness.NewDaemon(t, "processor", args)
+	if err := d.Listen("127.0.0.1:0"); err != nil {
 		t.Fatalf("start processor: %v", err)
 	}
 	return d
@@ -198,7 +199,7 @@ func (r *kafkaReader) waitDelivered(expect []linecheck.Expect, running ...*Daemo
 				time.Since(start).Round(time.Millisecond), rep, r.Recs, r.Dups, r.sample, r.counts)
 			return rep
 		}
-		if err := exited(running); err != nil {
+		if err := harness.Exited(running...); err != nil {
 			t.Fatalf("%v\nkafka: not delivered: %v\n%s", err, rep, problems(rep))
 		}
 		if time.Since(start) > deliverTimeout {
@@ -228,7 +229,7 @@ func (r *kafkaReader) finalCheck(expect []linecheck.Expect) linecheck.Report {
 	if err != nil {
 		t.Fatalf("end offsets: %v", err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	harness.WaitFor(t, 30*time.Second, func() error {
 		var behind []string
 		ends.Each(func(lo kadm.ListedOffset) {
 			if got := r.next[lo.Topic][lo.Partition]; got < lo.Offset {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -68,13 +69,13 @@ func TestManyFiles(t *testing.T) {
 	}
 	r := waitDelivered(t, target, expect, linecheck.Options{}, p, c)
 	delivered := time.Since(start)
-	cfds, crss := procUsage(t, c.pid())
-	pfds, prss := procUsage(t, p.pid())
+	cfds, crss := procUsage(t, c.Pid())
+	pfds, prss := procUsage(t, p.Pid())
 	c.Stop()
 	p.Stop()
 	finalCheck(t, target, expect, linecheck.Options{})
 	t.Logf("figures: files=%d lines=%d (%d in target) delivered %v after the collector started; collector fds=%d rss=%.1fMiB; processor fds=%d rss=%.1fMiB; race=%v",
-		len(files), total, r.Lines, delivered.Round(time.Millisecond), cfds, float64(crss)/1024, pfds, float64(prss)/1024, raceEnabled)
+		len(files), total, r.Lines, delivered.Round(time.Millisecond), cfds, float64(crss)/1024, pfds, float64(prss)/1024, harness.Race)
 	if cfds > fdReport {
 		t.Logf("note: the collector holds %d descriptors for %d files (more than %d)", cfds, len(files), fdReport)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -58,7 +59,7 @@ func TestRefusedNameRetried(t *testing.T) {
 
 	waitMetric(t, refusedWait, admin, "thunder_collector_refused_files", "1", func(v float64) bool { return v == 1 }, p, c)
 	// Retried at least once, and still refused: listed with the reason.
-	waitFor(t, refusedWait, func() error {
+	harness.WaitFor(t, refusedWait, func() error {
 		st, err := collectorStatus(admin)
 		if err != nil {
 			return err
@@ -98,8 +99,8 @@ func TestRefusedNameRetried(t *testing.T) {
 	waitDelivered(t, target, expect, linecheck.Options{}, p, c)
 	waitMetric(t, refusedWait, admin, "thunder_collector_refused_files", "0", func(v float64) bool { return v == 0 }, p, c)
 	waitLog(t, refusedWait, c, "refused file name accepted again; delivering", 1, p, c)
-	if c.starts != 1 {
-		t.Errorf("collector started %d times, want 1", c.starts)
+	if c.Starts() != 1 {
+		t.Errorf("collector started %d times, want 1", c.Starts())
 	}
 	c.Stop()
 	p.Stop()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -63,7 +64,7 @@ func TestRotationContracts(t *testing.T) {
 	// Every writer has closed its file: the rotated files must go.
 	start := time.Now()
 	live := map[string]bool{"app.log": true, "sub/other.log": true}
-	waitFor(t, cleanTimeout, func() error {
+	harness.WaitFor(t, cleanTimeout, func() error {
 		var extra []string
 		for _, rel := range sourceFiles(t, src) {
 			if !live[rel] {
@@ -150,7 +151,7 @@ func TestUnlockedWriterKeepsRotatedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := time.Now()
-	waitFor(t, cleanTimeout, func() error {
+	harness.WaitFor(t, cleanTimeout, func() error {
 		if _, err := os.Stat(rotatedPath); err == nil {
 			return fmt.Errorf("%s still there after the writer closed it", rotated[0])
 		}

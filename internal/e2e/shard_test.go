@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 	"thunder/internal/shard"
 )
@@ -43,7 +44,7 @@ func newShardRig(t *testing.T, viaProxy bool) *shardRig {
 	for i := range 3 {
 		dir := t.TempDir()
 		p := startProcessor(t, dir)
-		p.name = fmt.Sprintf("processor-%d", i)
+		p.Name = fmt.Sprintf("processor-%d", i)
 		addr := p.Addr
 		if viaProxy {
 			px := newProxy(t, p.Addr)
@@ -77,7 +78,7 @@ func newShardRig(t *testing.T, viaProxy bool) *shardRig {
 	}
 	r.w = startWriters(t, specs...)
 	r.running = append([]*Daemon{r.ca, r.cb}, r.procs...)
-	waitFor(t, 30*time.Second, func() error {
+	harness.WaitFor(t, 30*time.Second, func() error {
 		for i, d := range r.dirs {
 			if dirBytes(d) == 0 {
 				return fmt.Errorf("processor %d has received nothing yet", i)
@@ -105,7 +106,7 @@ func (r *shardRig) check(failovers int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not delivered after %v: %v\n%s", deliverTimeout, rep, problems(rep))
 		}
-		if err := exited(r.running); err != nil {
+		if err := harness.Exited(r.running...); err != nil {
 			t.Fatalf("%v\nnot delivered: %v", err, rep)
 		}
 		pause(t, pollInterval)
@@ -145,7 +146,7 @@ func (r *shardRig) failback() []linecheck.Expect {
 	t := r.t
 	for _, c := range []*Daemon{r.ca, r.cb} {
 		addr := adminAddr(t, c)
-		waitFor(t, 30*time.Second, func() error {
+		harness.WaitFor(t, 30*time.Second, func() error {
 			code, body, err := httpGet(addr, "/status")
 			if err != nil || code != 200 {
 				return fmt.Errorf("status: %d %v", code, err)
@@ -156,7 +157,7 @@ func (r *shardRig) failback() []linecheck.Expect {
 			}
 			for _, p := range st.Processors {
 				if !p.Connected {
-					return fmt.Errorf("%s: %s not connected again", c.name, p.Addr)
+					return fmt.Errorf("%s: %s not connected again", c.Name, p.Addr)
 				}
 			}
 			return nil
@@ -170,7 +171,7 @@ func (r *shardRig) failback() []linecheck.Expect {
 		})
 	}
 	lateExpect := startWriters(t, late...).Wait()
-	waitFor(t, deliverTimeout, func() error {
+	harness.WaitFor(t, deliverTimeout, func() error {
 		for _, e := range lateExpect {
 			first := shard.Rank(e.Name, r.addrs)[0]
 			for i, d := range r.dirs {

@@ -121,7 +121,7 @@ func TestSourceEdgeCases(t *testing.T) {
 
 	// Idle, with the FIFOs, device and symlinks still there and rescans
 	// every second: the collector must not spin on them.
-	pid := c.cmd.Process.Pid
+	pid := c.Pid()
 	before := cpuTime(t, pid)
 	pause(t, idleWindow) // a measurement window, not a wait for a condition
 	used := cpuTime(t, pid) - before
@@ -152,7 +152,7 @@ func TestSourceEdgeCases(t *testing.T) {
 			t.Errorf("target holds %s, which is not a regular file in the source dir", name)
 		}
 	}
-	if re := regexp.MustCompile(`(?i)not a regular file|skip.*(fifo|device|pipe)`); !re.MatchString(daemonLogText(t, c)) {
+	if re := regexp.MustCompile(`(?i)not a regular file|skip.*(fifo|device|pipe)`); !re.MatchString(c.LogText()) {
 		t.Log("note: the collector skipped the non-regular files without logging it")
 	}
 }

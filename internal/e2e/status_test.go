@@ -9,11 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -25,25 +25,6 @@ const (
 
 // cmdTimeout bounds one run of `thunder status` or `thunder top --count`.
 const cmdTimeout = 30 * time.Second
-
-// lockedBuffer is a bytes.Buffer a child process writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // proc is a short-lived command a test runs beside the daemons.
 type proc struct {
@@ -73,7 +54,7 @@ func startProc(t *testing.T, cmd *exec.Cmd) *proc {
 
 // wait waits up to timeout for the command to exit and returns its error,
 // failing the test if it does not exit.
-func (p *proc) wait(t *testing.T, timeout time.Duration, after string, out *lockedBuffer) error {
+func (p *proc) wait(t *testing.T, timeout time.Duration, after string, out *harness.LockedBuffer) error {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -104,7 +85,7 @@ func startPair(t *testing.T, name string) (p, c *Daemon, padm, cadm string) {
 	waitLines(t, 30*time.Second, target, 50, p, c)
 	padm, cadm = adminAddr(t, p), adminAddr(t, c)
 	// The collector's status lists streams once a second.
-	waitFor(t, 10*time.Second, func() error {
+	harness.WaitFor(t, 10*time.Second, func() error {
 		_, body, err := httpGet(cadm, "/status")
 		if err != nil {
 			return err
@@ -176,7 +157,7 @@ func TestStatusCommand(t *testing.T) {
 	// A collector without its processor is unhealthy: status says so and
 	// exits non-zero.
 	p.Kill()
-	waitFor(t, 20*time.Second, func() error {
+	harness.WaitFor(t, 20*time.Second, func() error {
 		out, err := runThunder(t, cmdTimeout, "status", "--admin-address="+cadm)
 		if err == nil || !strings.Contains(out, "not connected") {
 			return fmt.Errorf("status with the processor down: %v, want a non-zero exit:\n%s", err, out)
@@ -205,11 +186,11 @@ func TestTopPlain(t *testing.T) {
 	t.Logf("thunder top (processor, not a terminal):\n%s", out)
 
 	// Without --count, top runs until interrupted, and exits 0.
-	var buf lockedBuffer
-	cmd := exec.Command(thunderBinary(t), "top", "--interval=200ms", "--admin-address="+cadm)
+	var buf harness.LockedBuffer
+	cmd := exec.Command(harness.Binary(t), "top", "--interval=200ms", "--admin-address="+cadm)
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	top := startProc(t, cmd)
-	waitFor(t, 20*time.Second, func() error {
+	harness.WaitFor(t, 20*time.Second, func() error {
 		if n := strings.Count(buf.String(), "thunder top"); n < 2 {
 			return fmt.Errorf("%d blocks from top:\n%s", n, buf.String())
 		}
@@ -236,9 +217,9 @@ func TestTopTerminal(t *testing.T) {
 	}
 	_, c, _, cadm := startPair(t, "web-9")
 
-	var buf lockedBuffer
+	var buf harness.LockedBuffer
 	// -e: exit with top's status; -f: flush at once; -q: no banner.
-	cmd := exec.Command(script, "-qefc", fmt.Sprintf("'%s' top --interval=200ms --admin-address=%s", thunderBinary(t), cadm), "/dev/null")
+	cmd := exec.Command(script, "-qefc", fmt.Sprintf("'%s' top --interval=200ms --admin-address=%s", harness.Binary(t), cadm), "/dev/null")
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	keys, err := cmd.StdinPipe()
 	if err != nil {
@@ -248,7 +229,7 @@ func TestTopTerminal(t *testing.T) {
 
 	// Two screens, each drawn from the top left corner, with the
 	// collector, its processor and the most lagging streams.
-	waitFor(t, 20*time.Second, func() error {
+	harness.WaitFor(t, 20*time.Second, func() error {
 		out := buf.String()
 		if !strings.Contains(out, altScreen) {
 			return fmt.Errorf("no alternate screen yet:\n%q", out)

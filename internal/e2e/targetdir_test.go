@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
@@ -42,7 +43,7 @@ func TestRetentionThenRestart(t *testing.T) {
 		}
 	}
 	p.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, func() error {
+	harness.WaitFor(t, 10*time.Second, func() error {
 		if n := openFilesUnder(t, p, target); n != 0 {
 			return fmt.Errorf("processor still holds %d target files after SIGHUP", n)
 		}
@@ -101,7 +102,7 @@ func finalCheckRunning(t *testing.T, dir string, expect []linecheck.Expect, when
 	if !r.OK() {
 		t.Fatalf("%s: %v\n%s%s", when, r, problems(r), listing(dir))
 	}
-	if err := exited(running); err != nil {
+	if err := harness.Exited(running...); err != nil {
 		t.Fatalf("%s: %v", when, err)
 	}
 }
@@ -110,7 +111,7 @@ func finalCheckRunning(t *testing.T, dir string, expect []linecheck.Expect, when
 // dir, outside the state dir.
 func openFilesUnder(t *testing.T, d *Daemon, dir string) int {
 	t.Helper()
-	fds := fmt.Sprintf("/proc/%d/fd", d.pid())
+	fds := fmt.Sprintf("/proc/%d/fd", d.Pid())
 	ents, err := os.ReadDir(fds)
 	if err != nil {
 		t.Skipf("cannot read %s: %v", fds, err)
@@ -182,7 +183,7 @@ func TestLinksInTargetDir(t *testing.T) {
 	}
 	delivered := func() {
 		t.Helper()
-		waitFor(t, deliverTimeout, func() error {
+		harness.WaitFor(t, deliverTimeout, func() error {
 			r, err := linecheck.Verify(only(), expect, linecheck.Options{})
 			if err != nil || !r.OK() {
 				return fmt.Errorf("sub/a.log: %v %v", r, err)

@@ -116,7 +116,7 @@ func checkRefusedCollector(t *testing.T, c *Daemon, re *regexp.Regexp, running .
 	t.Helper()
 	waitLogRE(t, 30*time.Second, c, re, running...)
 	if !c.Running() {
-		t.Fatalf("%s exited after being refused: %v", c.name, c.err)
+		t.Fatalf("%s exited after being refused: %v", c.Name, c.Err())
 	}
 }
 
@@ -175,7 +175,7 @@ func TestMutualTLS(t *testing.T) {
 	waitLogRE(t, 30*time.Second, p, regexp.MustCompile(`certificate`), all...)
 	checkRefusedCollector(t, nocert, regexp.MustCompile(`cannot connect to processor.*certificate`), all...)
 	checkRefusedCollector(t, rog, regexp.MustCompile(`cannot connect to processor.*(certificate|unknown authority|bad)`), all...)
-	if n := regexp.MustCompile(`collector connected.*collector=(nocert|rogue)`).FindAllString(daemonLogText(t, p), -1); len(n) > 0 {
+	if n := regexp.MustCompile(`collector connected.*collector=(nocert|rogue)`).FindAllString(p.LogText(), -1); len(n) > 0 {
 		t.Errorf("processor accepted a collector without a valid certificate: %q", n)
 	}
 	good.Stop()

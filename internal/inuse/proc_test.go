@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/inuse"
 )
 
@@ -72,7 +73,7 @@ func TestOpenByChild(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = cmd.Wait() // killed
-			waitFor(t, func() error {
+			harness.WaitFor(t, 5*time.Second, func() error {
 				if pids := mustOpenBy(t, rotated, false); len(pids) != 0 {
 					return fmt.Errorf("OpenBy after kill = %v, want none", pids)
 				}
@@ -105,21 +106,5 @@ func TestOpenByMissing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing")
 	if _, err := inuse.OpenBy(path, false); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("OpenBy(%s) = %v, want %v", path, err, fs.ErrNotExist)
-	}
-}
-
-// waitFor polls cond until it returns nil, failing after a deadline.
-func waitFor(t *testing.T, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 5s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for an event
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"thunder/internal/harness"
 	"thunder/internal/kafka"
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
@@ -100,31 +101,12 @@ func (r *runner) acked(s *kafka.Stream) uint64 {
 // waitAck waits until s is acknowledged up to offset.
 func (r *runner) waitAck(t *testing.T, s *kafka.Stream, offset uint64) {
 	t.Helper()
-	waitFor(t, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if got := r.acked(s); got != offset {
 			return fmt.Errorf("%s acked %d, want %d", s.Key, got, offset)
 		}
 		return nil
 	})
-}
-
-func waitFor(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", waitTimeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 func key(collector string, n byte) stream.Key {

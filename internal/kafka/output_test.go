@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"thunder/internal/harness"
 	"thunder/internal/kafka"
 	"thunder/internal/kafka/kafkatest"
 	"thunder/internal/stream"
@@ -166,7 +167,7 @@ func TestCommitFailure(t *testing.T) {
 	if err := s.Append(owner("c1"), 4, 8, []byte("two\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if fh.Hits() == 0 || func() bool { _, err := o.Health(); return err == nil }() {
 			return errors.New("no failed commit yet")
 		}
@@ -365,7 +366,7 @@ func TestOutage(t *testing.T) {
 	if err := s.Append(owner("c1"), 4, 8, []byte("two\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if produce.Hits() == 0 || initPID.Hits() < 3 {
 			return fmt.Errorf("faults hit: produce %d, init %d of 3", produce.Hits(), initPID.Hits())
 		}

@@ -11,27 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/linecheck"
 )
 
 var contracts = []linecheck.Contract{linecheck.OpenWriteClose, linecheck.LockedAppend, linecheck.Unlocked}
-
-// waitFor polls f every 10ms until it returns nil, failing the test after
-// timeout with f's last error.
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // runWriter starts w in a goroutine and returns a channel that receives its
 // result.
@@ -166,7 +150,7 @@ func TestWriterRate(t *testing.T) {
 			w := &linecheck.Writer{ID: "w", Path: filepath.Join(dir, "a.log"), Contract: c, Lines: 1 << 40, Rate: rate}
 			start := time.Now()
 			ch := runWriter(ctx, w)
-			waitFor(t, 5*time.Second, func() error {
+			harness.WaitFor(t, 5*time.Second, func() error {
 				fi, err := os.Stat(w.Path)
 				if err != nil || fi.Size() < 10*linecheck.DefaultLineBytes {
 					return fmt.Errorf("fewer than 10 lines in %s (%v)", w.Path, err)
@@ -237,7 +221,7 @@ func TestLockedAppendHoldsLock(t *testing.T) {
 	defer cancel()
 	w := &linecheck.Writer{ID: "w", Path: path, Contract: linecheck.LockedAppend, Rate: 50, ReopenAfter: 200 * time.Millisecond}
 	ch := runWriter(ctx, w)
-	waitFor(t, 5*time.Second, func() error {
+	harness.WaitFor(t, 5*time.Second, func() error {
 		if _, err := os.Stat(path); err != nil {
 			return err
 		}
@@ -251,7 +235,7 @@ func TestLockedAppendHoldsLock(t *testing.T) {
 	if err := os.Rename(path, rotated); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	harness.WaitFor(t, 5*time.Second, func() error {
 		if !probeExclusive(t, rotated) {
 			return errors.New("rotated file still locked")
 		}
@@ -282,7 +266,7 @@ func TestOtherContractsDoNotLock(t *testing.T) {
 			defer cancel()
 			w := &linecheck.Writer{ID: "w", Path: path, Contract: c, Rate: 1000}
 			ch := runWriter(ctx, w)
-			waitFor(t, 5*time.Second, func() error {
+			harness.WaitFor(t, 5*time.Second, func() error {
 				_, err := os.Stat(path)
 				return err
 			})

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/identity"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
@@ -302,7 +303,7 @@ func TestAttackHeldProofSizes(t *testing.T) {
 // spends it, and the real host's "pinned to another key" refusal, or in
 // known mode the "add this line" hint, is never logged (only counted).
 func TestAttackBreaksSquatterHidesRefusal(t *testing.T) {
-	var logs syncBuffer
+	var logs harness.LockedBuffer
 	srv := mustServe(t, "", func(c *processor.Config) {
 		c.Token = sharedToken
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))

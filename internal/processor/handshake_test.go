@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"thunder/internal/harness"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -168,7 +169,7 @@ func TestMaxHandshakes(t *testing.T) {
 	second := mustDial(t, srv.addr)
 	third := mustDial(t, srv.addr)
 	third.expectClosed()
-	waitFor(t, waitTimeout, func() error { // counted just after the close
+	harness.WaitFor(t, waitTimeout, func() error { // counted just after the close
 		if got := metricValue(t, reg, "thunder_processor_refusals_total", "reason", "limit"); got != 1 {
 			return fmt.Errorf("refusals_total{reason=limit} = %v, want 1", got)
 		}
@@ -179,7 +180,7 @@ func TestMaxHandshakes(t *testing.T) {
 	second.handshake("host-b")
 	// Once they are through, a new connection is admitted. (Welcome is
 	// queued just before the handshake slot is released: retry.)
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		c := mustDial(t, srv.addr)
 		defer c.conn.Close()
 		c.hello(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "host-c"})

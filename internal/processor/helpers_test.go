@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"thunder/internal/identity"
+	"thunder/internal/harness/peer"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -113,9 +110,10 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 
 func withSmallSendBuffers(ln net.Listener) net.Listener { return smallSendBuffers{ln} }
 
-// client speaks the protocol by hand.
+// client speaks the protocol by hand: a peer.Conn that fails the test.
 type client struct {
 	t    *testing.T
+	pc   *peer.Conn
 	conn net.Conn
 	r    *wire.Reader
 	// key proves the collector name (nil: testKey of the name in Hello);
@@ -126,11 +124,21 @@ type client struct {
 
 // testKey is the identity key of a test collector called name: the same for
 // every connection that claims name, as a real collector's is.
-func testKey(name string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("thunder test collector " + name))
-	return ed25519.NewKeyFromSeed(seed[:])
+var testKey = peer.Key
+
+// dataFrame returns a data frame (see peer.DataFrame).
+var dataFrame = peer.DataFrame
+
+// isReset reports a connection error other than a timeout.
+var isReset = peer.IsReset
+
+// peer returns the connection with the client's key settings.
+func (c *client) peer() *peer.Conn {
+	c.pc.Key, c.pc.NoKey = c.key, c.noKey
+	return c.pc
 }
 
+// keyFor returns the key the client proves name with.
 func (c *client) keyFor(name string) ed25519.PrivateKey {
 	if c.key != nil {
 		return c.key
@@ -148,78 +156,44 @@ func mustDial(t *testing.T, addr string) *client {
 // peers; "" lets the system choose.
 func mustDialFrom(t *testing.T, addr, from string) *client {
 	t.Helper()
-	d := net.Dialer{Timeout: waitTimeout}
-	if from != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
-	}
-	conn, err := d.Dial("tcp", addr)
+	pc, err := peer.Dial(addr, from, waitTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &client{t: t, conn: conn, r: wire.NewReader(conn)}
+	t.Cleanup(func() { _ = pc.Close() })
+	return &client{t: t, pc: pc, conn: pc.Conn, r: pc.R}
 }
 
 func (c *client) write(b []byte) {
 	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if _, err := c.conn.Write(b); err != nil {
+	if _, err := c.pc.Write(b); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
 }
 
 func (c *client) control(t wire.Type, m proto.Message) {
 	c.t.Helper()
-	b, err := wire.AppendControl(nil, t, m)
-	if err != nil {
-		c.t.Fatal(err)
+	if err := c.pc.Send(t, m); err != nil {
+		c.t.Fatalf("send %s: %v", t, err)
 	}
-	c.write(b)
 }
 
 // hello sends the preface and h, with the client's identity key unless h
 // has one or c.noKey.
 func (c *client) hello(h *wirepb.Hello) {
 	c.t.Helper()
-	if h.IdentityKey == nil && !c.noKey {
-		h.IdentityKey = identity.Public(c.keyFor(h.Collector))
+	if err := c.peer().SendHello(h); err != nil {
+		c.t.Fatalf("send Hello: %v", err)
 	}
-	b, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, h)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.write(b)
 }
 
 // next reads a frame; the body is copied, so it stays valid.
-func (c *client) next() (wire.Frame, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
-	f, err := c.r.Next()
-	if err != nil {
-		return f, err
-	}
-	f.Body = append([]byte(nil), f.Body...)
-	return f, nil
-}
+func (c *client) next() (wire.Frame, error) { return c.pc.Next() }
 
 func (c *client) mustNext(want wire.Type, m proto.Message) {
 	c.t.Helper()
-	f, err := c.next()
-	if err != nil {
-		c.t.Fatalf("reading %s: %v", want, err)
-	}
-	if f.Type != want {
-		if f.Type == wire.TypeError {
-			var e wirepb.Error
-			_ = wire.Decode(f, &e)
-			c.t.Fatalf("got error frame (code %s: %s), want %s", wire.Code(e.Code), e.Message, want)
-		}
-		c.t.Fatalf("got %s frame, want %s", f.Type, want)
-	}
-	if m != nil {
-		if err := wire.Decode(f, m); err != nil {
-			c.t.Fatal(err)
-		}
+	if err := c.pc.Expect(want, m); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
@@ -227,63 +201,44 @@ func (c *client) mustNext(want wire.Type, m proto.Message) {
 // and returns it. A refusal of the proof arrives at the next read.
 func (c *client) handshake(name string, compression ...string) *wirepb.Welcome {
 	c.t.Helper()
-	c.hello(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Software: "test", Compression: compression})
-	var w wirepb.Welcome
-	c.mustNext(wire.TypeWelcome, &w)
-	c.prove(&w, name)
-	return &w
+	w, err := c.peer().Handshake(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Software: "test", Compression: compression})
+	if err != nil {
+		c.t.Fatalf("handshake: %v", err)
+	}
+	return w
 }
 
 // prove answers w's challenge, if any, with a Proof for name (§3).
 func (c *client) prove(w *wirepb.Welcome, name string) {
 	c.t.Helper()
-	if len(w.Challenge) > 0 {
-		c.control(wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.keyFor(name), w.Challenge, nil, name)})
+	if err := c.peer().Prove(w, name); err != nil {
+		c.t.Fatalf("send Proof: %v", err)
 	}
 }
 
 func (c *client) open(handle uint32, id []byte, name string, acked uint64) *wirepb.Opened {
 	c.t.Helper()
-	c.control(wire.TypeOpen, &wirepb.Open{Handle: handle, StreamId: id, Name: name, Acked: acked})
-	var o wirepb.Opened
-	c.mustNext(wire.TypeOpened, &o)
-	if o.Handle != handle {
-		c.t.Fatalf("Opened.handle = %d, want %d", o.Handle, handle)
+	o, err := c.pc.Open(handle, id, name, acked)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	return &o
-}
-
-func dataFrame(t wire.Type, handle uint32, offset, end uint64, payload []byte) []byte {
-	b := make([]byte, wire.DataPrefixBytes+len(payload))
-	wire.PutDataHeader(b, t, handle, offset, end, len(payload))
-	copy(b[wire.DataPrefixBytes:], payload)
-	return b
+	return o
 }
 
 func (c *client) data(handle uint32, offset uint64, payload string) uint64 {
 	c.t.Helper()
-	end := offset + uint64(len(payload))
-	c.write(dataFrame(wire.TypeData, handle, offset, end, []byte(payload)))
+	end, err := c.pc.Data(handle, offset, payload)
+	if err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
 	return end
 }
 
 // waitAck reads frames until an Ack says handle reached offset.
 func (c *client) waitAck(handle uint32, offset uint64) {
 	c.t.Helper()
-	for {
-		var a wirepb.Ack
-		c.mustNext(wire.TypeAck, &a)
-		for _, sa := range a.Streams {
-			if sa.Handle != handle {
-				continue
-			}
-			if sa.Offset > offset {
-				c.t.Fatalf("Ack for handle %d at %d, beyond what was sent (%d)", handle, sa.Offset, offset)
-			}
-			if sa.Offset == offset {
-				return
-			}
-		}
+	if err := c.pc.WaitAck(handle, offset); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
@@ -291,49 +246,20 @@ func (c *client) waitAck(handle uint32, offset uint64) {
 // code, then expects the connection to be closed.
 func (c *client) expectError(code wire.Code) *wirepb.Error {
 	c.t.Helper()
-	for {
-		f, err := c.next()
-		if err != nil {
-			c.t.Fatalf("reading, want error frame %s: %v", code, err)
-		}
-		switch f.Type {
-		case wire.TypeAck, wire.TypePong:
-			continue
-		case wire.TypeError:
-		default:
-			c.t.Fatalf("got %s frame, want error %s", f.Type, code)
-		}
-		var e wirepb.Error
-		if err := wire.Decode(f, &e); err != nil {
-			c.t.Fatal(err)
-		}
-		if wire.Code(e.Code) != code {
-			c.t.Fatalf("error code = %s (%q), want %s", wire.Code(e.Code), e.Message, code)
-		}
-		c.expectClosed()
-		return &e
+	e, err := c.pc.ExpectError(code)
+	if err != nil {
+		c.t.Fatal(err)
 	}
+	return e
 }
 
 // expectClosed expects the processor to close the connection, without any
 // further frame.
 func (c *client) expectClosed() {
 	c.t.Helper()
-	f, err := c.next()
-	switch {
-	case err == nil:
-		c.t.Fatalf("got %s frame, want the connection closed", f.Type)
-	case errors.Is(err, io.EOF), isReset(err):
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.t.Fatalf("connection still open after %v", waitTimeout)
-	default:
-		c.t.Fatalf("read after error: %v, want EOF", err)
+	if err := c.pc.ExpectClosed(); err != nil {
+		c.t.Fatal(err)
 	}
-}
-
-func isReset(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && !op.Timeout()
 }
 
 func newID(t *testing.T) []byte {
@@ -352,22 +278,6 @@ func readFile(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// waitFor polls f until it returns nil or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %v", d, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // metricValue gathers g and returns the value of the counter or gauge name

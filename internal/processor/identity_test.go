@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/harness"
 	"thunder/internal/identity"
 	"thunder/internal/kafka"
 	"thunder/internal/processor"
@@ -171,30 +171,12 @@ func TestMismatchMessage(t *testing.T) {
 			t.Errorf("refusal = %q, want it to contain %q", e.Message, want)
 		}
 	}
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if got := metricValue(t, reg, "thunder_processor_refusals_total", "reason", "auth"); got != 1 {
 			return fmt.Errorf("refusals_total{reason=auth} = %v, want 1", got)
 		}
 		return nil
 	})
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestKnownModeRefusesUnknownName: with --collector-identity=known only
@@ -206,7 +188,7 @@ func TestKnownModeRefusesUnknownName(t *testing.T) {
 	if err := os.WriteFile(pins, []byte("# fleet\n"+line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs harness.LockedBuffer
 	srv := mustServe(t, dir, func(c *processor.Config) {
 		c.Identity = identity.ModeKnown
 		c.KnownCollectors = pins
@@ -223,7 +205,7 @@ func TestKnownModeRefusesUnknownName(t *testing.T) {
 		t.Errorf("refusal = %q", e.Message)
 	}
 	want := identity.Line(identity.Public(testKey("web-2")), "web-2")
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if !strings.Contains(logs.String(), want) {
 			return fmt.Errorf("log does not show the line to add, %q:\n%s", want, logs.String())
 		}

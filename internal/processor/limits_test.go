@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/harness"
 	"thunder/internal/identity"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
@@ -43,7 +44,7 @@ func TestHandshakeSlotsNotStarvedByOnePeer(t *testing.T) {
 	honest := mustDialFrom(t, srv.addr, "127.0.0.1")
 	honest.handshake("host-a")
 	hostile[0].expectClosed() // the oldest gave its slot
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if got := metricValue(t, reg, "thunder_processor_handshakes_evicted_total"); got != 1 {
 			return fmt.Errorf("handshakes_evicted_total = %v, want 1", got)
 		}
@@ -52,7 +53,7 @@ func TestHandshakeSlotsNotStarvedByOnePeer(t *testing.T) {
 	// The honest handshake is done: the hostile peer may take the free
 	// slot, then holds the most again and its next connection is refused.
 	// The others it holds stay.
-	waitFor(t, waitTimeout, func() error { // released just after Welcome is queued
+	harness.WaitFor(t, waitTimeout, func() error { // released just after Welcome is queued
 		if n := processor.Handshaking(srv.p); n != slots-1 {
 			return fmt.Errorf("%d handshakes, want %d", n, slots-1)
 		}
@@ -131,7 +132,7 @@ func TestPingsWithoutReadingQueueOnePong(t *testing.T) {
 	c.write(bytes.Repeat(ping, pingFlood))
 	c.control(wire.TypeOpen, &wirepb.Open{Handle: 1, StreamId: newID(t), Name: "a.log"})
 	// Frames are read in order: once the Open is, every Ping was.
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if st := srv.p.Status(); len(st.Collectors) != 1 || st.Collectors[0].Streams != 1 {
 			return fmt.Errorf("status %+v, want the stream open", st.Collectors)
 		}
@@ -195,7 +196,7 @@ func TestOpensWithoutReadingRefused(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-flooded }()
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		// The limit Error frame goes past the bound.
 		if n := processor.QueuedBytes(srv.p); n > processor.MaxQueuedBytes+1<<10 {
 			t.Fatalf("%d bytes queued, want at most %d and an Error", n, processor.MaxQueuedBytes)

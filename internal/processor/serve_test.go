@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/harness"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -60,7 +61,7 @@ func TestStatusAndMetrics(t *testing.T) {
 		}
 	}
 	// Counted just after the append, so possibly after a commit acked it.
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		st := srv.p.Status()
 		if st.Totals.Lines != uint64(totalLines) || st.Totals.Bytes != uint64(totalBytes) {
 			return fmt.Errorf("Status().Totals = %+v, want %d lines, %d bytes", st.Totals, totalLines, totalBytes)
@@ -115,7 +116,7 @@ func TestGracefulStopCommitsAndAcks(t *testing.T) {
 	c.handshake("host-a")
 	c.open(1, id, "g.log", 0)
 	end := c.data(1, 0, "before stop 1\nbefore stop 2\n")
-	waitFor(t, waitTimeout, func() error {
+	harness.WaitFor(t, waitTimeout, func() error {
 		if got := srv.p.Status().Totals.Bytes; got != end {
 			return fmt.Errorf("appended %d bytes, want %d", got, end)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"thunder/internal/harness"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -232,7 +233,7 @@ func TestZstdData(t *testing.T) {
 	if got := readFile(t, srv.dir, "z.log"); got != want.String() {
 		t.Fatalf("target holds %d bytes, want the %d decompressed", len(got), want.Len())
 	}
-	waitFor(t, waitTimeout, func() error { // counted just after the append
+	harness.WaitFor(t, waitTimeout, func() error { // counted just after the append
 		if got := srv.p.Status().Totals.Bytes; got != uint64(want.Len()) {
 			return fmt.Errorf("Status().Totals.Bytes = %d, want %d (decompressed)", got, want.Len())
 		}

@@ -215,19 +215,3 @@ func fileRecords(t testing.TB, dir string) map[string]uint64 {
 	}
 	return recs
 }
-
-// waitFor polls f until it returns nil or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/target"
 )
 
@@ -25,7 +26,7 @@ func failingExt4(t *testing.T) (string, func()) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	back := mountTmpfs(t, 64<<20)
+	back := harness.MountTmpfs(t, "64m")
 	img := filepath.Join(back, "img")
 	run := func(name string, args ...string) string {
 		out, err := exec.Command(name, args...).CombinedOutput()

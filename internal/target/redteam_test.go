@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/target"
 )
 
@@ -192,7 +193,7 @@ func TestRTRenameRaceWithOldOwner(t *testing.T) {
 // back" extends the file with NUL bytes: a target file with a block of
 // zeros, which is neither a line nor anything anyone wrote.
 func TestRTShortWriteAfterForeignTruncate(t *testing.T) {
-	mnt := mountTmpfs(t, 1<<20)
+	mnt := harness.MountTmpfs(t, "1m")
 	dir := filepath.Join(mnt, "target")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/target"
 )
 
@@ -145,7 +146,7 @@ func TestReopenUnderLoad(t *testing.T) {
 	})
 	defer stopAppender()
 
-	waitFor(t, 2*time.Second, func() error {
+	harness.WaitFor(t, 2*time.Second, func() error {
 		if d.DirtyBytes() == 0 {
 			return errors.New("appender has not started")
 		}
@@ -157,7 +158,7 @@ func TestReopenUnderLoad(t *testing.T) {
 	if err := d.Reopen(); err != nil {
 		t.Fatalf("Reopen() = %v", err)
 	}
-	waitFor(t, 2*time.Second, func() error {
+	harness.WaitFor(t, 2*time.Second, func() error {
 		if _, err := os.Stat(filepath.Join(dir, "x.log")); err != nil {
 			return fmt.Errorf("no new file at the name after Reopen: %w", err)
 		}

@@ -2,35 +2,15 @@ package target_test
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"thunder/internal/harness"
 	"thunder/internal/target"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory, or skips.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", mnt).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount %s: %v", mnt, err)
-		}
-	})
-	return mnt
-}
 
 // fill writes path until the file system is full.
 func fill(t *testing.T, path string) {
@@ -56,7 +36,7 @@ func fill(t *testing.T, path string) {
 // the good data is acknowledged, and once space is free the same data goes
 // through.
 func TestDiskFull(t *testing.T) {
-	mnt := mountTmpfs(t, 1<<20)
+	mnt := harness.MountTmpfs(t, "1m")
 	dir := filepath.Join(mnt, "target")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -142,7 +122,7 @@ func TestDiskFull(t *testing.T) {
 
 // TestDiskFullNewFile: no space even for a new file's first bytes.
 func TestDiskFullNewFile(t *testing.T) {
-	mnt := mountTmpfs(t, 1<<20)
+	mnt := harness.MountTmpfs(t, "1m")
 	dir := filepath.Join(mnt, "target")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
 	"thunder/internal/watch"
 )
 
@@ -256,7 +257,7 @@ func TestOverflowCoalesces(t *testing.T) {
 	for i := range watch.EventsCapacity + 100 {
 		mustWrite(t, filepath.Join(w.dir, fmt.Sprint(i)), "")
 	}
-	waitFor(t, func() error {
+	harness.WaitFor(t, 5*time.Second, func() error {
 		if !watch.Overflowed(w.Watcher) {
 			return fmt.Errorf("not overflowed; %d events queued", len(w.Events()))
 		}
@@ -300,7 +301,7 @@ func TestDirRemovedAndBack(t *testing.T) {
 	// The rescan after it came back watches it again; poll, as a rescan
 	// may have run before the Mkdir.
 	f := filepath.Join(dir, "f.log")
-	waitFor(t, func() error {
+	harness.WaitFor(t, 5*time.Second, func() error {
 		mustWrite(t, f, "x")
 		for {
 			select {
@@ -343,7 +344,7 @@ func TestRunStops(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
 	}
-	waitFor(t, func() error {
+	harness.WaitFor(t, 5*time.Second, func() error {
 		if n := runtime.NumGoroutine(); n > before {
 			return fmt.Errorf("%d goroutines, want %d", n, before)
 		}
@@ -358,21 +359,5 @@ func TestRunAfterClose(t *testing.T) {
 	}
 	if err := w.Run(context.Background()); !errors.Is(err, watch.ErrClosed) {
 		t.Errorf("Run after Close = %v, want %v", err, watch.ErrClosed)
-	}
-}
-
-// waitFor polls cond until it returns nil, failing after a deadline.
-func waitFor(t *testing.T, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 5s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for an event
 	}
 }

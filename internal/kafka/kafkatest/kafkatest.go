@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"thunder/internal/harness"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -38,7 +40,7 @@ func Consume(t testing.TB, c *kfake.Cluster, committed bool, topics ...string) [
 func ConsumeWith(t testing.TB, c *kfake.Cluster, extra []kgo.Opt, committed bool, topics ...string) []*kgo.Record {
 	t.Helper()
 	var ends kadm.ListedOffsets
-	poll(t, func() error { // the topics may not exist yet
+	harness.WaitFor(t, Timeout, func() error { // the topics may not exist yet
 		adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, extra...)...)
 		if err != nil {
 			t.Fatal(err)
@@ -101,20 +103,4 @@ func Values(recs []*kgo.Record) []string {
 		vs = append(vs, string(r.Value))
 	}
 	return vs
-}
-
-// poll calls f until it returns nil, failing the test after Timeout.
-func poll(t testing.TB, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(Timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", Timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

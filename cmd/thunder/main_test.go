@@ -1,0 +1,13 @@
+package main
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests if a goroutine they started, such as
+// one of a daemon run in-process by run, is still running at the end.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
