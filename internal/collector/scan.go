@@ -298,7 +298,7 @@ func (c *Collector) lost(s *source, everywhere bool) {
 			c.moveTo(s, stateLeft, "left its path while closed")
 		}
 		return
-	case everywhere:
+	case everywhere || s.state == stateOutside:
 		c.moveTo(s, stateOutside, "not found by a scan")
 	default:
 		c.moveTo(s, stateLeft, "left its path")
