@@ -78,12 +78,12 @@ const identityCheck = time.Second
 
 // drain waits up to drainTimeout for acknowledgements of data in flight.
 func (c *Collector) drain() {
-	if !c.inflight() {
+	if !c.anyInFlight() {
 		return
 	}
 	t := time.NewTimer(drainTimeout)
 	defer t.Stop()
-	for c.inflight() {
+	for c.anyInFlight() {
 		select {
 		case m := <-c.inbox:
 			c.onLink(m)
@@ -93,8 +93,8 @@ func (c *Collector) drain() {
 	}
 }
 
-// inflight reports whether any link has data awaiting acknowledgement.
-func (c *Collector) inflight() bool {
+// anyInFlight reports whether any link has data awaiting acknowledgement.
+func (c *Collector) anyInFlight() bool {
 	for _, l := range c.links {
 		if l != nil && l.inflight > 0 {
 			return true

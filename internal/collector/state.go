@@ -4,18 +4,21 @@ import "fmt"
 
 // state is where a source is in its file's life cycle. The Run loop alone
 // changes it, only through moveTo, which checks the transition against
-// transitions and logs it at debug.
+// transitions and logs it at debug. The transitions, and what makes them:
 //
-//	new ──▶ live ◀──▶ idle        (descriptor closed while all is delivered)
-//	 │       │  ╲       │
-//	 ▼       ▼   ╲      │
-//	restored rotated ─▶ left ──▶ outside
-//	         (every state but new ends in forgotten)
+//	new       → live (a new file), restored (a record of the offsets DB)
+//	restored  → live, rotated, idle (found by a scan), forgotten (not found)
+//	live      → rotated (renamed aside), idle (closed at MaxOpenFiles),
+//	            left, outside, forgotten (truncated, or its inode reused)
+//	idle      → live, rotated (reopened), left, forgotten
+//	rotated   → left (deleted by another, or grown while deleted), outside,
+//	            forgotten (deleted)
+//	left      → live, rotated, idle (found at another path), outside,
+//	            forgotten (finished)
+//	outside   → live, rotated, idle (found after all), forgotten (finished)
 //
-// A restored source goes where the first scan finds it (live, rotated or
-// idle), or is forgotten when no scan does; a file that left its path and
-// turns up at another path in the source dir comes back to live, rotated or
-// idle.
+// Every state but new has forgotten for a file whose inode turns out to
+// hold another stream (retire); forgotten is the end.
 type state uint8
 
 const (
