@@ -195,11 +195,10 @@ func (c *Collector) handshake(conn net.Conn) (compress string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("handshake: %w", err)
 	}
-	switch f.Type {
-	case wire.TypeWelcome:
-	case wire.TypeError:
+	if f.Type == wire.TypeError {
 		return "", remoteError(f)
-	default:
+	}
+	if f.Type != wire.TypeWelcome {
 		return "", fmt.Errorf("handshake: unexpected %s frame", f.Type)
 	}
 	var w wirepb.Welcome
