@@ -16,7 +16,7 @@ type source struct {
 	rec     offsets.Record
 	state   state
 	durable bool     // rec is in the offsets DB: data may be sent
-	f       *os.File // nil while restored or idle, and once forgotten
+	f       *os.File // nil while restored or idle (or left while idle), and once forgotten
 	pred    *source  // the file rotated away from this one's path, streamed first
 	rank    []int    // Config.Targets indexes by preference (shard.Rank of the name)
 
