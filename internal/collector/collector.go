@@ -218,34 +218,17 @@ func New(cfg Config) (*Collector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	dir, err := filepath.Abs(cfg.SourceDir)
+	dir, err := sourceDir(cfg.SourceDir)
 	if err != nil {
-		return nil, fmt.Errorf("source dir: %w", err)
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("source dir: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("source dir %s: not a directory", dir)
+		return nil, err
 	}
 	dbAbs, err := filepath.Abs(cfg.OffsetsDB)
 	if err != nil {
 		return nil, fmt.Errorf("offsets db: %w", err)
 	}
-	db, err := offsets.Open(dbAbs)
+	db, key, dbIno, err := openDB(dbAbs)
 	if err != nil {
 		return nil, err
-	}
-	key, err := loadKey(db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	dbInfo, err := os.Stat(dbAbs)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("offsets db: %w", err)
 	}
 	w, err := watch.New(watch.Config{Dir: dir, RescanInterval: cfg.RescanInterval, Logger: cfg.Logger, Pace: cfg.Linger})
 	if err != nil {
@@ -257,7 +240,7 @@ func New(cfg Config) (*Collector, error) {
 		log:        cfg.Logger,
 		dir:        dir,
 		dbAbs:      dbAbs,
-		dbIno:      statIno(dbInfo),
+		dbIno:      dbIno,
 		db:         db,
 		key:        key,
 		watch:      w,
@@ -290,6 +273,43 @@ func New(cfg Config) (*Collector, error) {
 		c.pool <- &b
 	}
 	return c, nil
+}
+
+// sourceDir returns the absolute path of the source dir, once it is known
+// to be a directory.
+func sourceDir(name string) (string, error) {
+	dir, err := filepath.Abs(name)
+	if err != nil {
+		return "", fmt.Errorf("source dir: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("source dir: %w", err)
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("source dir %s: not a directory", dir)
+	}
+	return dir, nil
+}
+
+// openDB opens the offsets DB at path with the identity key it holds, and
+// returns its inode, which is never streamed.
+func openDB(path string) (*offsets.DB, ed25519.PrivateKey, devIno, error) {
+	db, err := offsets.Open(path)
+	if err != nil {
+		return nil, nil, devIno{}, err
+	}
+	key, err := loadKey(db)
+	if err != nil {
+		db.Close()
+		return nil, nil, devIno{}, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		db.Close()
+		return nil, nil, devIno{}, fmt.Errorf("offsets db: %w", err)
+	}
+	return db, key, statIno(fi), nil
 }
 
 // loadKey returns the collector's identity key, made on first start and

@@ -3,6 +3,8 @@
 // Data flows watch → source discovery → tail → link (frames over TCP) →
 // acknowledgements → offsets DB. One goroutine, the loop in Run, owns every
 // source; a link's reader and writer goroutines talk to it over channels.
+// A source's life (live, idle, rotated, left, forgotten...) is a state
+// machine whose transitions are in one place (state.go).
 //
 // Invariant: a stream's offset advances in the offsets DB only on the
 // processor's acknowledgement, never beyond what this collector could have

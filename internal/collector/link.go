@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"thunder/internal/backoff"
@@ -100,18 +101,7 @@ func (c *Collector) dialLoop(ctx context.Context, idx int) {
 			c.log.Info("connected to processor", "addr", addr)
 		}
 		failures, lastErr = 0, ""
-		select {
-		case c.inbox <- linkMsg{kind: msgUp, l: l}:
-		case <-ctx.Done():
-			_ = l.conn.Close() // never handed over
-			return
-		}
-		go c.readLoop(l)
-		go c.writeLoop(l)
-		select {
-		case <-l.dead:
-		case <-ctx.Done():
-			<-l.dead
+		if !c.run(ctx, l) {
 			return
 		}
 		if time.Since(l.since) < time.Second {
@@ -119,6 +109,30 @@ func (c *Collector) dialLoop(ctx context.Context, idx int) {
 		}
 		c.sleep(ctx, failures)
 	}
+}
+
+// run hands l to the Run loop, runs its reader and writer and waits for
+// both to exit: the reader exits when the Run loop drops the link (closing
+// its connection), the writer when the reader did. A link handed over as
+// Run stopped, which the Run loop never took, is closed here. It reports
+// whether to connect again.
+func (c *Collector) run(ctx context.Context, l *link) bool {
+	select {
+	case c.inbox <- linkMsg{kind: msgUp, l: l}:
+	case <-ctx.Done():
+		_ = l.conn.Close() // never handed over
+		return false
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { c.readLoop(l) })
+	wg.Go(func() { c.writeLoop(l) })
+	select {
+	case <-l.dead:
+	case <-c.stopped:
+		_ = l.conn.Close()
+	}
+	wg.Wait()
+	return ctx.Err() == nil
 }
 
 // sleep waits the backoff for n consecutive failures: n² × BackoffMin up to
@@ -146,6 +160,24 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 	if dl, ok := dctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	compress, err := c.handshake(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	now := time.Now()
+	return &link{
+		idx: idx, addr: addr, conn: conn, since: now, last: now, compress: compress,
+		out:     make(chan frame, c.cfg.Buffers+maxControlQueue),
+		dead:    make(chan struct{}),
+		handles: make(map[uint32]*source),
+	}, nil
+}
+
+// handshake sends Hello and takes the processor's Welcome, proving the
+// collector's name if asked to. It returns the codec the processor chose.
+func (c *Collector) handshake(conn net.Conn) (compress string, err error) {
 	b := []byte(wire.Preface)
 	b, err = wire.AppendControl(b, wire.TypeHello, &wirepb.Hello{
 		MinVersion: wire.Version, MaxVersion: wire.Version,
@@ -157,51 +189,32 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 		_, err = conn.Write(b)
 	}
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("handshake: %w", err)
+		return "", fmt.Errorf("handshake: %w", err)
 	}
-	r := wire.NewReader(conn)
-	var compress string
-	f, err := r.Next()
+	f, err := wire.NewReader(conn).Next()
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("handshake: %w", err)
+		return "", fmt.Errorf("handshake: %w", err)
 	}
-	switch f.Type {
-	case wire.TypeWelcome:
-		var w wirepb.Welcome
-		if err := wire.Decode(f, &w); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if w.Version != wire.Version {
-			conn.Close()
-			return nil, fmt.Errorf("handshake: processor chose version %d", w.Version)
-		}
-		if w.Compression != "" && w.Compression != c.cfg.Compression {
-			conn.Close()
-			return nil, fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
-		}
-		compress = w.Compression
-		if err := c.prove(conn, w.Challenge); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("handshake: %w", err)
-		}
-	case wire.TypeError:
-		conn.Close()
-		return nil, remoteError(f)
-	default:
-		conn.Close()
-		return nil, fmt.Errorf("handshake: unexpected %s frame", f.Type)
+	if f.Type == wire.TypeError {
+		return "", remoteError(f)
 	}
-	_ = conn.SetDeadline(time.Time{})
-	now := time.Now()
-	return &link{
-		idx: idx, addr: addr, conn: conn, since: now, last: now, compress: compress,
-		out:     make(chan frame, c.cfg.Buffers+maxControlQueue),
-		dead:    make(chan struct{}),
-		handles: make(map[uint32]*source),
-	}, nil
+	if f.Type != wire.TypeWelcome {
+		return "", fmt.Errorf("handshake: unexpected %s frame", f.Type)
+	}
+	var w wirepb.Welcome
+	if err := wire.Decode(f, &w); err != nil {
+		return "", err
+	}
+	if w.Version != wire.Version {
+		return "", fmt.Errorf("handshake: processor chose version %d", w.Version)
+	}
+	if w.Compression != "" && w.Compression != c.cfg.Compression {
+		return "", fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
+	}
+	if err := c.prove(conn, w.Challenge); err != nil {
+		return "", fmt.Errorf("handshake: %w", err)
+	}
+	return w.Compression, nil
 }
 
 // prove answers a Welcome's challenge with a Proof of the collector's name
@@ -281,21 +294,34 @@ func (c *Collector) readLoop(l *link) {
 	}
 }
 
-// writeLoop sends frames until the Run loop closes out; after a write error
-// it keeps draining so pooled buffers come back.
+// writeLoop sends frames until the Run loop closes out, a write fails or
+// the reader exits. Frames it leaves in out go back to the pool when the
+// Run loop drops the link (dropLink).
 func (c *Collector) writeLoop(l *link) {
-	var failed bool
-	for f := range l.out {
-		if !failed {
-			_ = l.conn.SetWriteDeadline(time.Now().Add(3 * c.cfg.PingInterval))
-			if _, err := l.conn.Write(f.b); err != nil {
-				failed = true
-				_ = l.conn.Close() // the reader reports the link down
+	for {
+		select {
+		case f, ok := <-l.out:
+			if !ok {
+				return
 			}
+			_ = l.conn.SetWriteDeadline(time.Now().Add(3 * c.cfg.PingInterval))
+			_, err := l.conn.Write(f.b)
+			c.recycle(f)
+			if err != nil {
+				_ = l.conn.Close() // the reader reports the link down
+				return
+			}
+		case <-l.dead:
+			return
 		}
-		if f.buf != nil {
-			c.pool <- f.buf
-		}
+	}
+}
+
+// recycle gives f's buffer, if pooled, back to the pool; it never blocks,
+// as the pool holds every buffer.
+func (c *Collector) recycle(f frame) {
+	if f.buf != nil {
+		c.pool <- f.buf
 	}
 }
 

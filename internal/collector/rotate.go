@@ -3,7 +3,6 @@ package collector
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"time"
 
 	"thunder/internal/inuse"
@@ -25,7 +24,7 @@ const noProcGrace = 30 * time.Second
 // streaming under its original name; writers that open the name afresh
 // create a new file, a new stream whose data follows the rotated one's.
 func (c *Collector) maybeRotate(s *source, size int64) {
-	if s.rec.Rotated || s.gone || c.held(s) || size <= 0 {
+	if s.state != stateLive || c.held(s) || size <= 0 {
 		return
 	}
 	bySize := c.cfg.RotateSize > 0 && size >= c.cfg.RotateSize
@@ -33,18 +32,21 @@ func (c *Collector) maybeRotate(s *source, size int64) {
 	if !bySize && !byAge {
 		return
 	}
-	from := filepath.Join(c.dir, filepath.FromSlash(s.rec.Path))
+	from := c.abs(s.rec.Path)
 	to := from + "." + time.Now().UTC().Format("20060102T150405.000000000Z") + RotatedSuffix
 	if err := os.Rename(from, to); err != nil {
 		c.log.Warn("cannot rotate file", "path", s.rec.Path, "err", err)
 		return
 	}
 	old := s.rec.Path
-	delete(c.byPath, old)
+	if c.byPath[old] == s {
+		delete(c.byPath, old)
+	}
 	s.rec.Path = c.rel(to)
 	s.rec.Rotated = true
-	s.rotated = time.Now()
+	s.rotatedAt = time.Now()
 	c.byPath[s.rec.Path] = s
+	c.moveTo(s, stateRotated, "rotated")
 	c.unsaved = append(c.unsaved, s)
 	c.statsAdd(func(st *Stats) { st.Rotations++ })
 	c.log.Info("file rotated", "path", old, "to", s.rec.Path, "bytes", size)
@@ -55,11 +57,10 @@ func (c *Collector) maybeRotate(s *source, size int64) {
 // has it open, and (d) a read after the unlink finds nothing new; if it
 // does, the stream goes on through the open descriptor.
 func (c *Collector) maybeDelete(s *source, now time.Time) {
-	if !s.rec.Rotated || s.gone || s.f == nil || s.sent != s.rec.Acked || now.Sub(s.rotated) < deleteGrace {
+	if s.state != stateRotated || s.inFlight() > 0 || now.Sub(s.rotatedAt) < deleteGrace {
 		return
 	}
-	fi, err := s.f.Stat()
-	if err != nil || uint64(fi.Size()) != s.rec.Acked {
+	if _, ok := s.deliveredNow(); !ok {
 		return
 	}
 	ok, err := inuse.TryLockExclusive(s.f)
@@ -70,7 +71,7 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 	if !ok {
 		return // a writer holds LOCK_SH
 	}
-	path := filepath.Join(c.dir, filepath.FromSlash(s.rec.Path))
+	path := c.abs(s.rec.Path)
 	pids, err := inuse.OpenBy(path, false)
 	switch {
 	case errors.Is(err, inuse.ErrNoProcAccess):
@@ -78,7 +79,7 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 			c.noProcLogged = true
 			c.log.Warn("cannot see other processes' open files in /proc; rotated files are deleted after the flock check and a grace period", "grace", noProcGrace)
 		}
-		if now.Sub(s.grown) < noProcGrace {
+		if now.Sub(s.seen.grown) < noProcGrace {
 			_ = inuse.Unlock(s.f)
 			return
 		}
@@ -95,14 +96,14 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 		return
 	}
 	c.statsAdd(func(st *Stats) { st.Deletions++ })
-	if fi, err := s.f.Stat(); err == nil && uint64(fi.Size()) != s.rec.Acked {
+	if fi, err := s.f.Stat(); err == nil && !s.delivered(fi.Size()) {
 		// Written between the checks and the unlink: finish it through f.
 		c.log.Info("rotated file grew while deleted; finishing it", "path", s.rec.Path)
 		c.lost(s, false)
 		return
 	}
 	c.log.Info("rotated file deleted", "path", s.rec.Path, "name", s.rec.Name, "bytes", s.rec.Acked)
-	c.drop(s)
+	c.end(s, "deleted")
 }
 
 // predDrained reports whether the file rotated away before s has nothing
@@ -114,7 +115,7 @@ func (c *Collector) predDrained(s *source) bool {
 		if p == nil {
 			return true
 		}
-		if c.byID[p.rec.ID] != p || p.f == nil {
+		if p.state == stateForgotten || p.f == nil {
 			s.pred = p.pred // finished: its own predecessor still counts
 			continue
 		}
@@ -136,7 +137,7 @@ func (c *Collector) drained(p *source) bool {
 	if err != nil {
 		return true
 	}
-	if uint64(fi.Size()) <= p.sent || p.eof && fi.Size() == p.lastSize {
+	if uint64(fi.Size()) <= p.sent || p.eof && fi.Size() == p.seen.read {
 		return true // nothing, or only an unterminated last line, is left
 	}
 	c.wake(p)

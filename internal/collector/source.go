@@ -1,65 +1,100 @@
 package collector
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
 	"sort"
-	"strings"
-	"syscall"
 	"time"
 
 	"thunder/internal/offsets"
-	"thunder/internal/stream"
-	"thunder/internal/watch"
 )
 
-type devIno struct{ dev, ino uint64 }
-
-// source is one stream: a file being read. Owned by the Run loop.
+// source is one stream: a file being read. Owned by the Run loop. Its place
+// in the file's life cycle is state (state.go); the fields below it hold
+// what is known of the file whatever the state.
 type source struct {
-	rec   offsets.Record
-	saved bool // rec is durable; data may be sent
-	f     *os.File
+	rec     offsets.Record
+	state   state
+	durable bool     // rec is in the offsets DB: data may be sent
+	f       *os.File // nil while restored or idle (or left while idle), and once forgotten
+	pred    *source  // the file rotated away from this one's path, streamed first
+	rank    []int    // Config.Targets indexes by preference (shard.Rank of the name)
 
-	on     *link  // the link s is open on; nil: none
-	sent   uint64 // next offset to send on it
+	// The link s is open on (attach, detach); on is nil on none.
+	on     *link
 	handle uint32 // on it; 0: not open
 	opened bool   // the processor answered Open
 	moving bool   // a processor ranked higher is up: move once all is acked
-	rank   []int  // Config.Targets indexes by preference (shard.Rank of the name)
 
-	// What a processor can truthfully report (reportBound): hwm, the
-	// highest offset sent on any link by this process; for a source
-	// restored from the offsets DB, prior, its file's size when this
-	// process first opened it, the most an earlier process can have sent.
-	hwm      uint64
-	restored bool // prior is still to be taken at the first open
-	prior    uint64
+	// Offsets into the file, in bytes. rec.Acked (acknowledged: durable at
+	// the processor) ≤ sent (the next offset to send on the link) ≤ hwm;
+	// setOffsets alone changes sent and rec.Acked. What a processor can
+	// truthfully report (reportBound): hwm, the highest offset sent on any
+	// link by this process; for a restored source, prior, its file's size
+	// when this process first found it, the most an earlier process can
+	// have sent.
+	sent  uint64
+	hwm   uint64
+	prior uint64
+
+	// seen is the file's length as each observer last saw it.
+	seen lengths
 
 	queued      bool // in c.ready
-	gone        bool // no longer at a path in the source dir: finish through f
-	flush       bool // send an unterminated last line with a newline
 	eof         bool // the last read found no complete line
+	flush       bool // send an unterminated last line with a newline
 	dirty       bool // rec.Acked changed since the last save
-	rotated     time.Time
-	active      time.Time // last time data was sent
-	idleClosed  bool      // f was closed to stay under MaxOpenFiles
-	outside     bool      // gone, and a full scan did not find it in the source dir
+	changed     bool // woken since the last stats tick
 	splitLogged bool
-	pred        *source // the file rotated away from this one's path, streamed first
-	grown       time.Time
-	lastSize    int64
-	size        int64     // as of the last stats tick
-	changed     bool      // woken since the last stats tick
-	checked     time.Time // identity last checked by scanPath
-	seenSize    int64     // size and mtime at that check
-	seenMtime   time.Time
+	rotatedAt   time.Time // when this process rotated it, or found it rotated
+	active      time.Time // last time data was sent
 }
+
+// lengths are a file's length as last seen by each of those who look at it.
+type lengths struct {
+	read      int64     // by the reader: at its last end of file, or the end of its last read
+	grown     time.Time // when read last changed
+	tick      int64     // by the stats tick, for the lag
+	scanned   int64     // by the identity check of a scan (scanPath), with scanMtime
+	scanMtime time.Time
+	checked   time.Time // when that identity check last ran
+}
+
+// delivered reports whether s is fully delivered when its file is size
+// bytes long: all of it acknowledged and nothing in flight.
+func (s *source) delivered(size int64) bool {
+	return s.sent == s.rec.Acked && uint64(size) == s.rec.Acked
+}
+
+// deliveredNow reports whether s's open file is fully delivered as it is
+// now, with its file info; false when it cannot tell.
+func (s *source) deliveredNow() (fs.FileInfo, bool) {
+	if s.f == nil {
+		return nil, false
+	}
+	fi, err := s.f.Stat()
+	if err != nil {
+		return nil, false
+	}
+	return fi, s.delivered(fi.Size())
+}
+
+// inFlight is what s sent and has not had acknowledged, in bytes.
+func (s *source) inFlight() uint64 { return s.sent - min(s.sent, s.rec.Acked) }
+
+// setOffsets sets what s sent and what of it is acknowledged. It is the one
+// place that keeps the count of bytes in flight on s's link.
+func (s *source) setOffsets(sent, acked uint64) {
+	before := s.inFlight()
+	s.sent, s.rec.Acked = sent, acked
+	if s.on != nil {
+		s.on.inflight += int64(s.inFlight()) - int64(before)
+	}
+}
+
+// readable reports whether s may have something to read: a descriptor, or
+// a path to reopen it by.
+func (s *source) readable() bool { return s.f != nil || !s.state.offPath() }
 
 func (c *Collector) closeFile(s *source) {
 	if s.f != nil {
@@ -67,11 +102,6 @@ func (c *Collector) closeFile(s *source) {
 		s.f = nil
 		c.openFiles--
 	}
-}
-
-func statIno(fi fs.FileInfo) devIno {
-	st := fi.Sys().(*syscall.Stat_t)
-	return devIno{uint64(st.Dev), st.Ino}
 }
 
 // load restores the sources of the offsets DB. A record whose file cannot be
@@ -83,7 +113,8 @@ func (c *Collector) load() error {
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.Before(recs[j].Created) })
 	for _, r := range recs {
-		s := &source{rec: r, saved: true, sent: r.Acked, restored: true}
+		s := &source{rec: r, durable: true, sent: r.Acked}
+		c.moveTo(s, stateRestored, "in the offsets db")
 		c.byID[r.ID] = s
 		c.byIno[devIno{r.Dev, r.Ino}] = s
 		c.follow(s)
@@ -96,263 +127,20 @@ func (c *Collector) load() error {
 // first seen, so lines a writer wrote before a rotation or a rename reach the
 // target before the lines it wrote after.
 func (c *Collector) follow(s *source) {
-	if p := c.lastByName[s.rec.Name]; p != nil && c.byID[p.rec.ID] == p {
+	if p := c.lastByName[s.rec.Name]; p != nil && p.state != stateForgotten {
 		s.pred = p
 	}
 	c.lastByName[s.rec.Name] = s
 }
 
-// rescan walks the source dir and reconciles every source with it.
-func (c *Collector) rescan() {
-	seen := make(map[*source]bool, len(c.byID))
-	err := watch.Walk(c.dir, func(path string, info fs.FileInfo) error {
-		if s := c.scanPath(path, info); s != nil {
-			seen[s] = true
-		}
-		return nil
-	})
-	if err != nil {
-		c.log.Warn("source dir scan incomplete", "err", err)
-	}
-	for _, s := range c.byID {
-		if !seen[s] {
-			c.lost(s, true)
-		}
-	}
-}
-
-// onPath handles an event for one path.
-func (c *Collector) onPath(path string) {
-	info, err := os.Lstat(path)
-	if err != nil {
-		rel := c.rel(path)
-		if s := c.byPath[rel]; s != nil {
-			c.lost(s, false)
-		}
+// end forgets s for the reason why: the processor is told the stream is
+// over, the file is closed and the record deleted at the next save. It is
+// the one way a source ends; the caller logs why for the operator.
+func (c *Collector) end(s *source, why string) {
+	if s.state == stateForgotten {
 		return
 	}
-	if info.IsDir() {
-		_ = watch.Walk(path, func(p string, info fs.FileInfo) error {
-			c.scanPath(p, info)
-			return nil
-		})
-		return
-	}
-	c.scanPath(path, info)
-}
-
-func (c *Collector) rel(path string) string {
-	r, err := filepath.Rel(c.dir, path)
-	if err != nil {
-		return path
-	}
-	return filepath.ToSlash(r)
-}
-
-// scanPath finds or creates the source for a file. Cases:
-//   - a known inode with the same leading bytes: the same stream, perhaps
-//     renamed; follow the new path;
-//   - a known inode whose leading bytes differ: the inode was reused; the old
-//     stream is over, this is a new one;
-//   - a known stream that shrank below what was sent: truncated in place;
-//     the old stream is over, the file starts again as a new stream;
-//   - another file now at a known stream's path: that stream was moved
-//     away or deleted; it is finished through its open descriptor.
-func (c *Collector) scanPath(path string, info fs.FileInfo) *source {
-	if !info.Mode().IsRegular() {
-		if !info.IsDir() && len(c.skipped) < maxSkippedLogged && !c.skipped[path] {
-			c.skipped[path] = true
-			c.log.Warn("not a regular file; not streamed", "path", c.rel(path), "mode", info.Mode().String())
-		}
-		return nil
-	}
-	key := statIno(info)
-	if path == c.dbAbs || path == c.dbAbs+".lock" || key == c.dbIno {
-		return nil // the offsets DB, whatever path leads to it
-	}
-	rel := c.rel(path)
-	if s := c.byIno[key]; s != nil {
-		s.checked = time.Now()
-		// An unchanged size and mtime mean unchanged content: the rescan of
-		// an idle directory reads no file.
-		unchanged := info.Size() == s.seenSize && info.ModTime().Equal(s.seenMtime)
-		s.seenSize, s.seenMtime = info.Size(), info.ModTime()
-		switch {
-		case uint64(info.Size()) < s.rec.Acked || uint64(info.Size()) < s.sent:
-			c.log.Warn("file truncated; streaming it again from the start as a new stream", "path", rel, "name", s.rec.Name, "offset", s.rec.Acked, "size", info.Size())
-			c.retire(s, "truncated")
-		case !unchanged && !c.sameContent(s, path):
-			c.retire(s, "inode reused")
-		default:
-			if s.rec.Path != rel || s.gone {
-				if old := c.byPath[rel]; old != nil && old != s {
-					c.lost(old, false)
-				}
-				delete(c.byPath, s.rec.Path)
-				if strings.HasSuffix(rel, RotatedSuffix) && !strings.HasSuffix(s.rec.Path, RotatedSuffix) {
-					// Our own rotation, whose record a crash kept from
-					// being saved: it is a rotated file.
-					s.rec.Rotated, s.rotated = true, time.Now()
-				}
-				s.rec.Path, s.gone, s.outside = rel, false, false
-				c.byPath[rel] = s
-				c.unsaved = append(c.unsaved, s)
-			}
-			if s.f == nil {
-				if uint64(info.Size()) == s.rec.Acked && !s.rec.Rotated {
-					return s // closed while idle, and still all delivered
-				}
-				if c.openFile(s, path) != nil {
-					return s
-				}
-			}
-			c.wake(s)
-			return s
-		}
-	}
-	if old := c.byPath[rel]; old != nil {
-		c.lost(old, false)
-	}
-	if c.excluded(rel) {
-		return nil
-	}
-	return c.newSource(path, rel, key)
-}
-
-// sameContent reports whether the file at path starts with s's fingerprint.
-func (c *Collector) sameContent(s *source, path string) bool {
-	fp := s.rec.Fingerprint
-	if len(fp) == 0 {
-		return true
-	}
-	f := s.f
-	if f == nil {
-		var err error
-		if f, err = os.Open(path); err != nil {
-			return true // cannot tell; the next scan will
-		}
-		defer f.Close()
-	}
-	buf := make([]byte, len(fp))
-	n, _ := f.ReadAt(buf, 0)
-	return bytes.Equal(buf[:n], fp)
-}
-
-// leadingBytesSame reports whether s's open file still starts with its
-// fingerprint: one pread of at most offsets.FingerprintBytes.
-func (c *Collector) leadingBytesSame(s *source) bool {
-	fp := s.rec.Fingerprint
-	if len(fp) == 0 || s.f == nil {
-		return true
-	}
-	buf := c.fpBuf[:len(fp)]
-	n, _ := s.f.ReadAt(buf, 0)
-	return bytes.Equal(buf[:n], fp)
-}
-
-func (c *Collector) newSource(path, rel string, key devIno) *source {
-	s := &source{rec: offsets.Record{
-		ID: stream.NewID(), Name: rel, Path: rel, Dev: key.dev, Ino: key.ino, Created: time.Now().UTC(),
-	}}
-	if err := c.openFile(s, path); err != nil {
-		return nil
-	}
-	// The fingerprint is what the file holds now, up to FingerprintBytes; it
-	// grows as the file does (see extendFingerprint).
-	c.extendFingerprint(s)
-	c.byID[s.rec.ID] = s
-	c.byPath[rel] = s
-	c.byIno[key] = s
-	c.follow(s)
-	c.unsaved = append(c.unsaved, s)
-	c.log.Info("new stream", "path", rel, "stream", s.rec.ID)
-	return s
-}
-
-func (c *Collector) openFile(s *source, path string) error {
-	// O_NONBLOCK and O_NOFOLLOW: a FIFO or a symlink swapped in after the
-	// Lstat must not block the loop or lead out of the source dir.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
-			c.log.Warn("cannot open source file", "path", c.rel(path), "err", err)
-		}
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || statIno(fi) != (devIno{s.rec.Dev, s.rec.Ino}) && s.rec.Ino != 0 {
-		_ = f.Close() // read-only; replaced between stat and open
-		return fs.ErrNotExist
-	}
-	s.f, s.idleClosed = f, false
-	c.openFiles++
-	if s.restored {
-		// What an earlier process sent was in the file then; the file can
-		// only have grown since (or it is another stream now).
-		s.restored, s.prior = false, uint64(fi.Size())
-	}
-	return nil
-}
-
-func (c *Collector) extendFingerprint(s *source) {
-	if len(s.rec.Fingerprint) >= offsets.FingerprintBytes || s.f == nil {
-		return
-	}
-	buf := make([]byte, offsets.FingerprintBytes)
-	n, err := s.f.ReadAt(buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return
-	}
-	if n > len(s.rec.Fingerprint) {
-		s.rec.Fingerprint = buf[:n]
-		if s.saved {
-			c.unsaved = append(c.unsaved, s)
-		}
-	}
-}
-
-// lost marks a source whose path no longer leads to it (deleted, or moved
-// out of the source dir): it is read to the end through its descriptor.
-//
-// everywhere says a full scan did not find it. Until then a file that left
-// its path may just have been renamed inside the source dir, and its create
-// event or the next scan finds it by inode; it is only forgotten once it is
-// fully acknowledged and either deleted (no links left) or not found by a
-// scan.
-func (c *Collector) lost(s *source, everywhere bool) {
-	if everywhere {
-		s.outside = true
-	}
-	if !s.gone {
-		s.gone = true
-		if c.byPath[s.rec.Path] == s {
-			delete(c.byPath, s.rec.Path)
-		}
-		c.log.Debug("file left its path; finishing it", "name", s.rec.Name, "path", s.rec.Path)
-	}
-	if s.f == nil {
-		if !everywhere {
-			return
-		}
-		// Closed while idle and delivered, or restored from the DB but
-		// nowhere to be found: nothing left to read.
-		if !s.idleClosed {
-			c.log.Warn("file of an unfinished stream is gone", "name", s.rec.Name, "path", s.rec.Path, "offset", s.rec.Acked)
-		}
-		c.drop(s)
-		return
-	}
-	c.wake(s)
-}
-
-// retire ends a stream whose file changed identity.
-func (c *Collector) retire(s *source, why string) {
-	c.log.Info("stream ended", "name", s.rec.Name, "stream", s.rec.ID, "why", why)
-	c.drop(s)
-}
-
-// drop forgets a source: its record is deleted at the next save.
-func (c *Collector) drop(s *source) {
+	c.moveTo(s, stateForgotten, why)
 	if s.on != nil {
 		c.sendClose(s, true)
 	}
@@ -364,11 +152,17 @@ func (c *Collector) drop(s *source) {
 	if k := (devIno{s.rec.Dev, s.rec.Ino}); c.byIno[k] == s {
 		delete(c.byIno, k)
 	}
-	if s.saved {
+	if s.durable {
 		c.forget = append(c.forget, s.rec.ID)
 	}
-	s.saved = false
+	s.durable = false
 	s.queued = false // removed lazily from c.ready
+}
+
+// retire ends a stream whose file changed identity.
+func (c *Collector) retire(s *source, why string) {
+	c.log.Info("stream ended", "name", s.rec.Name, "stream", s.rec.ID, "why", why)
+	c.end(s, why)
 }
 
 // wake queues s for reading.
@@ -388,7 +182,7 @@ func (c *Collector) save() {
 	recs := make([]offsets.Record, 0, len(c.unsaved))
 	seen := make(map[*source]bool, len(c.unsaved))
 	for _, s := range c.unsaved {
-		if seen[s] || c.byID[s.rec.ID] != s {
+		if seen[s] || s.state == stateForgotten {
 			continue
 		}
 		seen[s] = true
@@ -399,30 +193,11 @@ func (c *Collector) save() {
 		return
 	}
 	for s := range seen {
-		if !s.saved {
-			s.saved = true
+		if !s.durable {
+			s.durable = true
 			c.wake(s)
 		}
 	}
 	c.unsaved = c.unsaved[:0]
 	c.forget = c.forget[:0]
-}
-
-// maxSkippedLogged bounds the non-regular files remembered as logged.
-const maxSkippedLogged = 1000
-
-// excluded reports whether a file not yet followed matches an Exclude
-// pattern, by its relative path or its base name. A followed file that is
-// renamed to an excluded name is still followed to its end.
-func (c *Collector) excluded(rel string) bool {
-	base := path.Base(rel)
-	for _, p := range c.cfg.Exclude {
-		if ok, _ := path.Match(p, rel); ok {
-			return true
-		}
-		if ok, _ := path.Match(p, base); ok {
-			return true
-		}
-	}
-	return false
 }

@@ -180,17 +180,17 @@ func (c *Collector) updateStats() {
 		if s.changed || full {
 			s.changed = false
 			if fi, err := s.f.Stat(); err == nil {
-				s.size = fi.Size()
+				s.seen.tick = fi.Size()
 			}
 		}
-		if l := s.size - int64(s.rec.Acked); l > 0 {
+		if l := s.seen.tick - int64(s.rec.Acked); l > 0 {
 			lag += l
 			lagging = append(lagging, s)
 		} else if len(idle) < MaxStatusStreams {
 			idle = append(idle, s)
 		}
 	}
-	lagOf := func(s *source) int64 { return max(0, s.size-int64(s.rec.Acked)) }
+	lagOf := func(s *source) int64 { return max(0, s.seen.tick-int64(s.rec.Acked)) }
 	sort.Slice(lagging, func(i, j int) bool {
 		if a, b := lagOf(lagging[i]), lagOf(lagging[j]); a != b {
 			return a > b
@@ -204,8 +204,8 @@ func (c *Collector) updateStats() {
 			break
 		}
 		top = append(top, StreamStatus{
-			Name: s.rec.Name, Path: s.rec.Path, ID: s.rec.ID.String(), Size: s.size,
-			Sent: s.sent, Acked: s.rec.Acked, Lag: lagOf(s), Rotated: s.rec.Rotated, Gone: s.gone,
+			Name: s.rec.Name, Path: s.rec.Path, ID: s.rec.ID.String(), Size: s.seen.tick,
+			Sent: s.sent, Acked: s.rec.Acked, Lag: lagOf(s), Rotated: s.rec.Rotated, Gone: s.state.offPath(),
 		})
 	}
 	n := len(c.byID)
