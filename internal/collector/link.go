@@ -160,6 +160,10 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 	if dl, ok := dctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	// A stop (SIGTERM) during the handshake ends it at once, not at the
+	// deadline: a processor slow to answer must not hold a shutdown 10 s.
+	stopWait := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stopWait()
 	compress, err := c.handshake(conn)
 	if err != nil {
 		conn.Close()
