@@ -163,7 +163,7 @@ func appendFakeFrame(frame []byte, handle uint32, s *fakeStream) []byte {
 		frame, _ = linecheck.AppendLine(frame, s.writer, seq+i, lineBytes) // valid id and length
 	}
 	n := len(frame) - wire.DataPrefixBytes
-	wire.PutDataHeader(frame, wire.TypeData, handle, uint64(s.sent), uint64(s.sent)+uint64(n), n)
+	wire.PutDataHeader(frame, wire.TypeData, handle, uint64(s.sent), uint64(s.sent)+uint64(n), n, false)
 	return frame
 }
 

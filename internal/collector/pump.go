@@ -229,7 +229,7 @@ func (c *Collector) sendData(s *source, buf, payload []byte, next uint64, res ta
 			typ = wire.TypeDataZstd
 		}
 	}
-	wire.PutDataHeader(buf, typ, s.handle, s.sent, next, len(payload))
+	wire.PutDataHeader(buf, typ, s.handle, s.sent, next, len(payload), false)
 	f := frame{b: buf[:wire.DataPrefixBytes+len(payload)], buf: c.spare}
 	if !l.send(f) {
 		return false

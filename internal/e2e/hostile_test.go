@@ -425,7 +425,7 @@ func TestHostileClients(t *testing.T) {
 			h.welcome()
 			off := h.open(1, "hostile/zstd.log")
 			b := make([]byte, wire.DataPrefixBytes+6)
-			wire.PutDataHeader(b, wire.TypeDataZstd, 1, off, off+6, 6)
+			wire.PutDataHeader(b, wire.TypeDataZstd, 1, off, off+6, 6, false)
 			copy(b[wire.DataPrefixBytes:], "hello\n")
 			h.write(b)
 		}},

@@ -20,7 +20,7 @@ func BenchmarkDecodeData(b *testing.B) {
 	payload := benchPayload()
 	frame := make([]byte, wire.DataPrefixBytes+len(payload))
 	copy(frame[wire.DataPrefixBytes:], payload)
-	wire.PutDataHeader(frame, wire.TypeData, 1, 0, uint64(len(payload)), len(payload))
+	wire.PutDataHeader(frame, wire.TypeData, 1, 0, uint64(len(payload)), len(payload), false)
 	r := wire.NewReader(&repeatReader{b: frame})
 	defer r.Close()
 	b.SetBytes(int64(len(payload)))
@@ -51,7 +51,7 @@ func BenchmarkEncodeData(b *testing.B) {
 	var offset uint64
 	for b.Loop() {
 		n := copy(buf[wire.DataPrefixBytes:], payload)
-		wire.PutDataHeader(buf, wire.TypeData, 1, offset, offset+uint64(n), n)
+		wire.PutDataHeader(buf, wire.TypeData, 1, offset, offset+uint64(n), n, false)
 		if _, err := io.Discard.Write(buf[:wire.DataPrefixBytes+n]); err != nil {
 			b.Fatal(err)
 		}

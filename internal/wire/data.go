@@ -16,7 +16,10 @@ type Data struct {
 	Handle uint32
 	Offset uint64
 	End    uint64
-	// Payload aliases the frame body; it is valid until the next Reader.Next.
+	// Header and Payload alias the frame body; they are valid until the
+	// next Reader.Next. Header is the data header, which the frame's
+	// checksum covers (§13).
+	Header  []byte
 	Payload []byte
 }
 
@@ -30,6 +33,7 @@ func ParseData(body []byte) (Data, error) {
 		Handle:  binary.BigEndian.Uint32(body[0:4]),
 		Offset:  binary.BigEndian.Uint64(body[4:12]),
 		End:     binary.BigEndian.Uint64(body[12:20]),
+		Header:  body[:DataHeaderBytes],
 		Payload: body[DataHeaderBytes:],
 	}
 	switch {
@@ -37,6 +41,8 @@ func ParseData(body []byte) (Data, error) {
 		return Data{}, fmt.Errorf("%w: end %d not after offset %d", ErrBadData, d.End, d.Offset)
 	case d.End-d.Offset > MaxPayloadBytes:
 		return Data{}, fmt.Errorf("%w: covers %d source bytes, limit %d", ErrBadData, d.End-d.Offset, MaxPayloadBytes)
+	case len(d.Payload) > MaxPayloadBytes:
+		return Data{}, fmt.Errorf("%w: payload of %d bytes, limit %d", ErrBadData, len(d.Payload), MaxPayloadBytes)
 	}
 	return d, nil
 }
@@ -52,14 +58,23 @@ func CheckLines(p []byte) error {
 
 // PutDataHeader writes the frame header and data header for a payload of
 // payloadLen bytes into dst[:HeaderBytes+DataHeaderBytes]. Collectors read
-// file bytes straight into the space after it.
-func PutDataHeader(dst []byte, t Type, handle uint32, offset, end uint64, payloadLen int) {
-	PutHeader(dst, t, DataHeaderBytes+payloadLen)
+// file bytes straight into the space after it. With sealed, the frame's
+// length counts the trailer the caller appends after the payload
+// (AppendDataSum, §13).
+func PutDataHeader(dst []byte, t Type, handle uint32, offset, end uint64, payloadLen int, sealed bool) {
+	n := DataHeaderBytes + payloadLen
+	if sealed {
+		n += ChecksumBytes
+	}
+	PutHeader(dst, t, n)
 	b := dst[HeaderBytes:]
 	binary.BigEndian.PutUint32(b[0:4], handle)
 	binary.BigEndian.PutUint64(b[4:12], offset)
 	binary.BigEndian.PutUint64(b[12:20], end)
 }
+
+// AppendDataSum appends a data frame's trailer, sum (DataSum).
+func AppendDataSum(dst []byte, sum uint32) []byte { return binary.BigEndian.AppendUint32(dst, sum) }
 
 // DataPrefixBytes is the room to leave in front of a payload for PutDataHeader.
 const DataPrefixBytes = HeaderBytes + DataHeaderBytes

@@ -121,7 +121,7 @@ func TestPutDataHeaderParseData(t *testing.T) {
 			t.Run(tt.name+"/"+rd.name, func(t *testing.T) {
 				buf := make([]byte, wire.DataPrefixBytes+len(tt.payload))
 				copy(buf[wire.DataPrefixBytes:], tt.payload)
-				wire.PutDataHeader(buf, tt.t, tt.handle, tt.offset, tt.end, len(tt.payload))
+				wire.PutDataHeader(buf, tt.t, tt.handle, tt.offset, tt.end, len(tt.payload), false)
 				if want := rawFrame(tt.t, rawData(tt.handle, tt.offset, tt.end, tt.payload)); !bytes.Equal(buf, want) {
 					t.Fatalf("PutDataHeader(%s) = %x, want %x", tt.name, buf, want)
 				}

@@ -33,7 +33,7 @@ const (
 	// this many bytes of lines per frame.
 	MaxPayloadBytes = 4 << 20
 	// MaxFrameBytes bounds any frame body.
-	MaxFrameBytes = DataHeaderBytes + MaxPayloadBytes
+	MaxFrameBytes = DataHeaderBytes + MaxPayloadBytes + ChecksumBytes
 	// MaxHandshakeBytes bounds the body of every frame a processor reads
 	// before the collector is authenticated (Hello, and any later
 	// handshake frame); data frames are refused then (§2, §3). It leaves
@@ -97,6 +97,10 @@ var (
 type Frame struct {
 	Type Type
 	Body []byte
+	// Checksummed says the frame had a trailer (§13), and Sum is it. A
+	// control frame's was checked by Next; a data frame's is CheckData's.
+	Checksummed bool
+	Sum         uint32
 }
 
 // bufPool recycles data frame bodies so that an idle connection holds no
@@ -112,6 +116,7 @@ type Reader struct {
 	ctl     []byte
 	data    *[]byte
 	onFrame func(bodyBytes int)
+	sums    bool // frames carry trailers (§13)
 }
 
 // NewReader returns a Reader on r. It allocates its read buffer at its
@@ -134,6 +139,10 @@ func (r *Reader) SetLimit(maxBody int) { r.limit = max(maxBody, 0) }
 // body's length, before the body is read: a caller bounds the time a frame
 // may take there (§6 frame timeout). Nil removes it.
 func (r *Reader) OnFrame(f func(bodyBytes int)) { r.onFrame = f }
+
+// SetChecksums makes Next expect a trailer on every frame from now on (§13):
+// it checks a control frame's and returns a data frame's in Frame.Sum.
+func (r *Reader) SetChecksums(on bool) { r.sums = on }
 
 // source is what Next and ReadPreface read from.
 func (r *Reader) source() io.Reader {
@@ -196,7 +205,14 @@ func (r *Reader) Next() (Frame, error) {
 		}
 		return Frame{}, fmt.Errorf("wire: truncated %s frame: %w", t, err)
 	}
-	return Frame{Type: t, Body: body}, nil
+	if !r.sums {
+		return Frame{Type: t, Body: body}, nil
+	}
+	body, sum, err := openTrailer(t, body)
+	if err != nil {
+		return Frame{}, err
+	}
+	return Frame{Type: t, Body: body, Checksummed: true, Sum: sum}, nil
 }
 
 // readHeader reads a frame header, telling onFrame when its first byte

@@ -117,7 +117,7 @@ func checkFrame(t *testing.T, d decoded) {
 		}
 		buf := make([]byte, wire.DataPrefixBytes+len(data.Payload))
 		copy(buf[wire.DataPrefixBytes:], data.Payload)
-		wire.PutDataHeader(buf, d.t, data.Handle, data.Offset, data.End, len(data.Payload))
+		wire.PutDataHeader(buf, d.t, data.Handle, data.Offset, data.End, len(data.Payload), false)
 		g := readOne(t, buf)
 		again, err := wire.ParseData(g.Body)
 		if err != nil || g.Type != d.t || again.Handle != data.Handle || again.Offset != data.Offset ||
@@ -180,7 +180,7 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		payload := "2026-01-02 web-1 seq=1\n2026-01-02 web-1 seq=2\n"
 		b := make([]byte, wire.DataPrefixBytes+len(payload))
 		copy(b[wire.DataPrefixBytes:], payload)
-		wire.PutDataHeader(b, ty, 1, 4096, 4096+uint64(len(payload)), len(payload))
+		wire.PutDataHeader(b, ty, 1, 4096, 4096+uint64(len(payload)), len(payload), false)
 		seeds = append(seeds, b)
 		all = append(all, b...)
 	}

@@ -203,7 +203,7 @@ func (c *Conn) Open(handle uint32, id []byte, name string, acked uint64) (*wirep
 // covering source offsets [offset, end), with payload as its body.
 func DataFrame(t wire.Type, handle uint32, offset, end uint64, payload []byte) []byte {
 	b := make([]byte, wire.DataPrefixBytes+len(payload))
-	wire.PutDataHeader(b, t, handle, offset, end, len(payload))
+	wire.PutDataHeader(b, t, handle, offset, end, len(payload), false)
 	copy(b[wire.DataPrefixBytes:], payload)
 	return b
 }

@@ -34,6 +34,7 @@ type Hello struct {
 	Compression   []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"`                    // codecs the collector can send, in preference order
 	Software      string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`                          // "thunder/<version>", informational
 	IdentityKey   []byte                 `protobuf:"bytes,7,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"` // ed25519 public key, 32 bytes (PROTOCOL.md §3, §12)
+	Features      []string               `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`                          // protocol features the collector speaks: "crc32c" (PROTOCOL.md §13)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -117,6 +118,13 @@ func (x *Hello) GetIdentityKey() []byte {
 	return nil
 }
 
+func (x *Hello) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
 // Welcome is the processor's answer to a valid Hello.
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -126,6 +134,7 @@ type Welcome struct {
 	MaxStreams    uint32                 `protobuf:"varint,4,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`            // open streams allowed on this connection
 	Processor     string                 `protobuf:"bytes,5,opt,name=processor,proto3" json:"processor,omitempty"`                                 // processor name, informational
 	Challenge     []byte                 `protobuf:"bytes,6,opt,name=challenge,proto3" json:"challenge,omitempty"`                                 // 32 random bytes when the processor checks identities
+	Features      []string               `protobuf:"bytes,7,rep,name=features,proto3" json:"features,omitempty"`                                   // the features of Hello's list in use on this connection
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +211,13 @@ func (x *Welcome) GetChallenge() []byte {
 	return nil
 }
 
+func (x *Welcome) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
 // Proof answers a Welcome with a challenge: the collector's ed25519
 // signature over "thunder-proof-v1\x00" || challenge || collector name.
 type Proof struct {
@@ -251,10 +267,11 @@ func (x *Proof) GetSignature() []byte {
 // Open announces a stream on this connection and asks where to resume.
 type Open struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`                    // chosen by the collector, unique per connection
-	StreamId      []byte                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"` // 16 bytes, unique per collector
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                         // relative target name
-	Acked         uint64                 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`                      // highest offset the collector saw acknowledged
+	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`                               // chosen by the collector, unique per connection
+	StreamId      []byte                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`            // 16 bytes, unique per collector
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                    // relative target name
+	Acked         uint64                 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`                                 // highest offset the collector saw acknowledged
+	AckedDigest   uint32                 `protobuf:"fixed32,5,opt,name=acked_digest,json=ackedDigest,proto3" json:"acked_digest,omitempty"` // the stream's digest at acked (PROTOCOL.md §13)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,14 +334,23 @@ func (x *Open) GetAcked() uint64 {
 	return 0
 }
 
+func (x *Open) GetAckedDigest() uint32 {
+	if x != nil {
+		return x.AckedDigest
+	}
+	return 0
+}
+
 // Opened tells the collector where to send from.
 type Opened struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`       // next source offset the processor expects
-	Committed     uint64                 `protobuf:"varint,3,opt,name=committed,proto3" json:"committed,omitempty"` // source offset durably committed so far
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Handle          uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	Offset          uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`                                           // next source offset the processor expects
+	Committed       uint64                 `protobuf:"varint,3,opt,name=committed,proto3" json:"committed,omitempty"`                                     // source offset durably committed so far
+	Digest          uint32                 `protobuf:"fixed32,4,opt,name=digest,proto3" json:"digest,omitempty"`                                          // the stream's digest at offset (PROTOCOL.md §13)
+	CommittedDigest uint32                 `protobuf:"fixed32,5,opt,name=committed_digest,json=committedDigest,proto3" json:"committed_digest,omitempty"` // the stream's digest at committed
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Opened) Reset() {
@@ -378,11 +404,26 @@ func (x *Opened) GetCommitted() uint64 {
 	return 0
 }
 
+func (x *Opened) GetDigest() uint32 {
+	if x != nil {
+		return x.Digest
+	}
+	return 0
+}
+
+func (x *Opened) GetCommittedDigest() uint32 {
+	if x != nil {
+		return x.CommittedDigest
+	}
+	return 0
+}
+
 // StreamAck reports one stream's durably committed offset.
 type StreamAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Digest        uint32                 `protobuf:"fixed32,3,opt,name=digest,proto3" json:"digest,omitempty"` // the stream's digest at offset (PROTOCOL.md §13)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +468,13 @@ func (x *StreamAck) GetHandle() uint32 {
 func (x *StreamAck) GetOffset() uint64 {
 	if x != nil {
 		return x.Offset
+	}
+	return 0
+}
+
+func (x *StreamAck) GetDigest() uint32 {
+	if x != nil {
+		return x.Digest
 	}
 	return 0
 }
@@ -596,7 +644,7 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x0fthunder.wire.v1\"\xde\x01\n" +
+	"wire.proto\x12\x0fthunder.wire.v1\"\xfa\x01\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vmin_version\x18\x01 \x01(\rR\n" +
 	"minVersion\x12\x1f\n" +
@@ -606,7 +654,8 @@ const file_wire_proto_rawDesc = "" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12 \n" +
 	"\vcompression\x18\x05 \x03(\tR\vcompression\x12\x1a\n" +
 	"\bsoftware\x18\x06 \x01(\tR\bsoftware\x12!\n" +
-	"\fidentity_key\x18\a \x01(\fR\videntityKey\"\xca\x01\n" +
+	"\fidentity_key\x18\a \x01(\fR\videntityKey\x12\x1a\n" +
+	"\bfeatures\x18\b \x03(\tR\bfeatures\"\xe6\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12 \n" +
 	"\vcompression\x18\x02 \x01(\tR\vcompression\x12&\n" +
@@ -614,21 +663,26 @@ const file_wire_proto_rawDesc = "" +
 	"\vmax_streams\x18\x04 \x01(\rR\n" +
 	"maxStreams\x12\x1c\n" +
 	"\tprocessor\x18\x05 \x01(\tR\tprocessor\x12\x1c\n" +
-	"\tchallenge\x18\x06 \x01(\fR\tchallenge\"%\n" +
+	"\tchallenge\x18\x06 \x01(\fR\tchallenge\x12\x1a\n" +
+	"\bfeatures\x18\a \x03(\tR\bfeatures\"%\n" +
 	"\x05Proof\x12\x1c\n" +
-	"\tsignature\x18\x01 \x01(\fR\tsignature\"e\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\"\x88\x01\n" +
 	"\x04Open\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\fR\bstreamId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
-	"\x05acked\x18\x04 \x01(\x04R\x05acked\"V\n" +
+	"\x05acked\x18\x04 \x01(\x04R\x05acked\x12!\n" +
+	"\facked_digest\x18\x05 \x01(\aR\vackedDigest\"\x99\x01\n" +
 	"\x06Opened\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\tcommitted\x18\x03 \x01(\x04R\tcommitted\";\n" +
+	"\tcommitted\x18\x03 \x01(\x04R\tcommitted\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\aR\x06digest\x12)\n" +
+	"\x10committed_digest\x18\x05 \x01(\aR\x0fcommittedDigest\"S\n" +
 	"\tStreamAck\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x04R\x06offset\";\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\aR\x06digest\";\n" +
 	"\x03Ack\x124\n" +
 	"\astreams\x18\x01 \x03(\v2\x1a.thunder.wire.v1.StreamAckR\astreams\"3\n" +
 	"\x05Close\x12\x16\n" +
