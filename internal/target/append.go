@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -8,8 +9,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"thunder/internal/digest"
 	"thunder/internal/stream"
 )
+
+var newline = []byte{'\n'}
 
 // Append writes p, the lines for source offsets [offset, end), at the end of
 // the stream's target file. p is written with one write(2) under the file's
@@ -50,6 +54,8 @@ func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error 
 		return fmt.Errorf("%w: write %s: %v", ErrStorage, f.name, err)
 	}
 	f.size += int64(n)
+	f.sum = digest.Update(f.sum, p) // the file's running digest: its ledger entry's (ledger.go)
+	f.advance(f.size, bytes.Count(p, newline))
 	f.last = time.Now()
 	s.offset = end
 	f.touched[s] = struct{}{}
@@ -87,6 +93,12 @@ func (d *Dir) openLocked(f *file) error {
 	}
 	d.queueDrop(f) // the record of what the name held before, if any
 	if err := d.claim(f, info); err != nil {
+		fd.Close()
+		return err
+	}
+	if err := d.startLedger(f, info); err != nil {
+		f.id = info.id
+		d.releaseID(f.id, f)
 		fd.Close()
 		return err
 	}
