@@ -435,6 +435,10 @@ func (d *Dir) rewindLocked(f *file) {
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil
+	// Nothing uncommitted is left: the next append must queue the file for
+	// a commit again (it stayed dirty, and was never committed, when its
+	// file had been deleted).
+	f.dirty = false
 }
 
 func (d *Dir) syncDir(dir string) error {

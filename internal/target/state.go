@@ -119,3 +119,14 @@ func initBuckets(db *bolt.DB) error {
 		return nil
 	})
 }
+
+// parseStreamKey is the inverse of streamKey.
+func parseStreamKey(k []byte) (stream.Key, error) {
+	if len(k) < stream.IDBytes {
+		return stream.Key{}, errors.New("target: corrupt stream key")
+	}
+	var key stream.Key
+	copy(key.ID[:], k[:stream.IDBytes])
+	key.Collector = string(k[stream.IDBytes:])
+	return key, nil
+}
