@@ -177,7 +177,10 @@ func where(f *target.FileResult) string {
 	case target.VerdictTruncated:
 		return fmt.Sprintf("offset %d: the file is %d bytes long, %d were committed", f.Found, f.Found, f.Size)
 	case target.VerdictReplaced:
-		return "another file is at the name: " + f.Reason
+		if f.Reason != "" {
+			return "another file is at the name: " + f.Reason
+		}
+		return "another file is at the name"
 	case target.VerdictMissing:
 		return "nothing at the name"
 	case target.VerdictError:

@@ -134,7 +134,7 @@ func (d *Dir) verifyEntry(ctx context.Context, lim Limiter, e ledgerEntry, buf [
 		r.Verdict, r.Reason = VerdictError, err.Error()
 		return r, 0, nil
 	case !info.id.sameFile(e.rec.ID):
-		r.Verdict, r.Reason = VerdictReplaced, "another file is at the name"
+		r.Verdict = VerdictReplaced
 		return r, 0, nil
 	case info.size < e.rec.Size:
 		r.Verdict, r.Found = VerdictTruncated, info.size
