@@ -236,7 +236,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "no-store")
 			started = true
 		}
-		if err := rc.SetWriteDeadline(time.Now().Add(WriteTimeout)); err != nil {
+		if err := rc.SetWriteDeadline(time.Now().Add(WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
 		}
 		if err := enc.Encode(v); err != nil {
