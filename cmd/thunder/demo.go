@@ -98,7 +98,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "writers stopped after %d lines; waiting for delivery\n", total)
+	return d.finish(ctx, expect, total, colDone, stopCol)
+}
+
+// finish waits for the writers' lines to be delivered, runs thunder
+// verify's check with the daemons still running, stops them, and checks
+// that every line arrived exactly once.
+func (d *demo) finish(ctx context.Context, expect []linecheck.Expect, total uint64, colDone <-chan error, stopCol func()) error {
+	fmt.Fprintf(d.out, "writers stopped after %d lines; waiting for delivery\n", total)
 	if err := d.awaitDelivery(ctx, expect); err != nil {
 		return err
 	}
