@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"time"
@@ -65,14 +66,34 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 			break
 		}
 	}
-	s.queue(wire.TypeWelcome, &wirepb.Welcome{
+	sums := slices.Contains(h.Features, wire.FeatureCRC32C)
+	if !sums {
+		if s.p.cfg.RequireChecksums {
+			return s.refuse(wire.CodeVersion, 0, "collector does not checksum its frames (protocol feature %s): upgrade it, or run the processor without --require-checksums", wire.FeatureCRC32C)
+		}
+		s.p.m.uncheckedConn()
+		s.logAt(slog.LevelWarn, "collector does not checksum its frames: data damaged on the way would be written; upgrade it", "software", h.Software)
+	}
+	var features []string
+	if sums {
+		features = []string{wire.FeatureCRC32C}
+	}
+	// Welcome is the last frame without a checksum; from the next one on,
+	// both directions carry them (§13).
+	s.mu.Lock()
+	_ = s.queueLocked(wire.TypeWelcome, &wirepb.Welcome{
 		Version:       wire.Version,
 		Compression:   codec,
 		MaxFrameBytes: wire.MaxFrameBytes,
 		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
 		Processor:     s.p.cfg.Name,
 		Challenge:     challenge,
+		Features:      features,
 	})
+	s.sums = sums
+	s.mu.Unlock()
+	s.notify()
+	r.SetChecksums(sums)
 	if challenge != nil {
 		// The name is the collector's only once it proved it (§3, §12).
 		if err := s.prove(r, &h, challenge); err != nil {
