@@ -150,7 +150,7 @@ func (s *session) writeLoop() {
 }
 
 // maxAcksPerFrame keeps an Ack frame well under wire.MaxControlBytes (a
-// StreamAck takes at most 18 bytes).
+// StreamAck takes at most 23 bytes with its digest).
 const maxAcksPerFrame = 2048
 
 // closingWriteTimeout bounds the last writes of a stopping processor.
