@@ -59,6 +59,25 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 			return s.refuse(wire.CodeStorage, 0, "%v", err)
 		}
 	}
+	if err := s.welcome(r, &h, challenge); err != nil {
+		return err
+	}
+	if challenge != nil {
+		// The name is the collector's only once it proved it (§3, §12).
+		if err := s.prove(r, &h, challenge); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.collector, s.since = h.Collector, time.Now()
+	s.mu.Unlock()
+	return nil
+}
+
+// welcome chooses what the connection uses of what Hello offers (codec,
+// checksums) and sends Welcome, the last frame without a checksum: from
+// the next one on, both directions carry them when chosen (§13).
+func (s *session) welcome(r *wire.Reader, h *wirepb.Hello, challenge []byte) error {
 	var codec string
 	for _, c := range h.Compression {
 		if c == wire.CompressionZstd && s.p.zstd != nil {
@@ -78,8 +97,6 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 	if sums {
 		features = []string{wire.FeatureCRC32C}
 	}
-	// Welcome is the last frame without a checksum; from the next one on,
-	// both directions carry them (§13).
 	s.mu.Lock()
 	_ = s.queueLocked(wire.TypeWelcome, &wirepb.Welcome{
 		Version:       wire.Version,
@@ -94,15 +111,6 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 	s.mu.Unlock()
 	s.notify()
 	r.SetChecksums(sums)
-	if challenge != nil {
-		// The name is the collector's only once it proved it (§3, §12).
-		if err := s.prove(r, &h, challenge); err != nil {
-			return err
-		}
-	}
-	s.mu.Lock()
-	s.collector, s.since = h.Collector, time.Now()
-	s.mu.Unlock()
 	return nil
 }
 
