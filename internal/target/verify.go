@@ -191,11 +191,9 @@ type StreamResult struct {
 	Collector string `json:"collector"`
 	ID        string `json:"id"`
 	Name      string `json:"name"`
-	Bytes     uint64 `json:"bytes"` // committed source offset
-	// TODO(r12): Lines and Digest come from streamRecord once the
-	// per-stream digests land on main; until then they are 0.
-	Lines  uint64 `json:"lines"`
-	Digest uint32 `json:"digest"`
+	Bytes     uint64 `json:"bytes"`  // committed source offset
+	Lines     uint64 `json:"lines"`  // committed lines
+	Digest    uint32 `json:"digest"` // of the committed bytes (PROTOCOL §13); 0 in records older than digests
 }
 
 // Streams calls fn for every stream recorded in the state, in one read
@@ -211,7 +209,7 @@ func (d *Dir) Streams(fn func(StreamResult)) error {
 			if err != nil {
 				return err
 			}
-			fn(StreamResult{Collector: key.Collector, ID: key.ID.String(), Name: rec.Name, Bytes: rec.Committed})
+			fn(StreamResult{Collector: key.Collector, ID: key.ID.String(), Name: rec.Name, Bytes: rec.Committed, Lines: rec.Lines, Digest: rec.Digest})
 			return nil
 		})
 	})

@@ -251,7 +251,7 @@ func TestVerifyReplacedStaysReported(t *testing.T) {
 	end := mustAppend(t, d, s, o, off, "resent\n")
 	// The resend is committed (it was not, once: the file stayed dirty
 	// after its rewind and was never queued for a commit again).
-	if a, ok := ackFor(t, mustCommit(t, d), s); !ok || a.Offset != end {
+	if a, ok := ackFor(t, mustCommit(t, d), s); !ok || a.At.Offset != end {
 		t.Fatalf("resend after the deletion not acknowledged: %+v, %v; want %d", a, ok, end)
 	}
 	got, _ := verifyAll(t, d)
@@ -348,13 +348,16 @@ func TestVerifyRateBounded(t *testing.T) {
 }
 
 func TestVerifyStreams(t *testing.T) {
-	d := mustOpen(t, t.TempDir())
+	dir := t.TempDir()
+	d := mustOpen(t, dir)
 	_, _, end := writeCommitted(t, d, key("web-1", 1), "a.log", 20<<10)
 	var got []target.StreamResult
 	if err := d.Streams(func(s target.StreamResult) { got = append(got, s) }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Collector != "web-1" || got[0].Name != "a.log" || got[0].Bytes != end || got[0].ID != key("web-1", 1).ID.String() {
-		t.Errorf("Streams = %+v, want web-1's a.log at %d", got, end)
+	b := readFile(t, filepath.Join(dir, "a.log"))
+	if len(got) != 1 || got[0].Collector != "web-1" || got[0].Name != "a.log" || got[0].Bytes != end || got[0].ID != key("web-1", 1).ID.String() ||
+		got[0].Digest != digest.Checksum([]byte(b)) || got[0].Lines != uint64(strings.Count(b, "\n")) {
+		t.Errorf("Streams = %+v, want web-1's a.log at %d, digest %08x", got, end, digest.Checksum([]byte(b)))
 	}
 }
