@@ -90,7 +90,8 @@ func NewRate(bytesPerSecond int64) Limiter {
 // snapshot; the files only grow past it while the processor runs, so what
 // it reads of them is stable), then reads the files with no lock held, at
 // most lim's rate (nil: unbounded), VerifyChunkBytes at a time. It is safe
-// to run beside appends and commits. It returns early with ctx's error.
+// to run beside appends, commits and Reopen, never after Close. It returns
+// early with ctx's error.
 func (d *Dir) Verify(ctx context.Context, lim Limiter, report func(FileResult)) (Summary, error) {
 	sum := Summary{Counts: make(map[Verdict]int)}
 	entries, err := d.ledgerEntries()
