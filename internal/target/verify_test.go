@@ -2,6 +2,7 @@ package target_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -359,5 +360,103 @@ func TestVerifyStreams(t *testing.T) {
 	if len(got) != 1 || got[0].Collector != "web-1" || got[0].Name != "a.log" || got[0].Bytes != end || got[0].ID != key("web-1", 1).ID.String() ||
 		got[0].Digest != digest.Checksum([]byte(b)) || got[0].Lines != uint64(strings.Count(b, "\n")) {
 		t.Errorf("Streams = %+v, want web-1's a.log at %d, digest %08x", got, end, digest.Checksum([]byte(b)))
+	}
+}
+
+// TestVerifyWhileWriting: checks run while appends and commits go on find
+// every file ok each time: what they read of a file is what its snapshot
+// of the ledger describes.
+func TestVerifyWhileWriting(t *testing.T) {
+	d := mustOpen(t, t.TempDir())
+	type writer struct {
+		s   *target.Stream
+		o   *owner
+		off uint64
+	}
+	var ws []*writer
+	for i := range 3 {
+		o := &owner{fmt.Sprint(i)}
+		s, _, _ := mustAttach(t, d, key("c", i), fmt.Sprintf("w%d.log", i), 0, o)
+		ws = append(ws, &writer{s, o, 0})
+	}
+	done := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		p := payload(7 << 10)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			for _, w := range ws {
+				c := chunk(w.off, w.off+uint64(len(p)), p)
+				if err := w.s.Append(w.o, c); err != nil {
+					done <- err
+					return
+				}
+				w.off = c.End
+			}
+			if n%3 == 0 {
+				if _, err := d.Commit(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	for range 30 {
+		got, sum := verifyAll(t, d)
+		if !sum.OK() {
+			close(stop)
+			<-done
+			t.Fatalf("Verify while writing = %+v: %+v", sum, got)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, d)
+	if got, sum := verifyAll(t, d); !sum.OK() || sum.Files != 3 {
+		t.Fatalf("Verify after writing = %+v: %+v", sum, got)
+	}
+}
+
+// A file truncated by someone while written is written again from where it
+// was cut, under a new entry; the old entry reports the truncation until a
+// Reopen drops it, the file being still at its name.
+func TestVerifyTruncatedThenReopen(t *testing.T) {
+	dir := t.TempDir()
+	d := mustOpen(t, dir)
+	s, o, off := writeCommitted(t, d, key("c", 1), "a.log", 100<<10)
+	if err := os.Truncate(filepath.Join(dir, "a.log"), 500); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, d, s, o, off, "seen truncated\n") // the commit finds it cut and rewinds
+	mustCommit(t, d)
+	s, off, _ = mustAttach(t, d, key("c", 1), "a.log", 0, o)
+	mustAppend(t, d, s, o, off, "resent\n")
+	mustCommit(t, d)
+	got, _ := verifyAll(t, d)
+	verdicts := map[target.Verdict]int{}
+	for _, r := range got["a.log"] {
+		verdicts[r.Verdict]++
+	}
+	if len(got["a.log"]) != 2 || verdicts[target.VerdictTruncated] != 1 || verdicts[target.VerdictOK] != 1 {
+		t.Fatalf("after a truncation: %+v, want the old entry truncated and a new one ok", got["a.log"])
+	}
+	if _, err := target.ReopenAcks(d); err != nil {
+		t.Fatal(err)
+	}
+	got, sum := verifyAll(t, d)
+	// The new entry starts where the file was when opened again: the cut
+	// kept the append that found the file truncated.
+	if r := onlyResult(t, got, "a.log"); r.Verdict != target.VerdictOK || r.Base != 500+int64(len("seen truncated\n")) {
+		t.Errorf("after the Reopen: %+v, want the new entry only", r)
+	}
+	if !sum.OK() {
+		t.Errorf("summary after the Reopen = %+v", sum)
 	}
 }
