@@ -104,20 +104,21 @@ type Dir struct {
 
 // file is one target file. Its fields are guarded by mu.
 type file struct {
-	mu          sync.Mutex
-	name        string
-	fd          *os.File // nil until the first append, and after Reopen
-	id          fileID   // of fd
-	serial      uint64   // of fd's record
-	size        int64    // bytes in the file as written through fd
-	committed   int64    // size in f's record (of f.id); -1 if it has none
-	dirty       bool
-	last        time.Time // last append, for CloseIdle
-	reopen      bool      // the next commit closes fd so the name is opened afresh
-	broken      error     // a write could not be undone or a sync failed: rewind at commit
-	touched     map[*Stream]struct{}
-	streams     map[*Stream]struct{} // every in-memory stream bound to this file
-	ledgerState                      // fd's ledger entry (ledger.go)
+	mu        sync.Mutex
+	name      string
+	fd        *os.File // nil until the first append, and after Reopen
+	id        fileID   // of fd
+	serial    uint64   // of fd's record
+	size      int64    // bytes in the file as written through fd
+	committed int64    // size in f's record (of f.id); -1 if it has none
+	dirty     bool
+	last      time.Time // last append, for CloseIdle
+	reopen    bool      // the next commit closes fd so the name is opened afresh
+	broken    error     // a write could not be undone or a sync failed: rewind at commit
+	touched   map[*Stream]struct{}
+	streams   map[*Stream]struct{} // every in-memory stream bound to this file
+
+	ledgerState // fd's ledger entry (ledger.go)
 }
 
 // Stream is a processor's view of one collector stream: where its data ends
