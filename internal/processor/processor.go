@@ -198,7 +198,7 @@ type Processor struct {
 	zbufs sync.Pool     // *[]byte of wire.MaxPayloadBytes, for decompressed payloads
 
 	verifying sync.Mutex      // held by the one Verify running (verify.go)
-	life      context.Context // done once Close starts: a running Verify stops
+	life      context.Context // done once Serve returns or Close starts: a running Verify stops
 	endLife   context.CancelFunc
 	scrubM    *scrubMetrics
 }
@@ -274,6 +274,7 @@ var acceptRetry = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
 func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer p.endLife() // a Verify still running (the admin endpoint's) stops with the processor
 	// The outputs commit until the sessions have stopped, so that their
 	// last commit holds what the sessions appended.
 	outCtx, stopOutputs := context.WithCancel(context.WithoutCancel(ctx))

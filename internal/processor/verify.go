@@ -53,8 +53,8 @@ type VerifySummary struct {
 // (target.Dir.Verify), reading at most rate bytes per second (0:
 // unlimited; negative: DefaultVerifyRate), and hands emit its report line by line; an error from emit
 // (the client went away) stops it. It runs beside the processor's work,
-// one at a time: ErrVerifyBusy while another runs, ErrNoTargetDir without
-// a target dir.
+// one at a time (ErrVerifyBusy while another runs), and stops when Serve
+// returns; ErrNoTargetDir without a target dir.
 func (p *Processor) Verify(ctx context.Context, rate int64, emit func(VerifyLine) error) (VerifySummary, error) {
 	var vs VerifySummary
 	if p.dir == nil {
