@@ -34,15 +34,19 @@ func dialSealed(t *testing.T, addr, name string) *sealed {
 	t.Cleanup(func() { _ = pc.Close() })
 	pc.NoKey = true
 	c := &sealed{t: t, pc: pc}
-	if err := pc.SendHello(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Features: []string{wire.FeatureCRC32C}}); err != nil {
+	h, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Features: []string{wire.FeatureCRC32C}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Write(wire.SealHello(h, len(wire.Preface))); err != nil {
 		t.Fatal(err)
 	}
 	var w wirepb.Welcome
 	if err := pc.Expect(wire.TypeWelcome, &w); err != nil {
 		t.Fatal(err)
 	}
-	if len(w.Features) != 1 || w.Features[0] != wire.FeatureCRC32C {
-		t.Fatalf("Welcome features = %q, want [crc32c]", w.Features)
+	if len(w.Features) != 1 || w.Features[0] != wire.FeatureCRC32C || w.MaxFrameBytes != wire.MaxFrameBytes {
+		t.Fatalf("Welcome features = %q, max_frame_bytes %d; want [crc32c], %d", w.Features, w.MaxFrameBytes, wire.MaxFrameBytes)
 	}
 	pc.R.SetChecksums(true)
 	return c
@@ -191,6 +195,31 @@ func TestDamagedControlFrameRefused(t *testing.T) {
 	b[len(b)-6] ^= 0x40
 	c.pc.Write(b)
 	if _, err := c.pc.ExpectError(wire.CodeChecksum); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricValue(t, reg, "thunder_processor_checksum_errors_total"); got != 1 {
+		t.Fatalf("checksum_errors_total = %v, want 1", got)
+	}
+}
+
+// TestDamagedHelloRefused: a Hello that offers crc32c carries its own
+// CRC-32C (it has no trailer); one changed on the way is refused, so a flip
+// cannot turn the feature off ("crc32c" → "crc32b") and let a later
+// damaged frame through.
+func TestDamagedHelloRefused(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv := mustServe(t, "", func(c *processor.Config) { noIdentity(c); c.Registerer = reg })
+	pc, err := peer.Dial(srv.addr, "", waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	h, _ := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "host-a", Features: []string{wire.FeatureCRC32C}})
+	h = wire.SealHello(h, len(wire.Preface))
+	i := bytes.Index(h, []byte(wire.FeatureCRC32C))
+	h[i+len(wire.FeatureCRC32C)-1] ^= 0x01
+	pc.Write(h)
+	if _, err := pc.ExpectError(wire.CodeChecksum); err != nil {
 		t.Fatal(err)
 	}
 	if got := metricValue(t, reg, "thunder_processor_checksum_errors_total"); got != 1 {

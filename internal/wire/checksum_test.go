@@ -175,3 +175,46 @@ func FuzzSealed(f *testing.F) {
 		}
 	})
 }
+
+func sealedHello(t *testing.T) []byte {
+	t.Helper()
+	b, err := wire.AppendControl(nil, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "web-1", Features: []string{wire.FeatureCRC32C}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.SealHello(b, 0)
+}
+
+func checkHello(b []byte) error {
+	f, err := wire.NewReader(bytes.NewReader(b)).Next()
+	if err != nil {
+		return err
+	}
+	var h wirepb.Hello
+	if err := wire.Decode(f, &h); err != nil {
+		return err
+	}
+	return wire.CheckHello(f, &h)
+}
+
+// TestSealedHello: no single flipped bit in a Hello that offers crc32c
+// yields a Hello accepted without the feature, or with other content: a
+// damaged Hello must not turn checksums off.
+func TestSealedHello(t *testing.T) {
+	b := sealedHello(t)
+	if err := checkHello(b); err != nil {
+		t.Fatalf("intact Hello: %v", err)
+	}
+	for i := 4 * 8; i < len(b)*8; i++ {
+		c := bytes.Clone(b)
+		c[i/8] ^= 1 << (i % 8)
+		if err := checkHello(c); err == nil {
+			t.Fatalf("flip of bit %d (byte %d) accepted", i, i/8)
+		}
+	}
+	// A Hello of a collector older than the feature has neither.
+	old, _ := wire.AppendControl(nil, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "web-1"})
+	if err := checkHello(old); err != nil {
+		t.Fatalf("old Hello: %v", err)
+	}
+}

@@ -26,15 +26,19 @@ const (
 
 // Hello is the first frame a collector sends (PROTOCOL.md §3).
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MinVersion    uint32                 `protobuf:"varint,1,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
-	MaxVersion    uint32                 `protobuf:"varint,2,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
-	Collector     string                 `protobuf:"bytes,3,opt,name=collector,proto3" json:"collector,omitempty"`                        // collector name, unique per processor
-	Token         string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`                                // shared secret, empty when not configured
-	Compression   []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"`                    // codecs the collector can send, in preference order
-	Software      string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`                          // "thunder/<version>", informational
-	IdentityKey   []byte                 `protobuf:"bytes,7,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"` // ed25519 public key, 32 bytes (PROTOCOL.md §3, §12)
-	Features      []string               `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`                          // protocol features the collector speaks: "crc32c" (PROTOCOL.md §13)
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MinVersion  uint32                 `protobuf:"varint,1,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion  uint32                 `protobuf:"varint,2,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	Collector   string                 `protobuf:"bytes,3,opt,name=collector,proto3" json:"collector,omitempty"`                        // collector name, unique per processor
+	Token       string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`                                // shared secret, empty when not configured
+	Compression []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"`                    // codecs the collector can send, in preference order
+	Software    string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`                          // "thunder/<version>", informational
+	IdentityKey []byte                 `protobuf:"bytes,7,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"` // ed25519 public key, 32 bytes (PROTOCOL.md §3, §12)
+	Features    []string               `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`                          // protocol features the collector speaks: "crc32c" (PROTOCOL.md §13)
+	// CRC-32C of the frame's type byte and body before this field, which is
+	// encoded last: Hello has no trailer, and a damaged Hello must not turn
+	// checksums off (PROTOCOL.md §13). Sent with the crc32c feature.
+	HelloSum      *uint32 `protobuf:"fixed32,9,opt,name=hello_sum,json=helloSum,proto3,oneof" json:"hello_sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +127,13 @@ func (x *Hello) GetFeatures() []string {
 		return x.Features
 	}
 	return nil
+}
+
+func (x *Hello) GetHelloSum() uint32 {
+	if x != nil && x.HelloSum != nil {
+		return *x.HelloSum
+	}
+	return 0
 }
 
 // Welcome is the processor's answer to a valid Hello.
@@ -644,7 +655,7 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x0fthunder.wire.v1\"\xfa\x01\n" +
+	"wire.proto\x12\x0fthunder.wire.v1\"\xaa\x02\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vmin_version\x18\x01 \x01(\rR\n" +
 	"minVersion\x12\x1f\n" +
@@ -655,7 +666,10 @@ const file_wire_proto_rawDesc = "" +
 	"\vcompression\x18\x05 \x03(\tR\vcompression\x12\x1a\n" +
 	"\bsoftware\x18\x06 \x01(\tR\bsoftware\x12!\n" +
 	"\fidentity_key\x18\a \x01(\fR\videntityKey\x12\x1a\n" +
-	"\bfeatures\x18\b \x03(\tR\bfeatures\"\xe6\x01\n" +
+	"\bfeatures\x18\b \x03(\tR\bfeatures\x12 \n" +
+	"\thello_sum\x18\t \x01(\aH\x00R\bhelloSum\x88\x01\x01B\f\n" +
+	"\n" +
+	"_hello_sum\"\xe6\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12 \n" +
 	"\vcompression\x18\x02 \x01(\tR\vcompression\x12&\n" +
@@ -731,6 +745,7 @@ func file_wire_proto_init() {
 	if File_wire_proto != nil {
 		return
 	}
+	file_wire_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
