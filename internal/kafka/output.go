@@ -213,11 +213,11 @@ func (o *Output) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner
 		o.touched[s] = struct{}{}
 		o.notify(false)
 	}
-	if acked.Offset > s.at.Offset {
+	if at, moved := s.at.Resume(acked); moved && (s.at == s.done || acked.Offset > s.at.Offset) {
 		// Bytes below acked were delivered before: start the stream there,
-		// with the collector's digest of them, and record it at the next
-		// commit.
-		s.at, s.done = acked, acked
+		// with the collector's digest of them (or take the collector's
+		// digest where ours is unknown), and record it at the next commit.
+		s.at, s.done = at, at
 		o.touched[s] = struct{}{}
 		o.notify(false)
 	}

@@ -73,7 +73,7 @@ func sealedFrame(handle uint32, offset uint64, p string) []byte {
 
 func (c *sealed) open(handle uint32, id []byte, name string, acked uint64, ackedDigest uint32) *wirepb.Opened {
 	c.t.Helper()
-	c.send(wire.TypeOpen, &wirepb.Open{Handle: handle, StreamId: id, Name: name, Acked: acked, AckedDigest: ackedDigest})
+	c.send(wire.TypeOpen, &wirepb.Open{Handle: handle, StreamId: id, Name: name, Acked: acked, AckedDigest: proto.Uint32(ackedDigest)})
 	var o wirepb.Opened
 	if err := c.pc.Expect(wire.TypeOpened, &o); err != nil {
 		c.t.Fatal(err)
@@ -91,7 +91,10 @@ func (c *sealed) waitAck(handle uint32, offset uint64) uint32 {
 		}
 		for _, sa := range a.Streams {
 			if sa.Handle == handle && sa.Offset == offset {
-				return sa.Digest
+				if sa.Digest == nil {
+					c.t.Fatalf("Ack of %d at %d without a digest", handle, offset)
+				}
+				return *sa.Digest
 			}
 		}
 	}
@@ -108,7 +111,7 @@ func TestChecksummedSession(t *testing.T) {
 	srv := mustServe(t, "", noIdentity)
 	id := newID(t)
 	c := dialSealed(t, srv.addr, "host-a")
-	if o := c.open(1, id, "a.log", 0, 0); o.Offset != 0 || o.Digest != 0 || o.CommittedDigest != 0 {
+	if o := c.open(1, id, "a.log", 0, 0); o.Offset != 0 || o.GetDigest() != 0 || o.CommittedDigest == nil || o.GetCommittedDigest() != 0 {
 		t.Fatalf("Opened = %v, want all zero for a new stream", o)
 	}
 	p1, p2 := "one\ntwo\n", "three\n"
@@ -126,7 +129,7 @@ func TestChecksummedSession(t *testing.T) {
 	// On reconnection Opened says where, with which digest.
 	c = dialSealed(t, srv.addr, "host-a")
 	o := c.open(2, id, "a.log", 0, 0)
-	if o.Offset != 14 || o.Digest != crc(p1+p2) || o.Committed != 14 || o.CommittedDigest != crc(p1+p2) {
+	if o.Offset != 14 || o.GetDigest() != crc(p1+p2) || o.Committed != 14 || o.GetCommittedDigest() != crc(p1+p2) {
 		t.Fatalf("Opened on reconnect = %v, want offset and committed 14 with digest %08x", o, crc(p1+p2))
 	}
 	if got := readFile(t, srv.dir, "a.log"); got != p1+p2 {
@@ -135,7 +138,7 @@ func TestChecksummedSession(t *testing.T) {
 
 	// A stream the collector delivered elsewhere starts from its digest.
 	o = c.open(3, newID(t), "b.log", 100, 0xabcdef01)
-	if o.Offset != 100 || o.Digest != 0xabcdef01 {
+	if o.Offset != 100 || o.GetDigest() != 0xabcdef01 {
 		t.Fatalf("Opened(acked 100) = %v, want the collector's digest", o)
 	}
 	c.pc.Write(sealedFrame(3, 100, "x\n"))

@@ -110,7 +110,7 @@ func (s *session) open(f wire.Frame) error {
 	}
 	key := stream.Key{Collector: s.collector, ID: id}
 	b := &binding{s: s, handle: m.Handle}
-	at, err := s.attach(b, key, name, stream.Mark{Offset: m.Acked, Digest: m.AckedDigest})
+	at, err := s.attach(b, key, name, stream.Mark{Offset: m.Acked, Digest: m.GetAckedDigest(), Unknown: m.AckedDigest == nil || !s.sums})
 	if err != nil {
 		return s.refuse(codeOf(err), m.Handle, "%v", err)
 	}
@@ -127,7 +127,7 @@ func (s *session) open(f wire.Frame) error {
 	}
 	c := b.committed()
 	b.sent, b.opened = c.Offset, true
-	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: at.Offset, Digest: at.Digest, Committed: c.Offset, CommittedDigest: c.Digest})
+	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: at.Offset, Digest: at.DigestPtr(), Committed: c.Offset, CommittedDigest: c.DigestPtr()})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuse(wire.CodeLimit, m.Handle, "%v", err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"thunder/internal/digest"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -27,7 +29,7 @@ func readSealed(t *testing.T, frame []byte) (wire.Frame, error) {
 }
 
 func TestSealedControlRoundTrip(t *testing.T) {
-	b, err := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 3, Offset: 77, Digest: 0xdeadbeef}}})
+	b, err := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 3, Offset: 77, Digest: proto.Uint32(0xdeadbeef)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +39,7 @@ func TestSealedControlRoundTrip(t *testing.T) {
 		t.Fatalf("Next(sealed Ack) = %v", err)
 	}
 	var m wirepb.Ack
-	if err := wire.Decode(f, &m); err != nil || m.Streams[0].Digest != 0xdeadbeef || !f.Checksummed {
+	if err := wire.Decode(f, &m); err != nil || m.Streams[0].GetDigest() != 0xdeadbeef || !f.Checksummed {
 		t.Fatalf("Decode = %v %v, checksummed %v", &m, err, f.Checksummed)
 	}
 	// Every single bit flip past the length is caught: in the type, the
@@ -136,7 +138,7 @@ func TestSealedTooShort(t *testing.T) {
 // its body again gives back exactly the bytes read; a data frame passes
 // CheckData only if its trailer matches what the test computes.
 func FuzzSealed(f *testing.F) {
-	ack, _ := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 1, Offset: 9, Digest: 5}}})
+	ack, _ := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 1, Offset: 9, Digest: proto.Uint32(5)}}})
 	f.Add(wire.Seal(ack, 0))
 	f.Add(sealedData(wire.TypeData, 1, 0, 5, []byte("abcd\n"), []byte("abcd\n")))
 	f.Add([]byte{0, 0, 0, 5, byte(wire.TypePing), 1, 2, 3, 4})
