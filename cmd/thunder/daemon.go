@@ -26,6 +26,8 @@ type daemonCommand struct {
 	daemon    daemonFlags
 	tls       tlsFlags
 	tokenFile string
+	// verify is served on the admin endpoint's /verify (processor only).
+	verify func(ctx context.Context, rate int64, emit func(any) error) error
 }
 
 // newDaemonCommand returns the flag set of a daemon with the shared flags
@@ -76,7 +78,7 @@ type built interface {
 // (a listener not served yet) are closed and start is not called.
 func (d *daemonCommand) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, dm built, status func() any,
 	start func() func(context.Context) error, held ...io.Closer) error {
-	adm, err := d.daemon.listenAdmin(log, reg, status, dm.Healthy)
+	adm, err := d.daemon.listenAdmin(log, reg, status, dm.Healthy, d.verify)
 	if err != nil {
 		for _, c := range held {
 			_ = c.Close() // never served: nothing to report
@@ -152,7 +154,8 @@ type adminServer struct {
 
 // listenAdmin opens the admin endpoint when --admin-address is set and
 // returns nil, nil otherwise.
-func (d *daemonFlags) listenAdmin(log *slog.Logger, reg *prometheus.Registry, status func() any, healthy func() error) (*adminServer, error) {
+func (d *daemonFlags) listenAdmin(log *slog.Logger, reg *prometheus.Registry, status func() any, healthy func() error,
+	verify func(context.Context, int64, func(any) error) error) (*adminServer, error) {
 	if d.adminAddr == "" {
 		if d.pprof {
 			return nil, usageError{errors.New("--pprof needs --admin-address")}
@@ -160,7 +163,7 @@ func (d *daemonFlags) listenAdmin(log *slog.Logger, reg *prometheus.Registry, st
 		return nil, nil
 	}
 	srv, err := admin.New(admin.Config{
-		Addr: d.adminAddr, Registry: reg, Status: status, Healthy: healthy, Pprof: d.pprof, Logger: log,
+		Addr: d.adminAddr, Registry: reg, Status: status, Healthy: healthy, Verify: verify, Pprof: d.pprof, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"thunder/internal/linecheck"
 	"thunder/internal/processor"
 	"thunder/internal/shard"
+	"thunder/internal/target"
 )
 
 const demoHelp = `Usage: thunder demo [--seconds=N] [--rate=LINES_PER_SECOND] [--processors=N]
@@ -97,8 +98,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "writers stopped after %d lines; waiting for delivery\n", total)
+	return d.finish(ctx, expect, total, colDone, stopCol)
+}
+
+// finish waits for the writers' lines to be delivered, runs thunder
+// verify's check with the daemons still running, stops them, and checks
+// that every line arrived exactly once.
+func (d *demo) finish(ctx context.Context, expect []linecheck.Expect, total uint64, colDone <-chan error, stopCol func()) error {
+	fmt.Fprintf(d.out, "writers stopped after %d lines; waiting for delivery\n", total)
 	if err := d.awaitDelivery(ctx, expect); err != nil {
+		return err
+	}
+	verified, err := d.verify(ctx)
+	if err != nil {
 		return err
 	}
 	stopCol()
@@ -106,7 +118,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return d.report(expect, total)
+	return errors.Join(d.report(expect, total), verified)
 }
 
 // demo is one run of `thunder demo`: its directories, daemons and progress.
@@ -393,7 +405,33 @@ func (d *demo) report(expect []linecheck.Expect, total uint64) error {
 }
 
 type demoProcessor struct {
+	p    *processor.Processor
 	stop func() error
+}
+
+// verify runs thunder verify's check on each processor, still running,
+// and prints its verdict; the error it returns (nil if every file is as
+// committed) is the demo's failure once the line check is printed too.
+func (d *demo) verify(ctx context.Context) (failed error, err error) {
+	var files, bad int
+	for i, dp := range d.procs {
+		sum, err := dp.p.Verify(ctx, 0, func(l processor.VerifyLine) error {
+			if f := l.File; f != nil && f.Verdict != target.VerdictOK {
+				fmt.Fprintf(d.out, "   processor %d: %s %s (%+v)\n", i, f.Verdict, f.Name, *f)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		files, bad = files+sum.Files, bad+sum.Files-sum.Counts[target.VerdictOK]
+	}
+	if bad > 0 {
+		fmt.Fprintf(d.out, "thunder verify: NOT OK: %d of %d target files differ from what the processor committed\n", bad, files)
+		return errors.New("demo: thunder verify found target files not as committed"), nil
+	}
+	fmt.Fprintf(d.out, "thunder verify: ok: all %d target files hold exactly what the processor committed (checked with it running)\n", files)
+	return nil, nil
 }
 
 func startDemoProcessor(ctx context.Context, cfg processor.Config, ln net.Listener) (demoProcessor, error) {
@@ -405,7 +443,7 @@ func startDemoProcessor(ctx context.Context, cfg processor.Config, ln net.Listen
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, ln) }()
-	return demoProcessor{stop: func() error {
+	return demoProcessor{p: p, stop: func() error {
 		cancel()
 		return errors.Join(<-done, p.Close())
 	}}, nil

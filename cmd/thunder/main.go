@@ -21,9 +21,10 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	var ue usageError
+	var cc cannotCheck
 	switch {
 	case err == nil:
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &cc):
 		fmt.Fprintln(os.Stderr, "thunder:", err)
 		os.Exit(2)
 	default:
@@ -32,7 +33,8 @@ func main() {
 	}
 }
 
-// usageError is a command line mistake: exit status 2.
+// usageError is a command line mistake: exit status 2 (and so is a
+// cannotCheck of thunder verify).
 type usageError struct{ error }
 
 const usage = `thunder ships log files from many hosts to a central host, exactly once.
@@ -42,6 +44,7 @@ Usage:
   thunder logs-collector --source-dir=DIR --offsets-db=FILE --target-address=HOST:PORT [flags]
   thunder status [--admin-address=HOST:PORT] [--json]
   thunder top [--admin-address=HOST:PORT] [--interval=1s]
+  thunder verify [--admin-address=HOST:PORT] [--rate=BYTES_PER_SECOND] [--json]
   thunder demo [--seconds=N]
   thunder version
   thunder help [COMMAND]
@@ -64,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, rest, stdout, stderr)
 	case "top":
 		return runTop(ctx, rest, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"thunder/internal/admin"
 	"thunder/internal/identity"
 	"thunder/internal/processor"
 )
@@ -79,6 +80,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		p.Close()
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	cmd.verify = verifyFunc(p)
 	return cmd.serve(ctx, log, reg, p, func() any { return p.Status() }, func() func(context.Context) error {
 		return startProcessor(log, p, cfg, ln, tlsCfg)
 	}, ln)
@@ -114,6 +116,8 @@ func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, 
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
 	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")
+	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "check the target dir against what was committed this often, as thunder verify does, logging each file that differs (0: off)")
+	fs.Var(sizeFlag{&cfg.ScrubRate}, "scrub-rate", "bytes per second the scrub reads at most (0: no limit)")
 	return cmd, pf
 }
 
@@ -152,6 +156,20 @@ func startProcessor(log *slog.Logger, p *processor.Processor, cfg processor.Conf
 			}
 		})
 		return p.Serve(ctx, ln)
+	}
+}
+
+// verifyFunc is the admin endpoint's /verify of p.
+func verifyFunc(p *processor.Processor) func(context.Context, int64, func(any) error) error {
+	return func(ctx context.Context, rate int64, emit func(any) error) error {
+		_, err := p.Verify(ctx, rate, func(l processor.VerifyLine) error { return emit(l) })
+		switch {
+		case errors.Is(err, processor.ErrVerifyBusy):
+			return fmt.Errorf("%w: %w", admin.ErrBusy, err)
+		case errors.Is(err, processor.ErrNoTargetDir):
+			return fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
+		}
+		return err
 	}
 }
 

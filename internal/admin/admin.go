@@ -1,5 +1,6 @@
 // Package admin serves a daemon's operator endpoints over HTTP: Prometheus
-// /metrics, /healthz, a JSON /status and, when asked, /debug/pprof.
+// /metrics, /healthz, a JSON /status, a processor's /verify and, when
+// asked, /debug/pprof.
 //
 // It knows no daemon: it receives a registry, a status function and a health
 // function. It registers nothing globally (its own ServeMux, its own
@@ -7,7 +8,8 @@
 //
 // Invariant: it only reads. Every endpoint reports what the functions and
 // the registry it was given return (pprof: the Go runtime's profiles) and
-// changes nothing in the daemon.
+// changes nothing in the daemon. /verify too: the check it runs reads the
+// target files and the state, and writes neither.
 package admin
 
 import (
@@ -19,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,11 +56,26 @@ type Config struct {
 	// Healthy returns nil when the daemon is healthy; /healthz answers 503
 	// with the error's text otherwise (nil: always healthy).
 	Healthy func() error
+	// Verify, when set, serves GET /verify?rate=BYTES_PER_SECOND: it runs a
+	// check (rate < 0 when the query names none) and hands emit its
+	// results, each sent as a JSON line and flushed at once. Returned
+	// before the first emit, an error wrapping ErrBusy answers 429 and one
+	// wrapping ErrUnavailable 404; after it, a last line
+	// {"type":"error","error":...} ends the answer.
+	Verify func(ctx context.Context, rate int64, emit func(v any) error) error
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
 }
+
+// Errors a Verify function wraps to choose the answer's status.
+var (
+	// ErrBusy: a check is running; only one runs at a time (429).
+	ErrBusy = errors.New("admin: busy")
+	// ErrUnavailable: the daemon has nothing to check (404).
+	ErrUnavailable = errors.New("admin: unavailable")
+)
 
 // Validate reports every problem with c.
 func (c Config) Validate() error {
@@ -99,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	}))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /status", s.status)
+	s.mux.HandleFunc("GET /verify", s.verify)
 	if cfg.Pprof {
 		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -182,7 +201,59 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintln(w, "/metrics\n/healthz\n/status")
+	if s.cfg.Verify != nil {
+		fmt.Fprintln(w, "/verify")
+	}
 	if s.cfg.Pprof {
 		fmt.Fprintln(w, "/debug/pprof/")
+	}
+}
+
+// verify streams the results of cfg.Verify as JSON lines. A check at a
+// bounded rate may run far longer than WriteTimeout: each line extends the
+// write deadline by WriteTimeout, so only a client that stops reading is
+// cut off.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Verify == nil {
+		http.Error(w, "no /verify here: only a processor with a target dir has one", http.StatusNotFound)
+		return
+	}
+	rate := int64(-1)
+	if v := r.URL.Query().Get("rate"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, fmt.Sprintf("rate %q: want bytes per second, 0 for no limit", v), http.StatusBadRequest)
+			return
+		}
+		rate = n
+	}
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	started := false
+	err := s.cfg.Verify(r.Context(), rate, func(v any) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/jsonl")
+			w.Header().Set("Cache-Control", "no-store")
+			started = true
+		}
+		if err := rc.SetWriteDeadline(time.Now().Add(WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	switch {
+	case err == nil:
+	case started:
+		s.log.Warn("verify ended early", "err", err)
+		_ = enc.Encode(map[string]string{"type": "error", "error": err.Error()}) // the client may be gone
+	case errors.Is(err, ErrBusy):
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+	case errors.Is(err, ErrUnavailable):
+		http.Error(w, err.Error(), http.StatusNotFound)
+	default:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
 	}
 }

@@ -88,6 +88,11 @@ type Config struct {
 	// MaxOpenFiles bounds open target files: past it, the files written
 	// least recently are closed (and reopened when written again).
 	MaxOpenFiles int
+	// ScrubInterval, when positive, runs Verify on the target dir this
+	// often while serving, at ScrubRate bytes per second (0: unlimited),
+	// and logs every file not as committed at ERROR.
+	ScrubInterval time.Duration
+	ScrubRate     int64
 }
 
 // DefaultConfig returns the defaults used by `thunder logs-processor`.
@@ -106,6 +111,7 @@ func DefaultConfig() Config {
 		Compression:       []string{wire.CompressionZstd},
 		MaxOpenFiles:      target.DefaultMaxOpenFiles,
 		Identity:          identity.ModeTOFU,
+		ScrubRate:         DefaultVerifyRate,
 	}
 }
 
@@ -131,6 +137,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOpenFiles < 16 {
 		errs = append(errs, errors.New("max open files must be at least 16"))
+	}
+	if c.ScrubInterval < 0 || c.ScrubRate < 0 {
+		errs = append(errs, errors.New("scrub interval and rate must not be negative"))
+	}
+	if c.ScrubInterval > 0 && c.TargetDir == "" {
+		errs = append(errs, errors.New("scrub needs a target dir"))
 	}
 	if c.MaxStreamsPerConn <= 0 || c.MaxConns <= 0 || c.MaxHandshakes <= 0 || c.MaxConnsPerPeer < 0 {
 		errs = append(errs, errors.New("connection and stream limits must be positive"))
@@ -166,6 +178,7 @@ type Processor struct {
 	cfg  Config
 	log  *slog.Logger
 	outs []output       // the target dir, then Kafka; at least one
+	dir  *target.Dir    // the target dir's output; nil with Kafka only
 	pins *identity.Pins // nil with identity.ModeOff
 	mode identity.Mode  // never ""
 
@@ -183,6 +196,11 @@ type Processor struct {
 
 	zstd  *wire.Decoder // nil unless zstd is accepted
 	zbufs sync.Pool     // *[]byte of wire.MaxPayloadBytes, for decompressed payloads
+
+	verifying sync.Mutex      // held by the one Verify running (verify.go)
+	life      context.Context // done once Serve returns or Close starts: a running Verify stops
+	endLife   context.CancelFunc
+	scrubM    *scrubMetrics
 }
 
 // New validates cfg and opens the outputs (recovering the target dir).
@@ -201,7 +219,9 @@ func New(cfg Config) (*Processor, error) {
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
 		logLimit: connLog(),
+		scrubM:   newScrubMetrics(cfg.Registerer),
 	}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
 		p.Close()
 		return nil, err
@@ -222,6 +242,7 @@ func (p *Processor) open() error {
 			return err
 		}
 		p.outs = append(p.outs, files{dir})
+		p.dir = dir
 	}
 	p.mode, _ = identity.ParseMode(string(cfg.Identity)) // validated
 	var err error
@@ -253,6 +274,7 @@ var acceptRetry = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
 func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer p.endLife() // a Verify still running (the admin endpoint's) stops with the processor
 	// The outputs commit until the sessions have stopped, so that their
 	// last commit holds what the sessions appended.
 	outCtx, stopOutputs := context.WithCancel(context.WithoutCancel(ctx))
@@ -263,6 +285,9 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close() // stops Accept
 	}()
 	var wg sync.WaitGroup
+	if p.cfg.ScrubInterval > 0 {
+		wg.Go(func() { p.scrub(ctx) })
+	}
 	err := p.accept(ctx, ln, &wg)
 	cancel()
 	// Readers have stopped appending once their sessions see ctx done; the
@@ -403,6 +428,9 @@ func (p *Processor) reopenFiles() error {
 
 // Close releases the outputs. Call it after Serve returned.
 func (p *Processor) Close() error {
+	p.endLife()
+	p.verifying.Lock() // a Verify still running (the admin endpoint's) ends first
+	defer p.verifying.Unlock()
 	var errs []error
 	for _, out := range p.outs {
 		errs = append(errs, out.Close())

@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"thunder/internal/digest"
 	"thunder/internal/stream"
 )
 
@@ -50,6 +51,8 @@ func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 		return fmt.Errorf("%w: write %s: %v", ErrStorage, f.name, err)
 	}
 	f.size += int64(n)
+	f.sum = digest.Extend(f.sum, c.Sum, c.Payload) // the file's running digest: its ledger entry's (ledger.go)
+	f.advance(f.size, c.Lines)
 	f.last = time.Now()
 	s.at = s.at.After(c)
 	s.lines += uint64(c.Lines)
@@ -88,6 +91,12 @@ func (d *Dir) openLocked(f *file) error {
 	}
 	d.queueDrop(f) // the record of what the name held before, if any
 	if err := d.claim(f, info); err != nil {
+		fd.Close()
+		return err
+	}
+	if err := d.startLedger(f, info); err != nil {
+		f.id = info.id
+		d.releaseID(f.id, f)
 		fd.Close()
 		return err
 	}

@@ -40,6 +40,7 @@ type snapshot struct {
 	committed int64 // f.committed for fd when taken
 	close     bool  // Reopen: fd was taken from f; close it once recorded
 	streams   []streamAt
+	ledger    ledgerAt // f's ledger entry at size
 }
 
 type streamAt struct {
@@ -182,6 +183,9 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		return snapshot{}, false
 	}
 	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed}
+	if f.fd != nil {
+		sn.ledger = f.takeLedger(f.size)
+	}
 	for s := range f.touched {
 		sn.streams = append(sn.streams, streamAt{s, s.at, s.lines})
 	}
@@ -243,6 +247,9 @@ func record(tx *bolt.Tx, snaps []snapshot, p pending, forget []stream.Key) error
 			} else {
 				err = fb.Put(fileKey(sn.f.name, sn.id.Ino), fileRecord{ID: sn.id, Size: sn.size, Serial: sn.serial}.marshal())
 			}
+			if err == nil {
+				err = putLedger(tx, sn.f.name, sn.ledger) // with the length: they agree
+			}
 			if err != nil {
 				return err
 			}
@@ -302,6 +309,7 @@ func (d *Dir) unrecorded(snaps []snapshot, err error) {
 			sn.f.touched[sa.s] = struct{}{}
 		}
 		sn.f.dirty = true
+		sn.f.giveBackLedger(sn.ledger)
 		switch {
 		case sn.close && sn.f.fd == nil:
 			// Try again next commit.
@@ -411,6 +419,7 @@ func (d *Dir) rewindLocked(f *file) {
 		s.at, s.lines = s.done, s.doneLines // a stream renamed away, with bytes here
 	}
 	clear(f.touched)
+	f.ledgerState = ledgerState{} // the next open reads the committed entry
 	if f.fd != nil {
 		size, err := cutTo(f.fd, f.committed)
 		if err == nil {
@@ -427,6 +436,10 @@ func (d *Dir) rewindLocked(f *file) {
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil
+	// Nothing uncommitted is left: the next append must queue the file for
+	// a commit again (it stayed dirty, and was never committed, when its
+	// file had been deleted).
+	f.dirty = false
 }
 
 func (d *Dir) syncDir(dir string) error {

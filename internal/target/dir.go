@@ -117,6 +117,8 @@ type file struct {
 	broken    error     // a write could not be undone or a sync failed: rewind at commit
 	touched   map[*Stream]struct{}
 	streams   map[*Stream]struct{} // every in-memory stream bound to this file
+
+	ledgerState // fd's ledger entry (ledger.go)
 }
 
 // Stream is a processor's view of one collector stream: where its data ends

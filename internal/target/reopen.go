@@ -11,7 +11,9 @@ import (
 // moved a file away, a new one appears at its name. Files with appends in
 // progress are switched by the commit that Reopen runs, so data written
 // before it lands in the old file and everything after in the new one. The
-// old files' records are dropped by that commit.
+// old files' records are dropped by that commit, and so are the ledger
+// entries of files no longer at their names (pruneLedger): the operator
+// said it moved them.
 func (d *Dir) Reopen() error {
 	acks, err := d.reopen()
 	deliver(acks)
@@ -30,7 +32,8 @@ func (d *Dir) reopen() ([]Ack, error) {
 		}
 		f.mu.Unlock()
 	}
-	return d.commitLocked()
+	acks, err := d.commitLocked()
+	return acks, errors.Join(err, d.pruneLedger())
 }
 
 func (d *Dir) allFiles() []*file {

@@ -171,3 +171,31 @@ func pathError(name string, err error) error {
 	}
 	return fmt.Errorf("%w: %s: %s", ErrName, name, why)
 }
+
+// openRead opens name for reading only, without following a link in any
+// component and without opening anything but a regular file: for looking
+// at what a name holds now (verify, pruneLedger). A missing name is an
+// error wrapping fs.ErrNotExist.
+func (t *tree) openRead(name string) (*os.File, error) {
+	dfd, _, err := t.openDir(path.Dir(name), false)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dfd)
+	base := path.Base(name)
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, pathError(name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return nil, pathError(name, unix.ELOOP)
+		}
+		return nil, fmt.Errorf("%w: %s: not a regular file", ErrName, name)
+	}
+	fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, pathError(name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}

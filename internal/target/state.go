@@ -143,11 +143,22 @@ func streamKey(k stream.Key) []byte {
 
 func initBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketFiles, bucketStreams} {
+		for _, name := range [][]byte{bucketFiles, bucketStreams, bucketLedger, bucketChecks} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		return nil
 	})
+}
+
+// parseStreamKey is the inverse of streamKey.
+func parseStreamKey(k []byte) (stream.Key, error) {
+	if len(k) < stream.IDBytes {
+		return stream.Key{}, errors.New("target: corrupt stream key")
+	}
+	var key stream.Key
+	copy(key.ID[:], k[:stream.IDBytes])
+	key.Collector = string(k[stream.IDBytes:])
+	return key, nil
 }
