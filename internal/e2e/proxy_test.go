@@ -3,8 +3,10 @@ package e2e_test
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -26,6 +28,48 @@ type Proxy struct {
 	closed bool
 	parted bool // Partition: new connections are closed at once
 	pairs  int  // connections accepted and forwarded
+
+	// With FlipEvery, about one bit in every so many bytes is flipped on
+	// the way to the upstream (up) and back (down): a link that TCP's
+	// checksum does not protect well enough.
+	flipUp, flipDown atomic.Int64
+	flips            atomic.Int64 // bits flipped so far
+}
+
+// FlipEvery flips one random bit, on average, in every up bytes sent to
+// the upstream and every down bytes sent back; 0 turns a direction off.
+func (p *Proxy) FlipEvery(up, down int64) {
+	p.flipUp.Store(up)
+	p.flipDown.Store(down)
+}
+
+// Flips returns how many bits the proxy flipped.
+func (p *Proxy) Flips() int64 { return p.flips.Load() }
+
+// copyFlipping copies src to dst, flipping bits at the rate *every says.
+func (p *Proxy) copyFlipping(dst, src net.Conn, every *atomic.Int64) {
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if e := every.Load(); e > 0 {
+				// One flip per e bytes on average, at uniform places.
+				for i := range buf[:n] {
+					if rnd.Int64N(e) == 0 {
+						buf[i] ^= 1 << rnd.IntN(8)
+						p.flips.Add(1)
+					}
+				}
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // newProxy starts a proxy to upstream on a free loopback port; it is
@@ -70,12 +114,16 @@ func (p *Proxy) forward(c net.Conn) {
 		return
 	}
 	var wg sync.WaitGroup
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src) // any end of a copy ends the pair
-		p.cut(c, u)
+	cp := func(dst, src net.Conn, flip *atomic.Int64) {
+		if flip.Load() > 0 {
+			p.copyFlipping(dst, src, flip)
+		} else {
+			_, _ = io.Copy(dst, src)
+		}
+		p.cut(c, u) // any end of a copy ends the pair
 	}
-	wg.Go(func() { cp(u, c) })
-	cp(c, u)
+	wg.Go(func() { cp(u, c, &p.flipUp) })
+	cp(c, u, &p.flipDown)
 	wg.Wait()
 }
 

@@ -180,26 +180,20 @@ func (o *Output) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for o.recovering && !o.closed {
-		o.space.Wait() // the truth is being read from the state topic
+	if s, err = o.settledLocked(key, name); err != nil {
+		return nil, at, done, err
 	}
-	if o.closed {
-		return nil, at, done, ErrClosed
-	}
-	s = o.streams[key]
 	if s == nil || s.Name != name {
 		topic := topicFor(o.cfg.Topic, key.Collector, name)
 		if !validTopic(topic) {
 			return nil, at, done, fmt.Errorf("%w: %q for %s", ErrName, topic, name)
 		}
 		start := o.state[key]
-		if s != nil {
+		if s != nil && s.done.Offset > start.Offset {
 			// The collector renamed what the stream is delivered as:
-			// follow it, without sending again what the old name got.
-			s.owner = nil
-			if s.at.Offset > start.Offset {
-				start = s.at
-			}
+			// follow it, without sending again what the old name got
+			// (all committed: settledLocked).
+			start = s.done
 		}
 		s = &Stream{
 			Key: key, Name: name, o: o, topic: topic,
@@ -219,17 +213,64 @@ func (o *Output) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner
 		o.touched[s] = struct{}{}
 		o.notify(false)
 	}
-	if acked.Offset > s.at.Offset {
+	if at, moved := s.at.Resume(acked); moved && (s.at == s.done || acked.Offset > s.at.Offset) {
 		// Bytes below acked were delivered before: start the stream there,
-		// with the collector's digest of them, and record it at the next
-		// commit.
-		s.at, s.done = acked, acked
+		// with the collector's digest of them (or take the collector's
+		// digest where ours is unknown), and record it at the next commit.
+		s.at, s.done = at, at
 		o.touched[s] = struct{}{}
 		o.notify(false)
 	}
 	s.owner = owner
 	o.space.Broadcast() // a previous owner blocked in Append must see it lost the stream
 	return s, s.at, s.done, nil
+}
+
+// renameTimeout bounds how long Attach waits for a renamed stream's
+// uncommitted lines to be committed or rewound.
+const renameTimeout = 30 * time.Second
+
+// settledLocked waits until the state is known (not recovering) and
+// returns the stream's in-memory state for key. When it is bound to another
+// name with uncommitted lines, it first takes the stream from its owner and
+// waits for the commit or the rewind that settles them: the new name must
+// start from what a transaction holds, or a crash would lose those lines
+// (Opened.committed would claim them). o.mu is held.
+func (o *Output) settledLocked(key stream.Key, name string) (*Stream, error) {
+	deadline := time.Now().Add(renameTimeout)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		for o.recovering && !o.closed {
+			o.space.Wait() // the truth is being read from the state topic
+		}
+		if o.closed {
+			return nil, ErrClosed
+		}
+		s := o.streams[key]
+		if s == nil || s.Name == name {
+			return s, nil
+		}
+		s.owner = nil // its appends stop, so the stream settles and stays so
+		if s.at == s.done {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("kafka: stream %s renamed to %s: its lines under %s are still not committed after %v", key, name, s.Name, renameTimeout)
+		}
+		if timer == nil {
+			timer = time.AfterFunc(renameTimeout, func() {
+				o.mu.Lock()
+				o.space.Broadcast()
+				o.mu.Unlock()
+			})
+		}
+		o.space.Wait()
+	}
 }
 
 // Offset returns the next source offset the stream expects.

@@ -411,3 +411,48 @@ func TestDigestInState(t *testing.T) {
 		t.Errorf("restart: Attach = %+v, %+v, %v; want %+v", at, done, err, want)
 	}
 }
+
+// TestRenameWaitsForCommit: a stream attached under a new name while the
+// old name holds uncommitted lines continues from the old name's commit,
+// never from lines no transaction holds: those go to the old name, and
+// Attach answers once they are committed (Opened.committed then counts
+// them truly).
+func TestRenameWaitsForCommit(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	cfg := testConfig(t, c)
+	o := mustOpen(t, cfg)
+	k := key("h", 1)
+	s, _, _, err := attachAt(o, k, mustName(t, "a.log"), 0, owner("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []byte("one\n")
+	if err := s.Append(owner("c1"), chunk(0, 4, p)); err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		at, done stream.Mark
+		err      error
+	}
+	renamed := make(chan res, 1)
+	go func() {
+		_, at, done, err := o.Attach(k, mustName(t, "b.log"), stream.Mark{}, owner("c2"))
+		renamed <- res{at, done, err}
+	}()
+	// Nothing is committed until the commit loop runs: Attach waits.
+	select {
+	case r := <-renamed:
+		t.Fatalf("Attach under the new name returned %+v before the old name's lines were committed", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	r := run(t, o)
+	defer r.stop()
+	got := <-renamed
+	want := stream.Mark{Offset: 4, Digest: digest.Checksum(p)}
+	if got.err != nil || got.at != want || got.done != want {
+		t.Fatalf("Attach after the commit = %+v, want at and done %+v", got, want)
+	}
+	if v := kafkatest.Values(kafkatest.Consume(t, c, true, "a.log")); !slices.Equal(v, []string{"one"}) {
+		t.Fatalf("a.log holds %q, want [one]", v)
+	}
+}

@@ -53,25 +53,33 @@ func (o *Output) parseStateKey(b []byte) (k stream.Key, ok bool) {
 func stateValue(committed stream.Mark, name string) []byte {
 	b := make([]byte, 0, 14+len(name))
 	b = binary.BigEndian.AppendUint64(b, committed.Offset)
-	b = append(b, 0, stateValueV2)
+	v := byte(stateValueV2)
+	if committed.Unknown {
+		v = stateValueV3
+	}
+	b = append(b, 0, v)
 	b = binary.BigEndian.AppendUint32(b, committed.Digest)
 	return append(b, name...)
 }
 
-const stateValueV2 = 2
+// Version 3 is version 2 with an unknown digest.
+const (
+	stateValueV2 = 2
+	stateValueV3 = 3
+)
 
 // parseStateValue returns a state record's committed mark; a record of the
-// first version has no digest (zero).
+// first version has no digest (unknown).
 func parseStateValue(v []byte) (stream.Mark, bool) {
 	switch {
 	case len(v) < 8:
 		return stream.Mark{}, false
 	case len(v) == 8 || v[8] != 0:
-		return stream.Mark{Offset: binary.BigEndian.Uint64(v)}, true
-	case len(v) < 14 || v[9] != stateValueV2:
+		return stream.Mark{Offset: binary.BigEndian.Uint64(v), Unknown: true}, true
+	case len(v) < 14 || (v[9] != stateValueV2 && v[9] != stateValueV3):
 		return stream.Mark{}, false
 	}
-	return stream.Mark{Offset: binary.BigEndian.Uint64(v), Digest: binary.BigEndian.Uint32(v[10:14])}, true
+	return stream.Mark{Offset: binary.BigEndian.Uint64(v), Digest: binary.BigEndian.Uint32(v[10:14]), Unknown: v[9] == stateValueV3}, true
 }
 
 // load writes a barrier through cl and reads the state topic until it sees

@@ -34,15 +34,19 @@ func dialSealed(t *testing.T, addr, name string) *sealed {
 	t.Cleanup(func() { _ = pc.Close() })
 	pc.NoKey = true
 	c := &sealed{t: t, pc: pc}
-	if err := pc.SendHello(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Features: []string{wire.FeatureCRC32C}}); err != nil {
+	h, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: name, Features: []string{wire.FeatureCRC32C}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Write(wire.SealHello(h, len(wire.Preface))); err != nil {
 		t.Fatal(err)
 	}
 	var w wirepb.Welcome
 	if err := pc.Expect(wire.TypeWelcome, &w); err != nil {
 		t.Fatal(err)
 	}
-	if len(w.Features) != 1 || w.Features[0] != wire.FeatureCRC32C {
-		t.Fatalf("Welcome features = %q, want [crc32c]", w.Features)
+	if len(w.Features) != 1 || w.Features[0] != wire.FeatureCRC32C || w.MaxFrameBytes != wire.MaxFrameBytes {
+		t.Fatalf("Welcome features = %q, max_frame_bytes %d; want [crc32c], %d", w.Features, w.MaxFrameBytes, wire.MaxFrameBytes)
 	}
 	pc.R.SetChecksums(true)
 	return c
@@ -69,7 +73,7 @@ func sealedFrame(handle uint32, offset uint64, p string) []byte {
 
 func (c *sealed) open(handle uint32, id []byte, name string, acked uint64, ackedDigest uint32) *wirepb.Opened {
 	c.t.Helper()
-	c.send(wire.TypeOpen, &wirepb.Open{Handle: handle, StreamId: id, Name: name, Acked: acked, AckedDigest: ackedDigest})
+	c.send(wire.TypeOpen, &wirepb.Open{Handle: handle, StreamId: id, Name: name, Acked: acked, AckedDigest: proto.Uint32(ackedDigest)})
 	var o wirepb.Opened
 	if err := c.pc.Expect(wire.TypeOpened, &o); err != nil {
 		c.t.Fatal(err)
@@ -87,7 +91,10 @@ func (c *sealed) waitAck(handle uint32, offset uint64) uint32 {
 		}
 		for _, sa := range a.Streams {
 			if sa.Handle == handle && sa.Offset == offset {
-				return sa.Digest
+				if sa.Digest == nil {
+					c.t.Fatalf("Ack of %d at %d without a digest", handle, offset)
+				}
+				return *sa.Digest
 			}
 		}
 	}
@@ -104,7 +111,7 @@ func TestChecksummedSession(t *testing.T) {
 	srv := mustServe(t, "", noIdentity)
 	id := newID(t)
 	c := dialSealed(t, srv.addr, "host-a")
-	if o := c.open(1, id, "a.log", 0, 0); o.Offset != 0 || o.Digest != 0 || o.CommittedDigest != 0 {
+	if o := c.open(1, id, "a.log", 0, 0); o.Offset != 0 || o.GetDigest() != 0 || o.CommittedDigest == nil || o.GetCommittedDigest() != 0 {
 		t.Fatalf("Opened = %v, want all zero for a new stream", o)
 	}
 	p1, p2 := "one\ntwo\n", "three\n"
@@ -122,7 +129,7 @@ func TestChecksummedSession(t *testing.T) {
 	// On reconnection Opened says where, with which digest.
 	c = dialSealed(t, srv.addr, "host-a")
 	o := c.open(2, id, "a.log", 0, 0)
-	if o.Offset != 14 || o.Digest != crc(p1+p2) || o.Committed != 14 || o.CommittedDigest != crc(p1+p2) {
+	if o.Offset != 14 || o.GetDigest() != crc(p1+p2) || o.Committed != 14 || o.GetCommittedDigest() != crc(p1+p2) {
 		t.Fatalf("Opened on reconnect = %v, want offset and committed 14 with digest %08x", o, crc(p1+p2))
 	}
 	if got := readFile(t, srv.dir, "a.log"); got != p1+p2 {
@@ -131,7 +138,7 @@ func TestChecksummedSession(t *testing.T) {
 
 	// A stream the collector delivered elsewhere starts from its digest.
 	o = c.open(3, newID(t), "b.log", 100, 0xabcdef01)
-	if o.Offset != 100 || o.Digest != 0xabcdef01 {
+	if o.Offset != 100 || o.GetDigest() != 0xabcdef01 {
 		t.Fatalf("Opened(acked 100) = %v, want the collector's digest", o)
 	}
 	c.pc.Write(sealedFrame(3, 100, "x\n"))
@@ -191,6 +198,31 @@ func TestDamagedControlFrameRefused(t *testing.T) {
 	b[len(b)-6] ^= 0x40
 	c.pc.Write(b)
 	if _, err := c.pc.ExpectError(wire.CodeChecksum); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricValue(t, reg, "thunder_processor_checksum_errors_total"); got != 1 {
+		t.Fatalf("checksum_errors_total = %v, want 1", got)
+	}
+}
+
+// TestDamagedHelloRefused: a Hello that offers crc32c carries its own
+// CRC-32C (it has no trailer); one changed on the way is refused, so a flip
+// cannot turn the feature off ("crc32c" → "crc32b") and let a later
+// damaged frame through.
+func TestDamagedHelloRefused(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv := mustServe(t, "", func(c *processor.Config) { noIdentity(c); c.Registerer = reg })
+	pc, err := peer.Dial(srv.addr, "", waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	h, _ := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "host-a", Features: []string{wire.FeatureCRC32C}})
+	h = wire.SealHello(h, len(wire.Preface))
+	i := bytes.Index(h, []byte(wire.FeatureCRC32C))
+	h[i+len(wire.FeatureCRC32C)-1] ^= 0x01
+	pc.Write(h)
+	if _, err := pc.ExpectError(wire.CodeChecksum); err != nil {
 		t.Fatal(err)
 	}
 	if got := metricValue(t, reg, "thunder_processor_checksum_errors_total"); got != 1 {

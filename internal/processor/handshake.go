@@ -34,6 +34,9 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 	if err := wire.Decode(f, &h); err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
+	if err := wire.CheckHello(f, &h); err != nil {
+		return s.damaged(err) // else a damaged Hello could turn checksums off
+	}
 	s.log = s.log.With("claimed", h.Collector)
 	if h.MinVersion > wire.Version || h.MaxVersion < wire.Version {
 		return s.refuse(wire.CodeVersion, 0, "no common version: collector speaks %d..%d, processor %d", h.MinVersion, h.MaxVersion, wire.Version)
@@ -94,14 +97,15 @@ func (s *session) welcome(r *wire.Reader, h *wirepb.Hello, challenge []byte) err
 		s.logAt(slog.LevelWarn, "collector does not checksum its frames: data damaged on the way would be written; upgrade it", "software", h.Software)
 	}
 	var features []string
+	maxFrame := wire.MaxFrameBytes - wire.ChecksumBytes
 	if sums {
-		features = []string{wire.FeatureCRC32C}
+		features, maxFrame = []string{wire.FeatureCRC32C}, wire.MaxFrameBytes
 	}
 	s.mu.Lock()
 	_ = s.queueLocked(wire.TypeWelcome, &wirepb.Welcome{
 		Version:       wire.Version,
 		Compression:   codec,
-		MaxFrameBytes: wire.MaxFrameBytes,
+		MaxFrameBytes: uint32(maxFrame),
 		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
 		Processor:     s.p.cfg.Name,
 		Challenge:     challenge,

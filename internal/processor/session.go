@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"thunder/internal/identity"
 	"thunder/internal/stream"
@@ -144,10 +145,27 @@ func (s *session) damaged(err error) error {
 
 // refuse queues an Error frame and returns it as the session's end.
 func (s *session) refuse(code wire.Code, handle uint32, format string, args ...any) error {
-	re := &wire.RemoteError{Code: code, Handle: handle, Message: fmt.Sprintf(format, args...)}
+	re := &wire.RemoteError{Code: code, Handle: handle, Message: cut(fmt.Sprintf(format, args...), maxErrorMessage)}
 	s.p.m.refused(code)
 	s.sendError(re)
 	return re
+}
+
+// maxErrorMessage bounds an Error's message: a refusal quoting what a
+// collector sent (a 64 KiB name) must still fit in a frame and a log line.
+const maxErrorMessage = 1024
+
+// cut shortens msg to at most n bytes, on a rune boundary (a protobuf
+// string must be valid UTF-8), ending it with an ellipsis.
+func cut(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(msg[i]) {
+		i--
+	}
+	return msg[:i] + "…"
 }
 
 func (s *session) sendError(re *wire.RemoteError) {

@@ -3,6 +3,7 @@ package processor
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 
 	"thunder/internal/digest"
@@ -109,7 +110,7 @@ func (s *session) open(f wire.Frame) error {
 	}
 	key := stream.Key{Collector: s.collector, ID: id}
 	b := &binding{s: s, handle: m.Handle}
-	at, err := s.attach(b, key, name, stream.Mark{Offset: m.Acked, Digest: m.AckedDigest})
+	at, err := s.attach(b, key, name, stream.Mark{Offset: m.Acked, Digest: m.GetAckedDigest(), Unknown: m.AckedDigest == nil || !s.sums})
 	if err != nil {
 		return s.refuse(codeOf(err), m.Handle, "%v", err)
 	}
@@ -126,7 +127,7 @@ func (s *session) open(f wire.Frame) error {
 	}
 	c := b.committed()
 	b.sent, b.opened = c.Offset, true
-	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: at.Offset, Digest: at.Digest, Committed: c.Offset, CommittedDigest: c.Digest})
+	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: at.Offset, Digest: at.DigestPtr(), Committed: c.Offset, CommittedDigest: c.DigestPtr()})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuse(wire.CodeLimit, m.Handle, "%v", err)
@@ -137,42 +138,68 @@ func (s *session) open(f wire.Frame) error {
 }
 
 func (s *session) data(f wire.Frame) error {
+	var zbuf *[]byte
+	if f.Type == wire.TypeDataZstd {
+		zbuf = s.p.zbufs.Get().(*[]byte)
+		defer s.p.zbufs.Put(zbuf)
+	}
+	payload, sum, err := s.content(f, zbuf)
+	if err != nil {
+		return err
+	}
 	d, err := wire.ParseData(f.Body)
 	if err != nil {
 		return s.refuse(wire.CodeProtocol, 0, "%v", err)
 	}
+	d.Payload = payload
 	b := s.handles[d.Handle]
 	if b == nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "data for unknown stream handle %d", d.Handle)
 	}
-	if f.Type == wire.TypeDataZstd {
-		if !s.zstd {
-			return s.refuse(wire.CodeProtocol, d.Handle, "compressed data without negotiated compression")
-		}
-		buf := s.p.zbufs.Get().(*[]byte)
-		defer s.p.zbufs.Put(buf)
-		if d.Payload, err = s.p.zstd.Decode(*buf, d.Payload); err != nil {
-			return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
-		}
-	}
 	if err := wire.CheckLines(d.Payload); err != nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
 	}
-	c := stream.Chunk{Offset: d.Offset, End: d.End, Payload: d.Payload, Sum: digest.Checksum(d.Payload)}
-	if err := wire.CheckData(f, d, c.Sum); err != nil {
-		return s.damaged(err)
-	}
-	c.Lines = bytes.Count(d.Payload, newline)
+	c := stream.Chunk{Offset: d.Offset, End: d.End, Payload: d.Payload, Sum: sum, Lines: bytes.Count(d.Payload, newline)}
 	if err := s.append(b, c); err != nil {
 		return s.refuse(codeOf(err), d.Handle, "%v", err)
 	}
-	lines := c.Lines
 	s.bytes.Add(uint64(len(d.Payload)))
-	s.lines.Add(uint64(lines))
+	s.lines.Add(uint64(c.Lines))
 	s.p.total.bytes.Add(uint64(len(d.Payload)))
-	s.p.total.lines.Add(uint64(lines))
-	s.p.m.wrote(len(d.Payload), lines)
+	s.p.total.lines.Add(uint64(c.Lines))
+	s.p.m.wrote(len(d.Payload), c.Lines)
 	return nil
+}
+
+// content returns a data frame's payload as it is to be appended
+// (decompressed) and its CRC-32C, once the frame's checksum matched: a
+// frame changed on the way is refused as damaged before any other rule
+// looks at what it says (§13). DataZstd is decompressed into zbuf.
+func (s *session) content(f wire.Frame, zbuf *[]byte) ([]byte, uint32, error) {
+	refuse := func(format string, args ...any) error {
+		if f.Checksummed {
+			return s.damaged(fmt.Errorf("%w: "+format, append([]any{wire.ErrChecksum}, args...)...))
+		}
+		return s.refuse(wire.CodeProtocol, 0, format, args...)
+	}
+	if len(f.Body) < wire.DataHeaderBytes {
+		return nil, 0, refuse("data frame body of %d bytes", len(f.Body))
+	}
+	payload := f.Body[wire.DataHeaderBytes:]
+	if f.Type == wire.TypeDataZstd {
+		if !s.zstd {
+			return nil, 0, s.refuse(wire.CodeProtocol, 0, "compressed data without negotiated compression")
+		}
+		var err error
+		if payload, err = s.p.zstd.Decode(*zbuf, payload); err != nil {
+			return nil, 0, refuse("%v", err)
+		}
+	}
+	sum := digest.Checksum(payload)
+	if err := wire.CheckData(f, wire.Data{Header: f.Body[:wire.DataHeaderBytes], Payload: payload}, sum); err != nil {
+		return nil, 0, s.damaged(err)
+	}
+	return payload, sum, nil
 }
 
 // codeOf is the wire code for an output's error (PROTOCOL §7).

@@ -192,7 +192,7 @@ func (s *session) appendAcksLocked(buf []byte) []byte {
 		m.Streams = m.Streams[:0]
 	}
 	for h, c := range s.acks {
-		m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: c.Offset, Digest: c.Digest})
+		m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: c.Offset, Digest: c.DigestPtr()})
 		if len(m.Streams) == maxAcksPerFrame {
 			flush()
 		}

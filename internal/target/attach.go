@@ -44,10 +44,11 @@ func (d *Dir) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner st
 	f := s.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if acked.Offset > s.at.Offset {
+	if at, moved := s.at.Resume(acked); moved && (s.at == s.done || acked.Offset > s.at.Offset) {
 		// Bytes below acked are durable elsewhere: start the stream there,
-		// with the collector's digest of them.
-		s.at, s.done = acked, acked
+		// with the collector's digest of them (or take the collector's
+		// digest where ours is unknown); the next commit records it.
+		s.at, s.done = at, at
 		f.touched[s] = struct{}{}
 		if !f.dirty {
 			f.dirty = true
@@ -121,7 +122,7 @@ func (d *Dir) bindLocked(key stream.Key, name string, prev *Stream) (*Stream, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: read stream %s: %v", ErrStorage, key, err)
 	}
-	start, lines := stream.Mark{Offset: rec.Committed, Digest: rec.Digest}, rec.Lines
+	start, lines := stream.Mark{Offset: rec.Committed, Digest: rec.Digest, Unknown: rec.NoDigest}, rec.Lines
 	if prev != nil {
 		// Follow the rename without resending what the old name got.
 		prev.f.mu.Lock()

@@ -255,7 +255,7 @@ func record(tx *bolt.Tx, snaps []snapshot, p pending, forget []stream.Key) error
 			}
 		}
 		for _, sa := range sn.streams {
-			if err := putStream(sb, sa.s.Key, streamRecord{Committed: sa.at.Offset, Digest: sa.at.Digest, Lines: sa.lines, Name: sa.s.Name}); err != nil {
+			if err := putStream(sb, sa.s.Key, streamRecord{Committed: sa.at.Offset, Digest: sa.at.Digest, NoDigest: sa.at.Unknown, Lines: sa.lines, Name: sa.s.Name}); err != nil {
 				return err
 			}
 		}

@@ -88,19 +88,28 @@ func unmarshalFile(b []byte) (fileRecord, error) {
 type streamRecord struct {
 	Committed uint64
 	Digest    uint32
+	NoDigest  bool // the digest is unknown (the record was older than digests)
 	Lines     uint64
 	Name      string
 }
 
 // streamRecordV2 marks records with a digest: committed(8) 0x00 version(1)
-// digest(4) lines(8) name. The first version was committed(8) name, and a
-// name never starts with a NUL.
-const streamRecordV2 = 2
+// digest(4) lines(8) name; streamRecordV3 is the same without a known
+// digest. The first version was committed(8) name, read as one without a
+// known digest; a name never starts with a NUL.
+const (
+	streamRecordV2 = 2
+	streamRecordV3 = 3
+)
 
 func (r streamRecord) marshal() []byte {
 	b := make([]byte, 0, 22+len(r.Name))
 	b = binary.BigEndian.AppendUint64(b, r.Committed)
-	b = append(b, 0, streamRecordV2)
+	v := byte(streamRecordV2)
+	if r.NoDigest {
+		v = streamRecordV3
+	}
+	b = append(b, 0, v)
 	b = binary.BigEndian.AppendUint32(b, r.Digest)
 	b = binary.BigEndian.AppendUint64(b, r.Lines)
 	return append(b, r.Name...)
@@ -111,12 +120,13 @@ func unmarshalStream(b []byte) (streamRecord, error) {
 	case len(b) < 8:
 		return streamRecord{}, errors.New("target: corrupt stream record")
 	case len(b) == 8 || b[8] != 0:
-		return streamRecord{Committed: binary.BigEndian.Uint64(b[:8]), Name: string(b[8:])}, nil
-	case len(b) < 22 || b[9] != streamRecordV2:
+		return streamRecord{Committed: binary.BigEndian.Uint64(b[:8]), NoDigest: true, Name: string(b[8:])}, nil
+	case len(b) < 22 || (b[9] != streamRecordV2 && b[9] != streamRecordV3):
 		return streamRecord{}, errors.New("target: corrupt stream record")
 	}
 	return streamRecord{
 		Committed: binary.BigEndian.Uint64(b[:8]),
+		NoDigest:  b[9] == streamRecordV3,
 		Digest:    binary.BigEndian.Uint32(b[10:14]),
 		Lines:     binary.BigEndian.Uint64(b[14:22]),
 		Name:      string(b[22:]),

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"thunder/internal/digest"
+	"thunder/internal/wire/wirepb"
 )
 
 // FeatureCRC32C names checksummed frames in Hello and Welcome features
@@ -65,6 +67,46 @@ func CheckData(f Frame, d Data, payloadSum uint32) error {
 	}
 	if got := DataSum(f.Type, d.Header, d.Payload, payloadSum); got != f.Sum {
 		return fmt.Errorf("%w: %s frame for [%d, %d) of %d bytes: trailer %08x, content %08x", ErrChecksum, f.Type, d.Offset, d.End, len(d.Payload), f.Sum, got)
+	}
+	return nil
+}
+
+// helloSumTag is the key of Hello field 9 (hello_sum), wire type fixed32.
+const helloSumTag = 9<<3 | 5
+
+// SealHello appends hello_sum to the Hello frame that starts at dst[start:]
+// (as AppendControl left it, with HelloSum unset): the CRC-32C of its type
+// and body so far, encoded as the last field, counted in the header.
+// Hello has no trailer, because a processor older than the feature would
+// not read one, so this is how a damaged Hello is told from one without
+// the feature (§13).
+func SealHello(dst []byte, start int) []byte {
+	f := dst[start:]
+	sum := frameSum(TypeHello, f[HeaderBytes:])
+	n := binary.BigEndian.Uint32(f[:4])
+	binary.BigEndian.PutUint32(f[:4], n+5)
+	dst = append(dst, helloSumTag)
+	return binary.LittleEndian.AppendUint32(dst, sum)
+}
+
+// CheckHello checks a decoded Hello against the frame it came from: a Hello
+// that offers crc32c must carry hello_sum as its last field, and that must
+// be the CRC-32C of what precedes it. A Hello with neither is from a
+// collector older than the feature.
+func CheckHello(f Frame, h *wirepb.Hello) error {
+	if h.HelloSum == nil {
+		if slices.Contains(h.Features, FeatureCRC32C) {
+			return fmt.Errorf("%w: hello offers %s without hello_sum", ErrChecksum, FeatureCRC32C)
+		}
+		return nil
+	}
+	b := f.Body
+	n := len(b) - 5
+	if n < 0 || b[n] != helloSumTag || binary.LittleEndian.Uint32(b[n+1:]) != *h.HelloSum {
+		return fmt.Errorf("%w: hello_sum is not the hello's last field", ErrChecksum)
+	}
+	if got := frameSum(f.Type, b[:n]); got != *h.HelloSum {
+		return fmt.Errorf("%w: hello of %d bytes: hello_sum %08x, content %08x", ErrChecksum, len(b), *h.HelloSum, got)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"thunder/internal/digest"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -27,7 +29,7 @@ func readSealed(t *testing.T, frame []byte) (wire.Frame, error) {
 }
 
 func TestSealedControlRoundTrip(t *testing.T) {
-	b, err := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 3, Offset: 77, Digest: 0xdeadbeef}}})
+	b, err := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 3, Offset: 77, Digest: proto.Uint32(0xdeadbeef)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +39,7 @@ func TestSealedControlRoundTrip(t *testing.T) {
 		t.Fatalf("Next(sealed Ack) = %v", err)
 	}
 	var m wirepb.Ack
-	if err := wire.Decode(f, &m); err != nil || m.Streams[0].Digest != 0xdeadbeef || !f.Checksummed {
+	if err := wire.Decode(f, &m); err != nil || m.Streams[0].GetDigest() != 0xdeadbeef || !f.Checksummed {
 		t.Fatalf("Decode = %v %v, checksummed %v", &m, err, f.Checksummed)
 	}
 	// Every single bit flip past the length is caught: in the type, the
@@ -136,7 +138,7 @@ func TestSealedTooShort(t *testing.T) {
 // its body again gives back exactly the bytes read; a data frame passes
 // CheckData only if its trailer matches what the test computes.
 func FuzzSealed(f *testing.F) {
-	ack, _ := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 1, Offset: 9, Digest: 5}}})
+	ack, _ := wire.AppendControl(nil, wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: 1, Offset: 9, Digest: proto.Uint32(5)}}})
 	f.Add(wire.Seal(ack, 0))
 	f.Add(sealedData(wire.TypeData, 1, 0, 5, []byte("abcd\n"), []byte("abcd\n")))
 	f.Add([]byte{0, 0, 0, 5, byte(wire.TypePing), 1, 2, 3, 4})
@@ -174,4 +176,47 @@ func FuzzSealed(f *testing.F) {
 			}
 		}
 	})
+}
+
+func sealedHello(t *testing.T) []byte {
+	t.Helper()
+	b, err := wire.AppendControl(nil, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "web-1", Features: []string{wire.FeatureCRC32C}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.SealHello(b, 0)
+}
+
+func checkHello(b []byte) error {
+	f, err := wire.NewReader(bytes.NewReader(b)).Next()
+	if err != nil {
+		return err
+	}
+	var h wirepb.Hello
+	if err := wire.Decode(f, &h); err != nil {
+		return err
+	}
+	return wire.CheckHello(f, &h)
+}
+
+// TestSealedHello: no single flipped bit in a Hello that offers crc32c
+// yields a Hello accepted without the feature, or with other content: a
+// damaged Hello must not turn checksums off.
+func TestSealedHello(t *testing.T) {
+	b := sealedHello(t)
+	if err := checkHello(b); err != nil {
+		t.Fatalf("intact Hello: %v", err)
+	}
+	for i := 4 * 8; i < len(b)*8; i++ {
+		c := bytes.Clone(b)
+		c[i/8] ^= 1 << (i % 8)
+		if err := checkHello(c); err == nil {
+			t.Fatalf("flip of bit %d (byte %d) accepted", i, i/8)
+		}
+	}
+	// A Hello of a collector older than the feature has neither.
+	old, _ := wire.AppendControl(nil, wire.TypeHello, &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "web-1"})
+	if err := checkHello(old); err != nil {
+		t.Fatalf("old Hello: %v", err)
+	}
 }

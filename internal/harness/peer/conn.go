@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -116,7 +117,11 @@ func (c *Conn) HelloBytes(h *wirepb.Hello) ([]byte, error) {
 	if h.IdentityKey == nil && !c.NoKey {
 		h.IdentityKey = identity.Public(c.keyFor(h.Collector))
 	}
-	return wire.AppendControl([]byte(wire.Preface), wire.TypeHello, h)
+	b, err := wire.AppendControl([]byte(wire.Preface), wire.TypeHello, h)
+	if err != nil || !slices.Contains(h.Features, wire.FeatureCRC32C) || h.HelloSum != nil {
+		return b, err
+	}
+	return wire.SealHello(b, len(wire.Preface)), nil // as a collector offering crc32c does (§13)
 }
 
 // SendHello sends the preface and h (see HelloBytes).

@@ -26,15 +26,19 @@ const (
 
 // Hello is the first frame a collector sends (PROTOCOL.md §3).
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MinVersion    uint32                 `protobuf:"varint,1,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
-	MaxVersion    uint32                 `protobuf:"varint,2,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
-	Collector     string                 `protobuf:"bytes,3,opt,name=collector,proto3" json:"collector,omitempty"`                        // collector name, unique per processor
-	Token         string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`                                // shared secret, empty when not configured
-	Compression   []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"`                    // codecs the collector can send, in preference order
-	Software      string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`                          // "thunder/<version>", informational
-	IdentityKey   []byte                 `protobuf:"bytes,7,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"` // ed25519 public key, 32 bytes (PROTOCOL.md §3, §12)
-	Features      []string               `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`                          // protocol features the collector speaks: "crc32c" (PROTOCOL.md §13)
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MinVersion  uint32                 `protobuf:"varint,1,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion  uint32                 `protobuf:"varint,2,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	Collector   string                 `protobuf:"bytes,3,opt,name=collector,proto3" json:"collector,omitempty"`                        // collector name, unique per processor
+	Token       string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`                                // shared secret, empty when not configured
+	Compression []string               `protobuf:"bytes,5,rep,name=compression,proto3" json:"compression,omitempty"`                    // codecs the collector can send, in preference order
+	Software    string                 `protobuf:"bytes,6,opt,name=software,proto3" json:"software,omitempty"`                          // "thunder/<version>", informational
+	IdentityKey []byte                 `protobuf:"bytes,7,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"` // ed25519 public key, 32 bytes (PROTOCOL.md §3, §12)
+	Features    []string               `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`                          // protocol features the collector speaks: "crc32c" (PROTOCOL.md §13)
+	// CRC-32C of the frame's type byte and body before this field, which is
+	// encoded last: Hello has no trailer, and a damaged Hello must not turn
+	// checksums off (PROTOCOL.md §13). Sent with the crc32c feature.
+	HelloSum      *uint32 `protobuf:"fixed32,9,opt,name=hello_sum,json=helloSum,proto3,oneof" json:"hello_sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +127,13 @@ func (x *Hello) GetFeatures() []string {
 		return x.Features
 	}
 	return nil
+}
+
+func (x *Hello) GetHelloSum() uint32 {
+	if x != nil && x.HelloSum != nil {
+		return *x.HelloSum
+	}
+	return 0
 }
 
 // Welcome is the processor's answer to a valid Hello.
@@ -267,11 +278,11 @@ func (x *Proof) GetSignature() []byte {
 // Open announces a stream on this connection and asks where to resume.
 type Open struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`                               // chosen by the collector, unique per connection
-	StreamId      []byte                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`            // 16 bytes, unique per collector
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                    // relative target name
-	Acked         uint64                 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`                                 // highest offset the collector saw acknowledged
-	AckedDigest   uint32                 `protobuf:"fixed32,5,opt,name=acked_digest,json=ackedDigest,proto3" json:"acked_digest,omitempty"` // the stream's digest at acked (PROTOCOL.md §13)
+	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`                                     // chosen by the collector, unique per connection
+	StreamId      []byte                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`                  // 16 bytes, unique per collector
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                          // relative target name
+	Acked         uint64                 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`                                       // highest offset the collector saw acknowledged
+	AckedDigest   *uint32                `protobuf:"fixed32,5,opt,name=acked_digest,json=ackedDigest,proto3,oneof" json:"acked_digest,omitempty"` // the stream's digest at acked, absent if unknown (PROTOCOL.md §13)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,8 +346,8 @@ func (x *Open) GetAcked() uint64 {
 }
 
 func (x *Open) GetAckedDigest() uint32 {
-	if x != nil {
-		return x.AckedDigest
+	if x != nil && x.AckedDigest != nil {
+		return *x.AckedDigest
 	}
 	return 0
 }
@@ -345,10 +356,10 @@ func (x *Open) GetAckedDigest() uint32 {
 type Opened struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Handle          uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Offset          uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`                                           // next source offset the processor expects
-	Committed       uint64                 `protobuf:"varint,3,opt,name=committed,proto3" json:"committed,omitempty"`                                     // source offset durably committed so far
-	Digest          uint32                 `protobuf:"fixed32,4,opt,name=digest,proto3" json:"digest,omitempty"`                                          // the stream's digest at offset (PROTOCOL.md §13)
-	CommittedDigest uint32                 `protobuf:"fixed32,5,opt,name=committed_digest,json=committedDigest,proto3" json:"committed_digest,omitempty"` // the stream's digest at committed
+	Offset          uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`                                                 // next source offset the processor expects
+	Committed       uint64                 `protobuf:"varint,3,opt,name=committed,proto3" json:"committed,omitempty"`                                           // source offset durably committed so far
+	Digest          *uint32                `protobuf:"fixed32,4,opt,name=digest,proto3,oneof" json:"digest,omitempty"`                                          // the stream's digest at offset, absent if unknown (PROTOCOL.md §13)
+	CommittedDigest *uint32                `protobuf:"fixed32,5,opt,name=committed_digest,json=committedDigest,proto3,oneof" json:"committed_digest,omitempty"` // the stream's digest at committed, absent if unknown
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -405,15 +416,15 @@ func (x *Opened) GetCommitted() uint64 {
 }
 
 func (x *Opened) GetDigest() uint32 {
-	if x != nil {
-		return x.Digest
+	if x != nil && x.Digest != nil {
+		return *x.Digest
 	}
 	return 0
 }
 
 func (x *Opened) GetCommittedDigest() uint32 {
-	if x != nil {
-		return x.CommittedDigest
+	if x != nil && x.CommittedDigest != nil {
+		return *x.CommittedDigest
 	}
 	return 0
 }
@@ -423,7 +434,7 @@ type StreamAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Handle        uint32                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	Digest        uint32                 `protobuf:"fixed32,3,opt,name=digest,proto3" json:"digest,omitempty"` // the stream's digest at offset (PROTOCOL.md §13)
+	Digest        *uint32                `protobuf:"fixed32,3,opt,name=digest,proto3,oneof" json:"digest,omitempty"` // the stream's digest at offset, absent if unknown (PROTOCOL.md §13)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,8 +484,8 @@ func (x *StreamAck) GetOffset() uint64 {
 }
 
 func (x *StreamAck) GetDigest() uint32 {
-	if x != nil {
-		return x.Digest
+	if x != nil && x.Digest != nil {
+		return *x.Digest
 	}
 	return 0
 }
@@ -644,7 +655,7 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x0fthunder.wire.v1\"\xfa\x01\n" +
+	"wire.proto\x12\x0fthunder.wire.v1\"\xaa\x02\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vmin_version\x18\x01 \x01(\rR\n" +
 	"minVersion\x12\x1f\n" +
@@ -655,7 +666,10 @@ const file_wire_proto_rawDesc = "" +
 	"\vcompression\x18\x05 \x03(\tR\vcompression\x12\x1a\n" +
 	"\bsoftware\x18\x06 \x01(\tR\bsoftware\x12!\n" +
 	"\fidentity_key\x18\a \x01(\fR\videntityKey\x12\x1a\n" +
-	"\bfeatures\x18\b \x03(\tR\bfeatures\"\xe6\x01\n" +
+	"\bfeatures\x18\b \x03(\tR\bfeatures\x12 \n" +
+	"\thello_sum\x18\t \x01(\aH\x00R\bhelloSum\x88\x01\x01B\f\n" +
+	"\n" +
+	"_hello_sum\"\xe6\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12 \n" +
 	"\vcompression\x18\x02 \x01(\tR\vcompression\x12&\n" +
@@ -666,23 +680,27 @@ const file_wire_proto_rawDesc = "" +
 	"\tchallenge\x18\x06 \x01(\fR\tchallenge\x12\x1a\n" +
 	"\bfeatures\x18\a \x03(\tR\bfeatures\"%\n" +
 	"\x05Proof\x12\x1c\n" +
-	"\tsignature\x18\x01 \x01(\fR\tsignature\"\x88\x01\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\"\x9e\x01\n" +
 	"\x04Open\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\fR\bstreamId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
-	"\x05acked\x18\x04 \x01(\x04R\x05acked\x12!\n" +
-	"\facked_digest\x18\x05 \x01(\aR\vackedDigest\"\x99\x01\n" +
+	"\x05acked\x18\x04 \x01(\x04R\x05acked\x12&\n" +
+	"\facked_digest\x18\x05 \x01(\aH\x00R\vackedDigest\x88\x01\x01B\x0f\n" +
+	"\r_acked_digest\"\xc3\x01\n" +
 	"\x06Opened\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\tcommitted\x18\x03 \x01(\x04R\tcommitted\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\aR\x06digest\x12)\n" +
-	"\x10committed_digest\x18\x05 \x01(\aR\x0fcommittedDigest\"S\n" +
+	"\tcommitted\x18\x03 \x01(\x04R\tcommitted\x12\x1b\n" +
+	"\x06digest\x18\x04 \x01(\aH\x00R\x06digest\x88\x01\x01\x12.\n" +
+	"\x10committed_digest\x18\x05 \x01(\aH\x01R\x0fcommittedDigest\x88\x01\x01B\t\n" +
+	"\a_digestB\x13\n" +
+	"\x11_committed_digest\"c\n" +
 	"\tStreamAck\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\rR\x06handle\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\aR\x06digest\";\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1b\n" +
+	"\x06digest\x18\x03 \x01(\aH\x00R\x06digest\x88\x01\x01B\t\n" +
+	"\a_digest\";\n" +
 	"\x03Ack\x124\n" +
 	"\astreams\x18\x01 \x03(\v2\x1a.thunder.wire.v1.StreamAckR\astreams\"3\n" +
 	"\x05Close\x12\x16\n" +
@@ -731,6 +749,10 @@ func file_wire_proto_init() {
 	if File_wire_proto != nil {
 		return
 	}
+	file_wire_proto_msgTypes[0].OneofWrappers = []any{}
+	file_wire_proto_msgTypes[3].OneofWrappers = []any{}
+	file_wire_proto_msgTypes[4].OneofWrappers = []any{}
+	file_wire_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
