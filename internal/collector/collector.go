@@ -194,6 +194,7 @@ type Collector struct {
 	spare        *[]byte
 	wantBuf      bool
 	zscratch     []byte
+	replayBuf    []byte // for replayTo, made at its first use
 	fpBuf        [offsets.FingerprintBytes]byte
 	// protoLogged: when a protocol error was last logged;
 	// protoSuppressed: those not logged since.
@@ -208,6 +209,9 @@ type Collector struct {
 	updated time.Time
 
 	refusedList []RefusedFile
+	mismatched  []MismatchedFile // published by publishMismatches
+
+	goneMismatches []MismatchedFile // ended streams that mismatched; Run loop only
 }
 
 // New validates cfg, opens the offsets DB and starts watching the source dir.
@@ -268,8 +272,9 @@ func New(cfg Config) (*Collector, error) {
 	}
 	for range cfg.Buffers {
 		// ChunkBytes of file data, one more byte so that a line of exactly
-		// MaxLineBytes is seen whole, and one for a newline tail.Read adds.
-		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+2)
+		// MaxLineBytes is seen whole, one for a newline tail.Read adds,
+		// and the frame's trailer (§13).
+		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+2+wire.ChecksumBytes)
 		c.pool <- &b
 	}
 	return c, nil

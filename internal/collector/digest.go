@@ -1,0 +1,175 @@
+package collector
+
+// A stream's digest D (PROTOCOL.md §13) is the CRC-32C of the payloads
+// delivered so far, in offset order: D(0) = 0, and a Data frame [offset,
+// end) with payload p gives D(end) = Update(D(offset), p). A payload is the
+// source bytes [offset, end) with a newline added when the last of them is
+// not one (a split long line, a flushed last line: §5), so D at an offset
+// follows from the file and from where frames ended in the middle of a line.
+//
+// The collector knows D at the acknowledged offset (kept with it in the
+// offsets DB) and at the end of every frame it sent in this process and that
+// is not acknowledged yet (marks, kept across reconnections: after a cut,
+// Opened may name a frame end sent on the dead connection). An offset above
+// all it knows, which only an earlier collector process can have sent, is
+// replayed from the file (replay). It compares the processor's digest at
+// every Opened and Ack, wherever it knows its own.
+
+import (
+	"sort"
+
+	"thunder/internal/digest"
+	"thunder/internal/tail"
+)
+
+// maxMarks bounds the digests a stream keeps for frames in flight. Past it,
+// every other one is dropped (the newest is always kept, for the next frame
+// to extend): an Ack at a dropped offset is not checked, later ones are.
+const maxMarks = 4096
+
+// mark is a stream's digest d at source offset off.
+type mark struct {
+	off uint64
+	d   uint32
+}
+
+// digests is what a stream knows of its digest: at the acknowledged offset
+// (when known), and at the ends of the frames sent above it, ascending.
+// Owned by the Run loop.
+type digests struct {
+	acked mark
+	known bool // acked.d is known
+	marks []mark
+}
+
+// at returns D(off), if known.
+func (ds *digests) at(off uint64) (uint32, bool) {
+	if n := len(ds.marks); n > 0 && ds.marks[n-1].off == off {
+		return ds.marks[n-1].d, true // the hot path: the next frame's start
+	}
+	if off == ds.acked.off {
+		return ds.acked.d, ds.known
+	}
+	i := sort.Search(len(ds.marks), func(i int) bool { return ds.marks[i].off >= off })
+	if i < len(ds.marks) && ds.marks[i].off == off {
+		return ds.marks[i].d, true
+	}
+	return 0, false
+}
+
+// below returns the highest offset ≤ off where D is known.
+func (ds *digests) below(off uint64) (mark, bool) {
+	i := sort.Search(len(ds.marks), func(i int) bool { return ds.marks[i].off > off })
+	if i > 0 {
+		return ds.marks[i-1], true
+	}
+	return ds.acked, ds.known && ds.acked.off <= off
+}
+
+// sent records D(end) = d for a frame that starts at start. Marks above
+// start are from an earlier send of the same bytes, which the processor
+// does not hold (it resumed at start): this frame's end replaces them.
+func (ds *digests) sent(start, end uint64, d uint32) {
+	i := sort.Search(len(ds.marks), func(i int) bool { return ds.marks[i].off > start })
+	ds.marks = append(ds.marks[:i], mark{end, d})
+	if len(ds.marks) > maxMarks {
+		k := 0
+		for j := (len(ds.marks) - 1) % 2; j < len(ds.marks); j += 2 {
+			ds.marks[k] = ds.marks[j]
+			k++
+		}
+		ds.marks = ds.marks[:k] // the last one stays: the parity kept is len-1's
+	}
+}
+
+// unknownFrom drops the marks above start: a frame from start was sent
+// while D(start) is unknown, so nothing above it is known any more.
+func (ds *digests) unknownFrom(start uint64) {
+	i := sort.Search(len(ds.marks), func(i int) bool { return ds.marks[i].off > start })
+	ds.marks = ds.marks[:i]
+}
+
+// learn records D(off) = d, found by a replay or taken from the processor,
+// above the acknowledged offset, keeping the marks ascending.
+func (ds *digests) learn(off uint64, d uint32) {
+	if off == ds.acked.off {
+		ds.acked.d, ds.known = d, true
+		return
+	}
+	i := sort.Search(len(ds.marks), func(i int) bool { return ds.marks[i].off >= off })
+	if i < len(ds.marks) && ds.marks[i].off == off {
+		ds.marks[i].d = d
+		return
+	}
+	ds.marks = append(ds.marks, mark{})
+	copy(ds.marks[i+1:], ds.marks[i:])
+	ds.marks[i] = mark{off, d}
+}
+
+// ack moves the acknowledged offset to off, with D(off) = d when known, and
+// drops the marks at or below it.
+func (ds *digests) ack(off uint64, d uint32, known bool) {
+	ds.acked, ds.known = mark{off, d}, known
+	i := sort.Search(len(ds.marks), func(i int) bool { return ds.marks[i].off > off })
+	ds.marks = append(ds.marks[:0], ds.marks[i:]...)
+	if len(ds.marks) == 0 {
+		ds.marks = nil // let a long window's array go
+	}
+}
+
+// reset forgets every mark: the stream's bytes above the acknowledged
+// offset are another content now (it restarts as a new stream elsewhere).
+func (ds *digests) reset(off uint64, d uint32, known bool) {
+	ds.marks = nil
+	ds.acked, ds.known = mark{off, d}, known
+}
+
+// replayTo returns D(to) for s, replayed from the highest offset below it
+// where D is known, by reading the file through tail.Read with the line
+// rules that made the payloads: false when it cannot (no descriptor, a
+// read error, a file shorter than to, nothing known below to).
+//
+// The replay reproduces split long lines as long as --max-line-bytes is
+// what it was when the bytes were sent, and a flushed last line when it
+// is the last piece of the range; a line flushed in the middle of the
+// range (its file grew after the flush) and a changed --max-line-bytes give
+// another digest, which then reads as a mismatch. It runs on the Run loop:
+// the range is what a previous process sent unacknowledged, about one
+// window.
+func (c *Collector) replayTo(s *source, to uint64) (uint32, bool) {
+	from, ok := s.dig.below(to)
+	if !ok || s.f == nil {
+		return 0, false
+	}
+	if c.replayBuf == nil {
+		c.replayBuf = make([]byte, c.cfg.ChunkBytes+2) // as the pool's buffers, for tail.Read
+	}
+	buf := c.replayBuf
+	d := from.d
+	for off := from.off; off < to; {
+		payload, next, res, _, err := tail.Read(s.f, int64(off), buf, c.cfg.MaxLineBytes, false)
+		if err != nil {
+			return 0, false
+		}
+		if res != tail.Nothing && uint64(next) <= to {
+			d, off = digest.Update(d, payload), uint64(next)
+			continue
+		}
+		// The range ends inside what this read found, or in a line not
+		// complete in the file: [off, to) is the last frame's, with a
+		// newline added if it ends inside a line.
+		if to-off > uint64(len(buf)) {
+			return 0, false // more than one read: the file is shorter than to
+		}
+		piece := buf[:to-off]
+		if n, _ := s.f.ReadAt(piece, int64(off)); n < len(piece) {
+			return 0, false // shorter than to
+		}
+		d = digest.Update(d, piece)
+		if piece[len(piece)-1] != '\n' {
+			d = digest.Update(d, []byte{'\n'})
+		}
+		break
+	}
+	return d, true
+}
