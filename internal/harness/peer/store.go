@@ -1,0 +1,239 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"thunder/internal/digest"
+	"thunder/internal/wire"
+	"thunder/internal/wire/wirepb"
+)
+
+// A Store is what a fake processor holds of each stream: the payloads it
+// appended, where they end, the stream's digest there (PROTOCOL.md §13),
+// and how far that is committed. It is shared by the connections of a fake
+// (Serve) and outlives them, so a test can restart a collector against it.
+// It records as Bad what an honest processor would refuse or call loss,
+// duplication or corruption. Safe for concurrent use.
+type Store struct {
+	mu      sync.Mutex
+	streams map[string]*Held
+	order   []string // stream ids in the order they got data
+	bad     []string
+
+	sealed, unsealed int // frames received after the handshake, by kind
+	checksumErrors   int // Error checksum frames sent (Conduct.ChecksumErrorAt)
+}
+
+// Held is one stream in a Store.
+type Held struct {
+	Bytes           []byte // the payloads appended, in order
+	End             uint64 // the source offset after them
+	Digest          uint32 // D(End)
+	Committed       uint64 // acknowledged so far
+	CommittedDigest uint32 // D(Committed)
+}
+
+// NewStore returns an empty Store.
+func NewStore() *Store { return &Store{streams: make(map[string]*Held)} }
+
+// Conduct is how one connection of a Store's fake processor behaves; the
+// zero value is an honest processor that commits and acknowledges every
+// Data frame at once.
+type Conduct struct {
+	// NoAck appends without committing or acknowledging anything: like a
+	// processor whose commit has not run yet when the collector goes away.
+	NoAck bool
+	// LieFrom, when nonzero, makes every digest the connection reports at
+	// an offset ≥ LieFrom wrong (one bit flipped), in Opened and in Acks.
+	LieFrom uint64
+	// BadAckTrailer flips one bit of the trailer of the connection's
+	// first Ack: damaged on the way.
+	BadAckTrailer bool
+	// ChecksumErrorAt, when nonzero, answers the connection's n-th Data
+	// frame (from 1) with Error code checksum instead of appending it, as
+	// a processor that found it damaged, and ends the connection.
+	ChecksumErrorAt int
+}
+
+func (st *Store) failf(format string, args ...any) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.bad = append(st.bad, fmt.Sprintf(format, args...))
+}
+
+// Bad returns what the Store saw go wrong, nil if nothing.
+func (st *Store) Bad() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.bad) == 0 {
+		return nil
+	}
+	return errors.New("fake processor saw: " + strings.Join(st.bad, "; "))
+}
+
+// Frames returns how many frames after the handshake arrived sealed and
+// unsealed, and how many Error checksum frames the Store sent.
+func (st *Store) Frames() (sealed, unsealed, checksumErrors int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.sealed, st.unsealed, st.checksumErrors
+}
+
+// Only returns the one stream that got data; an error when there are
+// none or several.
+func (st *Store) Only() (Held, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.order) != 1 {
+		return Held{}, fmt.Errorf("%d streams got data, want 1", len(st.order))
+	}
+	h := *st.streams[st.order[0]]
+	h.Bytes = append([]byte(nil), h.Bytes...)
+	return h, nil
+}
+
+// open attaches stream id as a processor does (§4): it resumes at the end
+// of what it holds, or at acked (with acked's digest) when that is more.
+func (st *Store) open(o *wirepb.Open) Held {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id := string(o.StreamId)
+	h := st.streams[id]
+	if h == nil {
+		h = &Held{}
+		st.streams[id] = h
+	}
+	if o.Acked > h.End {
+		h.End, h.Digest = o.Acked, o.AckedDigest
+		h.Committed, h.CommittedDigest = o.Acked, o.AckedDigest
+	}
+	return *h
+}
+
+// append appends d to stream id if it starts where the stream ends, and
+// commits it unless noAck. It returns the stream after it.
+func (st *Store) append(id string, d wire.Data, noAck bool) (Held, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	h := st.streams[id]
+	if h == nil {
+		st.bad = append(st.bad, fmt.Sprintf("data for handle %d, which is not open", d.Handle))
+		return Held{}, false
+	}
+	if d.Offset != h.End {
+		st.bad = append(st.bad, fmt.Sprintf("stream %x: data at %d, the stream ends at %d", id, d.Offset, h.End))
+		return Held{}, false
+	}
+	if !slices.Contains(st.order, id) {
+		st.order = append(st.order, id)
+	}
+	h.Bytes = append(h.Bytes, d.Payload...)
+	h.End, h.Digest = d.End, digest.Update(h.Digest, d.Payload)
+	if !noAck {
+		h.Committed, h.CommittedDigest = h.End, h.Digest
+	}
+	return *h, true
+}
+
+// count counts a frame received, sealed or not.
+func (st *Store) count(f wire.Frame) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if f.Checksummed {
+		st.sealed++
+	} else {
+		st.unsealed++
+	}
+}
+
+// Serve speaks for the Store on c, as cd says, until the connection ends.
+// An old processor's connection (not sealed) reports no digests.
+func (st *Store) Serve(c *Conn, cd Conduct) {
+	handles := make(map[uint32]string)
+	lie := func(off uint64, d uint32) uint32 {
+		switch {
+		case !c.Sealed:
+			return 0 // an old processor has no digests
+		case cd.LieFrom != 0 && off >= cd.LieFrom:
+			return d ^ 1
+		}
+		return d
+	}
+	acks, datas := 0, 0
+	for {
+		fr, err := c.ServerNext()
+		if err != nil {
+			if errors.Is(err, wire.ErrChecksum) {
+				st.failf("control frame from the collector failed its checksum: %v", err)
+			}
+			return
+		}
+		st.count(fr)
+		switch fr.Type {
+		case wire.TypeOpen:
+			var o wirepb.Open
+			if wire.Decode(fr, &o) != nil {
+				st.failf("bad Open")
+				return
+			}
+			handles[o.Handle] = string(o.StreamId)
+			h := st.open(&o)
+			if c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
+				Digest: lie(h.End, h.Digest), CommittedDigest: lie(h.Committed, h.CommittedDigest)}) != nil {
+				return
+			}
+		case wire.TypeData:
+			d, err := ParseData(fr)
+			if err != nil {
+				st.failf("bad data frame: %v", err)
+				_ = c.Send(wire.TypeError, &wirepb.Error{Code: uint32(wire.CodeChecksum), Message: err.Error(), Handle: d.Handle})
+				return
+			}
+			datas++
+			if datas == cd.ChecksumErrorAt {
+				st.mu.Lock()
+				st.checksumErrors++
+				st.mu.Unlock()
+				_ = c.Send(wire.TypeError, &wirepb.Error{Code: uint32(wire.CodeChecksum), Message: "data frame damaged (fake)", Handle: d.Handle})
+				return
+			}
+			h, ok := st.append(handles[d.Handle], d, cd.NoAck)
+			if !ok {
+				return
+			}
+			if cd.NoAck {
+				continue
+			}
+			acks++
+			if st.ack(c, d.Handle, h.End, lie(h.End, h.Digest), cd.BadAckTrailer && acks == 1) != nil {
+				return
+			}
+		case wire.TypePing:
+			if c.Send(wire.TypePong, nil) != nil {
+				return
+			}
+		case wire.TypeClose:
+		default:
+			st.failf("unexpected %s frame", fr.Type)
+			return
+		}
+	}
+}
+
+// ack sends an Ack of handle at off with digest d; damaged flips a bit of
+// its trailer.
+func (st *Store) ack(c *Conn, handle uint32, off uint64, d uint32, damaged bool) error {
+	b, err := c.Frame(wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: handle, Offset: off, Digest: d}}})
+	if err != nil {
+		return err
+	}
+	if damaged {
+		b[len(b)-1] ^= 0x10
+	}
+	_, err = c.Write(b)
+	return err
+}
