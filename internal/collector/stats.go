@@ -222,6 +222,9 @@ func (c *Collector) updateStats() {
 			Sent: s.sent, Acked: s.rec.Acked, Lag: lagOf(s), Rotated: s.rec.Rotated, Gone: s.state.offPath(),
 		})
 	}
+	if c.Stats().MismatchFiles > 0 {
+		c.publishMismatches() // their paths may have changed (a rotation)
+	}
 	n := len(c.byID)
 	procs := c.processorLinks()
 	c.statsMu.Lock()

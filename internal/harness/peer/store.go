@@ -21,7 +21,8 @@ import (
 type Store struct {
 	mu      sync.Mutex
 	streams map[string]*Held
-	order   []string // stream ids in the order they got data
+	order   []string          // stream ids in the order they got data
+	names   map[string]string // target name → the first stream id opened as it
 	bad     []string
 
 	sealed, unsealed int // frames received after the handshake, by kind
@@ -38,7 +39,9 @@ type Held struct {
 }
 
 // NewStore returns an empty Store.
-func NewStore() *Store { return &Store{streams: make(map[string]*Held)} }
+func NewStore() *Store {
+	return &Store{streams: make(map[string]*Held), names: make(map[string]string)}
+}
 
 // Conduct is how one connection of a Store's fake processor behaves; the
 // zero value is an honest processor that commits and acknowledges every
@@ -50,6 +53,9 @@ type Conduct struct {
 	// LieFrom, when nonzero, makes every digest the connection reports at
 	// an offset ≥ LieFrom wrong (one bit flipped), in Opened and in Acks.
 	LieFrom uint64
+	// LieName, when set, limits the lies to the streams opened under this
+	// target name.
+	LieName string
 	// BadAckTrailer flips one bit of the trailer of the connection's
 	// first Ack: damaged on the way.
 	BadAckTrailer bool
@@ -83,6 +89,21 @@ func (st *Store) Frames() (sealed, unsealed, checksumErrors int) {
 	return st.sealed, st.unsealed, st.checksumErrors
 }
 
+// Named returns the stream opened under target name that got data (the
+// first one, if several did).
+func (st *Store) Named(name string) (Held, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id, ok := st.names[name]
+	h := st.streams[id]
+	if !ok || h == nil {
+		return Held{}, false
+	}
+	c := *h
+	c.Bytes = append([]byte(nil), h.Bytes...)
+	return c, true
+}
+
 // Only returns the one stream that got data; an error when there are
 // none or several.
 func (st *Store) Only() (Held, error) {
@@ -106,6 +127,9 @@ func (st *Store) open(o *wirepb.Open) Held {
 	if h == nil {
 		h = &Held{}
 		st.streams[id] = h
+	}
+	if _, ok := st.names[o.Name]; !ok {
+		st.names[o.Name] = id
 	}
 	if o.Acked > h.End {
 		h.End, h.Digest = o.Acked, o.AckedDigest
@@ -154,11 +178,12 @@ func (st *Store) count(f wire.Frame) {
 // An old processor's connection (not sealed) reports no digests.
 func (st *Store) Serve(c *Conn, cd Conduct) {
 	handles := make(map[uint32]string)
-	lie := func(off uint64, d uint32) uint32 {
+	names := make(map[uint32]string)
+	lie := func(handle uint32, off uint64, d uint32) uint32 {
 		switch {
 		case !c.Sealed:
 			return 0 // an old processor has no digests
-		case cd.LieFrom != 0 && off >= cd.LieFrom:
+		case cd.LieFrom != 0 && off >= cd.LieFrom && (cd.LieName == "" || cd.LieName == names[handle]):
 			return d ^ 1
 		}
 		return d
@@ -180,10 +205,10 @@ func (st *Store) Serve(c *Conn, cd Conduct) {
 				st.failf("bad Open")
 				return
 			}
-			handles[o.Handle] = string(o.StreamId)
+			handles[o.Handle], names[o.Handle] = string(o.StreamId), o.Name
 			h := st.open(&o)
 			if c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
-				Digest: lie(h.End, h.Digest), CommittedDigest: lie(h.Committed, h.CommittedDigest)}) != nil {
+				Digest: lie(o.Handle, h.End, h.Digest), CommittedDigest: lie(o.Handle, h.Committed, h.CommittedDigest)}) != nil {
 				return
 			}
 		case wire.TypeData:
@@ -209,7 +234,7 @@ func (st *Store) Serve(c *Conn, cd Conduct) {
 				continue
 			}
 			acks++
-			if st.ack(c, d.Handle, h.End, lie(h.End, h.Digest), cd.BadAckTrailer && acks == 1) != nil {
+			if st.ack(c, d.Handle, h.End, lie(d.Handle, h.End, h.Digest), cd.BadAckTrailer && acks == 1) != nil {
 				return
 			}
 		case wire.TypePing:
