@@ -270,14 +270,19 @@ func New(cfg Config) (*Collector, error) {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	for range cfg.Buffers {
-		// ChunkBytes of file data, one more byte so that a line of exactly
-		// MaxLineBytes is seen whole, one for a newline tail.Read adds,
-		// and the frame's trailer (§13).
-		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+2+wire.ChecksumBytes)
+	c.fillPool()
+	return c, nil
+}
+
+// fillPool makes the data buffers: each holds the frame's headers,
+// ChunkBytes of file data, one more byte so that a line of exactly
+// MaxLineBytes is seen whole, one for a newline tail.Read adds, and the
+// frame's trailer (§13).
+func (c *Collector) fillPool() {
+	for range c.cfg.Buffers {
+		b := make([]byte, wire.DataPrefixBytes+c.cfg.ChunkBytes+2+wire.ChecksumBytes)
 		c.pool <- &b
 	}
-	return c, nil
 }
 
 // sourceDir returns the absolute path of the source dir, once it is known

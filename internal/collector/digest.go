@@ -117,13 +117,6 @@ func (ds *digests) ack(off uint64, d uint32, known bool) {
 	}
 }
 
-// reset forgets every mark: the stream's bytes above the acknowledged
-// offset are another content now (it restarts as a new stream elsewhere).
-func (ds *digests) reset(off uint64, d uint32, known bool) {
-	ds.marks = nil
-	ds.acked, ds.known = mark{off, d}, known
-}
-
 // replayTo returns D(to) for s, replayed from the highest offset below it
 // where D is known, by reading the file through tail.Read with the line
 // rules that made the payloads: false when it cannot (no descriptor, a

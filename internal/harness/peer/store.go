@@ -177,18 +177,7 @@ func (st *Store) count(f wire.Frame) {
 // Serve speaks for the Store on c, as cd says, until the connection ends.
 // An old processor's connection (not sealed) reports no digests.
 func (st *Store) Serve(c *Conn, cd Conduct) {
-	handles := make(map[uint32]string)
-	names := make(map[uint32]string)
-	lie := func(handle uint32, off uint64, d uint32) uint32 {
-		switch {
-		case !c.Sealed:
-			return 0 // an old processor has no digests
-		case cd.LieFrom != 0 && off >= cd.LieFrom && (cd.LieName == "" || cd.LieName == names[handle]):
-			return d ^ 1
-		}
-		return d
-	}
-	acks, datas := 0, 0
+	sc := &storeConn{st: st, c: c, cd: cd, handles: make(map[uint32]string), names: make(map[uint32]string)}
 	for {
 		fr, err := c.ServerNext()
 		if err != nil {
@@ -198,55 +187,85 @@ func (st *Store) Serve(c *Conn, cd Conduct) {
 			return
 		}
 		st.count(fr)
-		switch fr.Type {
-		case wire.TypeOpen:
-			var o wirepb.Open
-			if wire.Decode(fr, &o) != nil {
-				st.failf("bad Open")
-				return
-			}
-			handles[o.Handle], names[o.Handle] = string(o.StreamId), o.Name
-			h := st.open(&o)
-			if c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
-				Digest: lie(o.Handle, h.End, h.Digest), CommittedDigest: lie(o.Handle, h.Committed, h.CommittedDigest)}) != nil {
-				return
-			}
-		case wire.TypeData:
-			d, err := ParseData(fr)
-			if err != nil {
-				st.failf("bad data frame: %v", err)
-				_ = c.Send(wire.TypeError, &wirepb.Error{Code: uint32(wire.CodeChecksum), Message: err.Error(), Handle: d.Handle})
-				return
-			}
-			datas++
-			if datas == cd.ChecksumErrorAt {
-				st.mu.Lock()
-				st.checksumErrors++
-				st.mu.Unlock()
-				_ = c.Send(wire.TypeError, &wirepb.Error{Code: uint32(wire.CodeChecksum), Message: "data frame damaged (fake)", Handle: d.Handle})
-				return
-			}
-			h, ok := st.append(handles[d.Handle], d, cd.NoAck)
-			if !ok {
-				return
-			}
-			if cd.NoAck {
-				continue
-			}
-			acks++
-			if st.ack(c, d.Handle, h.End, lie(d.Handle, h.End, h.Digest), cd.BadAckTrailer && acks == 1) != nil {
-				return
-			}
-		case wire.TypePing:
-			if c.Send(wire.TypePong, nil) != nil {
-				return
-			}
-		case wire.TypeClose:
-		default:
-			st.failf("unexpected %s frame", fr.Type)
+		if !sc.frame(fr) {
 			return
 		}
 	}
+}
+
+// storeConn is one connection of Serve.
+type storeConn struct {
+	st           *Store
+	c            *Conn
+	cd           Conduct
+	handles      map[uint32]string // handle → stream id
+	names        map[uint32]string // handle → target name
+	acks, frames int               // Acks sent, Data frames received
+}
+
+// lie returns the digest the connection reports for handle at off, whose
+// true digest is d.
+func (sc *storeConn) lie(handle uint32, off uint64, d uint32) uint32 {
+	switch {
+	case !sc.c.Sealed:
+		return 0 // an old processor has no digests
+	case sc.cd.LieFrom != 0 && off >= sc.cd.LieFrom && (sc.cd.LieName == "" || sc.cd.LieName == sc.names[handle]):
+		return d ^ 1
+	}
+	return d
+}
+
+// frame handles one frame; false ends the connection.
+func (sc *storeConn) frame(fr wire.Frame) bool {
+	c := sc.c
+	switch fr.Type {
+	case wire.TypeOpen:
+		var o wirepb.Open
+		if wire.Decode(fr, &o) != nil {
+			sc.st.failf("bad Open")
+			return false
+		}
+		sc.handles[o.Handle], sc.names[o.Handle] = string(o.StreamId), o.Name
+		h := sc.st.open(&o)
+		return c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
+			Digest: sc.lie(o.Handle, h.End, h.Digest), CommittedDigest: sc.lie(o.Handle, h.Committed, h.CommittedDigest)}) == nil
+	case wire.TypeData:
+		return sc.data(fr)
+	case wire.TypePing:
+		return c.Send(wire.TypePong, nil) == nil
+	case wire.TypeClose:
+		return true
+	}
+	sc.st.failf("unexpected %s frame", fr.Type)
+	return false
+}
+
+// data appends a Data frame and acknowledges it, as sc.cd says.
+func (sc *storeConn) data(fr wire.Frame) bool {
+	st, c := sc.st, sc.c
+	d, err := ParseData(fr)
+	if err != nil {
+		st.failf("bad data frame: %v", err)
+		_ = c.Send(wire.TypeError, &wirepb.Error{Code: uint32(wire.CodeChecksum), Message: err.Error(), Handle: d.Handle})
+		return false
+	}
+	sc.frames++
+	if sc.frames == sc.cd.ChecksumErrorAt {
+		st.mu.Lock()
+		st.checksumErrors++
+		st.mu.Unlock()
+		_ = c.Send(wire.TypeError, &wirepb.Error{Code: uint32(wire.CodeChecksum), Message: "data frame damaged (fake)", Handle: d.Handle})
+		return false
+	}
+	h, ok := st.append(sc.handles[d.Handle], d, sc.cd.NoAck)
+	if !ok {
+		return false
+	}
+	if sc.cd.NoAck {
+		return true
+	}
+	sc.acks++
+	return st.ack(c, d.Handle, h.End, sc.lie(d.Handle, h.End, h.Digest), sc.cd.BadAckTrailer && sc.acks == 1) == nil
 }
 
 // ack sends an Ack of handle at off with digest d; damaged flips a bit of
