@@ -23,7 +23,12 @@ import (
 // conduct(n) says; crc32c says whether it speaks §13.
 func mustStore(t *testing.T, st *peer.Store, crc32c bool, conduct func(n int) peer.Conduct) *fake {
 	t.Helper()
-	p := peer.ListenWith(t, peer.Options{WriteTimeout: waitTimeout, CRC32C: crc32c}, func(n int, c *peer.Conn) {
+	return mustStoreWith(t, st, peer.Options{WriteTimeout: waitTimeout, CRC32C: crc32c}, conduct)
+}
+
+func mustStoreWith(t *testing.T, st *peer.Store, opts peer.Options, conduct func(n int) peer.Conduct) *fake {
+	t.Helper()
+	p := peer.ListenWith(t, opts, func(n int, c *peer.Conn) {
 		var cd peer.Conduct
 		if conduct != nil {
 			cd = conduct(n)
@@ -102,13 +107,22 @@ func noMismatch(t *testing.T, c *col) {
 // TestDigestsMatchSealed: a processor that speaks §13 gets every frame
 // sealed (the fake checks each trailer and counts unsealed ones), its
 // digests match the collector's, and the rotated file is deleted as
-// before.
+// before; with zstd too, whose trailer covers the payload as appended.
 func TestDigestsMatchSealed(t *testing.T) {
+	for _, zstd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("zstd=%v", zstd), func(t *testing.T) { testDigestsMatchSealed(t, zstd) })
+	}
+}
+
+func testDigestsMatchSealed(t *testing.T, zstd bool) {
 	st := peer.NewStore()
-	f := mustStore(t, st, true, nil)
+	f := mustStoreWith(t, st, peer.Options{WriteTimeout: waitTimeout, CRC32C: true, Zstd: zstd}, nil)
 	src := t.TempDir()
 	cfg := baseConfig(t, src, filepath.Join(t.TempDir(), "offsets.db"), f.addr)
 	cfg.RotateSize = 16 << 10
+	if zstd {
+		cfg.Compression = "zstd"
+	}
 	c := mustCollector(t, cfg)
 
 	all := lines("ok", 0, 400, 100)
@@ -118,6 +132,9 @@ func TestDigestsMatchSealed(t *testing.T) {
 	sealed, unsealed, _ := st.Frames()
 	if sealed == 0 || unsealed != 0 {
 		t.Errorf("fake got %d sealed and %d unsealed frames, want all sealed", sealed, unsealed)
+	}
+	if n := st.Compressed(); zstd != (n > 0) {
+		t.Errorf("fake got %d compressed frames, zstd %v", n, zstd)
 	}
 	if h, _ := st.Named("app.log"); h.Digest != digest.Checksum([]byte(all)) {
 		t.Errorf("fake's digest %08x, want the file's CRC-32C %08x", h.Digest, digest.Checksum([]byte(all)))

@@ -263,15 +263,26 @@ func (c *Conn) Data(handle uint32, offset uint64, payload string) (uint64, error
 	return end, err
 }
 
-// ParseData decodes a Data frame and, when it was sealed, checks its
-// trailer (wire.ErrChecksum). DataZstd is not decoded here.
+// ParseData decodes a data frame, decompressing a DataZstd payload, and,
+// when it was sealed, checks its trailer against the payload as appended
+// (wire.ErrChecksum).
 func ParseData(f wire.Frame) (wire.Data, error) {
 	d, err := wire.ParseData(f.Body)
 	if err != nil {
 		return d, err
 	}
-	if f.Type != wire.TypeData {
-		return d, fmt.Errorf("peer: %s frames are not decoded", f.Type)
+	if f.Type == wire.TypeDataZstd {
+		dec, err := wire.NewDecoder()
+		if err != nil {
+			return d, err
+		}
+		defer dec.Close()
+		if d.Payload, err = dec.Decode(make([]byte, 0, wire.MaxPayloadBytes), d.Payload); err != nil {
+			return d, err
+		}
+	}
+	if err := wire.CheckLines(d.Payload); err != nil {
+		return d, err
 	}
 	return d, wire.CheckData(f, d, digest.Checksum(d.Payload))
 }

@@ -38,6 +38,9 @@ type Options struct {
 	// processor that speaks PROTOCOL.md §13. Without it the fake is an
 	// old processor: Welcome lists no feature and frames are unsealed.
 	CRC32C bool
+	// Zstd: choose zstd compression when Hello offers it (Conn.Zstd);
+	// ParseData decodes DataZstd frames.
+	Zstd bool
 }
 
 // Listen starts a fake processor whose handler gets the n-th handshaken
@@ -115,6 +118,9 @@ func (p *Processor) challenge(c *Conn) bool {
 	sealed := p.opts.CRC32C && slices.Contains(c.Hello.Features, wire.FeatureCRC32C)
 	if sealed {
 		w.Features = []string{wire.FeatureCRC32C}
+	}
+	if p.opts.Zstd && slices.Contains(c.Hello.Compression, wire.CompressionZstd) {
+		w.Compression = wire.CompressionZstd
 	}
 	if c.Send(wire.TypeWelcome, w) != nil {
 		return false

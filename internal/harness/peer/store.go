@@ -27,6 +27,7 @@ type Store struct {
 
 	sealed, unsealed int // frames received after the handshake, by kind
 	checksumErrors   int // Error checksum frames sent (Conduct.ChecksumErrorAt)
+	compressed       int // DataZstd frames received
 }
 
 // Held is one stream in a Store.
@@ -104,6 +105,13 @@ func (st *Store) Named(name string) (Held, bool) {
 	return c, true
 }
 
+// Compressed returns how many DataZstd frames arrived.
+func (st *Store) Compressed() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.compressed
+}
+
 // Only returns the one stream that got data; an error when there are
 // none or several.
 func (st *Store) Only() (Held, error) {
@@ -172,6 +180,9 @@ func (st *Store) count(f wire.Frame) {
 	} else {
 		st.unsealed++
 	}
+	if f.Type == wire.TypeDataZstd {
+		st.compressed++
+	}
 }
 
 // Serve speaks for the Store on c, as cd says, until the connection ends.
@@ -229,7 +240,7 @@ func (sc *storeConn) frame(fr wire.Frame) bool {
 		h := sc.st.open(&o)
 		return c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
 			Digest: sc.lie(o.Handle, h.End, h.Digest), CommittedDigest: sc.lie(o.Handle, h.Committed, h.CommittedDigest)}) == nil
-	case wire.TypeData:
+	case wire.TypeData, wire.TypeDataZstd:
 		return sc.data(fr)
 	case wire.TypePing:
 		return c.Send(wire.TypePong, nil) == nil
