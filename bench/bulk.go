@@ -14,6 +14,10 @@ type bulkResult struct {
 	collCPU, procCPU float64 // seconds per GiB
 	collMiB, procMiB float64 // peak RSS
 	wire             float64 // bytes written to the socket / file bytes
+
+	secsVisible, secsDurable time.Duration
+	quiet                    bool    // the box was quiet before the run
+	busy                     float64 // else how busy, % of all cores
 }
 
 // runBulk drops the corpus into the source dir (a hard link appears
@@ -36,14 +40,39 @@ func (b *bench) bulkOnce(comp string) error {
 	if comp != "" {
 		name, args = comp, []string{"--compress=" + comp}
 	}
-	dir, err := b.scratch("bulk")
+	r, err := b.bulkRun(args)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: args})
+	b.bulk[name] = r
+	b.rep.result("bulk", kv{"compress", name}, kv{"bytes", b.corpusBytes}, kv{"MiBps_visible", r.visible},
+		kv{"MiBps_durable", r.durable}, kv{"secs_visible", r.secsVisible}, kv{"secs_durable", r.secsDurable},
+		kv{"ratio_ceiling", r.durable / b.ceil.pipe}, kv{"cpu_collector_s_per_GiB", r.collCPU},
+		kv{"cpu_processor_s_per_GiB", r.procCPU}, kv{"rss_collector_MiB", r.collMiB},
+		kv{"rss_processor_MiB", r.procMiB}, kv{"wire_ratio", r.wire}, kv{"verified", "cmp"}, kv{"quiet", r.quiet})
+	sec := "bulk " + name
+	note := quietNote(r.quiet, r.busy)
+	b.rep.add(sec, fmt.Sprintf("%d MiB file → durable in target", b.corpusBytes/mib), fmt.Sprintf("%.0f MiB/s", r.durable),
+		ratio(r.durable, b.ceil.pipe), fmt.Sprintf("%.2f s; target == source (cmp) %s", r.secsDurable.Seconds(), note))
+	b.rep.add(sec, "→ visible in target (before final commit)", fmt.Sprintf("%.0f MiB/s", r.visible), ratio(r.visible, b.ceil.pipe), "")
+	b.rep.add(sec, "CPU collector / processor", fmt.Sprintf("%.2f / %.2f s/GiB", r.collCPU, r.procCPU), "", "user+sys")
+	b.rep.add(sec, "peak RSS collector / processor", fmt.Sprintf("%.0f / %.0f MiB", r.collMiB, r.procMiB), "", "VmHWM")
+	b.rep.add(sec, "bytes written to the socket / file bytes", fmt.Sprintf("%.3f", r.wire), "", "collector wchar (/proc/PID/io)")
+	return nil
+}
+
+// bulkRun ships the corpus through a fresh pair whose collector gets
+// collArgs, and measures it; the target must equal the source.
+func (b *bench) bulkRun(collArgs []string) (bulkResult, error) {
+	var r bulkResult
+	dir, err := b.scratch("bulk")
 	if err != nil {
-		return err
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: collArgs})
+	if err != nil {
+		return r, err
 	}
 	defer p.kill()
 	q, busy := b.quiet()
@@ -51,55 +80,41 @@ func (b *bench) bulkOnce(comp string) error {
 	p0, err2 := cpuSeconds(p.proc.pid())
 	w0, err3 := ioField(p.coll.pid(), "wchar")
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return err
+		return r, err
 	}
 	dst := filepath.Join(dir, "dst", "bulk.log")
 	start := time.Now()
 	if err := os.Link(b.corpus, filepath.Join(dir, "src", "bulk.log")); err != nil {
-		return err
+		return r, err
 	}
 	if err := waitSize(dst, b.corpusBytes, 30*time.Second, 20*time.Minute); err != nil {
-		return err
+		return r, err
 	}
 	visible := time.Since(start)
 	c1, err1 := cpuSeconds(p.coll.pid())
 	w1, err2 := ioField(p.coll.pid(), "wchar")
 	collPeak, err3 := statusKiB(p.coll.pid(), "VmHWM")
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return err
+		return r, err
 	}
 	pu, err := p.proc.stop() // final commit: fsync + state record, then exit 0
 	durable := time.Since(start)
 	if err != nil {
-		return fmt.Errorf("processor stop after bulk: %w", err)
+		return r, fmt.Errorf("processor stop after bulk: %w", err)
 	}
 	if _, err := p.coll.stop(); err != nil {
-		return err
+		return r, err
 	}
 	if err := sameContent(b.corpus, dst); err != nil {
-		return err
+		return r, err
 	}
-	r := bulkResult{
+	return bulkResult{
 		visible: mibps(b.corpusBytes, visible), durable: mibps(b.corpusBytes, durable),
 		collCPU: perGiB(c1-c0, b.corpusBytes), procCPU: perGiB(pu.cpu-p0, b.corpusBytes),
 		collMiB: float64(collPeak) / 1024, procMiB: float64(pu.peakKiB) / 1024,
-		wire: float64(w1-w0) / float64(b.corpusBytes),
-	}
-	b.bulk[name] = r
-	b.rep.result("bulk", kv{"compress", name}, kv{"bytes", b.corpusBytes}, kv{"MiBps_visible", r.visible},
-		kv{"MiBps_durable", r.durable}, kv{"secs_visible", visible}, kv{"secs_durable", durable},
-		kv{"ratio_ceiling", r.durable / b.ceil.pipe}, kv{"cpu_collector_s_per_GiB", r.collCPU},
-		kv{"cpu_processor_s_per_GiB", r.procCPU}, kv{"rss_collector_MiB", r.collMiB},
-		kv{"rss_processor_MiB", r.procMiB}, kv{"wire_ratio", r.wire}, kv{"verified", "cmp"}, kv{"quiet", q})
-	sec := "bulk " + name
-	note := quietNote(q, busy)
-	b.rep.add(sec, fmt.Sprintf("%d MiB file → durable in target", b.corpusBytes/mib), fmt.Sprintf("%.0f MiB/s", r.durable),
-		ratio(r.durable, b.ceil.pipe), fmt.Sprintf("%.2f s; target == source (cmp) %s", durable.Seconds(), note))
-	b.rep.add(sec, "→ visible in target (before final commit)", fmt.Sprintf("%.0f MiB/s", r.visible), ratio(r.visible, b.ceil.pipe), "")
-	b.rep.add(sec, "CPU collector / processor", fmt.Sprintf("%.2f / %.2f s/GiB", r.collCPU, r.procCPU), "", "user+sys")
-	b.rep.add(sec, "peak RSS collector / processor", fmt.Sprintf("%.0f / %.0f MiB", r.collMiB, r.procMiB), "", "VmHWM")
-	b.rep.add(sec, "bytes written to the socket / file bytes", fmt.Sprintf("%.3f", r.wire), "", "collector wchar (/proc/PID/io)")
-	return nil
+		wire: float64(w1-w0) / float64(b.corpusBytes), secsVisible: visible, secsDurable: durable,
+		quiet: q, busy: busy,
+	}, nil
 }
 
 // waitSize polls path every 2 ms until it holds want bytes. It fails when

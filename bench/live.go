@@ -26,6 +26,9 @@ type liveResult struct {
 	drain          time.Duration
 	collMiB        float64
 	seqErrs, lines int64
+	window         time.Duration
+	quiet          bool
+	busy           float64
 }
 
 // Line layout of the live writers: "T <seq:12> <unix-nanoseconds:19> <pad>\n",
@@ -63,14 +66,41 @@ func rateName(rate int) string {
 }
 
 func (b *bench) liveOnce(c linecheck.Contract, rate int) error {
-	dir, err := b.scratch("live")
+	r, err := b.liveRun(c, rate, nil)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir})
+	name := fmt.Sprintf("%v %s", c, rateName(rate))
+	b.live[name] = r
+	b.rep.result("live", kv{"contract", c.String()}, kv{"rate", rate}, kv{"lines_per_s", r.achieved}, kv{"lines", r.lines},
+		kv{"secs", r.window}, kv{"p50_ms", ms(r.p50)}, kv{"p99_ms", ms(r.p99)}, kv{"max_ms", ms(r.max)},
+		kv{"cpu_collector_cores", r.collCores}, kv{"cpu_processor_cores", r.procCores},
+		kv{"lag_at_stop_bytes", r.lagBytes}, kv{"drain_s", r.drain}, kv{"rss_collector_MiB", r.collMiB},
+		kv{"order_errors", r.seqErrs}, kv{"quiet", r.quiet})
+	note := fmt.Sprintf("%.0f lines/s (%.1f MiB/s); collector %.2f core, processor %.2f; lag at stop %.1f MiB, drained in %.2f s",
+		r.achieved, r.achieved*lineBytes/mib, r.collCores, r.procCores, float64(r.lagBytes)/mib, r.drain.Seconds())
+	if r.seqErrs != 0 {
+		note += fmt.Sprintf("; %d LINES OUT OF ORDER OR MISSING", r.seqErrs)
+	}
+	if n := quietNote(r.quiet, r.busy); n != "" {
+		note += "; " + n
+	}
+	b.rep.add("live write→target", name, fmt.Sprintf("p50 %.1f / p99 %.1f / max %.0f ms", ms(r.p50), ms(r.p99), ms(r.max)), "", note)
+	return nil
+}
+
+// liveRun runs one live writer through a fresh pair whose collector gets
+// collArgs, and measures it.
+func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (liveResult, error) {
+	var r liveResult
+	dir, err := b.scratch("live")
 	if err != nil {
-		return err
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: collArgs})
+	if err != nil {
+		return r, err
 	}
 	defer p.kill()
 	q, busy := b.quiet()
@@ -81,54 +111,38 @@ func (b *bench) liveOnce(c linecheck.Contract, rate int) error {
 	c0, err1 := cpuSeconds(p.coll.pid())
 	p0, err2 := cpuSeconds(p.proc.pid())
 	if err := errors.Join(err1, err2); err != nil {
-		return err
+		return r, err
 	}
 	start := time.Now()
 	lines, err := writeLive(filepath.Join(dir, "src", "live.log"), c, rate, start.Add(b.liveFor))
 	window := time.Since(start)
 	if err != nil {
-		return err
+		return r, err
 	}
 	lag := lines*lineBytes - fileSize(dst)
 	c1, err1 := cpuSeconds(p.coll.pid())
 	p1, err2 := cpuSeconds(p.proc.pid())
 	collPeak, err3 := statusKiB(p.coll.pid(), "VmHWM")
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return err
+		return r, err
 	}
 	stopped := time.Now()
 	lat, seqErrs, err := t.wait(lines, 2*time.Minute)
 	drain := time.Since(stopped)
 	if err != nil {
-		return err
+		return r, err
 	}
 	if _, _, err := p.stop(); err != nil {
-		return err
+		return r, err
 	}
 	slices.Sort(lat)
-	r := liveResult{
+	return liveResult{
 		contract: c, rate: rate, achieved: float64(lines) / window.Seconds(),
 		p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: pct(lat, 1),
 		collCores: (c1 - c0) / window.Seconds(), procCores: (p1 - p0) / window.Seconds(),
 		lagBytes: max(lag, 0), drain: drain, collMiB: float64(collPeak) / 1024, seqErrs: seqErrs, lines: lines,
-	}
-	name := fmt.Sprintf("%v %s", c, rateName(rate))
-	b.live[name] = r
-	b.rep.result("live", kv{"contract", c.String()}, kv{"rate", rate}, kv{"lines_per_s", r.achieved}, kv{"lines", lines},
-		kv{"secs", window}, kv{"p50_ms", ms(r.p50)}, kv{"p99_ms", ms(r.p99)}, kv{"max_ms", ms(r.max)},
-		kv{"cpu_collector_cores", r.collCores}, kv{"cpu_processor_cores", r.procCores},
-		kv{"lag_at_stop_bytes", r.lagBytes}, kv{"drain_s", drain}, kv{"rss_collector_MiB", r.collMiB},
-		kv{"order_errors", seqErrs}, kv{"quiet", q})
-	note := fmt.Sprintf("%.0f lines/s (%.1f MiB/s); collector %.2f core, processor %.2f; lag at stop %.1f MiB, drained in %.2f s",
-		r.achieved, r.achieved*lineBytes/mib, r.collCores, r.procCores, float64(r.lagBytes)/mib, drain.Seconds())
-	if seqErrs != 0 {
-		note += fmt.Sprintf("; %d LINES OUT OF ORDER OR MISSING", seqErrs)
-	}
-	if n := quietNote(q, busy); n != "" {
-		note += "; " + n
-	}
-	b.rep.add("live write→target", name, fmt.Sprintf("p50 %.1f / p99 %.1f / max %.0f ms", ms(r.p50), ms(r.p99), ms(r.max)), "", note)
-	return nil
+		window: window, quiet: q, busy: busy,
+	}, nil
 }
 
 // writeLive appends lines to path, one write(2) per line, following

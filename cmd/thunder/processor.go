@@ -110,6 +110,7 @@ func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, 
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent for this long")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "a frame must arrive within this long from its first byte, plus 1 s per "+formatSize(processor.MinFrameRate))
 	fs.IntVar(&cfg.MaxStreamsPerConn, "max-streams-per-conn", cfg.MaxStreamsPerConn, "most files one collector connection may stream")
+	fs.BoolVar(&cfg.RequireChecksums, "require-checksums", cfg.RequireChecksums, "refuse collectors that do not checksum their frames (older than the crc32c feature); by default they are served with a warning")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
 	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")

@@ -29,19 +29,19 @@ const (
 	failureLogEvery = 30 * time.Second
 )
 
-// Ack says that a stream's lines up to Offset are committed. Owner is the
+// Ack says that a stream's lines up to At are committed. Owner is the
 // stream's owner when the commit finished; nil if none.
 type Ack struct {
 	Stream *Stream
 	Owner  stream.Owner
-	Offset uint64
+	At     stream.Mark
 }
 
 // deliver hands acks to their owners: Run's way out for acknowledgements.
 func deliver(acks []Ack) {
 	for _, a := range acks {
 		if a.Owner != nil {
-			a.Owner.Committed(a.Offset)
+			a.Owner.Committed(a.At)
 		}
 	}
 }
@@ -55,8 +55,8 @@ type batch struct {
 }
 
 type streamAt struct {
-	s      *Stream
-	offset uint64
+	s  *Stream
+	at stream.Mark
 }
 
 // Run commits until ctx is done, then makes a last commit and returns nil.
@@ -197,7 +197,7 @@ func (o *Output) recover(ctx context.Context, f *failures) error {
 // committed offsets become the recorded ones and appends resume; without,
 // Attach and Append block until the next rewind with state. forget is kept
 // for the next commit; err is the commit's error, for Healthy.
-func (o *Output) rewind(state map[stream.Key]uint64, forget []stream.Key, err error) {
+func (o *Output) rewind(state map[stream.Key]stream.Mark, forget []stream.Key, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.recovering = state == nil
@@ -207,9 +207,9 @@ func (o *Output) rewind(state map[stream.Key]uint64, forget []stream.Key, err er
 	}
 	for _, s := range o.streams {
 		if state != nil {
-			s.committed = state[s.Key]
+			s.done = state[s.Key]
 		}
-		s.offset = s.committed
+		s.at = s.done
 		s.owner = nil
 	}
 	o.buf, o.bufBytes, o.inflight = nil, 0, 0
@@ -272,7 +272,7 @@ func (o *Output) swap() *batch {
 		}
 	}
 	for s := range o.touched {
-		b.ends = append(b.ends, streamAt{s, s.offset})
+		b.ends = append(b.ends, streamAt{s, s.at})
 		o.committing[s] = struct{}{}
 	}
 	clear(o.touched)
@@ -359,10 +359,12 @@ func (o *Output) committed(b *batch, records int) []Ack {
 	var acks []Ack
 	for _, sa := range b.ends {
 		s := sa.s
-		o.state[s.Key] = max(o.state[s.Key], sa.offset) // see latest
-		if sa.offset > s.committed && s.offset >= sa.offset {
-			s.committed = sa.offset
-			acks = append(acks, Ack{Stream: s, Owner: s.owner, Offset: sa.offset})
+		if sa.at.Offset >= o.state[s.Key].Offset { // see latest
+			o.state[s.Key] = sa.at
+		}
+		if sa.at.Offset > s.done.Offset && s.at.Offset >= sa.at.Offset {
+			s.done = sa.at
+			acks = append(acks, Ack{Stream: s, Owner: s.owner, At: sa.at})
 		}
 	}
 	for _, k := range b.forget {
@@ -428,7 +430,7 @@ func record(s *Stream, offset uint64, value []byte) kgo.Record {
 func latest(ends []streamAt) map[stream.Key]streamAt {
 	m := make(map[stream.Key]streamAt, len(ends))
 	for _, sa := range ends {
-		if cur, ok := m[sa.s.Key]; !ok || sa.offset > cur.offset {
+		if cur, ok := m[sa.s.Key]; !ok || sa.at.Offset > cur.at.Offset {
 			m[sa.s.Key] = sa
 		}
 	}
@@ -440,7 +442,7 @@ func latest(ends []streamAt) map[stream.Key]streamAt {
 func (o *Output) stateRecords(b *batch) []kgo.Record {
 	recs := make([]kgo.Record, 0, len(b.ends)+len(b.forget))
 	for _, sa := range latest(b.ends) {
-		recs = append(recs, kgo.Record{Topic: o.cfg.StateTopic, Key: o.stateKey(sa.s.Key), Value: stateValue(sa.offset, sa.s.Name)})
+		recs = append(recs, kgo.Record{Topic: o.cfg.StateTopic, Key: o.stateKey(sa.s.Key), Value: stateValue(sa.at, sa.s.Name)})
 	}
 	for _, k := range b.forget {
 		recs = append(recs, kgo.Record{Topic: o.cfg.StateTopic, Key: o.stateKey(k)})

@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"thunder/internal/digest"
 	"thunder/internal/harness"
 	"thunder/internal/kafka"
 	"thunder/internal/relpath"
@@ -23,7 +25,18 @@ const waitTimeout = 20 * time.Second
 // RunAcks.
 type owner string
 
-func (owner) Committed(uint64) {}
+func (owner) Committed(stream.Mark) {}
+
+// attachAt is Attach for a collector that knows no digests, in offsets.
+func attachAt(o *kafka.Output, k stream.Key, name relpath.Name, acked uint64, ow stream.Owner) (*kafka.Stream, uint64, uint64, error) {
+	s, at, done, err := o.Attach(k, name, stream.Mark{Offset: acked}, ow)
+	return s, at.Offset, done.Offset, err
+}
+
+// chunk is the data frame for [offset, end) with payload p.
+func chunk(offset, end uint64, p []byte) stream.Chunk {
+	return stream.Chunk{Offset: offset, End: end, Payload: p, Sum: digest.Checksum(p), Lines: bytes.Count(p, []byte{10})}
+}
 
 // mustName is name as relpath.Clean makes it.
 func mustName(t *testing.T, name string) relpath.Name {
@@ -75,10 +88,10 @@ func run(t *testing.T, o *kafka.Output) *runner {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			for _, a := range acks {
-				if a.Offset <= r.acks[a.Stream] {
-					t.Errorf("ack %d for %s after %d", a.Offset, a.Stream.Key, r.acks[a.Stream])
+				if a.At.Offset <= r.acks[a.Stream] {
+					t.Errorf("ack %d for %s after %d", a.At.Offset, a.Stream.Key, r.acks[a.Stream])
 				}
-				r.acks[a.Stream] = a.Offset
+				r.acks[a.Stream] = a.At.Offset
 			}
 		})
 	}()

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,8 +46,8 @@ type Output struct {
 	mu         sync.Mutex
 	space      *sync.Cond // broadcast when buffered bytes drop, streams rewind, or the output closes
 	streams    map[stream.Key]*Stream
-	state      map[stream.Key]uint64 // committed offsets as recorded in the state topic
-	buf        []entry               // appended since the last commit started
+	state      map[stream.Key]stream.Mark // committed marks as recorded in the state topic
+	buf        []entry                    // appended since the last commit started
 	bufBytes   int64
 	touched    map[*Stream]struct{}    // streams whose offset moved since the last commit started
 	forget     map[stream.Key]struct{} // state keys to tombstone once their streams left memory (Forget)
@@ -80,9 +79,9 @@ type Stream struct {
 	key   []byte
 	hdrs  []kgo.RecordHeader // host, file, stream: the same on every record
 
-	offset    uint64 // source offset after the last appended byte
-	committed uint64 // source offset committed to Kafka
-	owner     stream.Owner
+	at    stream.Mark // after the last appended byte
+	done  stream.Mark // committed to Kafka
+	owner stream.Owner
 }
 
 // Open connects to the brokers, creates the state topic if it is missing,
@@ -119,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Output, error) {
 }
 
 // connect makes a new producer and reads the state through it.
-func (o *Output) connect(ctx context.Context, createState bool) (*kgo.Client, map[stream.Key]uint64, error) {
+func (o *Output) connect(ctx context.Context, createState bool) (*kgo.Client, map[stream.Key]stream.Mark, error) {
 	connErrs := new(connErrors)
 	opts := append(o.clientOpts(),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // Kafka's murmur2 on the key: a file keeps one partition
@@ -174,10 +173,10 @@ func (o *Output) clientOpts() []kgo.Opt {
 // or not, or acked if the collector knows of more. A previous owner loses
 // the stream: its appends fail with ErrNotOwner. While a failed commit is
 // being recovered, Attach waits for the state topic to be read again.
-func (o *Output) Attach(key stream.Key, n relpath.Name, acked uint64, owner stream.Owner) (s *Stream, offset, committed uint64, err error) {
+func (o *Output) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner stream.Owner) (s *Stream, at, done stream.Mark, err error) {
 	name := n.String()
 	if n.IsZero() || owner == nil {
-		return nil, 0, 0, fmt.Errorf("%w: attach without a name or an owner", ErrName)
+		return nil, at, done, fmt.Errorf("%w: attach without a name or an owner", ErrName)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -185,20 +184,22 @@ func (o *Output) Attach(key stream.Key, n relpath.Name, acked uint64, owner stre
 		o.space.Wait() // the truth is being read from the state topic
 	}
 	if o.closed {
-		return nil, 0, 0, ErrClosed
+		return nil, at, done, ErrClosed
 	}
 	s = o.streams[key]
 	if s == nil || s.Name != name {
 		topic := topicFor(o.cfg.Topic, key.Collector, name)
 		if !validTopic(topic) {
-			return nil, 0, 0, fmt.Errorf("%w: %q for %s", ErrName, topic, name)
+			return nil, at, done, fmt.Errorf("%w: %q for %s", ErrName, topic, name)
 		}
 		start := o.state[key]
 		if s != nil {
 			// The collector renamed what the stream is delivered as:
 			// follow it, without sending again what the old name got.
 			s.owner = nil
-			start = max(start, s.offset)
+			if s.at.Offset > start.Offset {
+				start = s.at
+			}
 		}
 		s = &Stream{
 			Key: key, Name: name, o: o, topic: topic,
@@ -208,7 +209,7 @@ func (o *Output) Attach(key stream.Key, n relpath.Name, acked uint64, owner stre
 				{Key: "file", Value: []byte(name)},
 				{Key: "stream", Value: []byte(key.ID.String())},
 			},
-			offset: start, committed: start,
+			at: start, done: start,
 		}
 		o.streams[key] = s
 	}
@@ -218,30 +219,32 @@ func (o *Output) Attach(key stream.Key, n relpath.Name, acked uint64, owner stre
 		o.touched[s] = struct{}{}
 		o.notify(false)
 	}
-	if acked > s.offset {
-		// Bytes below acked were delivered before: start the stream there
-		// and record it at the next commit.
-		s.offset, s.committed = acked, acked
+	if acked.Offset > s.at.Offset {
+		// Bytes below acked were delivered before: start the stream there,
+		// with the collector's digest of them, and record it at the next
+		// commit.
+		s.at, s.done = acked, acked
 		o.touched[s] = struct{}{}
 		o.notify(false)
 	}
 	s.owner = owner
 	o.space.Broadcast() // a previous owner blocked in Append must see it lost the stream
-	return s, s.offset, s.committed, nil
+	return s, s.at, s.done, nil
 }
 
 // Offset returns the next source offset the stream expects.
 func (s *Stream) Offset() uint64 {
 	s.o.mu.Lock()
 	defer s.o.mu.Unlock()
-	return s.offset
+	return s.at.Offset
 }
 
-// Committed returns the stream's committed source offset.
-func (s *Stream) Committed() uint64 {
+// Committed returns the stream's committed source offset, and its digest
+// there.
+func (s *Stream) Committed() stream.Mark {
 	s.o.mu.Lock()
 	defer s.o.mu.Unlock()
-	return s.committed
+	return s.done
 }
 
 // recordOverhead is what a line costs in memory beyond its bytes once it is
@@ -252,12 +255,13 @@ func (s *Stream) Committed() uint64 {
 // lines).
 const recordOverhead = 400
 
-// Append queues p, complete lines for source offsets [offset, end), for
-// the next commit. It copies p. It blocks while more than MaxBufferedBytes
-// are held (backpressure) or a failed commit is being recovered.
-func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error {
+// Append queues c's payload, complete lines for source offsets [c.Offset,
+// c.End), for the next commit. It copies the payload. It blocks while more
+// than MaxBufferedBytes are held (backpressure) or a failed commit is being
+// recovered.
+func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	o := s.o
-	n := int64(len(p)) + int64(bytes.Count(p, newline))*recordOverhead
+	n := int64(len(c.Payload)) + int64(c.Lines)*recordOverhead
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for {
@@ -266,8 +270,8 @@ func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error 
 			return ErrClosed
 		case s.owner != owner || owner == nil:
 			return ErrNotOwner
-		case offset != s.offset:
-			return fmt.Errorf("%w: got %d, stream is at %d", ErrOffset, offset, s.offset)
+		case c.Offset != s.at.Offset:
+			return fmt.Errorf("%w: got %d, stream is at %d", ErrOffset, c.Offset, s.at.Offset)
 		}
 		held := o.bufBytes + o.inflight
 		if !o.recovering && (held == 0 || held+n <= o.cfg.MaxBufferedBytes) {
@@ -275,10 +279,10 @@ func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error 
 		}
 		o.space.Wait()
 	}
-	o.buf = append(o.buf, entry{s: s, offset: offset, data: append([]byte(nil), p...)})
+	o.buf = append(o.buf, entry{s: s, offset: c.Offset, data: append([]byte(nil), c.Payload...)})
 	o.bufBytes += n
 	o.m.buffered(o.bufBytes + o.inflight)
-	s.offset = end
+	s.at = s.at.After(c)
 	o.touched[s] = struct{}{}
 	o.notify(o.bufBytes >= o.cfg.MaxBufferedBytes/2)
 	return nil
@@ -325,7 +329,7 @@ func (s *Stream) release(owner stream.Owner, forget bool) {
 // evictLocked drops s from memory once no connection holds it and nothing
 // of it is pending, so memory follows attached streams. o.mu is held.
 func (o *Output) evictLocked(s *Stream) {
-	if s.owner != nil || s.offset != s.committed || o.streams[s.Key] != s {
+	if s.owner != nil || s.at != s.done || o.streams[s.Key] != s {
 		return
 	}
 	if _, ok := o.touched[s]; ok {

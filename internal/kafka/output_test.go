@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"thunder/internal/digest"
 	"thunder/internal/harness"
 	"thunder/internal/kafka"
 	"thunder/internal/kafka/kafkatest"
@@ -25,19 +26,19 @@ func TestLines(t *testing.T) {
 	c := kafkatest.NewCluster(t)
 	o := mustOpen(t, testConfig(t, c))
 	r := run(t, o)
-	s, off, committed, err := o.Attach(key("web-1", 2), mustName(t, "sub/a.log"), 0, owner("conn"))
+	s, off, committed, err := attachAt(o, key("web-1", 2), mustName(t, "sub/a.log"), 0, owner("conn"))
 	if err != nil || off != 0 || committed != 0 {
 		t.Fatalf("Attach = %d, %d, %v; want 0, 0, nil", off, committed, err)
 	}
-	if err := s.Append(owner("conn"), 0, 8, []byte("one\ntwo\n")); err != nil {
+	if err := s.Append(owner("conn"), chunk(0, 8, []byte("one\ntwo\n"))); err != nil {
 		t.Fatal(err)
 	}
 	// A flushed last line: the payload has one byte more than the range.
-	if err := s.Append(owner("conn"), 8, 13, []byte("three\n")); err != nil {
+	if err := s.Append(owner("conn"), chunk(8, 13, []byte("three\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 13)
-	if got := s.Committed(); got != 13 {
+	if got := s.Committed().Offset; got != 13 {
 		t.Errorf("Committed() = %d, want 13", got)
 	}
 	var recs []*kgo.Record
@@ -81,7 +82,7 @@ func TestTopicTemplate(t *testing.T) {
 			cfg.Processor = fmt.Sprint("p", i)
 			o := mustOpen(t, cfg)
 			r := run(t, o)
-			s, _, _, err := o.Attach(key(tt.host, 1), mustName(t, tt.file), 0, owner("conn"))
+			s, _, _, err := attachAt(o, key(tt.host, 1), mustName(t, tt.file), 0, owner("conn"))
 			if tt.want == "" {
 				if !errors.Is(err, kafka.ErrName) {
 					t.Fatalf("Attach(%q) = %v, want ErrName", tt.file, err)
@@ -91,7 +92,7 @@ func TestTopicTemplate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Append(owner("conn"), 0, 2, []byte("x\n")); err != nil {
+			if err := s.Append(owner("conn"), chunk(0, 2, []byte("x\n"))); err != nil {
 				t.Fatal(err)
 			}
 			r.waitAck(t, s, 2)
@@ -111,22 +112,22 @@ func TestFence(t *testing.T) {
 	o1 := mustOpen(t, cfg)
 	r1 := run(t, o1)
 	k := key("h", 1)
-	s1, _, _, err := o1.Attach(k, mustName(t, "a.log"), 0, owner("c1"))
+	s1, _, _, err := attachAt(o1, k, mustName(t, "a.log"), 0, owner("c1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s1.Append(owner("c1"), 0, 4, []byte("one\n")); err != nil {
+	if err := s1.Append(owner("c1"), chunk(0, 4, []byte("one\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r1.waitAck(t, s1, 4)
 
 	o2 := mustOpen(t, cfg)
 	r2 := run(t, o2)
-	s2, off, committed, err := o2.Attach(k, mustName(t, "a.log"), 0, owner("c2"))
+	s2, off, committed, err := attachAt(o2, k, mustName(t, "a.log"), 0, owner("c2"))
 	if err != nil || off != 4 || committed != 4 {
 		t.Fatalf("second instance: Attach = %d, %d, %v; want 4, 4, nil", off, committed, err)
 	}
-	if err := s1.Append(owner("c1"), 4, 8, []byte("old\n")); err != nil {
+	if err := s1.Append(owner("c1"), chunk(4, 8, []byte("old\n"))); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -138,7 +139,7 @@ func TestFence(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("first instance still running after being fenced")
 	}
-	if err := s2.Append(owner("c2"), 4, 8, []byte("two\n")); err != nil {
+	if err := s2.Append(owner("c2"), chunk(4, 8, []byte("two\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r2.waitAck(t, s2, 8)
@@ -154,17 +155,17 @@ func TestCommitFailure(t *testing.T) {
 	c := kafkatest.NewCluster(t)
 	o := mustOpen(t, testConfig(t, c))
 	r := run(t, o)
-	s, _, _, err := o.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c1"))
+	s, _, _, err := attachAt(o, key("h", 1), mustName(t, "a.log"), 0, owner("c1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Append(owner("c1"), 0, 4, []byte("one\n")); err != nil {
+	if err := s.Append(owner("c1"), chunk(0, 4, []byte("one\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 4)
 
 	fh := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.UnknownServerError})
-	if err := s.Append(owner("c1"), 4, 8, []byte("two\n")); err != nil {
+	if err := s.Append(owner("c1"), chunk(4, 8, []byte("two\n"))); err != nil {
 		t.Fatal(err)
 	}
 	harness.WaitFor(t, waitTimeout, func() error {
@@ -176,17 +177,17 @@ func TestCommitFailure(t *testing.T) {
 	fh.Remove()
 	// Attach waits for the recovery: the stream resumes from the state.
 	s1 := s
-	s, off, committed, err := o.Attach(key("h", 1), mustName(t, "a.log"), 4, owner("c2"))
+	s, off, committed, err := attachAt(o, key("h", 1), mustName(t, "a.log"), 4, owner("c2"))
 	if err != nil || off != 4 || committed != 4 {
 		t.Fatalf("Attach after recovery = %d, %d, %v; want 4, 4, nil", off, committed, err)
 	}
-	if err := s1.Append(owner("c1"), 8, 14, []byte("three\n")); !errors.Is(err, kafka.ErrNotOwner) {
+	if err := s1.Append(owner("c1"), chunk(8, 14, []byte("three\n"))); !errors.Is(err, kafka.ErrNotOwner) {
 		t.Errorf("old owner's Append = %v, want ErrNotOwner", err)
 	}
 	if got := r.acked(s1); got != 4 {
 		t.Fatalf("acked %d after a failed commit, want 4", got)
 	}
-	if err := s.Append(owner("c2"), 4, 14, []byte("two\nthree\n")); err != nil {
+	if err := s.Append(owner("c2"), chunk(4, 14, []byte("two\nthree\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 14)
@@ -206,10 +207,10 @@ func TestForget(t *testing.T) {
 	o := mustOpen(t, cfg)
 	r := run(t, o)
 	keep, gone := key("h", 1), key("h", 2)
-	s1, _, _, _ := o.Attach(keep, mustName(t, "a.log"), 0, owner("c"))
-	s2, _, _, _ := o.Attach(gone, mustName(t, "b.log"), 0, owner("c"))
+	s1, _, _, _ := attachAt(o, keep, mustName(t, "a.log"), 0, owner("c"))
+	s2, _, _, _ := attachAt(o, gone, mustName(t, "b.log"), 0, owner("c"))
 	for _, s := range []*kafka.Stream{s1, s2} {
-		if err := s.Append(owner("c"), 0, 2, []byte("x\n")); err != nil {
+		if err := s.Append(owner("c"), chunk(0, 2, []byte("x\n"))); err != nil {
 			t.Fatal(err)
 		}
 		r.waitAck(t, s, 2)
@@ -225,7 +226,7 @@ func TestForget(t *testing.T) {
 		name string
 		want uint64
 	}{{keep, "a.log", 2}, {gone, "b.log", 0}} {
-		_, off, _, err := o2.Attach(tt.k, mustName(t, tt.name), 0, owner("c"))
+		_, off, _, err := attachAt(o2, tt.k, mustName(t, tt.name), 0, owner("c"))
 		if err != nil || off != tt.want {
 			t.Errorf("Attach(%s) = %d, %v; want %d", tt.name, off, err, tt.want)
 		}
@@ -242,8 +243,8 @@ func TestCrashMidTransaction(t *testing.T) {
 	o := mustOpen(t, cfg)
 	r := run(t, o)
 	k := key("h", 1)
-	s, _, _, _ := o.Attach(k, mustName(t, "a.log"), 0, owner("c"))
-	if err := s.Append(owner("c"), 0, 4, []byte("one\n")); err != nil {
+	s, _, _, _ := attachAt(o, k, mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), chunk(0, 4, []byte("one\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 4)
@@ -272,11 +273,11 @@ func TestCrashMidTransaction(t *testing.T) {
 
 	o2 := mustOpen(t, cfg)
 	r2 := run(t, o2)
-	s2, off, _, err := o2.Attach(k, mustName(t, "a.log"), 0, owner("c"))
+	s2, off, _, err := attachAt(o2, k, mustName(t, "a.log"), 0, owner("c"))
 	if err != nil || off != 4 {
 		t.Fatalf("after the crash: Attach = %d, %v; want 4", off, err)
 	}
-	if err := s2.Append(owner("c"), 4, 8, []byte("two\n")); err != nil {
+	if err := s2.Append(owner("c"), chunk(4, 8, []byte("two\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r2.waitAck(t, s2, 8)
@@ -296,15 +297,15 @@ func TestAtLeastOnce(t *testing.T) {
 	cfg.Transactions = false
 	o := mustOpen(t, cfg)
 	r := run(t, o)
-	s, _, _, _ := o.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c"))
-	if err := s.Append(owner("c"), 0, 8, []byte("one\ntwo\n")); err != nil {
+	s, _, _, _ := attachAt(o, key("h", 1), mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), chunk(0, 8, []byte("one\ntwo\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 8)
 	r.stop()
 	o.Close()
 	o2 := mustOpen(t, cfg)
-	if _, off, _, err := o2.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c")); err != nil || off != 8 {
+	if _, off, _, err := attachAt(o2, key("h", 1), mustName(t, "a.log"), 0, owner("c")); err != nil || off != 8 {
 		t.Errorf("restart: Attach = %d, %v; want 8", off, err)
 	}
 	if got := kafkatest.Values(kafkatest.Consume(t, c, false, "a.log")); !slices.Equal(got, []string{"one", "two"}) {
@@ -319,12 +320,12 @@ func TestBackpressure(t *testing.T) {
 	cfg := testConfig(t, c)
 	cfg.MaxBufferedBytes = 8
 	o := mustOpen(t, cfg)
-	s, _, _, _ := o.Attach(key("h", 1), mustName(t, "a.log"), 0, owner("c"))
-	if err := s.Append(owner("c"), 0, 6, []byte("12345\n")); err != nil {
+	s, _, _, _ := attachAt(o, key("h", 1), mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), chunk(0, 6, []byte("12345\n"))); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Append(owner("c"), 6, 12, []byte("67890\n")) }()
+	go func() { done <- s.Append(owner("c"), chunk(6, 12, []byte("67890\n"))) }()
 	select {
 	case err := <-done:
 		t.Fatalf("Append past the buffer returned %v, want it to block", err)
@@ -338,9 +339,9 @@ func TestBackpressure(t *testing.T) {
 	r.stop()
 	// Run stopped: a full buffer now fails instead of blocking forever.
 	o2 := mustOpen(t, cfg)
-	s2, _, _, _ := o2.Attach(key("h", 2), mustName(t, "b.log"), 0, owner("c"))
-	_ = s2.Append(owner("c"), 0, 6, []byte("12345\n"))
-	go func() { done <- s2.Append(owner("c"), 6, 12, []byte("67890\n")) }()
+	s2, _, _, _ := attachAt(o2, key("h", 2), mustName(t, "b.log"), 0, owner("c"))
+	_ = s2.Append(owner("c"), chunk(0, 6, []byte("12345\n")))
+	go func() { done <- s2.Append(owner("c"), chunk(6, 12, []byte("67890\n"))) }()
 	o2.Close()
 	if err := <-done; !errors.Is(err, kafka.ErrClosed) {
 		t.Errorf("Append blocked at Close = %v, want ErrClosed", err)
@@ -356,14 +357,14 @@ func TestOutage(t *testing.T) {
 	o := mustOpen(t, testConfig(t, c))
 	r := run(t, o)
 	k := key("h", 1)
-	s, _, _, _ := o.Attach(k, mustName(t, "a.log"), 0, owner("c1"))
-	if err := s.Append(owner("c1"), 0, 4, []byte("one\n")); err != nil {
+	s, _, _, _ := attachAt(o, k, mustName(t, "a.log"), 0, owner("c1"))
+	if err := s.Append(owner("c1"), chunk(0, 4, []byte("one\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 4)
 	produce := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "a.log", Err: kerr.UnknownServerError})
 	initPID := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.InitProducerID}, Err: kerr.TransactionalIDAuthorizationFailed, Count: 3})
-	if err := s.Append(owner("c1"), 4, 8, []byte("two\n")); err != nil {
+	if err := s.Append(owner("c1"), chunk(4, 8, []byte("two\n"))); err != nil {
 		t.Fatal(err)
 	}
 	harness.WaitFor(t, waitTimeout, func() error {
@@ -372,18 +373,41 @@ func TestOutage(t *testing.T) {
 		}
 		return nil
 	})
-	s2, off, _, err := o.Attach(k, mustName(t, "a.log"), 4, owner("c2")) // waits for the recovery
+	s2, off, _, err := attachAt(o, k, mustName(t, "a.log"), 4, owner("c2")) // waits for the recovery
 	if err != nil || off != 4 {
 		t.Fatalf("Attach after the outage = %d, %v; want 4", off, err)
 	}
 	if got := r.acked(s); got != 4 {
 		t.Errorf("acked %d during the outage, want 4", got)
 	}
-	if err := s2.Append(owner("c2"), 4, 12, []byte("two\nthe\n")); err != nil {
+	if err := s2.Append(owner("c2"), chunk(4, 12, []byte("two\nthe\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s2, 12)
 	if got := kafkatest.Values(kafkatest.Consume(t, c, true, "a.log")); !slices.Equal(got, []string{"one", "two", "the"}) {
 		t.Errorf("read_committed: %q, want [one two the]", got)
+	}
+}
+
+// TestDigestInState: the state topic keeps each stream's digest with its
+// committed offset, so a restarted processor reports it in Opened.
+func TestDigestInState(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	cfg := testConfig(t, c)
+	o := mustOpen(t, cfg)
+	r := run(t, o)
+	p := []byte("one\ntwo\n")
+	s, _, _, _ := attachAt(o, key("h", 1), mustName(t, "a.log"), 0, owner("c"))
+	if err := s.Append(owner("c"), chunk(0, 8, p)); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAck(t, s, 8)
+	r.stop()
+	o.Close()
+	o2 := mustOpen(t, cfg)
+	defer o2.Close()
+	want := stream.Mark{Offset: 8, Digest: digest.Checksum(p)}
+	if _, at, done, err := o2.Attach(key("h", 1), mustName(t, "a.log"), stream.Mark{}, owner("c")); err != nil || at != want || done != want {
+		t.Errorf("restart: Attach = %+v, %+v, %v; want %+v", at, done, err, want)
 	}
 }

@@ -123,11 +123,11 @@ func openFails(t *testing.T, cfg kafka.Config, re *regexp.Regexp) {
 func deliver(t *testing.T, c *kfake.Cluster, o *kafka.Output, topic string, opts ...kgo.Opt) {
 	t.Helper()
 	r := run(t, o)
-	s, _, _, err := o.Attach(key("h", 1), mustName(t, topic), 0, owner("conn"))
+	s, _, _, err := attachAt(o, key("h", 1), mustName(t, topic), 0, owner("conn"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Append(owner("conn"), 0, 14, []byte("one\ntwo\nthree\n")); err != nil {
+	if err := s.Append(owner("conn"), chunk(0, 14, []byte("one\ntwo\nthree\n"))); err != nil {
 		t.Fatal(err)
 	}
 	r.waitAck(t, s, 14)

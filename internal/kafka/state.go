@@ -47,10 +47,31 @@ func (o *Output) parseStateKey(b []byte) (k stream.Key, ok bool) {
 	return k, !bytes.ContainsRune([]byte(k.Collector), 0)
 }
 
-func stateValue(committed uint64, name string) []byte {
-	b := make([]byte, 8, 8+len(name))
-	binary.BigEndian.PutUint64(b, committed)
+// stateValue is a state record: committed(8) 0x00 version(1) digest(4)
+// name (PROTOCOL §10). The first version was committed(8) name; a name
+// never starts with a NUL.
+func stateValue(committed stream.Mark, name string) []byte {
+	b := make([]byte, 0, 14+len(name))
+	b = binary.BigEndian.AppendUint64(b, committed.Offset)
+	b = append(b, 0, stateValueV2)
+	b = binary.BigEndian.AppendUint32(b, committed.Digest)
 	return append(b, name...)
+}
+
+const stateValueV2 = 2
+
+// parseStateValue returns a state record's committed mark; a record of the
+// first version has no digest (zero).
+func parseStateValue(v []byte) (stream.Mark, bool) {
+	switch {
+	case len(v) < 8:
+		return stream.Mark{}, false
+	case len(v) == 8 || v[8] != 0:
+		return stream.Mark{Offset: binary.BigEndian.Uint64(v)}, true
+	case len(v) < 14 || v[9] != stateValueV2:
+		return stream.Mark{}, false
+	}
+	return stream.Mark{Offset: binary.BigEndian.Uint64(v), Digest: binary.BigEndian.Uint32(v[10:14])}, true
 }
 
 // load writes a barrier through cl and reads the state topic until it sees
@@ -58,7 +79,7 @@ func stateValue(committed uint64, name string) []byte {
 // read is read_committed: everything committed before it has been seen, and
 // cl's InitProducerID has already aborted what a previous instance left
 // open, so the result is exactly the committed state.
-func (o *Output) load(ctx context.Context, cl *kgo.Client) (map[stream.Key]uint64, error) {
+func (o *Output) load(ctx context.Context, cl *kgo.Client) (map[stream.Key]stream.Mark, error) {
 	nonce := make([]byte, 16)
 	_, _ = rand.Read(nonce) // never returns an error (crypto/rand docs)
 	barrier := &kgo.Record{Topic: o.cfg.StateTopic, Key: o.barrierKey(), Value: nonce}
@@ -90,7 +111,7 @@ func (o *Output) load(ctx context.Context, cl *kgo.Client) (map[stream.Key]uint6
 		return nil, err
 	}
 	defer cons.Close()
-	state := make(map[stream.Key]uint64)
+	state := make(map[stream.Key]stream.Mark)
 	bkey := o.barrierKey()
 	for {
 		fs := cons.PollFetches(ctx)
@@ -119,12 +140,13 @@ func (o *Output) load(ctx context.Context, cl *kgo.Client) (map[stream.Key]uint6
 				return
 			}
 			k, ok := o.parseStateKey(r.Key)
+			m, valid := parseStateValue(r.Value)
 			switch {
 			case !ok:
 			case r.Value == nil:
 				delete(state, k)
-			case len(r.Value) >= 8:
-				state[k] = binary.BigEndian.Uint64(r.Value)
+			case valid:
+				state[k] = m
 			default:
 				o.log.Warn("corrupt state record ignored", "stream", k, "bytes", len(r.Value))
 			}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"time"
@@ -58,21 +59,9 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 			return s.refuse(wire.CodeStorage, 0, "%v", err)
 		}
 	}
-	var codec string
-	for _, c := range h.Compression {
-		if c == wire.CompressionZstd && s.p.zstd != nil {
-			codec, s.zstd = c, true
-			break
-		}
+	if err := s.welcome(r, &h, challenge); err != nil {
+		return err
 	}
-	s.queue(wire.TypeWelcome, &wirepb.Welcome{
-		Version:       wire.Version,
-		Compression:   codec,
-		MaxFrameBytes: wire.MaxFrameBytes,
-		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
-		Processor:     s.p.cfg.Name,
-		Challenge:     challenge,
-	})
 	if challenge != nil {
 		// The name is the collector's only once it proved it (§3, §12).
 		if err := s.prove(r, &h, challenge); err != nil {
@@ -82,6 +71,46 @@ func (s *session) handshake(ctx context.Context, r *wire.Reader) error {
 	s.mu.Lock()
 	s.collector, s.since = h.Collector, time.Now()
 	s.mu.Unlock()
+	return nil
+}
+
+// welcome chooses what the connection uses of what Hello offers (codec,
+// checksums) and sends Welcome, the last frame without a checksum: from
+// the next one on, both directions carry them when chosen (§13).
+func (s *session) welcome(r *wire.Reader, h *wirepb.Hello, challenge []byte) error {
+	var codec string
+	for _, c := range h.Compression {
+		if c == wire.CompressionZstd && s.p.zstd != nil {
+			codec, s.zstd = c, true
+			break
+		}
+	}
+	sums := slices.Contains(h.Features, wire.FeatureCRC32C)
+	if !sums {
+		if s.p.cfg.RequireChecksums {
+			return s.refuse(wire.CodeVersion, 0, "collector does not checksum its frames (protocol feature %s): upgrade it, or run the processor without --require-checksums", wire.FeatureCRC32C)
+		}
+		s.p.m.uncheckedConn()
+		s.logAt(slog.LevelWarn, "collector does not checksum its frames: data damaged on the way would be written; upgrade it", "software", h.Software)
+	}
+	var features []string
+	if sums {
+		features = []string{wire.FeatureCRC32C}
+	}
+	s.mu.Lock()
+	_ = s.queueLocked(wire.TypeWelcome, &wirepb.Welcome{
+		Version:       wire.Version,
+		Compression:   codec,
+		MaxFrameBytes: wire.MaxFrameBytes,
+		MaxStreams:    uint32(s.p.cfg.MaxStreamsPerConn),
+		Processor:     s.p.cfg.Name,
+		Challenge:     challenge,
+		Features:      features,
+	})
+	s.sums = sums
+	s.mu.Unlock()
+	s.notify()
+	r.SetChecksums(sums)
 	return nil
 }
 

@@ -15,6 +15,8 @@ type metrics struct {
 	refusals     *prometheus.CounterVec
 	reopens      prometheus.Counter
 	evictions    prometheus.Counter
+	checksums    prometheus.Counter
+	unchecked    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,8 +32,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refusals:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total", Help: "Connections ended by a protocol error sent to the collector, by reason."}, []string{"reason"}),
 		reopens:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reopens_total", Help: "Reopens of the target files (SIGHUP, SIGUSR1)."}),
 		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshakes_evicted_total", Help: "Connections closed in their handshake to admit one from a peer holding fewer handshakes."}),
+		checksums:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "checksum_errors_total", Help: "Frames whose checksum did not match their content (changed on the way): each was refused, its connection ended, and the collector sent the data again."}),
+		unchecked:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "unchecksummed_connections_total", Help: "Collector connections without frame checksums (collectors older than the crc32c feature)."}),
 	}
-	reg.MustRegister(m.bytes, m.lines, m.connections, m.connected, m.refusals, m.reopens, m.evictions)
+	reg.MustRegister(m.bytes, m.lines, m.connections, m.connected, m.refusals, m.reopens, m.evictions, m.checksums, m.unchecked)
 	return m
 }
 
@@ -61,6 +65,18 @@ func (m *metrics) refused(code wire.Code) {
 func (m *metrics) reopened() {
 	if m != nil {
 		m.reopens.Inc()
+	}
+}
+
+func (m *metrics) damagedFrame() {
+	if m != nil {
+		m.checksums.Inc()
+	}
+}
+
+func (m *metrics) uncheckedConn() {
+	if m != nil {
+		m.unchecked.Inc()
 	}
 }
 

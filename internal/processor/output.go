@@ -20,7 +20,9 @@ type output interface {
 	// Attach binds the stream to owner and returns where its data must
 	// resume: the end of what the output holds, or acked if more was
 	// delivered elsewhere. A previous owner loses the stream.
-	Attach(key stream.Key, name relpath.Name, acked uint64, owner stream.Owner) (outStream, uint64, error)
+	// acked carries the collector's digest there, which the output takes
+	// for the bytes it never saw.
+	Attach(key stream.Key, name relpath.Name, acked stream.Mark, owner stream.Owner) (outStream, stream.Mark, error)
 	// Run commits what is appended until ctx is done, then makes a last
 	// commit. An error is fatal: the processor stops.
 	Run(ctx context.Context) error
@@ -36,13 +38,12 @@ type output interface {
 
 // outStream is one stream in an output.
 type outStream interface {
-	// Append takes the lines p for source offsets [offset, end) from the
-	// stream's owner.
-	Append(owner stream.Owner, offset, end uint64, p []byte) error
+	// Append takes one frame's lines from the stream's owner.
+	Append(owner stream.Owner, c stream.Chunk) error
 	// Offset is where the stream's next data must start.
 	Offset() uint64
-	// Committed is the stream's committed source offset.
-	Committed() uint64
+	// Committed is the stream's committed source offset, with its digest.
+	Committed() stream.Mark
 	// Detach lets go of the stream if owner holds it; Forget also drops
 	// its record (the collector deleted the file).
 	Detach(owner stream.Owner)
@@ -56,19 +57,19 @@ type (
 	kafkaOutput struct{ *kafka.Output }
 )
 
-func (o files) Attach(k stream.Key, n relpath.Name, acked uint64, w stream.Owner) (outStream, uint64, error) {
+func (o files) Attach(k stream.Key, n relpath.Name, acked stream.Mark, w stream.Owner) (outStream, stream.Mark, error) {
 	return attached(o.Dir.Attach(k, n, acked, w))
 }
 
-func (o kafkaOutput) Attach(k stream.Key, n relpath.Name, acked uint64, w stream.Owner) (outStream, uint64, error) {
+func (o kafkaOutput) Attach(k stream.Key, n relpath.Name, acked stream.Mark, w stream.Owner) (outStream, stream.Mark, error) {
 	return attached(o.Output.Attach(k, n, acked, w))
 }
 
 // attached returns an output's Attach results as an outStream (no non-nil
 // interface around a nil stream on error).
-func attached[S outStream](s S, offset, _ uint64, err error) (outStream, uint64, error) {
+func attached[S outStream](s S, at, _ stream.Mark, err error) (outStream, stream.Mark, error) {
 	if err != nil {
-		return nil, 0, err
+		return nil, at, err
 	}
-	return s, offset, nil
+	return s, at, nil
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"thunder/internal/digest"
 	"thunder/internal/kafka"
 	"thunder/internal/kafka/kafkatest"
 	"thunder/internal/relpath"
@@ -156,17 +158,18 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // owner is a stream.Owner that records its acknowledgements.
 type owner struct {
-	mu  sync.Mutex
-	ack uint64
+	mu   sync.Mutex
+	ack  uint64
+	mark stream.Mark // the last acknowledged, with its digest
 }
 
-func (o *owner) Committed(offset uint64) {
+func (o *owner) Committed(m stream.Mark) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if offset < o.ack {
-		panic(fmt.Sprintf("ack went back from %d to %d", o.ack, offset))
+	if m.Offset < o.ack {
+		panic(fmt.Sprintf("ack went back from %d to %d", o.ack, m.Offset))
 	}
-	o.ack = offset
+	o.ack, o.mark = m.Offset, m
 }
 
 // waitAcked waits until the output acknowledged o up to offset.
@@ -197,14 +200,22 @@ func (o *owner) acked(offset uint64, timeout time.Duration) bool {
 // deliver sends content, the stream's bytes from source offset 0, as a
 // collector does: attach (acked), send what the output lacks, wait for the
 // ack; a stream taken back by a failed commit is attached again.
+//
+// Every ack carries the stream's digest, which at the end must be the
+// CRC-32C of content: the collector's digest of what it acked comes with
+// Attach, and the output's of the rest follows.
 func deliver(t *testing.T, o output, k stream.Key, name string, acked uint64, content string) (outStream, *owner) {
 	t.Helper()
 	end := uint64(len(content))
+	ackedMark := stream.Mark{Offset: acked, Digest: digest.Checksum([]byte(content[:min(acked, end)]))}
 	for range 5 {
 		w := &owner{}
-		st, off := attach(t, o, k, name, acked, w)
-		if off < end {
-			err := st.Append(w, off, end, []byte(content[off:]))
+		st, at, err := o.Attach(k, cname(t, name), ackedMark, w)
+		if err != nil {
+			t.Fatalf("Attach(%s, %s, %d) = %v", k, name, acked, err)
+		}
+		if off := at.Offset; off < end {
+			err := st.Append(w, chunk(off, end, []byte(content[off:])))
 			if errors.Is(err, stream.ErrNotOwner) {
 				continue
 			}
@@ -213,6 +224,12 @@ func deliver(t *testing.T, o output, k stream.Key, name string, acked uint64, co
 			}
 		}
 		if w.acked(end, 5*time.Second) {
+			w.mu.Lock()
+			m := w.mark
+			w.mu.Unlock()
+			if want := digest.Checksum([]byte(content)); m.Offset == end && m.Digest != want {
+				t.Fatalf("%s acked at %d with digest %08x, want %08x (the CRC-32C of what it holds)", name, end, m.Digest, want)
+			}
 			return st, w
 		}
 	}
@@ -237,17 +254,22 @@ func ckey(n byte) stream.Key {
 
 func attach(t *testing.T, o output, k stream.Key, name string, acked uint64, w stream.Owner) (outStream, uint64) {
 	t.Helper()
-	st, off, err := o.Attach(k, cname(t, name), acked, w)
+	st, at, err := o.Attach(k, cname(t, name), stream.Mark{Offset: acked}, w)
 	if err != nil {
 		t.Fatalf("Attach(%s, %s, %d) = %v", k, name, acked, err)
 	}
-	return st, off
+	return st, at.Offset
+}
+
+// chunk is the data frame for [offset, end) with payload p.
+func chunk(offset, end uint64, p []byte) stream.Chunk {
+	return stream.Chunk{Offset: offset, End: end, Payload: p, Sum: digest.Checksum(p), Lines: bytes.Count(p, newline)}
 }
 
 func appendLines(t *testing.T, st outStream, w stream.Owner, offset uint64, lines string) uint64 {
 	t.Helper()
 	end := offset + uint64(len(lines))
-	if err := st.Append(w, offset, end, []byte(lines)); err != nil {
+	if err := st.Append(w, chunk(offset, end, []byte(lines))); err != nil {
 		t.Fatalf("Append(%d, %q) = %v", offset, lines, err)
 	}
 	return end
@@ -268,8 +290,8 @@ func TestOutputOffsetRules(t *testing.T) {
 		o := k.open(t)
 		w := &owner{}
 		st, off := attach(t, o, ckey(1), "a.log", 0, w)
-		if off != 0 || st.Offset() != 0 || st.Committed() != 0 {
-			t.Fatalf("new stream: Attach = %d, Offset %d, Committed %d; want 0", off, st.Offset(), st.Committed())
+		if off != 0 || st.Offset() != 0 || st.Committed().Offset != 0 {
+			t.Fatalf("new stream: Attach = %d, Offset %d, Committed %d; want 0", off, st.Offset(), st.Committed().Offset)
 		}
 		end := appendLines(t, st, w, 0, "one\n")
 		for _, c := range []struct {
@@ -282,13 +304,13 @@ func TestOutputOffsetRules(t *testing.T) {
 			{"overlap", w, end - 1, stream.ErrOffset},
 			{"another owner", &owner{}, end, stream.ErrNotOwner},
 		} {
-			if err := st.Append(c.w, c.offset, c.offset+4, []byte("two\n")); !errors.Is(err, c.want) {
+			if err := st.Append(c.w, chunk(c.offset, c.offset+4, []byte("two\n"))); !errors.Is(err, c.want) {
 				t.Errorf("%s: Append = %v, want %v", c.name, err, c.want)
 			}
 		}
 		w.waitAcked(t, end)
-		if st.Committed() != end {
-			t.Errorf("Committed = %d after the ack, want %d", st.Committed(), end)
+		if st.Committed().Offset != end {
+			t.Errorf("Committed = %d after the ack, want %d", st.Committed().Offset, end)
 		}
 		// The collector knows of more (delivered elsewhere): start there.
 		w2 := &owner{}
@@ -319,7 +341,7 @@ func TestOutputTakeover(t *testing.T) {
 		if off != end {
 			t.Fatalf("takeover Attach = %d, want %d (what was appended)", off, end)
 		}
-		if err := st1.Append(w1, end, end+4, []byte("old\n")); !errors.Is(err, stream.ErrNotOwner) {
+		if err := st1.Append(w1, chunk(end, end+4, []byte("old\n"))); !errors.Is(err, stream.ErrNotOwner) {
 			t.Fatalf("old owner's Append = %v, want ErrNotOwner", err)
 		}
 		st1.Detach(w1)

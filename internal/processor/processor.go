@@ -68,6 +68,10 @@ type Config struct {
 	LingerTimeout time.Duration
 	// MaxStreamsPerConn bounds the streams one connection may open.
 	MaxStreamsPerConn int
+	// RequireChecksums refuses collectors that do not checksum their
+	// frames (older than the crc32c feature, PROTOCOL §13); by default they
+	// are served, with a warning, so a fleet can be upgraded in any order.
+	RequireChecksums bool
 	// MaxConns bounds open connections; MaxHandshakes those still in their
 	// handshake (slowloris); MaxConnsPerPeer those from one peer (0: no
 	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past a

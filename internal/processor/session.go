@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"thunder/internal/identity"
+	"thunder/internal/stream"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
 )
@@ -33,6 +34,7 @@ type session struct {
 	ip        string // peerKey
 	collector string
 	zstd      bool                // the collector may send DataZstd
+	sums      bool                // frames after Welcome carry checksums (§13); guarded by mu
 	handles   map[uint32]*binding // reader only
 	since     time.Time
 	accepted  time.Time   // when admitted, for handshake eviction
@@ -44,7 +46,7 @@ type session struct {
 	mu      sync.Mutex
 	out     []byte // encoded control frames waiting for the writer, ≤ MaxQueuedBytes
 	pong    bool   // a Pong is due (Pings coalesce: at most one is pending)
-	acks    map[uint32]uint64
+	acks    map[uint32]stream.Mark
 	closing bool // no more frames will be queued; the writer flushes and exits
 	wake    chan struct{}
 	done    chan struct{} // closed when the writer exits
@@ -59,7 +61,7 @@ func newSession(p *Processor, conn net.Conn) *session {
 		accepted: time.Now(),
 		log:      p.log.With("peer", conn.RemoteAddr().String()),
 		handles:  make(map[uint32]*binding),
-		acks:     make(map[uint32]uint64),
+		acks:     make(map[uint32]stream.Mark),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 
@@ -120,6 +122,8 @@ func (s *session) fail(err error) {
 	case errors.As(err, &re):
 		// Already sent to the collector by the code that found it.
 		s.logAt(slog.LevelWarn, "collector refused", "code", re.Code, "err", re.Message, "handle", re.Handle)
+	case errors.Is(err, wire.ErrChecksum):
+		_ = s.damaged(err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.logAt(slog.LevelWarn, "collector timed out", "err", err)
 		return
@@ -127,6 +131,15 @@ func (s *session) fail(err error) {
 		s.logAt(slog.LevelWarn, "collector connection failed", "err", err)
 		s.sendError(&wire.RemoteError{Code: wire.CodeProtocol, Message: err.Error()})
 	}
+}
+
+// damaged refuses a frame whose checksum does not match its content: bytes
+// changed between the collector and here, so nothing of it is written, and
+// the collector resends from what Opened says on its next connection.
+func (s *session) damaged(err error) error {
+	s.p.m.damagedFrame()
+	s.logAt(slog.LevelWarn, "frame damaged on the way; refused, the collector sends it again", "err", err)
+	return s.refuse(wire.CodeChecksum, 0, "%v", err)
 }
 
 // refuse queues an Error frame and returns it as the session's end.

@@ -3,13 +3,14 @@ package processor
 import (
 	"testing"
 
-	"thunder/internal/wire"
+	"thunder/internal/digest"
+	"thunder/internal/stream"
 )
 
 // TestSkip: after a fault the collector resumes at the least offset of
 // the outputs; an output that is ahead takes only what it lacks.
 func TestSkip(t *testing.T) {
-	d := wire.Data{Offset: 10, End: 22, Payload: []byte("aaa\nbbb\ncccc")}
+	d := stream.Chunk{Offset: 10, End: 22, Payload: []byte("aaa\nbbb\ncccc")}
 	tests := []struct {
 		name     string
 		have, lo uint64
@@ -26,14 +27,18 @@ func TestSkip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			from, p, ok := skip(tt.have, tt.lo, d)
-			if from != tt.from || string(p) != tt.want || ok != tt.ok {
-				t.Errorf("skip(%d, %d) = %d, %q, %v; want %d, %q, %v", tt.have, tt.lo, from, p, ok, tt.from, tt.want, tt.ok)
+			c, ok := skip(tt.have, tt.lo, d)
+			if c.Offset != tt.from || string(c.Payload) != tt.want || ok != tt.ok {
+				t.Errorf("skip(%d, %d) = %d, %q, %v; want %d, %q, %v", tt.have, tt.lo, c.Offset, c.Payload, ok, tt.from, tt.want, tt.ok)
+			}
+			// A cut chunk carries its own checksum, for the digest.
+			if ok && c.Offset != d.Offset && c.Sum != digest.Checksum(c.Payload) {
+				t.Errorf("skip(%d, %d): sum %08x, want the CRC-32C of the rest", tt.have, tt.lo, c.Sum)
 			}
 		})
 	}
-	short := wire.Data{Offset: 10, End: 22, Payload: []byte("aa\n")}
-	if _, _, ok := skip(20, 10, short); ok {
+	short := stream.Chunk{Offset: 10, End: 22, Payload: []byte("aa\n")}
+	if _, ok := skip(20, 10, short); ok {
 		t.Error("skip past a short payload: ok, want skipped")
 	}
 }

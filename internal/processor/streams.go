@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 
+	"thunder/internal/digest"
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
 	"thunder/internal/wire"
@@ -30,40 +31,46 @@ type binding struct {
 type slot struct {
 	b         *binding
 	st        outStream
-	committed uint64 // guarded by the session's mu
+	committed stream.Mark // guarded by the session's mu
 }
 
 // Committed is how an output acknowledges the slot's stream.
-func (sl *slot) Committed(offset uint64) { sl.b.s.committed(sl, offset) }
+func (sl *slot) Committed(m stream.Mark) { sl.b.s.committed(sl, m) }
 
-// committed is the offset every output has committed. s.mu is held.
-func (b *binding) committed() uint64 {
-	least := b.slots[0].committed
-	for _, sl := range b.slots[1:] {
-		least = min(least, sl.committed)
+// committed is what every output has committed: the least mark, and its
+// digest. s.mu is held.
+func (b *binding) committed() stream.Mark {
+	return least(b.slots, func(sl *slot) stream.Mark { return sl.committed })
+}
+
+// least returns the mark of the least offset among xs'.
+func least[X any](xs []X, mark func(X) stream.Mark) stream.Mark {
+	m := mark(xs[0])
+	for _, x := range xs[1:] {
+		if o := mark(x); o.Offset < m.Offset {
+			m = o
+		}
 	}
-	return least
+	return m
 }
 
 // attach attaches the stream in every output and returns where the
 // collector must resume: where the output that is behind needs it. On
 // error, what was attached is let go.
-func (s *session) attach(b *binding, key stream.Key, name relpath.Name, acked uint64) (uint64, error) {
-	var offset uint64
-	for i, out := range s.p.outs {
+func (s *session) attach(b *binding, key stream.Key, name relpath.Name, acked stream.Mark) (stream.Mark, error) {
+	ats := make([]stream.Mark, 0, len(s.p.outs))
+	for _, out := range s.p.outs {
 		sl := &slot{b: b}
-		st, off, err := out.Attach(key, name, acked, sl)
+		st, at, err := out.Attach(key, name, acked, sl)
 		if err != nil {
 			s.release(b, false)
-			return 0, err
+			return at, err
 		}
 		sl.st = st
-		if i == 0 || off < offset {
-			offset = off
-		}
+		ats = append(ats, at)
 		b.slots = append(b.slots, sl)
 	}
-	return offset, nil
+	return least(ats, func(m stream.Mark) stream.Mark { return m }), nil
 }
 
 // release detaches the binding's streams from their outputs; done forgets
@@ -102,7 +109,7 @@ func (s *session) open(f wire.Frame) error {
 	}
 	key := stream.Key{Collector: s.collector, ID: id}
 	b := &binding{s: s, handle: m.Handle}
-	offset, err := s.attach(b, key, name, m.Acked)
+	at, err := s.attach(b, key, name, stream.Mark{Offset: m.Acked, Digest: m.AckedDigest})
 	if err != nil {
 		return s.refuse(codeOf(err), m.Handle, "%v", err)
 	}
@@ -113,16 +120,19 @@ func (s *session) open(f wire.Frame) error {
 	// is queued after Opened.
 	s.mu.Lock()
 	for _, sl := range b.slots {
-		sl.committed = max(sl.committed, sl.st.Committed())
+		if c := sl.st.Committed(); c.Offset > sl.committed.Offset {
+			sl.committed = c
+		}
 	}
-	b.sent, b.opened = b.committed(), true
-	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: offset, Committed: b.sent})
+	c := b.committed()
+	b.sent, b.opened = c.Offset, true
+	err = s.queueLocked(wire.TypeOpened, &wirepb.Opened{Handle: m.Handle, Offset: at.Offset, Digest: at.Digest, Committed: c.Offset, CommittedDigest: c.Digest})
 	s.mu.Unlock()
 	if err != nil {
 		return s.refuse(wire.CodeLimit, m.Handle, "%v", err)
 	}
 	s.notify()
-	s.log.Debug("stream opened", "stream", key, "name", name, "offset", offset)
+	s.log.Debug("stream opened", "stream", key, "name", name, "offset", at.Offset)
 	return nil
 }
 
@@ -148,10 +158,15 @@ func (s *session) data(f wire.Frame) error {
 	if err := wire.CheckLines(d.Payload); err != nil {
 		return s.refuse(wire.CodeProtocol, d.Handle, "%v", err)
 	}
-	if err := s.append(b, d); err != nil {
+	c := stream.Chunk{Offset: d.Offset, End: d.End, Payload: d.Payload, Sum: digest.Checksum(d.Payload)}
+	if err := wire.CheckData(f, d, c.Sum); err != nil {
+		return s.damaged(err)
+	}
+	c.Lines = bytes.Count(d.Payload, newline)
+	if err := s.append(b, c); err != nil {
 		return s.refuse(codeOf(err), d.Handle, "%v", err)
 	}
-	lines := bytes.Count(d.Payload, newline)
+	lines := c.Lines
 	s.bytes.Add(uint64(len(d.Payload)))
 	s.lines.Add(uint64(lines))
 	s.p.total.bytes.Add(uint64(len(d.Payload)))
@@ -177,9 +192,9 @@ func codeOf(err error) wire.Code {
 // the outputs' offsets (where Opened resumed); an output that is ahead
 // takes only what it lacks. Other data goes to each output as it is, which
 // refuses it (busy before offset).
-func (s *session) append(b *binding, d wire.Data) error {
+func (s *session) append(b *binding, c stream.Chunk) error {
 	if len(b.slots) == 1 {
-		return b.slots[0].st.Append(b.slots[0], d.Offset, d.End, d.Payload)
+		return b.slots[0].st.Append(b.slots[0], c)
 	}
 	// What each output holds, taken before any of them moves.
 	var buf [2]uint64
@@ -189,8 +204,8 @@ func (s *session) append(b *binding, d wire.Data) error {
 	}
 	lo := slices.Min(have)
 	for i, sl := range b.slots {
-		if from, p, ok := skip(have[i], lo, d); ok {
-			if err := sl.st.Append(sl, from, d.End, p); err != nil {
+		if part, ok := skip(have[i], lo, c); ok {
+			if err := sl.st.Append(sl, part); err != nil {
 				return err
 			}
 		}
@@ -206,14 +221,15 @@ func (s *session) append(b *binding, d wire.Data) error {
 // not (an over-long line split differently when resent) the rest is written
 // anyway and becomes a split line. A payload too short for the cut (only a
 // broken collector sends one) is skipped, and its next frame refused.
-func skip(have, lo uint64, d wire.Data) (uint64, []byte, bool) {
+func skip(have, lo uint64, c stream.Chunk) (stream.Chunk, bool) {
 	switch {
-	case d.Offset != lo || have <= d.Offset:
-		return d.Offset, d.Payload, true
-	case have >= d.End, have-d.Offset > uint64(len(d.Payload)):
-		return 0, nil, false
+	case c.Offset != lo || have <= c.Offset:
+		return c, true
+	case have >= c.End, have-c.Offset > uint64(len(c.Payload)):
+		return stream.Chunk{}, false
 	}
-	return have, d.Payload[have-d.Offset:], true
+	p := c.Payload[have-c.Offset:]
+	return stream.Chunk{Offset: have, End: c.End, Payload: p, Sum: digest.Checksum(p), Lines: bytes.Count(p, newline)}, true
 }
 
 func (s *session) closeStream(f wire.Frame) error {

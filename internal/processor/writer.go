@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/stream"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
 )
@@ -39,7 +40,7 @@ func (s *session) queueLocked(t wire.Type, m proto.Message) error {
 	}
 	n := len(s.out)
 	var err error
-	if s.out, err = wire.AppendControl(s.out, t, m); err != nil {
+	if s.out, err = s.appendFrame(s.out, t, m); err != nil {
 		s.log.Error("cannot encode frame", "err", err)
 		return nil
 	}
@@ -59,6 +60,17 @@ func (s *session) queuePong() {
 	s.notify()
 }
 
+// appendFrame appends a control frame, sealed with its checksum once the
+// handshake chose them (§13). s.mu is held.
+func (s *session) appendFrame(dst []byte, t wire.Type, m proto.Message) ([]byte, error) {
+	start := len(dst)
+	dst, err := wire.AppendControl(dst, t, m)
+	if err != nil || !s.sums {
+		return dst, err
+	}
+	return wire.Seal(dst, start), nil
+}
+
 func (s *session) notify() {
 	select {
 	case s.wake <- struct{}{}:
@@ -68,9 +80,11 @@ func (s *session) notify() {
 
 // committed records what an output committed of a slot's stream, and
 // queues an ack when what every output committed grew.
-func (s *session) committed(sl *slot, offset uint64) {
+func (s *session) committed(sl *slot, m stream.Mark) {
 	s.mu.Lock()
-	sl.committed = max(sl.committed, offset)
+	if m.Offset > sl.committed.Offset {
+		sl.committed = m
+	}
 	b := sl.b
 	if !b.opened || b.closed {
 		s.mu.Unlock() // Opened reads the committed offsets itself
@@ -82,10 +96,11 @@ func (s *session) committed(sl *slot, offset uint64) {
 // ackLocked queues an ack for the writer when what every output committed
 // grew, and unlocks s.mu.
 func (s *session) ackLocked(b *binding) {
-	send := !s.closing && b.committed() > b.sent
+	c := b.committed()
+	send := !s.closing && c.Offset > b.sent
 	if send {
-		b.sent = b.committed()
-		s.acks[b.handle] = b.sent
+		b.sent = c.Offset
+		s.acks[b.handle] = c
 	}
 	s.mu.Unlock()
 	if send {
@@ -110,7 +125,7 @@ func (s *session) writeLoop() {
 		buf = append(buf[:0], s.out...)
 		s.out = s.out[:0]
 		if s.pong {
-			buf, _ = wire.AppendControl(buf, wire.TypePong, nil) // an empty body cannot fail
+			buf, _ = s.appendFrame(buf, wire.TypePong, nil) // an empty body cannot fail
 			s.pong = false
 		}
 		buf = s.appendAcksLocked(buf)
@@ -135,7 +150,7 @@ func (s *session) writeLoop() {
 }
 
 // maxAcksPerFrame keeps an Ack frame well under wire.MaxControlBytes (a
-// StreamAck takes at most 18 bytes).
+// StreamAck takes at most 23 bytes with its digest).
 const maxAcksPerFrame = 2048
 
 // closingWriteTimeout bounds the last writes of a stopping processor.
@@ -171,13 +186,13 @@ func (s *session) appendAcksLocked(buf []byte) []byte {
 	m := &wirepb.Ack{}
 	flush := func() {
 		var err error
-		if buf, err = wire.AppendControl(buf, wire.TypeAck, m); err != nil {
+		if buf, err = s.appendFrame(buf, wire.TypeAck, m); err != nil {
 			panic(err) // maxAcksPerFrame keeps the frame small: a broken invariant
 		}
 		m.Streams = m.Streams[:0]
 	}
-	for h, off := range s.acks {
-		m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: off})
+	for h, c := range s.acks {
+		m.Streams = append(m.Streams, &wirepb.StreamAck{Handle: h, Offset: c.Offset, Digest: c.Digest})
 		if len(m.Streams) == maxAcksPerFrame {
 			flush()
 		}

@@ -8,10 +8,10 @@ import "errors"
 // tells it, after each commit, how far the stream is durable. That call is
 // the one path by which acknowledgements leave an output.
 type Owner interface {
-	// Committed reports that the output committed the stream up to
-	// source offset. It must not block: outputs call it after a commit,
+	// Committed reports that the output committed the stream up to m,
+	// with m's digest. It must not block: outputs call it after a commit,
 	// outside their locks, once per stream that moved.
-	Committed(offset uint64)
+	Committed(m Mark)
 }
 
 // Errors every output returns, wrapped in its own: the processor maps them

@@ -11,20 +11,20 @@ import (
 	"thunder/internal/stream"
 )
 
-// Append writes p, the lines for source offsets [offset, end), at the end of
-// the stream's target file. p is written with one write(2) under the file's
-// lock, so lines of different streams never interleave; a failed write is cut
-// back so no partial line stays in the file.
-func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error {
+// Append writes c's payload, the lines for source offsets [c.Offset, c.End),
+// at the end of the stream's target file. It is written with one write(2)
+// under the file's lock, so lines of different streams never interleave; a
+// failed write is cut back so no partial line stays in the file.
+func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	d, f := s.d, s.f
 	f.mu.Lock()
 	if s.owner != owner || s.owner == nil {
 		f.mu.Unlock()
 		return ErrNotOwner
 	}
-	if offset != s.offset {
+	if c.Offset != s.at.Offset {
 		f.mu.Unlock()
-		return fmt.Errorf("%w: got %d, stream is at %d", ErrOffset, offset, s.offset)
+		return fmt.Errorf("%w: got %d, stream is at %d", ErrOffset, c.Offset, s.at.Offset)
 	}
 	if f.broken != nil {
 		err := f.broken
@@ -37,7 +37,7 @@ func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error 
 			return err
 		}
 	}
-	n, err := f.fd.Write(p)
+	n, err := f.fd.Write(c.Payload)
 	if err != nil {
 		if n > 0 {
 			// Cut what this write left, from what the file holds now
@@ -51,7 +51,8 @@ func (s *Stream) Append(owner stream.Owner, offset, end uint64, p []byte) error 
 	}
 	f.size += int64(n)
 	f.last = time.Now()
-	s.offset = end
+	s.at = s.at.After(c)
+	s.lines += uint64(c.Lines)
 	f.touched[s] = struct{}{}
 	wasDirty := f.dirty
 	f.dirty = true
@@ -149,12 +150,13 @@ func (d *Dir) claim(f *file, info fileInfo) error {
 func (s *Stream) Offset() uint64 {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	return s.offset
+	return s.at.Offset
 }
 
-// Committed returns the stream's durably committed source offset.
-func (s *Stream) Committed() uint64 {
+// Committed returns the stream's durably committed source offset, and its
+// digest there.
+func (s *Stream) Committed() stream.Mark {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	return s.committed
+	return s.done
 }

@@ -20,21 +20,21 @@ import (
 // delivered as) continues there from the end of what the old name got; if
 // some of that is not committed yet, Attach waits for the commit, so the
 // new name's stream never depends on bytes that may still be rewound.
-func (d *Dir) Attach(key stream.Key, n relpath.Name, acked uint64, owner stream.Owner) (s *Stream, offset, committed uint64, err error) {
+func (d *Dir) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner stream.Owner) (s *Stream, at, done stream.Mark, err error) {
 	name := n.String()
 	if n.IsZero() || owner == nil {
-		return nil, 0, 0, fmt.Errorf("%w: attach without a name or an owner", ErrName)
+		return nil, at, done, fmt.Errorf("%w: attach without a name or an owner", ErrName)
 	}
 	d.mu.Lock()
 	s, err = d.settledLocked(key, name)
 	if err != nil {
 		d.mu.Unlock()
-		return nil, 0, 0, err
+		return nil, at, done, err
 	}
 	if s == nil || s.Name != name {
 		if s, err = d.bindLocked(key, name, s); err != nil {
 			d.mu.Unlock()
-			return nil, 0, 0, err
+			return nil, at, done, err
 		}
 	}
 	// The owner is set before d.mu is released: another Attach of the key
@@ -44,9 +44,10 @@ func (d *Dir) Attach(key stream.Key, n relpath.Name, acked uint64, owner stream.
 	f := s.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if acked > s.offset {
-		// Bytes below acked are durable elsewhere: start the stream there.
-		s.offset, s.committed = acked, acked
+	if acked.Offset > s.at.Offset {
+		// Bytes below acked are durable elsewhere: start the stream there,
+		// with the collector's digest of them.
+		s.at, s.done = acked, acked
 		f.touched[s] = struct{}{}
 		if !f.dirty {
 			f.dirty = true
@@ -54,7 +55,7 @@ func (d *Dir) Attach(key stream.Key, n relpath.Name, acked uint64, owner stream.
 		}
 	}
 	s.owner = owner
-	return s, s.offset, s.committed, nil
+	return s, s.at, s.done, nil
 }
 
 // renameTimeout bounds how long Attach waits for a renamed stream's
@@ -82,7 +83,7 @@ func (d *Dir) settledLocked(key stream.Key, name string) (*Stream, error) {
 		}
 		s.f.mu.Lock()
 		s.owner = nil // its appends stop, so the stream settles and stays so
-		pending := s.offset != s.committed
+		pending := s.at != s.done
 		s.f.mu.Unlock()
 		if !pending {
 			return s, nil
@@ -120,11 +121,13 @@ func (d *Dir) bindLocked(key stream.Key, name string, prev *Stream) (*Stream, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: read stream %s: %v", ErrStorage, key, err)
 	}
-	start := rec.Committed
+	start, lines := stream.Mark{Offset: rec.Committed, Digest: rec.Digest}, rec.Lines
 	if prev != nil {
 		// Follow the rename without resending what the old name got.
 		prev.f.mu.Lock()
-		start = max(start, prev.committed)
+		if prev.done.Offset > start.Offset {
+			start, lines = prev.done, prev.doneLines
+		}
 		prev.f.mu.Unlock()
 		d.unbindLocked(prev)
 		d.letGoLocked(prev.f)
@@ -134,7 +137,7 @@ func (d *Dir) bindLocked(key stream.Key, name string, prev *Stream) (*Stream, er
 		f = &file{name: name, touched: make(map[*Stream]struct{}), streams: make(map[*Stream]struct{}), committed: -1}
 		d.files[name] = f
 	}
-	s := &Stream{Key: key, Name: name, f: f, offset: start, committed: start, d: d}
+	s := &Stream{Key: key, Name: name, f: f, at: start, done: start, lines: lines, doneLines: lines, d: d}
 	d.streams[key] = s
 	f.mu.Lock()
 	f.streams[s] = struct{}{}
@@ -177,7 +180,7 @@ func (s *Stream) release(owner stream.Owner, forget bool) {
 // s.f.mu are held.
 func (d *Dir) evictLocked(s *Stream) {
 	f := s.f
-	if _, pending := f.touched[s]; pending || s.offset != s.committed {
+	if _, pending := f.touched[s]; pending || s.at != s.done {
 		return
 	}
 	if d.streams[s.Key] == s {

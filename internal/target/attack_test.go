@@ -159,7 +159,7 @@ func TestOneFileTwoNames(t *testing.T) {
 
 			s2, _, _ := mustAttach(t, d, key("c", 2), c.alias, 0, o)
 			p := lines("two", 0, 5)
-			err := s2.Append(o, 0, uint64(len(p)), []byte(p))
+			err := s2.Append(o, chunk(0, uint64(len(p)), []byte(p)))
 			if err == nil {
 				mustCommit(t, d)
 				want += p
@@ -211,7 +211,7 @@ func TestLinksIntoState(t *testing.T) {
 	o := &owner{"c"}
 	for i, name := range names {
 		s, _, _ := mustAttach(t, d, key("c", i), name, 0, o)
-		err := s.Append(o, 0, 5, []byte("evil\n"))
+		err := s.Append(o, chunk(0, 5, []byte("evil\n")))
 		if !errors.Is(err, target.ErrName) {
 			t.Errorf("Append to %s = %v, want ErrName", name, err)
 		}
@@ -283,7 +283,7 @@ func TestRenameWithUncommittedData(t *testing.T) {
 	}
 	done := make(chan attached, 1)
 	go func() {
-		s, off, _, err := d.Attach(k, mustName(t, "two.log"), 0, o2)
+		s, off, _, err := attachAt(d, k, mustName(t, "two.log"), 0, o2)
 		done <- attached{s, off, err}
 	}()
 	var a attached

@@ -23,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 	var off uint64
 	for b.Loop() {
 		end := off + uint64(len(p))
-		if err := s.Append(o, off, end, p); err != nil {
+		if err := s.Append(o, chunk(off, end, p)); err != nil {
 			b.Fatal(err)
 		}
 		off = end
@@ -40,13 +40,13 @@ func BenchmarkAppendCommit(b *testing.B) {
 	for b.Loop() {
 		for range 8 {
 			end := off + uint64(len(p))
-			if err := s.Append(o, off, end, p); err != nil {
+			if err := s.Append(o, chunk(off, end, p)); err != nil {
 				b.Fatal(err)
 			}
 			off = end
 		}
 		acks, err := d.Commit()
-		if err != nil || len(acks) != 1 || acks[0].Offset != off {
+		if err != nil || len(acks) != 1 || acks[0].At.Offset != off {
 			b.Fatalf("Commit() = %v, %v; want one ack at %d", acks, err, off)
 		}
 	}
@@ -74,7 +74,7 @@ func BenchmarkCommitManyFiles(b *testing.B) {
 			for b.Loop() {
 				end := off + uint64(len(p))
 				for _, s := range streams {
-					if err := s.Append(o, off, end, p); err != nil {
+					if err := s.Append(o, chunk(off, end, p)); err != nil {
 						b.Fatal(err)
 					}
 				}

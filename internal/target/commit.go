@@ -13,19 +13,19 @@ import (
 	"thunder/internal/stream"
 )
 
-// Ack says that a stream's data up to Offset is durable. Owner is the
+// Ack says that a stream's data up to At is durable. Owner is the
 // stream's owner when the commit finished; nil if none.
 type Ack struct {
 	Stream *Stream
 	Owner  stream.Owner
-	Offset uint64
+	At     stream.Mark
 }
 
 // deliver hands acks to their owners.
 func deliver(acks []Ack) {
 	for _, a := range acks {
 		if a.Owner != nil {
-			a.Owner.Committed(a.Offset)
+			a.Owner.Committed(a.At)
 		}
 	}
 }
@@ -43,8 +43,9 @@ type snapshot struct {
 }
 
 type streamAt struct {
-	s      *Stream
-	offset uint64
+	s     *Stream
+	at    stream.Mark
+	lines uint64
 }
 
 // Commit makes everything appended so far durable and returns the streams
@@ -182,7 +183,7 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	}
 	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed}
 	for s := range f.touched {
-		sn.streams = append(sn.streams, streamAt{s, s.offset})
+		sn.streams = append(sn.streams, streamAt{s, s.at, s.lines})
 	}
 	clear(f.touched)
 	f.dirty = false
@@ -247,7 +248,7 @@ func record(tx *bolt.Tx, snaps []snapshot, p pending, forget []stream.Key) error
 			}
 		}
 		for _, sa := range sn.streams {
-			if err := putStream(sb, sa.s.Key, streamRecord{Committed: sa.offset, Name: sa.s.Name}); err != nil {
+			if err := putStream(sb, sa.s.Key, streamRecord{Committed: sa.at.Offset, Digest: sa.at.Digest, Lines: sa.lines, Name: sa.s.Name}); err != nil {
 				return err
 			}
 		}
@@ -335,9 +336,9 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 		}
 		for _, sa := range sn.streams {
 			s := sa.s
-			if sa.offset > s.committed && s.offset >= sa.offset {
-				s.committed = sa.offset
-				acks = append(acks, Ack{Stream: s, Owner: s.owner, Offset: sa.offset})
+			if sa.at.Offset > s.done.Offset && s.at.Offset >= sa.at.Offset {
+				s.done, s.doneLines = sa.at, sa.lines
+				acks = append(acks, Ack{Stream: s, Owner: s.owner, At: sa.at})
 			}
 		}
 		f.mu.Unlock()
@@ -403,11 +404,11 @@ func (d *Dir) evict(snaps []snapshot) {
 // the cut fails, and the next commit tries again.
 func (d *Dir) rewindLocked(f *file) {
 	for s := range f.streams {
-		s.offset = s.committed
+		s.at, s.lines = s.done, s.doneLines
 		s.owner = nil
 	}
 	for s := range f.touched {
-		s.offset = s.committed // a stream renamed away, with bytes here
+		s.at, s.lines = s.done, s.doneLines // a stream renamed away, with bytes here
 	}
 	clear(f.touched)
 	if f.fd != nil {

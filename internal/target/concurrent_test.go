@@ -53,10 +53,10 @@ func TestConcurrentStreams(t *testing.T) {
 			for _, a := range acks {
 				f := byStream[a.Stream]
 				f.mu.Lock()
-				if a.Offset > f.sent || a.Offset <= f.acked {
-					t.Errorf("ack %s at %d: appended %d, acked before %d", a.Stream.Key, a.Offset, f.sent, f.acked)
+				if a.At.Offset > f.sent || a.At.Offset <= f.acked {
+					t.Errorf("ack %s at %d: appended %d, acked before %d", a.Stream.Key, a.At.Offset, f.sent, f.acked)
 				}
-				f.acked = a.Offset
+				f.acked = a.At.Offset
 				f.mu.Unlock()
 				if a.Owner != f.o {
 					t.Errorf("ack %s owner = %v, want %v", a.Stream.Key, a.Owner, f.o)
@@ -92,7 +92,7 @@ func TestConcurrentStreams(t *testing.T) {
 				f.mu.Lock()
 				off := f.sent
 				end := off + uint64(b.Len())
-				err := f.s.Append(f.o, off, end, []byte(b.String()))
+				err := f.s.Append(f.o, chunk(off, end, []byte(b.String())))
 				if err == nil {
 					f.sent = end
 				}
@@ -113,7 +113,7 @@ func TestConcurrentStreams(t *testing.T) {
 	}
 	var total uint64
 	for _, a := range acks {
-		byStream[a.Stream].acked = a.Offset
+		byStream[a.Stream].acked = a.At.Offset
 	}
 	for _, f := range feeders {
 		if f.acked != f.sent {
@@ -197,7 +197,7 @@ func TestAttachConcurrentDeadlock(t *testing.T) {
 			attachers.Go(func() {
 				o := &owner{fmt.Sprint(g)}
 				for i := range 2000 {
-					if _, _, _, err := d.Attach(key(fmt.Sprint("c", g), i), mustName(t, "x.log"), uint64(i+1), o); err != nil {
+					if _, _, _, err := attachAt(d, key(fmt.Sprint("c", g), i), mustName(t, "x.log"), uint64(i+1), o); err != nil {
 						t.Errorf("Attach = %v", err)
 						return
 					}

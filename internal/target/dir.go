@@ -126,8 +126,10 @@ type Stream struct {
 	Name string
 
 	f         *file
-	offset    uint64 // source offset after the last appended byte
-	committed uint64 // source offset durably recorded
+	at        stream.Mark // after the last appended byte
+	done      stream.Mark // durably recorded
+	lines     uint64      // lines appended, of them doneLines recorded
+	doneLines uint64
 	owner     stream.Owner
 	d         *Dir
 }

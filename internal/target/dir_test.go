@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"thunder/internal/digest"
 	"thunder/internal/stream"
 	"thunder/internal/target"
 )
@@ -38,7 +39,11 @@ func TestRoundTrip(t *testing.T) {
 	if len(acks) != 2 {
 		t.Fatalf("Commit() = %d acks, want 2: %v", len(acks), acks)
 	}
-	for _, want := range []target.Ack{{s1, o1, end1}, {s2, o2, end2}} {
+	// Each ack carries the stream's digest: the CRC-32C of what it holds.
+	for _, want := range []target.Ack{
+		{s1, o1, stream.Mark{Offset: end1, Digest: digest.Checksum([]byte(p1))}},
+		{s2, o2, stream.Mark{Offset: end2, Digest: digest.Checksum([]byte(p2))}},
+	} {
 		got, ok := ackFor(t, acks, want.Stream)
 		if !ok || got != want {
 			t.Errorf("ack for %s = %+v (found %v), want %+v", want.Stream.Key, got, ok, want)
@@ -52,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 	p1b := lines("one", 3, 2)
 	end1b := mustAppend(t, d, s1, o1, end1, p1b)
 	acks = mustCommit(t, d)
-	if got, ok := ackFor(t, acks, s1); !ok || got.Offset != end1b || len(acks) != 1 {
+	if got, ok := ackFor(t, acks, s1); !ok || got.At != (stream.Mark{Offset: end1b, Digest: digest.Checksum([]byte(p1 + p1b))}) || len(acks) != 1 {
 		t.Errorf("Commit() = %v, want one ack for %s at %d", acks, k1, end1b)
 	}
 
@@ -99,17 +104,17 @@ func TestSourceOffsetsAreTheCollectors(t *testing.T) {
 	d := mustOpen(t, dir)
 	o := &owner{"c"}
 	s, _, _ := mustAttach(t, d, key("c", 1), "x.log", 0, o)
-	if err := s.Append(o, 0, 1000, []byte("abc\n")); err != nil {
+	if err := s.Append(o, chunk(0, 1000, []byte("abc\n"))); err != nil {
 		t.Fatalf("Append(0, 1000) = %v", err)
 	}
-	if err := s.Append(o, 4, 8, []byte("def\n")); !errors.Is(err, target.ErrOffset) {
+	if err := s.Append(o, chunk(4, 8, []byte("def\n"))); !errors.Is(err, target.ErrOffset) {
 		t.Fatalf("Append(4, 8) after end 1000 = %v, want ErrOffset", err)
 	}
-	if err := s.Append(o, 1000, 2000, []byte("def\n")); err != nil {
+	if err := s.Append(o, chunk(1000, 2000, []byte("def\n"))); err != nil {
 		t.Fatalf("Append(1000, 2000) = %v", err)
 	}
 	acks := mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Offset != 2000 {
+	if a, ok := ackFor(t, acks, s); !ok || a.At.Offset != 2000 {
 		t.Errorf("ack = %+v, want offset 2000", a)
 	}
 	mustClose(t, d)
@@ -139,7 +144,7 @@ func TestOffsetAndOwner(t *testing.T) {
 		{"nil owner", nil, end, target.ErrNotOwner},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := s.Append(c.owner, c.offset, c.offset+2, []byte("b\n"))
+			err := s.Append(c.owner, chunk(c.offset, c.offset+2, []byte("b\n")))
 			if !errors.Is(err, c.want) {
 				t.Errorf("Append(%d) = %v, want %v", c.offset, err, c.want)
 			}
@@ -155,14 +160,14 @@ func TestOffsetAndOwner(t *testing.T) {
 	if off != end || committed != 0 {
 		t.Errorf("Attach(takeover) = offset %d, committed %d, want %d, 0", off, committed, end)
 	}
-	if err := s.Append(o1, end, end+2, []byte("b\n")); !errors.Is(err, target.ErrNotOwner) {
+	if err := s.Append(o1, chunk(end, end+2, []byte("b\n"))); !errors.Is(err, target.ErrNotOwner) {
 		t.Errorf("Append by previous owner = %v, want ErrNotOwner", err)
 	}
 	end = mustAppend(t, d, s2, o2, end, "c\n")
 
 	// The ack names the owner at commit time.
 	acks := mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Owner != o2 || a.Offset != end {
+	if a, ok := ackFor(t, acks, s); !ok || a.Owner != o2 || a.At.Offset != end {
 		t.Errorf("ack = %+v, want owner conn2 offset %d", a, end)
 	}
 
@@ -170,11 +175,11 @@ func TestOffsetAndOwner(t *testing.T) {
 	s.Detach(o1)
 	end = mustAppend(t, d, s, o2, end, "d\n")
 	s.Detach(o2)
-	if err := s.Append(o2, end, end+2, []byte("e\n")); !errors.Is(err, target.ErrNotOwner) {
+	if err := s.Append(o2, chunk(end, end+2, []byte("e\n"))); !errors.Is(err, target.ErrNotOwner) {
 		t.Errorf("Append after Detach = %v, want ErrNotOwner", err)
 	}
 	acks = mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Owner != nil || a.Offset != end {
+	if a, ok := ackFor(t, acks, s); !ok || a.Owner != nil || a.At.Offset != end {
 		t.Errorf("ack after Detach = %+v, want owner nil offset %d", a, end)
 	}
 	s3, off, _ := mustAttach(t, d, k, "x.log", 0, o1)
@@ -199,12 +204,12 @@ func TestAttachAcked(t *testing.T) {
 	if off != 500 || committed != 500 {
 		t.Fatalf("Attach(acked 500) = offset %d, committed %d, want 500, 500", off, committed)
 	}
-	if err := s.Append(o, 0, 2, []byte("a\n")); !errors.Is(err, target.ErrOffset) {
+	if err := s.Append(o, chunk(0, 2, []byte("a\n"))); !errors.Is(err, target.ErrOffset) {
 		t.Errorf("Append(0) after acked 500 = %v, want ErrOffset", err)
 	}
 	end := mustAppend(t, d, s, o, 500, "a\n")
 	acks := mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Offset != end {
+	if a, ok := ackFor(t, acks, s); !ok || a.At.Offset != end {
 		t.Errorf("ack = %+v, want offset %d", a, end)
 	}
 
@@ -254,7 +259,7 @@ func TestDirtyBytes(t *testing.T) {
 		t.Errorf("DirtyBytes() = %d, want 107", got)
 	}
 	// A rejected append counts nothing.
-	_ = s1.Append(o, 0, 3, []byte("no\n"))
+	_ = s1.Append(o, chunk(0, 3, []byte("no\n")))
 	if got := d.DirtyBytes(); got != 107 {
 		t.Errorf("DirtyBytes() after rejected append = %d, want 107", got)
 	}
@@ -305,7 +310,7 @@ func TestOpenErrors(t *testing.T) {
 func TestAttachAfterClose(t *testing.T) {
 	d := mustOpen(t, t.TempDir())
 	mustClose(t, d)
-	if _, _, _, err := d.Attach(key("c", 1), mustName(t, "x.log"), 0, &owner{"c"}); err == nil {
+	if _, _, _, err := attachAt(d, key("c", 1), mustName(t, "x.log"), 0, &owner{"c"}); err == nil {
 		t.Errorf("Attach after Close = nil error")
 	}
 }
@@ -362,12 +367,12 @@ func TestNames(t *testing.T) {
 			d := mustOpen(t, dir)
 			o := &owner{"c"}
 			s, _, _ := mustAttach(t, d, key("c", 1), name, 0, o)
-			err := s.Append(o, 0, 2, []byte("x\n"))
+			err := s.Append(o, chunk(0, 2, []byte("x\n")))
 			if !errors.Is(err, target.ErrName) {
 				t.Errorf("Append(%q) = %v, want ErrName", name, err)
 			}
 			// The stream did not move; a retry fails the same way.
-			if err := s.Append(o, 0, 2, []byte("x\n")); !errors.Is(err, target.ErrName) {
+			if err := s.Append(o, chunk(0, 2, []byte("x\n"))); !errors.Is(err, target.ErrName) {
 				t.Errorf("second Append(%q) = %v, want ErrName", name, err)
 			}
 			if _, err := d.Commit(); err != nil {
@@ -415,7 +420,7 @@ func TestNameSymlinkInside(t *testing.T) {
 	o := &owner{"c"}
 	for i, name := range []string{"link/x.log", "y.log"} {
 		s, _, _ := mustAttach(t, d, key("c", i), name, 0, o)
-		err := s.Append(o, 0, 2, []byte("a\n"))
+		err := s.Append(o, chunk(0, 2, []byte("a\n")))
 		if !errors.Is(err, target.ErrName) || !strings.Contains(err.Error(), "symbolic link") {
 			t.Errorf("Append to %s = %v, want ErrName naming the symbolic link", name, err)
 		}
@@ -450,7 +455,7 @@ func TestEviction(t *testing.T) {
 	end = mustAppend(t, d, s, o, end, "b\n")
 	s.Detach(o)
 	acks := mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Offset != end || a.Owner != nil {
+	if a, ok := ackFor(t, acks, s); !ok || a.At.Offset != end || a.Owner != nil {
 		t.Errorf("ack = %+v, want offset %d owner nil", a, end)
 	}
 	// Detached and committed: dropped; Attach reloads from the state store.
@@ -461,7 +466,7 @@ func TestEviction(t *testing.T) {
 	if off != end || committed != end {
 		t.Errorf("Attach after eviction = offset %d, committed %d, want %d", off, committed, end)
 	}
-	if err := s.Append(o, end, end+2, []byte("z\n")); !errors.Is(err, target.ErrNotOwner) {
+	if err := s.Append(o, chunk(end, end+2, []byte("z\n"))); !errors.Is(err, target.ErrNotOwner) {
 		t.Errorf("Append through evicted stream = %v, want ErrNotOwner", err)
 	}
 	end = mustAppend(t, d, s2, o, end, "c\n")

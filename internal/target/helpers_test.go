@@ -1,6 +1,7 @@
 package target_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"thunder/internal/digest"
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
 	"thunder/internal/target"
@@ -61,7 +63,7 @@ func key(collector string, n int) stream.Key {
 // look at acknowledgements in what Commit returns.
 type owner struct{ name string }
 
-func (*owner) Committed(uint64) {}
+func (*owner) Committed(stream.Mark) {}
 
 // mustName is name as Clean makes it.
 func mustName(t testing.TB, name string) relpath.Name {
@@ -73,9 +75,20 @@ func mustName(t testing.TB, name string) relpath.Name {
 	return n
 }
 
+// attachAt is Attach for a collector that knows no digests, in offsets.
+func attachAt(d *target.Dir, k stream.Key, name relpath.Name, acked uint64, o stream.Owner) (*target.Stream, uint64, uint64, error) {
+	s, at, done, err := d.Attach(k, name, stream.Mark{Offset: acked}, o)
+	return s, at.Offset, done.Offset, err
+}
+
+// chunk is the data frame for [offset, end) with payload p.
+func chunk(offset, end uint64, p []byte) stream.Chunk {
+	return stream.Chunk{Offset: offset, End: end, Payload: p, Sum: digest.Checksum(p), Lines: bytes.Count(p, []byte{'\n'})}
+}
+
 func mustAttach(t testing.TB, d *target.Dir, k stream.Key, name string, acked uint64, o stream.Owner) (s *target.Stream, offset, committed uint64) {
 	t.Helper()
-	s, offset, committed, err := d.Attach(k, mustName(t, name), acked, o)
+	s, offset, committed, err := attachAt(d, k, mustName(t, name), acked, o)
 	if err != nil {
 		t.Fatalf("Attach(%s, %q, %d) = %v", k, name, acked, err)
 	}
@@ -87,7 +100,7 @@ func mustAttach(t testing.TB, d *target.Dir, k stream.Key, name string, acked ui
 func mustAppend(t testing.TB, d *target.Dir, s *target.Stream, o stream.Owner, offset uint64, p string) uint64 {
 	t.Helper()
 	end := offset + uint64(len(p))
-	if err := s.Append(o, offset, end, []byte(p)); err != nil {
+	if err := s.Append(o, chunk(offset, end, []byte(p))); err != nil {
 		t.Fatalf("Append(%s, %d, %q) = %v", s.Key, offset, p, err)
 	}
 	return end

@@ -85,7 +85,7 @@ func TestRTReopenFsyncFailZeros(t *testing.T) {
 				return
 			default:
 			}
-			err := s.Append(o, off, off+uint64(len(p)), p)
+			err := s.Append(o, chunk(off, off+uint64(len(p)), p))
 			if err != nil {
 				if !errors.Is(err, target.ErrNotOwner) && !errors.Is(err, target.ErrStorage) {
 					t.Errorf("append: %v", err)
@@ -146,9 +146,9 @@ func TestRTReopenStateFailZeros(t *testing.T) {
 	a := lines("committed", 0, 200)
 	end := mustAppend(t, d, s, o, 0, a)
 	mustCommit(t, d)
-	chunk := lines(strings.Repeat("dirty", 200), 0, 1000) // ~1 MB
+	block := lines(strings.Repeat("dirty", 200), 0, 1000) // ~1 MB
 	for i := 0; i < 300; i++ {
-		end = mustAppend(t, d, s, o, end, chunk)
+		end = mustAppend(t, d, s, o, end, block)
 	}
 	name := filepath.Join(dir, "x.log")
 	reopenErr := make(chan error, 1)
@@ -158,7 +158,7 @@ func TestRTReopenStateFailZeros(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	locked := false
 	for time.Now().Before(deadline) {
-		if err := s.Append(o, off, off+uint64(len(p)), p); err != nil {
+		if err := s.Append(o, chunk(off, off+uint64(len(p)), p)); err != nil {
 			t.Logf("append: %v", err)
 			break
 		}

@@ -73,7 +73,7 @@ func TestRTIdleClosedSecondName(t *testing.T) {
 			c.make(t, dir)
 			s2, off, _ := mustAttach(t, d, key("c", 2), c.other, 0, o)
 			second := lines("second", 0, 50)
-			err := s2.Append(o, off, off+uint64(len(second)), []byte(second))
+			err := s2.Append(o, chunk(off, off+uint64(len(second)), []byte(second)))
 			if errors.Is(err, target.ErrName) {
 				// Refused while the first name's record claims the inode:
 				// nothing can be cut by it later. Check that it holds.
@@ -89,7 +89,7 @@ func TestRTIdleClosedSecondName(t *testing.T) {
 			}
 			end := off + uint64(len(second))
 			acks := mustCommit(t, d)
-			if a, ok := ackFor(t, acks, s2); !ok || a.Offset != end {
+			if a, ok := ackFor(t, acks, s2); !ok || a.At.Offset != end {
 				t.Fatalf("second stream not acked at %d: %v", end, acks)
 			}
 			want := first + second
@@ -133,7 +133,7 @@ func TestRTRenameRaceWithOldOwner(t *testing.T) {
 			off := uint64(0)
 			p := []byte("line of the old connection\n")
 			for i := 0; i < 200; i++ {
-				if err := s.Append(o1, off, off+uint64(len(p)), p); err != nil {
+				if err := s.Append(o1, chunk(off, off+uint64(len(p)), p)); err != nil {
 					if !errors.Is(err, target.ErrNotOwner) {
 						t.Errorf("append: %v", err)
 					}
@@ -166,7 +166,7 @@ func TestRTRenameRaceWithOldOwner(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}()
-		_, newOff, _, err := d.Attach(k, mustName(t, "two.log"), 0, o2)
+		_, newOff, _, err := attachAt(d, k, mustName(t, "two.log"), 0, o2)
 		wg.Wait()
 		close(stop)
 		<-committer
@@ -215,7 +215,7 @@ func TestRTShortWriteAfterForeignTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := lines("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 0, 1000)
-	err := s.Append(o, end, end+uint64(len(big)), []byte(big))
+	err := s.Append(o, chunk(end, end+uint64(len(big)), []byte(big)))
 	if !errors.Is(err, target.ErrStorage) {
 		t.Fatalf("Append on a full disk = %v, want ErrStorage", err)
 	}
@@ -279,10 +279,10 @@ func TestRTForeignTruncateAcksMissingBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	acks := mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); ok && a.Offset == end2 {
+	if a, ok := ackFor(t, acks, s); ok && a.At.Offset == end2 {
 		if got := readFile(t, name); !strings.Contains(got, x) {
 			t.Errorf("commit acknowledged offset %d, but the %d bytes [%d,%d) it acknowledges are not in x.log (%d bytes): they were truncated away by another process before the commit, which saw it (fstat size < written) and acked anyway",
-				a.Offset, len(x), end, end2, len(got))
+				a.At.Offset, len(x), end, end2, len(got))
 		}
 	}
 }
@@ -316,7 +316,7 @@ func TestRTRenameWaitFailingStateThenClose(t *testing.T) {
 	s2, _, _ = mustAttach(t, d, key("c", 2), "two.log", 1000, o1) // dirty, no bytes
 	done := make(chan error, 1)
 	go func() {
-		_, _, _, err := d.Attach(k, mustName(t, "three.log"), 0, o2)
+		_, _, _, err := attachAt(d, k, mustName(t, "three.log"), 0, o2)
 		done <- err
 	}()
 	select {
@@ -339,7 +339,7 @@ func TestRTRenameWaitFailingStateThenClose(t *testing.T) {
 		t.Fatal("Close hangs")
 	}
 	fds := openFDs(t, dir)
-	err := s2.Append(o1, 1000, 1002, []byte("y\n"))
+	err := s2.Append(o1, chunk(1000, 1002, []byte("y\n")))
 	t.Logf("Append after Close = %v", err)
 	if err == nil {
 		t.Errorf("Append after Close succeeded: it wrote to two.log with the state store closed")
@@ -406,12 +406,12 @@ func TestRTForgetThenReopenLosesRecord(t *testing.T) {
 	}
 	end2 := mustAppend(t, d, s, o2, off, lines("second", 0, 10))
 	acks := mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Offset != end2 {
+	if a, ok := ackFor(t, acks, s); !ok || a.At.Offset != end2 {
 		t.Fatalf("not acked: %v", acks)
 	}
 	crash(t, d, dir)
 	d = mustOpen(t, dir)
-	_, off, committed, err := d.Attach(k, mustName(t, "x.log"), end, o1) // the collector's offsets DB lags one ack
+	_, off, committed, err := attachAt(d, k, mustName(t, "x.log"), end, o1) // the collector's offsets DB lags one ack
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,13 +466,13 @@ func TestRTConcurrentAttachTwoNames(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				o := &owner{name}
-				s, off, _, err := d.Attach(k, mustName(t, name), 0, o)
+				s, off, _, err := attachAt(d, k, mustName(t, name), 0, o)
 				if err != nil {
 					errs[i] = err
 					return
 				}
 				offs[i] = off
-				errs[i] = s.Append(o, off, off+5, []byte("same\n"))
+				errs[i] = s.Append(o, chunk(off, off+5, []byte("same\n")))
 			}()
 		}
 		stop := make(chan struct{})

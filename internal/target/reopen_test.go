@@ -47,7 +47,7 @@ func TestReopenFollowsRename(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Reopen() = %v", err)
 			}
-			if a, ok := ackFor(t, acks, s); !ok || a.Offset != end || a.Owner != o {
+			if a, ok := ackFor(t, acks, s); !ok || a.At.Offset != end || a.Owner != o {
 				t.Errorf("Reopen() acks = %v, want %s at %d", acks, k, end)
 			}
 			if !c.renameBefore {
@@ -55,7 +55,7 @@ func TestReopenFollowsRename(t *testing.T) {
 			}
 			pNew := lines("x", 10, 10)
 			end = mustAppend(t, d, s, o, end, pNew)
-			if acks := mustCommit(t, d); len(acks) != 1 || acks[0].Offset != end {
+			if acks := mustCommit(t, d); len(acks) != 1 || acks[0].At.Offset != end {
 				t.Errorf("Commit() = %v, want one ack at %d", acks, end)
 			}
 			if got := readFile(t, rotated); got != pOld {
@@ -133,7 +133,7 @@ func TestReopenUnderLoad(t *testing.T) {
 			default:
 			}
 			p := fmt.Sprintf("line %d\n", i)
-			if err := s.Append(o, end, end+uint64(len(p)), []byte(p)); err != nil {
+			if err := s.Append(o, chunk(end, end+uint64(len(p)), []byte(p))); err != nil {
 				t.Errorf("Append = %v", err)
 				return
 			}

@@ -82,23 +82,45 @@ func unmarshalFile(b []byte) (fileRecord, error) {
 	return r, nil
 }
 
-// streamRecord is what a commit knows of a stream.
+// streamRecord is what a commit knows of a stream: its committed offset,
+// the stream's digest there (PROTOCOL §13) and how many lines this
+// processor committed of it.
 type streamRecord struct {
 	Committed uint64
+	Digest    uint32
+	Lines     uint64
 	Name      string
 }
 
+// streamRecordV2 marks records with a digest: committed(8) 0x00 version(1)
+// digest(4) lines(8) name. The first version was committed(8) name, and a
+// name never starts with a NUL.
+const streamRecordV2 = 2
+
 func (r streamRecord) marshal() []byte {
-	b := make([]byte, 8, 8+len(r.Name))
-	binary.BigEndian.PutUint64(b, r.Committed)
+	b := make([]byte, 0, 22+len(r.Name))
+	b = binary.BigEndian.AppendUint64(b, r.Committed)
+	b = append(b, 0, streamRecordV2)
+	b = binary.BigEndian.AppendUint32(b, r.Digest)
+	b = binary.BigEndian.AppendUint64(b, r.Lines)
 	return append(b, r.Name...)
 }
 
 func unmarshalStream(b []byte) (streamRecord, error) {
-	if len(b) < 8 {
+	switch {
+	case len(b) < 8:
+		return streamRecord{}, errors.New("target: corrupt stream record")
+	case len(b) == 8 || b[8] != 0:
+		return streamRecord{Committed: binary.BigEndian.Uint64(b[:8]), Name: string(b[8:])}, nil
+	case len(b) < 22 || b[9] != streamRecordV2:
 		return streamRecord{}, errors.New("target: corrupt stream record")
 	}
-	return streamRecord{Committed: binary.BigEndian.Uint64(b[:8]), Name: string(b[8:])}, nil
+	return streamRecord{
+		Committed: binary.BigEndian.Uint64(b[:8]),
+		Digest:    binary.BigEndian.Uint32(b[10:14]),
+		Lines:     binary.BigEndian.Uint64(b[14:22]),
+		Name:      string(b[22:]),
+	}, nil
 }
 
 // streamKey encodes a stream.Key: the ID, then the collector name, so that

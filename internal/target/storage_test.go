@@ -63,7 +63,7 @@ func TestDiskFull(t *testing.T) {
 	good += mid
 
 	big := lines(strings.Repeat("b", 90), 0, 1000) // ~100 KiB: a partial write
-	err := s.Append(o, end, end+uint64(len(big)), []byte(big))
+	err := s.Append(o, chunk(end, end+uint64(len(big)), []byte(big)))
 	if !errors.Is(err, target.ErrStorage) {
 		t.Fatalf("Append(100 KiB) on a full disk = %v, want ErrStorage", err)
 	}
@@ -74,7 +74,7 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("DirtyBytes() after failed append = %d, want %d", got, len(mid))
 	}
 	// The stream did not move: the same offset is still expected.
-	if err := s.Append(o, end+uint64(len(big)), end+uint64(len(big))+2, []byte("z\n")); !errors.Is(err, target.ErrOffset) {
+	if err := s.Append(o, chunk(end+uint64(len(big)), end+uint64(len(big))+2, []byte("z\n"))); !errors.Is(err, target.ErrOffset) {
 		t.Errorf("Append past the failed data = %v, want ErrOffset", err)
 	}
 	// The state store may or may not find room; either way nothing past the
@@ -82,10 +82,10 @@ func TestDiskFull(t *testing.T) {
 	acks, err := d.Commit()
 	ackedMid := false
 	for _, a := range acks {
-		if a.Offset > end {
-			t.Errorf("Commit() on a full disk acked %s at %d, past the good data at %d (err %v)", a.Stream.Key, a.Offset, end, err)
+		if a.At.Offset > end {
+			t.Errorf("Commit() on a full disk acked %s at %d, past the good data at %d (err %v)", a.Stream.Key, a.At.Offset, end, err)
 		}
-		ackedMid = ackedMid || a.Offset == end
+		ackedMid = ackedMid || a.At.Offset == end
 	}
 	if err != nil && !errors.Is(err, target.ErrStorage) {
 		t.Errorf("Commit() on a full disk = %v, want nil or ErrStorage", err)
@@ -101,13 +101,13 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("Attach after disk full = %d, want %d", off, end)
 	}
 	if !ackedMid {
-		if a, ok := ackFor(t, mustCommit(t, d), s); !ok || a.Offset != end {
+		if a, ok := ackFor(t, mustCommit(t, d), s); !ok || a.At.Offset != end {
 			t.Errorf("Commit() after freeing space = %+v, want ack at %d", a, end)
 		}
 	}
 	end = mustAppend(t, d, s, o, off, big)
 	acks = mustCommit(t, d)
-	if a, ok := ackFor(t, acks, s); !ok || a.Offset != end {
+	if a, ok := ackFor(t, acks, s); !ok || a.At.Offset != end {
 		t.Errorf("Commit() = %v, want ack at %d", acks, end)
 	}
 	mustClose(t, d)
@@ -133,7 +133,7 @@ func TestDiskFullNewFile(t *testing.T) {
 	o := &owner{"c"}
 	s, _, _ := mustAttach(t, d, key("c", 1), "x.log", 0, o)
 	p := lines("x", 0, 10)
-	if err := s.Append(o, 0, uint64(len(p)), []byte(p)); !errors.Is(err, target.ErrStorage) {
+	if err := s.Append(o, chunk(0, uint64(len(p)), []byte(p))); !errors.Is(err, target.ErrStorage) {
 		t.Fatalf("Append on a full disk = %v, want ErrStorage", err)
 	}
 	if st, err := os.Stat(filepath.Join(dir, "x.log")); err == nil && st.Size() != 0 {
