@@ -16,6 +16,7 @@ package collector
 // every Opened and Ack, wherever it knows its own.
 
 import (
+	"os"
 	"sort"
 
 	"thunder/internal/digest"
@@ -118,29 +119,57 @@ func (ds *digests) ack(off uint64, d uint32, known bool) {
 }
 
 // replayTo returns D(to) for s, replayed from the highest offset below it
-// where D is known, by reading the file through tail.Read with the line
-// rules that made the payloads: false when it cannot (no descriptor, a
-// read error, a file shorter than to, nothing known below to).
-//
-// The replay reproduces split long lines as long as --max-line-bytes is
-// what it was when the bytes were sent, and a flushed last line when it
-// is the last piece of the range; a line flushed in the middle of the
-// range (its file grew after the flush) and a changed --max-line-bytes give
-// another digest, which then reads as a mismatch. It runs on the Run loop:
-// the range is what a previous process sent unacknowledged, about one
-// window.
+// where D is known (D(0) = 0 when nothing else is); false when it cannot
+// (no descriptor, a read error, a file shorter than to, more than
+// maxReplayBytes to read).
 func (c *Collector) replayTo(s *source, to uint64) (uint32, bool) {
 	from, ok := s.dig.below(to)
-	if !ok || s.f == nil {
+	if !ok {
+		from = mark{} // D(0) = 0
+	}
+	return c.replay(s, from, to)
+}
+
+// maxReplayBytes bounds one replay, which runs on the Run loop: the range
+// a previous process sent unacknowledged is about one window; a whole
+// rotated file (maybeDelete) is about --rotate-size.
+const maxReplayBytes = 256 << 20
+
+// replay returns D(to) for s from D(from.off) = from.d, reading [from.off,
+// to) from the file through tail.Read, with the line rules that made the
+// payloads: a payload is the source bytes of its range, with a newline
+// added when it ends inside a line. Frames end inside a line where tail.Read
+// splits a long line (at the same places, as long as --max-line-bytes is
+// what it was when they were sent) and where a last line was flushed
+// (rec.Flushes, kept in the offsets DB), and at to itself when it is inside
+// a line. A changed --max-line-bytes gives another digest, which then reads
+// as a mismatch; so does a flush the record lost (past maxFlushes).
+func (c *Collector) replay(s *source, from mark, to uint64) (uint32, bool) {
+	if s.f == nil || to < from.off || to-from.off > maxReplayBytes {
 		return 0, false
 	}
 	if c.replayBuf == nil {
 		c.replayBuf = make([]byte, c.cfg.ChunkBytes+2) // as the pool's buffers, for tail.Read
 	}
+	d, off := from.d, from.off
+	for _, fl := range s.rec.Flushes {
+		if fl > off && fl < to {
+			var ok bool
+			if d, ok = c.replaySegment(s.f, d, off, fl); !ok {
+				return 0, false
+			}
+			off = fl
+		}
+	}
+	return c.replaySegment(s.f, d, off, to)
+}
+
+// replaySegment extends d over the payloads of [off, to), where no frame
+// was flushed but perhaps at to.
+func (c *Collector) replaySegment(f *os.File, d uint32, off, to uint64) (uint32, bool) {
 	buf := c.replayBuf
-	d := from.d
-	for off := from.off; off < to; {
-		payload, next, res, _, err := tail.Read(s.f, int64(off), buf, c.cfg.MaxLineBytes, false)
+	for off < to {
+		payload, next, res, _, err := tail.Read(f, int64(off), buf, c.cfg.MaxLineBytes, false)
 		if err != nil {
 			return 0, false
 		}
@@ -155,7 +184,7 @@ func (c *Collector) replayTo(s *source, to uint64) (uint32, bool) {
 			return 0, false // more than one read: the file is shorter than to
 		}
 		piece := buf[:to-off]
-		if n, _ := s.f.ReadAt(piece, int64(off)); n < len(piece) {
+		if n, _ := f.ReadAt(piece, int64(off)); n < len(piece) {
 			return 0, false // shorter than to
 		}
 		d = digest.Update(d, piece)

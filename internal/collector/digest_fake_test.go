@@ -13,6 +13,7 @@ import (
 	"thunder/internal/digest"
 	"thunder/internal/harness"
 	"thunder/internal/harness/peer"
+	"thunder/internal/offsets"
 )
 
 // The tests of PROTOCOL.md §13 against peer.Store, a fake processor that
@@ -372,5 +373,82 @@ func TestRestartReplaysUnacked(t *testing.T) {
 				t.Errorf("lying processor: %d mismatches, %+v; want 1 at offset %d (Opened)", s.DigestMismatches, s.Mismatched, len(first))
 			}
 		})
+	}
+}
+
+// TestOldRecordWithoutDigest: an offsets DB written by an older collector
+// has no digests. The collector replays the acknowledged part of the file
+// to know its digest there, so a processor's is checked all the same: an
+// honest one matches, a lying one is caught.
+func TestOldRecordWithoutDigest(t *testing.T) {
+	for _, lie := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lie=%v", lie), func(t *testing.T) {
+			st := peer.NewStore()
+			f := mustStore(t, st, true, func(n int) peer.Conduct {
+				if n > 0 && lie {
+					return peer.Conduct{LieFrom: 1}
+				}
+				return peer.Conduct{}
+			})
+			src, db := t.TempDir(), filepath.Join(t.TempDir(), "offsets.db")
+			cfg := baseConfig(t, src, db, f.addr)
+			c := mustCollector(t, cfg)
+			path := filepath.Join(src, "app.log")
+			first := lines("o", 0, 100, 80)
+			appendFile(t, path, first)
+			waitHeld(t, st, "app.log", first)
+			waitStats(t, c, func(s collector.Stats) error {
+				if s.AckedBytes != uint64(len(first)) {
+					return fmt.Errorf("Stats().AckedBytes = %d, want %d", s.AckedBytes, len(first))
+				}
+				return nil
+			})
+			c.stop()
+			stripDigests(t, db)
+
+			var logs harness.LockedBuffer
+			cfg.Logger = logTo(t, &logs)
+			c = mustCollector(t, cfg)
+			more := lines("o", 100, 200, 80)
+			appendFile(t, path, more)
+			waitHeld(t, st, "app.log", first+more)
+			waitStats(t, c, func(s collector.Stats) error {
+				if s.AckedBytes != uint64(len(more)) {
+					return fmt.Errorf("Stats().AckedBytes = %d, want %d", s.AckedBytes, len(more))
+				}
+				return nil
+			})
+			if !strings.Contains(logs.String(), "digest replayed from the file") {
+				t.Errorf("the record without digest was not replayed")
+			}
+			if !lie {
+				noMismatch(t, c)
+				return
+			}
+			if s := c.c.Status(); len(s.Mismatched) != 1 || s.Mismatched[0].Offset != uint64(len(first)) {
+				t.Errorf("lying processor: mismatches %+v, want one at offset %d", s.Mismatched, len(first))
+			}
+		})
+	}
+}
+
+// stripDigests makes the offsets DB at path look written by a collector
+// that knew no digests.
+func stripDigests(t *testing.T, path string) {
+	t.Helper()
+	db, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	recs, err := db.Load()
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("Load = %d records, %v", len(recs), err)
+	}
+	for i := range recs {
+		recs[i].Digest, recs[i].HasDigest = 0, false
+	}
+	if err := db.Put(recs, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"slices"
 	"time"
 
 	"thunder/internal/digest"
@@ -283,6 +284,12 @@ func (c *Collector) compress(l *link, payload []byte) (wire.Type, int) {
 // advance records that s sent up to next; more: the read did not reach the
 // end of the file.
 func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
+	if n := len(s.rec.Flushes); n > 0 && s.rec.Flushes[n-1] > s.sent {
+		// Sent again from s.sent: a flush above it did not reach the
+		// processor, which resumed here (the line may be whole now).
+		s.rec.Flushes = slices.DeleteFunc(s.rec.Flushes, func(fl uint64) bool { return fl > s.sent })
+		c.unsaved = append(c.unsaved, s)
+	}
 	s.setOffsets(uint64(next), s.rec.Acked)
 	s.hwm = max(s.hwm, s.sent)
 	s.active = time.Now()
@@ -291,6 +298,12 @@ func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
 	switch res {
 	case tail.Flushed:
 		s.flush = false
+		if len(s.rec.Flushes) < offsets.MaxFlushes {
+			// A frame ends inside a line here: a replay of the file must
+			// add the newline again (digest.go).
+			s.rec.Flushes = append(s.rec.Flushes, uint64(next))
+			c.unsaved = append(c.unsaved, s)
+		}
 	case tail.Split:
 		if !s.splitLogged {
 			s.splitLogged = true

@@ -35,15 +35,23 @@ func (c *Collector) checkDigest(l *link, s *source, what string, off uint64, the
 }
 
 func (c *Collector) compareDigest(l *link, s *source, what string, off uint64, ours, theirs uint32) {
-	if !l.sealed || s.rec.Mismatch != nil || ours == theirs {
-		return // no digest from an old processor; a mismatch is reported once
+	if l.sealed { // no digest from an old processor
+		c.compare(s, what, off, ours, theirs, l.addr)
 	}
-	s.rec.Mismatch = &offsets.Mismatch{Offset: off, Ours: ours, Theirs: theirs, Addr: l.addr, At: time.Now().UTC()}
+}
+
+// compare records a mismatch of s at off when ours and theirs, addr's,
+// differ; a mismatch is reported once.
+func (c *Collector) compare(s *source, what string, off uint64, ours, theirs uint32, addr string) {
+	if s.rec.Mismatch != nil || ours == theirs {
+		return
+	}
+	s.rec.Mismatch = &offsets.Mismatch{Offset: off, Ours: ours, Theirs: theirs, Addr: addr, At: time.Now().UTC()}
 	c.unsaved = append(c.unsaved, s)
 	c.statsAdd(func(st *Stats) { st.DigestMismatches++ })
 	c.log.Error("processor's digest of a file differs from this collector's: what it holds is not what was read; the file will not be deleted",
 		"path", s.rec.Path, "name", s.rec.Name, "stream", s.rec.ID, "offset", off, "what", what,
-		"digest", hex32(ours), "processor_digest", hex32(theirs), "addr", l.addr)
+		"digest", hex32(ours), "processor_digest", hex32(theirs), "addr", addr)
 	c.publishMismatches()
 }
 
@@ -56,26 +64,19 @@ func (c *Collector) resumeDigest(l *link, s *source, off uint64, theirs uint32) 
 		c.compareDigest(l, s, "opened offset", off, ours, theirs)
 		return
 	}
-	from, fromOK := s.dig.below(off)
+	from, _ := s.dig.below(off)
 	if ours, ok := c.replayTo(s, off); ok {
 		c.log.Debug("digest replayed from the file", "path", s.rec.Path, "from", from.off, "to", off)
-		c.learnDigest(s, off, ours)
+		c.learnDigest(s, off, ours, false)
 		c.compareDigest(l, s, "opened offset", off, ours, theirs)
 		return
 	}
 	if !l.sealed {
 		return // D unknown from here until a sealed processor tells it
 	}
-	c.learnDigest(s, off, theirs)
-	switch {
-	case off == s.rec.Acked:
-		c.logAdopted(s, off, l)
-	case fromOK:
-		c.log.Info("range proven by frame checksums only: it cannot be replayed from the file to check the processor's digest",
-			"path", s.rec.Path, "name", s.rec.Name, "from", from.off, "to", off, "addr", l.addr)
-	default:
-		c.logAdopted(s, off, l)
-	}
+	c.learnDigest(s, off, theirs, true)
+	c.log.Info("range proven by frame checksums only: it cannot be replayed from the file to check the processor's digest now; checked again before the file is deleted",
+		"path", s.rec.Path, "name", s.rec.Name, "from", from.off, "to", off, "addr", l.addr)
 }
 
 // ackDigest checks the digest of an acknowledgement of s at off, above
@@ -90,20 +91,54 @@ func (c *Collector) ackDigest(l *link, s *source, off uint64, theirs uint32, wha
 		c.compareDigest(l, s, what, off, ours, theirs)
 	case l.sealed:
 		ours, ok = theirs, true
+		s.rec.Adopted = true
 		c.logAdopted(s, off, l)
 	}
 	s.dig.ack(off, ours, ok)
 	s.rec.Digest, s.rec.HasDigest = ours, ok
 }
 
-// learnDigest records D(off) = d for s, learnt by a replay or from the
-// processor.
-func (c *Collector) learnDigest(s *source, off uint64, d uint32) {
+// learnDigest records D(off) = d for s, learnt by a replay or, adopted,
+// from the processor. A digest taken from a processor stays marked as such
+// in the record (rec.Adopted) until a replay of the whole file proves it.
+func (c *Collector) learnDigest(s *source, off uint64, d uint32, adopted bool) {
 	s.dig.learn(off, d)
+	s.rec.Adopted = s.rec.Adopted || adopted
 	if off == s.rec.Acked {
 		s.rec.Digest, s.rec.HasDigest = d, true
 		c.markDirty(s)
 	}
+}
+
+// provenForDelete reports whether s, fully acknowledged, may be deleted as
+// far as its digest goes: never after a mismatch; at once when its digest
+// is the collector's own (compared with the processor's at every Ack, or
+// from a processor that sends none); when it was taken from a processor,
+// only once a replay of the whole file gives the same (a difference is a
+// mismatch). A file too large to replay is deleted as before digests
+// existed, and logged.
+func (c *Collector) provenForDelete(s *source) bool {
+	if s.rec.Mismatch != nil {
+		return false
+	}
+	if !s.rec.Adopted || !s.rec.HasDigest {
+		return true
+	}
+	d, ok := c.replay(s, mark{}, s.rec.Acked)
+	switch {
+	case !ok && s.rec.Acked > maxReplayBytes:
+		c.log.Info("rotated file too large to replay; its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
+		return true
+	case !ok:
+		return false // a read error: the next tick tries again
+	case d != s.rec.Digest:
+		c.compare(s, "replay before delete", s.rec.Acked, d, s.rec.Digest, "(taken from a processor earlier)")
+		return false
+	}
+	s.rec.Adopted = false
+	c.unsaved = append(c.unsaved, s)
+	c.log.Info("digest taken from the processor proven by a replay of the file", "path", s.rec.Path, "bytes", s.rec.Acked)
+	return true
 }
 
 func (c *Collector) logAdopted(s *source, off uint64, l *link) {

@@ -28,6 +28,9 @@ var (
 	keySeed        = []byte("ed25519-seed")
 )
 
+// MaxFlushes bounds Record.Flushes.
+const MaxFlushes = 64
+
 // FingerprintBytes is how many leading bytes of a file identify it together
 // with its inode: a reused inode with other content is a new stream.
 const FingerprintBytes = 64
@@ -50,6 +53,14 @@ type Record struct {
 	// HasDigest; records written before digests existed have none.
 	Digest    uint32 `json:"digest,omitempty"`
 	HasDigest bool   `json:"has_digest,omitempty"`
+	// Adopted: Digest is a processor's, taken where the collector did not
+	// know its own (an older record, a range it could not replay); the
+	// collector proves it from the file before it deletes the file.
+	Adopted bool `json:"adopted,omitempty"`
+	// Flushes are the offsets where an unterminated last line was sent
+	// with a newline added (at most MaxFlushes): the digest depends on
+	// them, and a replay of the file must add them again.
+	Flushes []uint64 `json:"flushes,omitempty"`
 	// Mismatch, once set, is the first place where a processor's digest
 	// of the stream differed from the collector's. It is never cleared: a
 	// file that mismatched is never deleted by the collector.
