@@ -121,22 +121,28 @@ func (ds *digests) ack(off uint64, d uint32, known bool) {
 // replayTo returns D(to) for s, replayed from the highest offset below it
 // where D is known (D(0) = 0 when nothing else is); false when it cannot
 // (no descriptor, a read error, a file shorter than to, more than
-// maxReplayBytes to read).
+// replayBytes to read).
 func (c *Collector) replayTo(s *source, to uint64) (uint32, bool) {
 	from, ok := s.dig.below(to)
 	if !ok {
 		from = mark{} // D(0) = 0
 	}
-	return c.replay(s, from, to)
+	return c.replay(s, from, to, c.replayBytes())
 }
 
-// maxReplayBytes bounds one replay, which runs on the Run loop: the range
-// a previous process sent unacknowledged is about one window; a whole
-// rotated file (maybeDelete) is about --rotate-size.
+// replayBytes bounds a replay at an Opened or an Ack, which runs on the Run
+// loop: the range a previous process sent unacknowledged is at most about
+// a window (plus the acknowledgements of its last second), so more means
+// a record from an older collector, which has no digest at all; its digest
+// is then taken from the processor and proven before the file is deleted.
+func (c *Collector) replayBytes() uint64 { return 2 * uint64(c.cfg.WindowBytes) }
+
+// maxReplayBytes bounds the replay of a whole rotated file before it is
+// deleted (provenForDelete), about --rotate-size normally.
 const maxReplayBytes = 256 << 20
 
 // replay returns D(to) for s from D(from.off) = from.d, reading [from.off,
-// to) from the file through tail.Read, with the line rules that made the
+// to), at most limit bytes, from the file through tail.Read, with the line rules that made the
 // payloads: a payload is the source bytes of its range, with a newline
 // added when it ends inside a line. Frames end inside a line where tail.Read
 // splits a long line (at the same places, as long as --max-line-bytes is
@@ -144,8 +150,8 @@ const maxReplayBytes = 256 << 20
 // (rec.Flushes, kept in the offsets DB), and at to itself when it is inside
 // a line. A changed --max-line-bytes gives another digest, which then reads
 // as a mismatch; so does a flush the record lost (past maxFlushes).
-func (c *Collector) replay(s *source, from mark, to uint64) (uint32, bool) {
-	if s.f == nil || to < from.off || to-from.off > maxReplayBytes {
+func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool) {
+	if s.f == nil || to < from.off || to-from.off > limit {
 		return 0, false
 	}
 	if c.replayBuf == nil {

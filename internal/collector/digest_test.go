@@ -159,7 +159,7 @@ func TestReplayMatchesSending(t *testing.T) {
 			t.Fatalf("chunk %d: sent up to %d of %d", sendChunk, off, len(content))
 		}
 		for _, replayChunk := range []int{maxLine, 128, 4096} {
-			c := &Collector{cfg: Config{ChunkBytes: replayChunk, MaxLineBytes: maxLine}}
+			c := &Collector{cfg: Config{ChunkBytes: replayChunk, MaxLineBytes: maxLine, WindowBytes: 1 << 20}}
 			for end, want := range ends {
 				s := &source{f: file}
 				s.dig.ack(0, 0, true)
@@ -170,7 +170,7 @@ func TestReplayMatchesSending(t *testing.T) {
 		}
 		s := &source{f: file}
 		s.dig.ack(0, 0, true)
-		if _, ok := (&Collector{cfg: Config{ChunkBytes: 128, MaxLineBytes: maxLine}}).replayTo(s, uint64(len(content))+10); ok {
+		if _, ok := (&Collector{cfg: Config{ChunkBytes: 128, MaxLineBytes: maxLine, WindowBytes: 1 << 20}}).replayTo(s, uint64(len(content))+10); ok {
 			t.Errorf("replayTo past the end of the file succeeded")
 		}
 		_ = file.Close()
@@ -213,11 +213,11 @@ func TestReplayFlushInMiddle(t *testing.T) {
 	c := &Collector{cfg: Config{ChunkBytes: 4096, MaxLineBytes: 100}}
 	s := &source{f: file}
 	s.rec.Flushes = []uint64{7}
-	if got, ok := c.replay(s, mark{}, uint64(next)); !ok || got != d {
+	if got, ok := c.replay(s, mark{}, uint64(next), 1<<20); !ok || got != d {
 		t.Errorf("replay with the flush point = %08x, %v; want %08x", got, ok, d)
 	}
 	s.rec.Flushes = nil
-	if got, _ := c.replay(s, mark{}, uint64(next)); got == d {
+	if got, _ := c.replay(s, mark{}, uint64(next), 1<<20); got == d {
 		t.Errorf("replay without the flush point gave the sent digest: the test proves nothing")
 	}
 }

@@ -124,7 +124,7 @@ func (c *Collector) provenForDelete(s *source) bool {
 	if !s.rec.Adopted || !s.rec.HasDigest {
 		return true
 	}
-	d, ok := c.replay(s, mark{}, s.rec.Acked)
+	d, ok := c.replay(s, mark{}, s.rec.Acked, maxReplayBytes)
 	switch {
 	case !ok && s.rec.Acked > maxReplayBytes:
 		c.log.Info("rotated file too large to replay; its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
