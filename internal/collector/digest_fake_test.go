@@ -452,3 +452,69 @@ func stripDigests(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// TestAdoptedDigestProvenBeforeDelete: an offsets DB without digests whose
+// acknowledged part is too long to replay at once (more than two windows).
+// The collector takes the processor's digest, and before it deletes the
+// file once rotated it replays the whole file: an honest processor's
+// digest is proven and the file deleted; a lying one is caught and the
+// file kept.
+func TestAdoptedDigestProvenBeforeDelete(t *testing.T) {
+	for _, lie := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lie=%v", lie), func(t *testing.T) {
+			st := peer.NewStore()
+			f := mustStore(t, st, true, func(n int) peer.Conduct {
+				if n > 0 && lie {
+					return peer.Conduct{LieFrom: 1}
+				}
+				return peer.Conduct{}
+			})
+			src, db := t.TempDir(), filepath.Join(t.TempDir(), "offsets.db")
+			cfg := baseConfig(t, src, db, f.addr)
+			cfg.ChunkBytes, cfg.MaxLineBytes, cfg.WindowBytes = 4096, 4096, 4096
+			cfg.RotateSize = 0
+			c := mustCollector(t, cfg)
+			path := filepath.Join(src, "app.log")
+			first := lines("p", 0, 300, 100) // 30,000 bytes: past two windows
+			appendFile(t, path, first)
+			waitHeld(t, st, "app.log", first)
+			waitStats(t, c, func(s collector.Stats) error {
+				if s.AckedBytes != uint64(len(first)) {
+					return fmt.Errorf("Stats().AckedBytes = %d, want %d", s.AckedBytes, len(first))
+				}
+				return nil
+			})
+			c.stop()
+			stripDigests(t, db)
+
+			var logs harness.LockedBuffer
+			cfg.Logger = logTo(t, &logs)
+			cfg.RotateSize = 16 << 10
+			c = mustCollector(t, cfg)
+			more := lines("p", 300, 310, 100)
+			appendFile(t, path, more) // sent, then the file is rotated
+			waitHeld(t, st, "app.log", first+more)
+			if lie {
+				waitStats(t, c, func(s collector.Stats) error {
+					if s.MismatchFiles != 1 {
+						return fmt.Errorf("Stats().MismatchFiles = %d, want 1", s.MismatchFiles)
+					}
+					return nil
+				})
+				waitTicks(t, c, 3)
+				if r := rotatedFiles(t, src); len(r) != 1 {
+					t.Errorf("rotated files %v, want the mismatched one kept", r)
+				}
+			} else {
+				waitDeleted(t, c, src, 1)
+				if !strings.Contains(logs.String(), "proven by a replay of the file") {
+					t.Errorf("the digest taken from the processor was not proven by a replay before the deletion")
+				}
+				noMismatch(t, c)
+			}
+			if !strings.Contains(logs.String(), "proven by frame checksums only") {
+				t.Errorf("the digest was not taken from the processor: the test proves nothing")
+			}
+		})
+	}
+}

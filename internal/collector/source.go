@@ -42,8 +42,9 @@ type source struct {
 
 	// dig is what is known of the stream's digest (digest.go); rec.Digest
 	// is its value at rec.Acked.
-	dig         digests
-	adoptLogged bool // logged taking a processor's digest as ours
+	dig          digests
+	adoptLogged  bool // logged taking a processor's digest as ours
+	replayLogged bool // logged that it is too large to replay before deletion
 
 	queued      bool // in c.ready
 	eof         bool // the last read found no complete line

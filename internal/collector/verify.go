@@ -20,11 +20,13 @@ import (
 // holds what it holds, resending would not change it, and only an operator
 // can tell which side is wrong.
 //
-// Where the collector does not know its own digest, it takes the
-// processor's: at the acknowledged offset of a record from an older
-// collector (logged once per stream), and where a range sent by an earlier
-// process cannot be replayed from the file (logged: that range is proven
-// by the frames' checksums only, not by a digest).
+// Where the collector does not know its own digest (a range an earlier
+// process sent, a record from an older collector without digests), it
+// replays the file (digest.go). Only where it cannot (more than two
+// windows to read at once, a read error) it takes the processor's, logs
+// that the range is proven by the frames' checksums only, and marks the
+// record (Adopted): before such a file is deleted, a replay of the whole
+// file must give the same digest.
 
 // checkDigest compares theirs, l's processor's digest of s at off (what:
 // where it said so), with the collector's own, when it knows it.
@@ -64,7 +66,10 @@ func (c *Collector) resumeDigest(l *link, s *source, off uint64, theirs uint32) 
 		c.compareDigest(l, s, "opened offset", off, ours, theirs)
 		return
 	}
-	from, _ := s.dig.below(off)
+	from, known := s.dig.below(off)
+	if !known {
+		from = mark{} // replayed from D(0) = 0
+	}
 	if ours, ok := c.replayTo(s, off); ok {
 		c.log.Debug("digest replayed from the file", "path", s.rec.Path, "from", from.off, "to", off)
 		c.learnDigest(s, off, ours, false)
@@ -127,7 +132,10 @@ func (c *Collector) provenForDelete(s *source) bool {
 	d, ok := c.replay(s, mark{}, s.rec.Acked, maxReplayBytes)
 	switch {
 	case !ok && s.rec.Acked > maxReplayBytes:
-		c.log.Info("rotated file too large to replay; its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
+		if !s.replayLogged {
+			s.replayLogged = true
+			c.log.Info("rotated file too large to replay; its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
+		}
 		return true
 	case !ok:
 		return false // a read error: the next tick tries again
@@ -146,7 +154,7 @@ func (c *Collector) logAdopted(s *source, off uint64, l *link) {
 		return
 	}
 	s.adoptLogged = true
-	c.log.Info("stream digest not known here (a record from an older collector); taking the processor's",
+	c.log.Info("stream digest not known here and not replayable from the file now; taking the processor's, proven by frame checksums only until the file is replayed before its deletion",
 		"path", s.rec.Path, "name", s.rec.Name, "offset", off, "addr", l.addr)
 }
 
