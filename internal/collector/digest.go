@@ -137,9 +137,15 @@ func (c *Collector) replayTo(s *source, to uint64) (uint32, bool) {
 // is then taken from the processor and proven before the file is deleted.
 func (c *Collector) replayBytes() uint64 { return 2 * uint64(c.cfg.WindowBytes) }
 
-// maxReplayBytes bounds the replay of a whole rotated file before it is
-// deleted (provenForDelete), about --rotate-size normally.
+// maxReplayBytes bounds the replay of a rotated file before it is deleted
+// when its digest was taken from a processor (provenForDelete): about
+// --rotate-size normally, one file at a time.
 const maxReplayBytes = 256 << 20
+
+// maxOpenReplayBytes bounds the replay of a record from an older collector
+// before its first Open (knowAckedDigest, c.maxOpenReplay): a restart may
+// replay many such files at once on the Run loop.
+const maxOpenReplayBytes = 64 << 20
 
 // replay returns D(to) for s from D(from.off) = from.d, reading [from.off,
 // to), at most limit bytes, from the file through tail.Read, with the line rules that made the

@@ -385,10 +385,9 @@ func TestOldRecordWithoutDigest(t *testing.T) {
 		t.Run(fmt.Sprintf("lie=%v", lie), func(t *testing.T) {
 			st := peer.NewStore()
 			f := mustStore(t, st, true, func(n int) peer.Conduct {
-				if n > 0 && lie {
-					return peer.Conduct{LieFrom: 1}
-				}
-				return peer.Conduct{}
+				// The Open of the restarted collector carries the digest
+				// it replayed, not a guess.
+				return peer.Conduct{LieFrom: map[bool]uint64{true: 1}[n > 0 && lie], CheckAckedDigest: true}
 			})
 			src, db := t.TempDir(), filepath.Join(t.TempDir(), "offsets.db")
 			cfg := baseConfig(t, src, db, f.addr)
@@ -454,7 +453,8 @@ func stripDigests(t *testing.T, path string) {
 }
 
 // TestAdoptedDigestProvenBeforeDelete: an offsets DB without digests whose
-// acknowledged part is too long to replay at once (more than two windows).
+// acknowledged part is too long to replay at once (before Open, and at
+// Opened: more than two windows).
 // The collector takes the processor's digest, and before it deletes the
 // file once rotated it replays the whole file: an honest processor's
 // digest is proven and the file deleted; a lying one is caught and the
@@ -490,7 +490,11 @@ func TestAdoptedDigestProvenBeforeDelete(t *testing.T) {
 			var logs harness.LockedBuffer
 			cfg.Logger = logTo(t, &logs)
 			cfg.RotateSize = 16 << 10
-			c = mustCollector(t, cfg)
+			cc, err := collector.NewWithMaxOpenReplay(cfg, 8<<10) // the 30,000 bytes are too long to replay before Open
+			if err != nil {
+				t.Fatal(err)
+			}
+			c = mustRun(t, cc)
 			more := lines("p", 300, 310, 100)
 			appendFile(t, path, more) // sent, then the file is rotated
 			waitHeld(t, st, "app.log", first+more)

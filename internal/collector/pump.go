@@ -123,6 +123,9 @@ func (c *Collector) popReady(requeue bool) {
 
 // sendOpen opens s on l; false if l's queue is full.
 func (c *Collector) sendOpen(s *source, l *link) bool {
+	if !s.rec.HasDigest {
+		c.knowAckedDigest(s) // Open carries it: a processor new to the stream takes it as its own
+	}
 	l.nextHandle++
 	h := l.nextHandle
 	b, err := wire.AppendControl(nil, wire.TypeOpen, &wirepb.Open{

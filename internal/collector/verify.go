@@ -115,6 +115,21 @@ func (c *Collector) learnDigest(s *source, off uint64, d uint32, adopted bool) {
 	}
 }
 
+// knowAckedDigest replays s's file up to its acknowledged offset, which a
+// record from an older collector has no digest for, before s is opened:
+// Open carries the digest there, and a processor that does not hold the
+// stream (a failover, a lost state) takes it as its own, so a guess would
+// make every later digest differ. It reads up to c.maxOpenReplay bytes
+// once per such record; past that the digest stays unknown (Open says 0)
+// and the processor's is taken, marked (rec.Adopted) and proven before
+// deletion.
+func (c *Collector) knowAckedDigest(s *source) {
+	if d, ok := c.replay(s, mark{}, s.rec.Acked, c.maxOpenReplay); ok {
+		c.log.Debug("digest replayed from the file", "path", s.rec.Path, "from", 0, "to", s.rec.Acked)
+		c.learnDigest(s, s.rec.Acked, d, false)
+	}
+}
+
 // provenForDelete reports whether s, fully acknowledged, may be deleted as
 // far as its digest goes: never after a mismatch; at once when its digest
 // is the collector's own (compared with the processor's at every Ack, or

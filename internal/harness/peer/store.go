@@ -60,6 +60,10 @@ type Conduct struct {
 	// BadAckTrailer flips one bit of the trailer of the connection's
 	// first Ack: damaged on the way.
 	BadAckTrailer bool
+	// CheckAckedDigest calls Bad an Open whose acked_digest differs from
+	// the Store's digest at acked, where it knows it (its End or its
+	// Committed).
+	CheckAckedDigest bool
 	// ChecksumErrorAt, when nonzero, answers the connection's n-th Data
 	// frame (from 1) with Error code checksum instead of appending it, as
 	// a processor that found it damaged, and ends the connection.
@@ -144,6 +148,19 @@ func (st *Store) open(o *wirepb.Open) Held {
 		h.Committed, h.CommittedDigest = o.Acked, o.AckedDigest
 	}
 	return *h
+}
+
+// checkAcked calls Bad an Open whose acked_digest is not the Store's
+// digest at acked, where it knows it.
+func (st *Store) checkAcked(o *wirepb.Open) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	h := st.streams[string(o.StreamId)]
+	switch {
+	case h == nil:
+	case o.Acked == h.End && o.AckedDigest != h.Digest, o.Acked == h.Committed && o.AckedDigest != h.CommittedDigest:
+		st.bad = append(st.bad, fmt.Sprintf("stream %x: Open.acked_digest %08x at %d, the stream's digest there is %08x", o.StreamId, o.AckedDigest, o.Acked, h.Digest))
+	}
 }
 
 // append appends d to stream id if it starts where the stream ends, and
@@ -237,6 +254,9 @@ func (sc *storeConn) frame(fr wire.Frame) bool {
 			return false
 		}
 		sc.handles[o.Handle], sc.names[o.Handle] = string(o.StreamId), o.Name
+		if sc.cd.CheckAckedDigest {
+			sc.st.checkAcked(&o)
+		}
 		h := sc.st.open(&o)
 		return c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
 			Digest: sc.lie(o.Handle, h.End, h.Digest), CommittedDigest: sc.lie(o.Handle, h.Committed, h.CommittedDigest)}) == nil
