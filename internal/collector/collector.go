@@ -176,27 +176,27 @@ type Collector struct {
 	stopped chan struct{} // closed when the Run loop has returned
 
 	// Owned by the loop in Run.
-	byID          map[stream.ID]*source
-	byPath        map[string]*source // current rel path → live source
-	byIno         map[devIno]*source
-	lastByName    map[string]*source // target name → its newest source
-	noProcLogged  bool
-	openFiles     int
-	ticks         int
-	ackDirty      []*source       // acked offset changed since the last save
-	skipped       map[string]bool // non-regular files already logged
-	fdLogged      bool
-	ready         []*source
-	unsaved       []*source // new or changed records to persist
-	forget        []stream.ID
-	links         []*link // by index in cfg.Targets; nil while down
-	tried         []bool  // by index in cfg.Targets: connected or failed once
-	spare         *[]byte
-	wantBuf       bool
-	zscratch      []byte
-	replayBuf     []byte // for replayTo, made at its first use
-	maxOpenReplay uint64 // maxOpenReplayBytes; smaller in tests
-	fpBuf         [offsets.FingerprintBytes]byte
+	byID         map[stream.ID]*source
+	byPath       map[string]*source // current rel path → live source
+	byIno        map[devIno]*source
+	lastByName   map[string]*source // target name → its newest source
+	noProcLogged bool
+	openFiles    int
+	ticks        int
+	ackDirty     []*source       // acked offset changed since the last save
+	skipped      map[string]bool // non-regular files already logged
+	fdLogged     bool
+	ready        []*source
+	unsaved      []*source // new or changed records to persist
+	forget       []stream.ID
+	links        []*link // by index in cfg.Targets; nil while down
+	tried        []bool  // by index in cfg.Targets: connected or failed once
+	spare        *[]byte
+	wantBuf      bool
+	zscratch     []byte
+	replayBuf    []byte // for replayTo, made at its first use
+	openReplay   uint64 // openReplayBytes; smaller in tests
+	fpBuf        [offsets.FingerprintBytes]byte
 	// protoLogged: when a protocol error was last logged;
 	// protoSuppressed: those not logged since.
 	protoLogged     time.Time
@@ -241,26 +241,26 @@ func New(cfg Config) (*Collector, error) {
 		return nil, err
 	}
 	c := &Collector{
-		cfg:           cfg,
-		log:           cfg.Logger,
-		dir:           dir,
-		dbAbs:         dbAbs,
-		dbIno:         dbIno,
-		db:            db,
-		key:           key,
-		watch:         w,
-		inbox:         make(chan linkMsg, 256),
-		stopped:       make(chan struct{}),
-		pool:          make(chan *[]byte, cfg.Buffers),
-		byID:          make(map[stream.ID]*source),
-		byPath:        make(map[string]*source),
-		byIno:         make(map[devIno]*source),
-		links:         make([]*link, len(cfg.Targets)),
-		tried:         make([]bool, len(cfg.Targets)),
-		lastByName:    make(map[string]*source),
-		skipped:       make(map[string]bool),
-		refused:       make(map[string]*refusal),
-		maxOpenReplay: maxOpenReplayBytes,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		dir:        dir,
+		dbAbs:      dbAbs,
+		dbIno:      dbIno,
+		db:         db,
+		key:        key,
+		watch:      w,
+		inbox:      make(chan linkMsg, 256),
+		stopped:    make(chan struct{}),
+		pool:       make(chan *[]byte, cfg.Buffers),
+		byID:       make(map[stream.ID]*source),
+		byPath:     make(map[string]*source),
+		byIno:      make(map[devIno]*source),
+		links:      make([]*link, len(cfg.Targets)),
+		tried:      make([]bool, len(cfg.Targets)),
+		lastByName: make(map[string]*source),
+		skipped:    make(map[string]bool),
+		refused:    make(map[string]*refusal),
+		openReplay: openReplayBytes,
 	}
 	c.stats.Name = cfg.Name
 	c.stats.IdentityKey = identity.FormatKey(identity.Public(key))

@@ -142,10 +142,10 @@ func (c *Collector) replayBytes() uint64 { return 2 * uint64(c.cfg.WindowBytes) 
 // --rotate-size normally, one file at a time.
 const maxReplayBytes = 256 << 20
 
-// maxOpenReplayBytes bounds the replay of a record from an older collector
-// before its first Open (knowAckedDigest, c.maxOpenReplay): a restart may
+// openReplayBytes bounds the replay of a record from an older collector
+// before its first Open (knowAckedDigest, c.openReplay): a restart may
 // replay many such files at once on the Run loop.
-const maxOpenReplayBytes = 64 << 20
+const openReplayBytes = 64 << 20
 
 // replay returns D(to) for s from D(from.off) = from.d, reading [from.off,
 // to), at most limit bytes, from the file through tail.Read, with the line rules that made the

@@ -6,7 +6,7 @@ package collector
 func NewWithMaxOpenReplay(cfg Config, n uint64) (*Collector, error) {
 	c, err := New(cfg)
 	if c != nil {
-		c.maxOpenReplay = n
+		c.openReplay = n
 	}
 	return c, err
 }

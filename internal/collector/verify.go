@@ -119,12 +119,12 @@ func (c *Collector) learnDigest(s *source, off uint64, d uint32, adopted bool) {
 // record from an older collector has no digest for, before s is opened:
 // Open carries the digest there, and a processor that does not hold the
 // stream (a failover, a lost state) takes it as its own, so a guess would
-// make every later digest differ. It reads up to c.maxOpenReplay bytes
+// make every later digest differ. It reads up to c.openReplay bytes
 // once per such record; past that the digest stays unknown (Open says 0)
 // and the processor's is taken, marked (rec.Adopted) and proven before
 // deletion.
 func (c *Collector) knowAckedDigest(s *source) {
-	if d, ok := c.replay(s, mark{}, s.rec.Acked, c.maxOpenReplay); ok {
+	if d, ok := c.replay(s, mark{}, s.rec.Acked, c.openReplay); ok {
 		c.log.Debug("digest replayed from the file", "path", s.rec.Path, "from", 0, "to", s.rec.Acked)
 		c.learnDigest(s, s.rec.Acked, d, false)
 	}
