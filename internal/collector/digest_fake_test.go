@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"thunder/internal/collector"
 	"thunder/internal/digest"
 	"thunder/internal/harness"
@@ -42,6 +44,27 @@ func mustStoreWith(t *testing.T, st *peer.Store, opts peer.Options, conduct func
 // logTo returns a logger that writes to the test's output and to buf.
 func logTo(t *testing.T, buf *harness.LockedBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), buf), &slog.HandlerOptions{Level: slog.LevelDebug})).With("side", "collector")
+}
+
+// gather returns the value of each metric of reg, summed over its series.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				got[mf.GetName()] += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[mf.GetName()] += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return got
 }
 
 // waitHeld waits until the Store's stream named name holds exactly want,
@@ -163,6 +186,8 @@ func TestDigestMismatchKeepsFile(t *testing.T) {
 	cfg := baseConfig(t, src, db, f.addr)
 	cfg.Logger = logTo(t, &logs)
 	cfg.RotateSize = 16 << 10
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	c := mustCollector(t, cfg)
 
 	bad := lines("bad", 0, 400, 100)
@@ -174,6 +199,16 @@ func TestDigestMismatchKeepsFile(t *testing.T) {
 		}
 		return nil
 	})
+	metrics := gather(t, reg)
+	for name, want := range map[string]float64{
+		"thunder_collector_digest_mismatches_total": 1,
+		"thunder_collector_digest_mismatch_files":   1,
+		"thunder_collector_checksum_errors_total":   0,
+	} {
+		if v, ok := metrics[name]; !ok || v != want {
+			t.Errorf("%s = %v (gathered: %v), want %v", name, v, ok, want)
+		}
+	}
 	log := logs.String()
 	i := strings.Index(log, "processor's digest of a file differs")
 	if i < 0 {
@@ -223,6 +258,7 @@ func TestDigestMismatchKeepsFile(t *testing.T) {
 	c.stop()
 	lying = false
 	cfg.Logger = testLogger(t).With("side", "collector", "run", 2)
+	cfg.Registerer = nil
 	c = mustCollector(t, cfg)
 	waitStats(t, c, func(s collector.Stats) error {
 		if !s.Connected || s.MismatchFiles != 1 {
