@@ -83,6 +83,10 @@ type Config struct {
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
 	Compression string
+	// NoFrameChecksums turns off the crc32c feature (PROTOCOL.md §13):
+	// frames without checksums and no digest checks, as a collector older
+	// than them. For measuring what they cost, and nothing else.
+	NoFrameChecksums bool
 }
 
 // MaxTargets bounds the processor addresses of one collector.

@@ -133,7 +133,7 @@ func (c *Collector) onAck(l *link, acks []*wirepb.StreamAck) {
 
 // acked records an acknowledged offset, whose digest l's processor says is
 // theirs (what: where it said so); the record is saved on the next tick.
-func (c *Collector) acked(l *link, s *source, off uint64, theirs uint32, what string) {
+func (c *Collector) acked(l *link, s *source, off uint64, theirs *uint32, what string) {
 	if off <= s.rec.Acked {
 		return
 	}

@@ -63,7 +63,7 @@ type linkMsg struct {
 	committed uint64
 	// digest and committedDigest: the processor's digests at offset and
 	// committed (msgOpened, §13).
-	digest, committedDigest uint32
+	digest, committedDigest *uint32 // nil: the processor does not know it
 	acks                    []*wirepb.StreamAck
 	err                     error
 }
@@ -189,14 +189,22 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 // and whether frames are sealed with a CRC-32C trailer from now on (§13):
 // the collector always offers it, and an old processor does not list it.
 func (c *Collector) handshake(conn net.Conn) (compress string, sealed bool, err error) {
+	offer := !c.cfg.NoFrameChecksums
+	var features []string
+	if offer {
+		features = []string{wire.FeatureCRC32C}
+	}
 	b := []byte(wire.Preface)
 	b, err = wire.AppendControl(b, wire.TypeHello, &wirepb.Hello{
 		MinVersion: wire.Version, MaxVersion: wire.Version,
 		Collector: c.cfg.Name, Token: c.cfg.Token, Software: "thunder",
 		Compression: compressionOffer(c.cfg.Compression),
 		IdentityKey: identity.Public(c.key),
-		Features:    []string{wire.FeatureCRC32C},
+		Features:    features,
 	})
+	if err == nil && offer {
+		b = wire.SealHello(b, len(wire.Preface)) // a damaged Hello must not turn checksums off
+	}
 	if err == nil {
 		_, err = conn.Write(b)
 	}
@@ -223,7 +231,7 @@ func (c *Collector) handshake(conn net.Conn) (compress string, sealed bool, err 
 	if w.Compression != "" && w.Compression != c.cfg.Compression {
 		return "", false, fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
 	}
-	sealed = slices.Contains(w.Features, wire.FeatureCRC32C)
+	sealed = offer && slices.Contains(w.Features, wire.FeatureCRC32C)
 	if err := c.prove(conn, w.Challenge, sealed); err != nil {
 		return "", false, fmt.Errorf("handshake: %w", err)
 	}

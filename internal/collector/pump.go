@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"thunder/internal/digest"
 	"thunder/internal/offsets"
 	"thunder/internal/tail"
@@ -121,6 +123,15 @@ func (c *Collector) popReady(requeue bool) {
 	}
 }
 
+// ackedDigest is Open's acked_digest for rec: absent when the collector
+// does not know it (§13), so that no processor takes a guess for its own.
+func ackedDigest(rec *offsets.Record) *uint32 {
+	if !rec.HasDigest {
+		return nil
+	}
+	return proto.Uint32(rec.Digest)
+}
+
 // sendOpen opens s on l; false if l's queue is full.
 func (c *Collector) sendOpen(s *source, l *link) bool {
 	if !s.rec.HasDigest {
@@ -129,7 +140,7 @@ func (c *Collector) sendOpen(s *source, l *link) bool {
 	l.nextHandle++
 	h := l.nextHandle
 	b, err := wire.AppendControl(nil, wire.TypeOpen, &wirepb.Open{
-		Handle: h, StreamId: s.rec.ID[:], Name: s.rec.Name, Acked: s.rec.Acked, AckedDigest: s.rec.Digest,
+		Handle: h, StreamId: s.rec.ID[:], Name: s.rec.Name, Acked: s.rec.Acked, AckedDigest: ackedDigest(&s.rec),
 	})
 	if err != nil {
 		c.log.Error("cannot encode open", "name", s.rec.Name, "err", err)

@@ -29,18 +29,24 @@ import (
 // file must give the same digest.
 
 // checkDigest compares theirs, l's processor's digest of s at off (what:
-// where it said so), with the collector's own, when it knows it.
-func (c *Collector) checkDigest(l *link, s *source, what string, off uint64, theirs uint32) {
+// where it said so), with the collector's own, when both know it (nil:
+// the processor does not, §13).
+func (c *Collector) checkDigest(l *link, s *source, what string, off uint64, theirs *uint32) {
 	if ours, ok := s.dig.at(off); ok {
 		c.compareDigest(l, s, what, off, ours, theirs)
 	}
 }
 
-func (c *Collector) compareDigest(l *link, s *source, what string, off uint64, ours, theirs uint32) {
-	if l.sealed { // no digest from an old processor
-		c.compare(s, what, off, ours, theirs, l.addr)
+func (c *Collector) compareDigest(l *link, s *source, what string, off uint64, ours uint32, theirs *uint32) {
+	if told(l, theirs) {
+		c.compare(s, what, off, ours, *theirs, l.addr)
 	}
 }
+
+// told reports whether l's processor gave a digest to go by: an old
+// processor (an unsealed link) gives none, and a sealed one leaves it out
+// where it does not know it.
+func told(l *link, theirs *uint32) bool { return l.sealed && theirs != nil }
 
 // compare records a mismatch of s at off when ours and theirs, addr's,
 // differ; a mismatch is reported once.
@@ -61,7 +67,7 @@ func (c *Collector) compare(s *source, what string, off uint64, ours, theirs uin
 // and checks the processor's digest there. An offset above all the
 // collector knows was sent by an earlier process: it is replayed from the
 // file; failing that, the processor's digest is taken.
-func (c *Collector) resumeDigest(l *link, s *source, off uint64, theirs uint32) {
+func (c *Collector) resumeDigest(l *link, s *source, off uint64, theirs *uint32) {
 	if ours, ok := s.dig.at(off); ok {
 		c.compareDigest(l, s, "opened offset", off, ours, theirs)
 		return
@@ -76,17 +82,17 @@ func (c *Collector) resumeDigest(l *link, s *source, off uint64, theirs uint32) 
 		c.compareDigest(l, s, "opened offset", off, ours, theirs)
 		return
 	}
-	if !l.sealed {
-		return // D unknown from here until a sealed processor tells it
+	if !told(l, theirs) {
+		return // D unknown from here until a processor tells it
 	}
-	c.learnDigest(s, off, theirs, true)
+	c.learnDigest(s, off, *theirs, true)
 	c.log.Info("range proven by frame checksums only: it cannot be replayed from the file to check the processor's digest now; checked again before the file is deleted",
 		"path", s.rec.Path, "name", s.rec.Name, "from", from.off, "to", off, "addr", l.addr)
 }
 
 // ackDigest checks the digest of an acknowledgement of s at off, above
 // rec.Acked, and moves the known digest there. Run before rec.Acked moves.
-func (c *Collector) ackDigest(l *link, s *source, off uint64, theirs uint32, what string) {
+func (c *Collector) ackDigest(l *link, s *source, off uint64, theirs *uint32, what string) {
 	ours, ok := s.dig.at(off)
 	if !ok {
 		ours, ok = c.replayTo(s, off) // a mark dropped (maxMarks), or an Opened committed above all known
@@ -94,8 +100,8 @@ func (c *Collector) ackDigest(l *link, s *source, off uint64, theirs uint32, wha
 	switch {
 	case ok:
 		c.compareDigest(l, s, what, off, ours, theirs)
-	case l.sealed:
-		ours, ok = theirs, true
+	case told(l, theirs):
+		ours, ok = *theirs, true
 		s.rec.Adopted = true
 		c.logAdopted(s, off, l)
 	}
@@ -120,9 +126,9 @@ func (c *Collector) learnDigest(s *source, off uint64, d uint32, adopted bool) {
 // Open carries the digest there, and a processor that does not hold the
 // stream (a failover, a lost state) takes it as its own, so a guess would
 // make every later digest differ. It reads up to c.openReplay bytes
-// once per such record; past that the digest stays unknown (Open says 0)
-// and the processor's is taken, marked (rec.Adopted) and proven before
-// deletion.
+// once per such record; past that the digest stays unknown (Open carries
+// none) and the processor's is taken, marked (rec.Adopted) and proven
+// before deletion.
 func (c *Collector) knowAckedDigest(s *source) {
 	if d, ok := c.replay(s, mark{}, s.rec.Acked, c.openReplay); ok {
 		c.log.Debug("digest replayed from the file", "path", s.rec.Path, "from", 0, "to", s.rec.Acked)

@@ -103,7 +103,7 @@ func TestStoreSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := digest.Checksum([]byte(payload))
-	if len(a.Streams) != 1 || a.Streams[0].Offset != 8 || a.Streams[0].Digest != want {
+	if len(a.Streams) != 1 || a.Streams[0].Offset != 8 || a.Streams[0].GetDigest() != want {
 		t.Fatalf("Ack = %v, want offset 8 digest %08x", a.Streams, want)
 	}
 	// A damaged data frame is refused with checksum.
@@ -121,7 +121,7 @@ func TestStoreSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Offset != 8 || o.Digest != want^1 {
+	if o.Offset != 8 || o.GetDigest() != want^1 {
 		t.Errorf("Opened = %v, want offset 8 and a wrong digest (%08x)", o, want^1)
 	}
 	if st.Bad() == nil {

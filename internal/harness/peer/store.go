@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
+
 	"thunder/internal/digest"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -144,8 +146,8 @@ func (st *Store) open(o *wirepb.Open) Held {
 		st.names[o.Name] = id
 	}
 	if o.Acked > h.End {
-		h.End, h.Digest = o.Acked, o.AckedDigest
-		h.Committed, h.CommittedDigest = o.Acked, o.AckedDigest
+		h.End, h.Digest = o.Acked, o.GetAckedDigest()
+		h.Committed, h.CommittedDigest = o.Acked, o.GetAckedDigest()
 	}
 	return *h
 }
@@ -158,8 +160,9 @@ func (st *Store) checkAcked(o *wirepb.Open) {
 	h := st.streams[string(o.StreamId)]
 	switch {
 	case h == nil:
-	case o.Acked == h.End && o.AckedDigest != h.Digest, o.Acked == h.Committed && o.AckedDigest != h.CommittedDigest:
-		st.bad = append(st.bad, fmt.Sprintf("stream %x: Open.acked_digest %08x at %d, the stream's digest there is %08x", o.StreamId, o.AckedDigest, o.Acked, h.Digest))
+	case o.AckedDigest == nil:
+	case o.Acked == h.End && *o.AckedDigest != h.Digest, o.Acked == h.Committed && *o.AckedDigest != h.CommittedDigest:
+		st.bad = append(st.bad, fmt.Sprintf("stream %x: Open.acked_digest %08x at %d, the stream's digest there is %08x", o.StreamId, *o.AckedDigest, o.Acked, h.Digest))
 	}
 }
 
@@ -259,7 +262,7 @@ func (sc *storeConn) frame(fr wire.Frame) bool {
 		}
 		h := sc.st.open(&o)
 		return c.Send(wire.TypeOpened, &wirepb.Opened{Handle: o.Handle, Offset: h.End, Committed: h.Committed,
-			Digest: sc.lie(o.Handle, h.End, h.Digest), CommittedDigest: sc.lie(o.Handle, h.Committed, h.CommittedDigest)}) == nil
+			Digest: proto.Uint32(sc.lie(o.Handle, h.End, h.Digest)), CommittedDigest: proto.Uint32(sc.lie(o.Handle, h.Committed, h.CommittedDigest))}) == nil
 	case wire.TypeData, wire.TypeDataZstd:
 		return sc.data(fr)
 	case wire.TypePing:
@@ -302,7 +305,7 @@ func (sc *storeConn) data(fr wire.Frame) bool {
 // ack sends an Ack of handle at off with digest d; damaged flips a bit of
 // its trailer.
 func (st *Store) ack(c *Conn, handle uint32, off uint64, d uint32, damaged bool) error {
-	b, err := c.Frame(wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: handle, Offset: off, Digest: d}}})
+	b, err := c.Frame(wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: handle, Offset: off, Digest: proto.Uint32(d)}}})
 	if err != nil {
 		return err
 	}
