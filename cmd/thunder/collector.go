@@ -66,6 +66,7 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 type collectorFlags struct {
 	targets, exclude       string
 	maxLine, chunk, rotate int64
+	checksums              bool
 }
 
 // collectorCommand registers the flags of logs-collector, with the
@@ -73,7 +74,7 @@ type collectorFlags struct {
 func collectorCommand(cfg *collector.Config, stdout io.Writer) (*daemonCommand, *collectorFlags) {
 	cmd := newDaemonCommand("logs-collector", collectorHelp, "file holding the shared token the processor expects", true, stdout)
 	fs := cmd.fs
-	cf := &collectorFlags{maxLine: int64(cfg.MaxLineBytes), chunk: int64(cfg.ChunkBytes), rotate: cfg.RotateSize}
+	cf := &collectorFlags{maxLine: int64(cfg.MaxLineBytes), chunk: int64(cfg.ChunkBytes), rotate: cfg.RotateSize, checksums: !cfg.NoFrameChecksums}
 	fs.StringVar(&cfg.SourceDir, "source-dir", cfg.SourceDir, "directory whose files are streamed (required)")
 	fs.StringVar(&cfg.OffsetsDB, "offsets-db", cfg.OffsetsDB, "file keeping how far each file was acknowledged (required)")
 	fs.StringVar(&cf.targets, "target-address", "", "processor address HOST:PORT (port "+DefaultPort+" if omitted), or several separated by commas to shard files over them with failover (required)")
@@ -89,6 +90,7 @@ func collectorCommand(cfg *collector.Config, stdout io.Writer) (*daemonCommand, 
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "after a write event, take no inotify event for this long, so a file's many small writes are read at once; adds at most this much latency (0: off)")
 	fs.Var(sizeFlag{&cf.rotate}, "rotate-size", "rotate source files larger than this (0: never)")
 	fs.DurationVar(&cfg.RotateAge, "rotate-age", cfg.RotateAge, "also rotate a non-empty source file this long after it was first seen, for files that grow slowly (0: never)")
+	fs.BoolVar(&cf.checksums, "frame-checksums", cf.checksums, "checksum every frame and check the processor's digests (PROTOCOL §13); false only to measure what they cost")
 	return cmd, cf
 }
 
@@ -110,6 +112,7 @@ func (cf *collectorFlags) apply(cfg *collector.Config, tf *tlsFlags) error {
 	}
 	cfg.MaxLineBytes, cfg.ChunkBytes = int(cf.maxLine), int(cf.chunk)
 	cfg.RotateSize = cf.rotate
+	cfg.NoFrameChecksums = !cf.checksums
 	return nil
 }
 

@@ -255,10 +255,34 @@ func printCollector(w io.Writer, at time.Time, c *collector.Status, state string
 	if c.RefusedFiles > 0 {
 		fmt.Fprintf(w, "refused files:\t%d, held undelivered: the processor refuses their names (retried; remove what is in the way in its target dir)\n", c.RefusedFiles)
 	}
+	if c.ChecksumErrors > 0 {
+		fmt.Fprintf(w, "checksum errors:\t%d frames from processors damaged on the way (reconnected)\n", c.ChecksumErrors)
+	}
+	if c.MismatchFiles > 0 {
+		fmt.Fprintf(w, "DIGEST MISMATCH:\t%d files: a processor holds other bytes than the file (kept, never deleted; compare the target with the file)\n", c.MismatchFiles)
+	}
 	if !c.Updated.IsZero() {
 		fmt.Fprintf(w, "updated:\t%s ago\n", age(at, c.Updated))
 	}
 	printRefused(w, at, c.Refused)
+	printMismatched(w, at, c.Mismatched)
+}
+
+// printMismatched lists the files whose digest a processor reported
+// different from the collector's (PROTOCOL.md §13).
+func printMismatched(w io.Writer, now time.Time, files []collector.MismatchedFile) {
+	if len(files) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "MISMATCHED NAME\tPATH\tBY\tSINCE\tOFFSET\tDIGEST\tPROCESSOR'S\t")
+	for _, f := range files {
+		gone := ""
+		if f.Gone {
+			gone = "gone"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Path, f.Addr, age(now, f.Since), f.Offset, f.Digest, f.ProcessorDigest, gone)
+	}
 }
 
 // printStreams lists the first maxStreams of top, the most lagging streams.

@@ -144,6 +144,28 @@ func TestStatusRefused(t *testing.T) {
 	}
 }
 
+// TestStatusMismatch: a file in digest mismatch is shown with the
+// processor and both digests, and the collector is unhealthy.
+func TestStatusMismatch(t *testing.T) {
+	st := collectorStatus(1 << 20)
+	st.MismatchFiles, st.DigestMismatches = 1, 1
+	st.Mismatched = []collector.MismatchedFile{{
+		Name: "x/app.log", Path: "x/app.log.20261124T115434.123456789Z.rotated", Addr: "logs:7357", Offset: 4096,
+		Digest: "0badf00d", ProcessorDigest: "0badf00c", Since: time.Now().Add(-2 * time.Minute),
+	}}
+	c := startFake(t, st)
+	c.setHealth(errors.New("1 file(s) whose processor's digest differs from the collector's: x/app.log"))
+	out, _, err := runCmd(t, "status", "--admin-address="+c.addr)
+	if err == nil || !strings.Contains(err.Error(), "x/app.log") {
+		t.Errorf("status of a collector in mismatch: error %v, want unhealthy naming the file", err)
+	}
+	for _, w := range []string{"DIGEST MISMATCH:", "MISMATCHED NAME", "x/app.log.20261124T115434.123456789Z.rotated", "logs:7357", "4096", "0badf00d", "0badf00c", "2m0s"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
 func TestStatusJSON(t *testing.T) {
 	c := startFake(t, collectorStatus(42))
 	out, _, err := runCmd(t, "status", "--json", "--admin-address="+c.addr)

@@ -83,6 +83,10 @@ type Config struct {
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
 	Compression string
+	// NoFrameChecksums turns off the crc32c feature (PROTOCOL.md §13):
+	// frames without checksums and no digest checks, as a collector older
+	// than them. For measuring what they cost, and nothing else.
+	NoFrameChecksums bool
 }
 
 // MaxTargets bounds the processor addresses of one collector.
@@ -194,6 +198,8 @@ type Collector struct {
 	spare        *[]byte
 	wantBuf      bool
 	zscratch     []byte
+	replayBuf    []byte // for replayTo, made at its first use
+	openReplay   uint64 // openReplayBytes; smaller in tests
 	fpBuf        [offsets.FingerprintBytes]byte
 	// protoLogged: when a protocol error was last logged;
 	// protoSuppressed: those not logged since.
@@ -208,6 +214,9 @@ type Collector struct {
 	updated time.Time
 
 	refusedList []RefusedFile
+	mismatched  []MismatchedFile // published by publishMismatches
+
+	goneMismatches []MismatchedFile // ended streams that mismatched; Run loop only
 }
 
 // New validates cfg, opens the offsets DB and starts watching the source dir.
@@ -255,6 +264,7 @@ func New(cfg Config) (*Collector, error) {
 		lastByName: make(map[string]*source),
 		skipped:    make(map[string]bool),
 		refused:    make(map[string]*refusal),
+		openReplay: openReplayBytes,
 	}
 	c.stats.Name = cfg.Name
 	c.stats.IdentityKey = identity.FormatKey(identity.Public(key))
@@ -266,13 +276,19 @@ func New(cfg Config) (*Collector, error) {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	for range cfg.Buffers {
-		// ChunkBytes of file data, one more byte so that a line of exactly
-		// MaxLineBytes is seen whole, and one for a newline tail.Read adds.
-		b := make([]byte, wire.DataPrefixBytes+cfg.ChunkBytes+2)
+	c.fillPool()
+	return c, nil
+}
+
+// fillPool makes the data buffers: each holds the frame's headers,
+// ChunkBytes of file data, one more byte so that a line of exactly
+// MaxLineBytes is seen whole, one for a newline tail.Read adds, and the
+// frame's trailer (§13).
+func (c *Collector) fillPool() {
+	for range c.cfg.Buffers {
+		b := make([]byte, wire.DataPrefixBytes+c.cfg.ChunkBytes+2+wire.ChecksumBytes)
 		c.pool <- &b
 	}
-	return c, nil
 }
 
 // sourceDir returns the absolute path of the source dir, once it is known

@@ -93,6 +93,12 @@ func mustCollector(t *testing.T, cfg collector.Config) *col {
 	if err != nil {
 		t.Fatalf("collector.New: %v", err)
 	}
+	return mustRun(t, c)
+}
+
+// mustRun runs c until the test ends.
+func mustRun(t *testing.T, c *collector.Collector) *col {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

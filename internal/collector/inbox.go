@@ -45,6 +45,9 @@ func (c *Collector) onUp(l *link) {
 			l.zstd = enc
 		}
 	}
+	if !l.sealed {
+		c.log.Warn("processor does not checksum frames (PROTOCOL.md §13): data is protected by TCP/TLS only and acknowledgements carry no digest; upgrade it", "addr", l.addr)
+	}
 	// Streams without a link open on this one; streams that rank it
 	// above their current link move back to it (pump).
 	c.wakeAll()
@@ -64,10 +67,15 @@ func (c *Collector) onOpened(l *link, m linkMsg) {
 	l.opening--
 	s.opened = true
 	if m.committed > s.rec.Acked {
-		c.acked(s, m.committed)
+		c.acked(l, s, m.committed, m.committedDigest, "opened committed")
 		if s.state == stateForgotten {
 			return // that finished it
 		}
+	} else if m.committed == s.rec.Acked {
+		c.checkDigest(l, s, "opened committed", m.committed, m.committedDigest)
+	}
+	if m.offset >= s.rec.Acked {
+		c.resumeDigest(l, s, m.offset, m.digest)
 	}
 	s.setOffsets(max(m.offset, s.rec.Acked), s.rec.Acked)
 	c.wake(s)
@@ -85,6 +93,10 @@ func (c *Collector) onDown(l *link, err error) {
 			c.dropLink(l)
 			return
 		}
+	}
+	if errors.Is(err, wire.ErrChecksum) {
+		c.statsAdd(func(st *Stats) { st.ChecksumErrors++ })
+		c.log.Warn("frame from processor failed its checksum: damaged on the way; reconnecting", "addr", l.addr, "err", err)
 	}
 	if !isClosed(err) {
 		c.log.Log(context.Background(), refusalLevel(err), "connection to processor lost", "addr", l.addr, "err", err)
@@ -108,7 +120,7 @@ func (c *Collector) onAck(l *link, acks []*wirepb.StreamAck) {
 	for _, a := range acks {
 		if s := l.handles[a.Handle]; s != nil && s.opened {
 			prev := s.rec.Acked
-			c.acked(s, a.Offset)
+			c.acked(l, s, a.Offset, a.Digest, "ack")
 			if len(c.refused) > 0 && s.rec.Acked > prev {
 				c.accepted(l, s)
 			}
@@ -119,17 +131,16 @@ func (c *Collector) onAck(l *link, acks []*wirepb.StreamAck) {
 	}
 }
 
-// acked records an acknowledged offset; the record is saved on the next tick.
-func (c *Collector) acked(s *source, off uint64) {
+// acked records an acknowledged offset, whose digest l's processor says is
+// theirs (what: where it said so); the record is saved on the next tick.
+func (c *Collector) acked(l *link, s *source, off uint64, theirs *uint32, what string) {
 	if off <= s.rec.Acked {
 		return
 	}
+	c.ackDigest(l, s, off, theirs, what)
 	c.statsAdd(func(st *Stats) { st.AckedBytes += off - s.rec.Acked })
 	s.setOffsets(s.sent, off)
-	if !s.dirty {
-		s.dirty = true
-		c.ackDirty = append(c.ackDirty, s)
-	}
+	c.markDirty(s)
 	c.maybeFinish(s)
 }
 

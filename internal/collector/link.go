@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 type link struct {
 	idx      int    // index of addr in Config.Targets
 	compress string // negotiated codec, "" for none
+	sealed   bool   // frames carry CRC-32C trailers both ways (PROTOCOL.md §13)
 	addr     string
 	conn     net.Conn
 	out      chan frame
@@ -59,8 +61,11 @@ type linkMsg struct {
 	handle    uint32
 	offset    uint64
 	committed uint64
-	acks      []*wirepb.StreamAck
-	err       error
+	// digest and committedDigest: the processor's digests at offset and
+	// committed (msgOpened, §13).
+	digest, committedDigest *uint32 // nil: the processor does not know it
+	acks                    []*wirepb.StreamAck
+	err                     error
 }
 
 // maxControlQueue bounds control frames queued on a link besides data.
@@ -164,7 +169,7 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 	// deadline: a processor slow to answer must not hold a shutdown 10 s.
 	stopWait := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stopWait()
-	compress, err := c.handshake(conn)
+	compress, sealed, err := c.handshake(conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -172,7 +177,7 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 	_ = conn.SetDeadline(time.Time{})
 	now := time.Now()
 	return &link{
-		idx: idx, addr: addr, conn: conn, since: now, last: now, compress: compress,
+		idx: idx, addr: addr, conn: conn, since: now, last: now, compress: compress, sealed: sealed,
 		out:     make(chan frame, c.cfg.Buffers+maxControlQueue),
 		dead:    make(chan struct{}),
 		handles: make(map[uint32]*source),
@@ -180,51 +185,72 @@ func (c *Collector) connect(ctx context.Context, idx int, addr string) (*link, e
 }
 
 // handshake sends Hello and takes the processor's Welcome, proving the
-// collector's name if asked to. It returns the codec the processor chose.
-func (c *Collector) handshake(conn net.Conn) (compress string, err error) {
+// collector's name if asked to. It returns the codec the processor chose
+// and whether frames are sealed with a CRC-32C trailer from now on (§13):
+// the collector always offers it, and an old processor does not list it.
+func (c *Collector) handshake(conn net.Conn) (compress string, sealed bool, err error) {
+	offer := !c.cfg.NoFrameChecksums
+	var features []string
+	if offer {
+		features = []string{wire.FeatureCRC32C}
+	}
 	b := []byte(wire.Preface)
 	b, err = wire.AppendControl(b, wire.TypeHello, &wirepb.Hello{
 		MinVersion: wire.Version, MaxVersion: wire.Version,
 		Collector: c.cfg.Name, Token: c.cfg.Token, Software: "thunder",
 		Compression: compressionOffer(c.cfg.Compression),
 		IdentityKey: identity.Public(c.key),
+		Features:    features,
 	})
+	if err == nil && offer {
+		b = wire.SealHello(b, len(wire.Preface)) // a damaged Hello must not turn checksums off
+	}
 	if err == nil {
 		_, err = conn.Write(b)
 	}
 	if err != nil {
-		return "", fmt.Errorf("handshake: %w", err)
+		return "", false, fmt.Errorf("handshake: %w", err)
 	}
 	f, err := wire.NewReader(conn).Next()
 	if err != nil {
-		return "", fmt.Errorf("handshake: %w", err)
+		return "", false, fmt.Errorf("handshake: %w", err)
 	}
 	if f.Type == wire.TypeError {
-		return "", remoteError(f)
+		return "", false, remoteError(f)
 	}
 	if f.Type != wire.TypeWelcome {
-		return "", fmt.Errorf("handshake: unexpected %s frame", f.Type)
+		return "", false, fmt.Errorf("handshake: unexpected %s frame", f.Type)
 	}
 	var w wirepb.Welcome
 	if err := wire.Decode(f, &w); err != nil {
-		return "", err
+		return "", false, err
 	}
 	if w.Version != wire.Version {
-		return "", fmt.Errorf("handshake: processor chose version %d", w.Version)
+		return "", false, fmt.Errorf("handshake: processor chose version %d", w.Version)
 	}
 	if w.Compression != "" && w.Compression != c.cfg.Compression {
-		return "", fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
+		return "", false, fmt.Errorf("handshake: processor chose compression %q, not offered", w.Compression)
 	}
-	if err := c.prove(conn, w.Challenge); err != nil {
-		return "", fmt.Errorf("handshake: %w", err)
+	sealed = offer && slices.Contains(w.Features, wire.FeatureCRC32C)
+	if err := c.prove(conn, w.Challenge, sealed); err != nil {
+		return "", false, fmt.Errorf("handshake: %w", err)
 	}
-	return w.Compression, nil
+	return w.Compression, sealed, nil
+}
+
+// seal appends the trailer to b, one control frame from AppendControl, when
+// frames are sealed (§13).
+func seal(b []byte, sealed bool) []byte {
+	if !sealed {
+		return b
+	}
+	return wire.Seal(b, 0)
 }
 
 // prove answers a Welcome's challenge with a Proof of the collector's name
 // (§3), before any Open. A processor that checks no identity sends none.
 // A refusal of the proof comes as an Error frame on the link.
-func (c *Collector) prove(conn net.Conn, challenge []byte) error {
+func (c *Collector) prove(conn net.Conn, challenge []byte, sealed bool) error {
 	if len(challenge) == 0 {
 		return nil
 	}
@@ -237,7 +263,7 @@ func (c *Collector) prove(conn net.Conn, challenge []byte) error {
 	}
 	b, err := wire.AppendControl(nil, wire.TypeProof, &wirepb.Proof{Signature: identity.Sign(c.key, challenge, binding, c.cfg.Name)})
 	if err == nil {
-		_, err = conn.Write(b)
+		_, err = conn.Write(seal(b, sealed))
 	}
 	return err
 }
@@ -254,6 +280,7 @@ func remoteError(f wire.Frame) error {
 func (c *Collector) readLoop(l *link) {
 	defer close(l.dead)
 	r := wire.NewReader(l.conn)
+	r.SetChecksums(l.sealed) // Next checks every control frame's trailer
 	defer r.Close()
 	err := func() error {
 		for {
@@ -269,7 +296,7 @@ func (c *Collector) readLoop(l *link) {
 				if err := wire.Decode(f, &o); err != nil {
 					return err
 				}
-				m = linkMsg{kind: msgOpened, handle: o.Handle, offset: o.Offset, committed: o.Committed}
+				m = linkMsg{kind: msgOpened, handle: o.Handle, offset: o.Offset, committed: o.Committed, digest: o.Digest, committedDigest: o.CommittedDigest}
 			case wire.TypeAck:
 				var a wirepb.Ack
 				if err := wire.Decode(f, &a); err != nil {

@@ -151,7 +151,7 @@ func (c *Collector) onTick() {
 	for _, l := range c.links {
 		if l != nil && now.Sub(l.last) >= c.cfg.PingInterval {
 			if b, err := wire.AppendControl(nil, wire.TypePing, nil); err == nil {
-				l.send(frame{b: b})
+				l.send(frame{b: seal(b, l.sealed)})
 			}
 		}
 	}

@@ -24,11 +24,14 @@ var (
 	descSplit     = prometheus.NewDesc("thunder_collector_lines_split_total", "Pieces of lines longer than the maximum, each sent with a newline.", nil, nil)
 	descProtoErrs = prometheus.NewDesc("thunder_collector_protocol_errors_total", "Offsets reported by processors beyond what this collector sent; each dropped the link.", nil, nil)
 	descRefused   = prometheus.NewDesc("thunder_collector_refused_files", "Files held undelivered because a processor refused their name (see the status for which and why); retried with backoff.", nil, nil)
+	descChecksum  = prometheus.NewDesc("thunder_collector_checksum_errors_total", "Frames from processors whose CRC-32C trailer did not match their content; each dropped the link.", nil, nil)
+	descMismatch  = prometheus.NewDesc("thunder_collector_digest_mismatches_total", "Processor digests of a stream that differed from the collector's: the processor holds other bytes than the file's.", nil, nil)
+	descMisFiles  = prometheus.NewDesc("thunder_collector_digest_mismatch_files", "Files in digest mismatch (see the status for which); never deleted by the collector.", nil, nil)
 	descFlushed   = prometheus.NewDesc("thunder_collector_lines_flushed_total", "Unterminated last lines of rotated or deleted files sent with a newline added.", nil, nil)
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused} {
+	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused, descChecksum, descMismatch, descMisFiles} {
 		ch <- d
 	}
 }
@@ -50,6 +53,9 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descSplit, st.LinesSplit)
 	counter(descFlushed, st.LinesFlushed)
 	counter(descProtoErrs, st.ProtocolErrors)
+	counter(descChecksum, st.ChecksumErrors)
+	counter(descMismatch, st.DigestMismatches)
+	gauge(descMisFiles, float64(st.MismatchFiles))
 	gauge(descLag, float64(st.LagBytes))
 	gauge(descStreams, float64(st.Streams))
 	gauge(descOpen, float64(st.OpenFiles))

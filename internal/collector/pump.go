@@ -2,8 +2,12 @@ package collector
 
 import (
 	"bytes"
+	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"thunder/internal/digest"
 	"thunder/internal/offsets"
 	"thunder/internal/tail"
 	"thunder/internal/wire"
@@ -119,18 +123,30 @@ func (c *Collector) popReady(requeue bool) {
 	}
 }
 
+// ackedDigest is Open's acked_digest for rec: absent when the collector
+// does not know it (§13), so that no processor takes a guess for its own.
+func ackedDigest(rec *offsets.Record) *uint32 {
+	if !rec.HasDigest {
+		return nil
+	}
+	return proto.Uint32(rec.Digest)
+}
+
 // sendOpen opens s on l; false if l's queue is full.
 func (c *Collector) sendOpen(s *source, l *link) bool {
+	if !s.rec.HasDigest {
+		c.knowAckedDigest(s) // Open carries it: a processor new to the stream takes it as its own
+	}
 	l.nextHandle++
 	h := l.nextHandle
 	b, err := wire.AppendControl(nil, wire.TypeOpen, &wirepb.Open{
-		Handle: h, StreamId: s.rec.ID[:], Name: s.rec.Name, Acked: s.rec.Acked,
+		Handle: h, StreamId: s.rec.ID[:], Name: s.rec.Name, Acked: s.rec.Acked, AckedDigest: ackedDigest(&s.rec),
 	})
 	if err != nil {
 		c.log.Error("cannot encode open", "name", s.rec.Name, "err", err)
 		return true
 	}
-	if !l.send(frame{b: b}) {
+	if !l.send(frame{b: seal(b, l.sealed)}) {
 		l.nextHandle--
 		return false
 	}
@@ -147,7 +163,7 @@ func (c *Collector) sendOpen(s *source, l *link) bool {
 func (c *Collector) sendClose(s *source, done bool) {
 	l := s.on
 	if b, err := wire.AppendControl(nil, wire.TypeClose, &wirepb.Close{Handle: s.handle, Done: done}); err == nil {
-		l.send(frame{b: b})
+		l.send(frame{b: seal(b, l.sealed)})
 	}
 	if !s.opened {
 		l.opening-- // its Opened will find no stream
@@ -169,7 +185,8 @@ func (c *Collector) readAndSend(s *source) step {
 		return stepDone
 	}
 	buf := *c.spare
-	payload, next, res, more, err := tail.Read(s.f, int64(s.sent), buf[wire.DataPrefixBytes:], c.cfg.MaxLineBytes, s.flush)
+	room := buf[wire.DataPrefixBytes : len(buf)-wire.ChecksumBytes] // the trailer goes after the payload
+	payload, next, res, more, err := tail.Read(s.f, int64(s.sent), room, c.cfg.MaxLineBytes, s.flush)
 	if err != nil {
 		c.log.Warn("cannot read source file", "path", s.rec.Path, "err", err)
 		return stepDone
@@ -215,26 +232,41 @@ func (c *Collector) atEOF(s *source) {
 
 // sendData queues payload, read from s at s.sent up to next, in the
 // pooled buffer buf, as a data frame on s's link; false if the link's
-// queue is full.
+// queue is full. The payload's CRC-32C extends the stream's digest and, on
+// a sealed link, makes the frame's trailer (§13), so it is read once.
 func (c *Collector) sendData(s *source, buf, payload []byte, next uint64, res tail.Result) bool {
 	lines := uint64(bytes.Count(payload, []byte{'\n'}))
-	typ := wire.TypeData
 	l := s.on
-	if l.zstd != nil {
-		// Compressed in a scratch buffer, kept only when smaller, then
-		// copied over the payload so the frame stays in one pooled buffer.
-		c.zscratch = l.zstd.Append(c.zscratch[:0], payload)
-		if len(c.zscratch) < len(payload) {
-			payload = buf[wire.DataPrefixBytes : wire.DataPrefixBytes+copy(buf[wire.DataPrefixBytes:], c.zscratch)]
-			typ = wire.TypeDataZstd
-		}
+	sum := digest.Checksum(payload)
+	typ, wireLen := c.compress(l, payload)
+	wire.PutDataHeader(buf, typ, s.handle, s.sent, next, wireLen, l.sealed)
+	// The trailer and the digest are of the payload as appended: computed
+	// before a compressed payload overwrites it.
+	var trailer uint32
+	if l.sealed {
+		trailer = wire.DataSum(typ, buf[wire.HeaderBytes:wire.DataPrefixBytes], payload, sum)
 	}
-	wire.PutDataHeader(buf, typ, s.handle, s.sent, next, len(payload), false)
-	f := frame{b: buf[:wire.DataPrefixBytes+len(payload)], buf: c.spare}
+	d, known := s.dig.at(s.sent)
+	if known {
+		d = digest.Extend(d, sum, payload)
+	}
+	if typ == wire.TypeDataZstd {
+		copy(buf[wire.DataPrefixBytes:], c.zscratch)
+	}
+	b := buf[:wire.DataPrefixBytes+wireLen]
+	if l.sealed {
+		b = wire.AppendDataSum(b, trailer) // within buf: room was left
+	}
+	f := frame{b: b, buf: c.spare}
 	if !l.send(f) {
 		return false
 	}
 	c.spare = nil
+	if known {
+		s.dig.sent(s.sent, next, d)
+	} else {
+		s.dig.unknownFrom(s.sent)
+	}
 	c.statsAdd(func(st *Stats) {
 		st.WireBytes += uint64(len(f.b))
 		st.SentBytes += next - s.sent
@@ -249,9 +281,29 @@ func (c *Collector) sendData(s *source, buf, payload []byte, next uint64, res ta
 	return true
 }
 
+// compress compresses payload into c.zscratch when l compresses and that
+// makes it smaller, and returns the frame's type and its payload's length
+// on the wire.
+func (c *Collector) compress(l *link, payload []byte) (wire.Type, int) {
+	if l.zstd == nil {
+		return wire.TypeData, len(payload)
+	}
+	c.zscratch = l.zstd.Append(c.zscratch[:0], payload)
+	if len(c.zscratch) < len(payload) {
+		return wire.TypeDataZstd, len(c.zscratch)
+	}
+	return wire.TypeData, len(payload)
+}
+
 // advance records that s sent up to next; more: the read did not reach the
 // end of the file.
 func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
+	if n := len(s.rec.Flushes); n > 0 && s.rec.Flushes[n-1] > s.sent {
+		// Sent again from s.sent: a flush above it did not reach the
+		// processor, which resumed here (the line may be whole now).
+		s.rec.Flushes = slices.DeleteFunc(s.rec.Flushes, func(fl uint64) bool { return fl > s.sent })
+		c.unsaved = append(c.unsaved, s)
+	}
 	s.setOffsets(uint64(next), s.rec.Acked)
 	s.hwm = max(s.hwm, s.sent)
 	s.active = time.Now()
@@ -260,6 +312,12 @@ func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
 	switch res {
 	case tail.Flushed:
 		s.flush = false
+		if len(s.rec.Flushes) < offsets.MaxFlushes {
+			// A frame ends inside a line here: a replay of the file must
+			// add the newline again (digest.go).
+			s.rec.Flushes = append(s.rec.Flushes, uint64(next))
+			c.unsaved = append(c.unsaved, s)
+		}
 	case tail.Split:
 		if !s.splitLogged {
 			s.splitLogged = true

@@ -53,14 +53,19 @@ func (c *Collector) maybeRotate(s *source, size int64) {
 }
 
 // maybeDelete removes a rotated file once (a) everything in it is
-// acknowledged, (b) flock(LOCK_EX|LOCK_NB) succeeds, (c) no other process
-// has it open, and (d) a read after the unlink finds nothing new; if it
-// does, the stream goes on through the open descriptor.
+// acknowledged, its digest proven (provenForDelete), (b)
+// flock(LOCK_EX|LOCK_NB) succeeds, (c) no other process has it open, and
+// (d) a read after the unlink finds nothing new; if it does, the stream
+// goes on through the open descriptor. A file whose digest a processor
+// reported different from ours is never deleted (verify.go): it is the
+// evidence. A file acknowledged by a processor that sends no digest (an
+// old one) is deleted as before digests existed: refusing those would fill
+// the disk of every collector feeding an old processor.
 func (c *Collector) maybeDelete(s *source, now time.Time) {
-	if s.state != stateRotated || s.inFlight() > 0 || now.Sub(s.rotatedAt) < deleteGrace {
+	if s.state != stateRotated || s.inFlight() > 0 || now.Sub(s.rotatedAt) < deleteGrace || s.rec.Mismatch != nil {
 		return
 	}
-	if _, ok := s.deliveredNow(); !ok {
+	if _, ok := s.deliveredNow(); !ok || !c.provenForDelete(s) {
 		return
 	}
 	ok, err := inuse.TryLockExclusive(s.f)
@@ -102,8 +107,16 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 		c.lost(s, false)
 		return
 	}
-	c.log.Info("rotated file deleted", "path", s.rec.Path, "name", s.rec.Name, "bytes", s.rec.Acked)
+	c.log.Info("rotated file deleted", "path", s.rec.Path, "name", s.rec.Name, "bytes", s.rec.Acked, "digest", digestState(s))
 	c.end(s, "deleted")
+}
+
+// digestState says how the end of s was proven, for the deletion's log line.
+func digestState(s *source) string {
+	if !s.rec.HasDigest {
+		return "unknown"
+	}
+	return hex32(s.rec.Digest)
 }
 
 // predDrained reports whether the file rotated away before s has nothing

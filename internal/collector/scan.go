@@ -213,7 +213,9 @@ func (c *Collector) leadingBytesSame(s *source) bool {
 func (c *Collector) newSource(path, rel string, key devIno) *source {
 	s := &source{rec: offsets.Record{
 		ID: stream.NewID(), Name: rel, Path: rel, Dev: key.dev, Ino: key.ino, Created: time.Now().UTC(),
+		HasDigest: true, // D(0) = 0
 	}}
+	s.dig.ack(0, 0, true)
 	if err := c.openFile(s, path); err != nil {
 		return nil
 	}

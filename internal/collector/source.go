@@ -40,6 +40,12 @@ type source struct {
 	// seen is the file's length as each observer last saw it.
 	seen lengths
 
+	// dig is what is known of the stream's digest (digest.go); rec.Digest
+	// is its value at rec.Acked.
+	dig          digests
+	adoptLogged  bool // logged taking a processor's digest as ours
+	replayLogged bool // logged that it is too large to replay before deletion
+
 	queued      bool // in c.ready
 	eof         bool // the last read found no complete line
 	flush       bool // send an unterminated last line with a newline
@@ -114,11 +120,13 @@ func (c *Collector) load() error {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.Before(recs[j].Created) })
 	for _, r := range recs {
 		s := &source{rec: r, durable: true, sent: r.Acked}
+		s.dig.ack(r.Acked, r.Digest, r.HasDigest)
 		c.moveTo(s, stateRestored, "in the offsets db")
 		c.byID[r.ID] = s
 		c.byIno[devIno{r.Dev, r.Ino}] = s
 		c.follow(s)
 	}
+	c.publishMismatches() // kept in the offsets DB: reported again after a restart
 	return nil
 }
 
@@ -141,6 +149,7 @@ func (c *Collector) end(s *source, why string) {
 		return
 	}
 	c.moveTo(s, stateForgotten, why)
+	c.endMismatch(s)
 	if s.on != nil {
 		c.sendClose(s, true)
 	}

@@ -38,6 +38,14 @@ type Stats struct {
 	// ProtocolErrors counts offsets reported by processors beyond what this
 	// collector sent (PROTOCOL.md §4, §6), each of which dropped the link.
 	ProtocolErrors uint64 `json:"protocol_errors"`
+	// ChecksumErrors counts frames from processors whose CRC-32C trailer
+	// did not match (PROTOCOL.md §13), each of which dropped the link.
+	ChecksumErrors uint64 `json:"checksum_errors"`
+	// DigestMismatches counts processor digests that differed from the
+	// collector's (§13); MismatchFiles is the files in mismatch now
+	// (listed in Status.Mismatched), never deleted by the collector.
+	DigestMismatches uint64 `json:"digest_mismatches"`
+	MismatchFiles    int    `json:"mismatch_files"`
 	// RefusedFiles counts files held undelivered because a processor
 	// refused their target name (listed in Status.Refused).
 	RefusedFiles int `json:"refused_files"`
@@ -89,6 +97,8 @@ type Status struct {
 	Top     []StreamStatus `json:"top"` // the MaxStatusStreams streams with the most lag
 	// Refused lists up to MaxStatusStreams refused files.
 	Refused []RefusedFile `json:"refused,omitempty"`
+	// Mismatched lists up to MaxStatusStreams files in digest mismatch.
+	Mismatched []MismatchedFile `json:"mismatched,omitempty"`
 }
 
 // MaxStatusStreams bounds the per-stream entries in Status (and so the
@@ -107,12 +117,16 @@ func (c *Collector) Stats() Stats {
 func (c *Collector) Status() Status {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	return Status{Stats: c.stats, Updated: c.updated, Top: c.top, Refused: c.refusedList}
+	return Status{Stats: c.stats, Updated: c.updated, Top: c.top, Refused: c.refusedList, Mismatched: c.mismatched}
 }
 
-// Healthy reports an error when no processor link is up.
+// Healthy reports an error when a file is in digest mismatch (naming
+// them), or when no processor link is up.
 func (c *Collector) Healthy() error {
-	st := c.Stats()
+	st := c.Status()
+	if len(st.Mismatched) > 0 {
+		return errMismatch{st.Mismatched}
+	}
 	if !st.Connected {
 		return errNotConnected{st.LastError}
 	}
@@ -207,6 +221,9 @@ func (c *Collector) updateStats() {
 			Name: s.rec.Name, Path: s.rec.Path, ID: s.rec.ID.String(), Size: s.seen.tick,
 			Sent: s.sent, Acked: s.rec.Acked, Lag: lagOf(s), Rotated: s.rec.Rotated, Gone: s.state.offPath(),
 		})
+	}
+	if c.Stats().MismatchFiles > 0 {
+		c.publishMismatches() // their paths may have changed (a rotation)
 	}
 	n := len(c.byID)
 	procs := c.processorLinks()

@@ -1,6 +1,7 @@
 // Package offsets holds the collector's state: for each stream, the file it
-// reads (path, device, inode, fingerprint), the name it is delivered as, and
-// the offset the processor acknowledged.
+// reads (path, device, inode, fingerprint), the name it is delivered as, the
+// offset the processor acknowledged with the stream's digest there, and a
+// digest mismatch once one was seen.
 //
 // Invariant: Acked only ever holds an offset the processor acknowledged, and
 // a stream's record is durable before any of its data is sent, so a file
@@ -27,6 +28,9 @@ var (
 	keySeed        = []byte("ed25519-seed")
 )
 
+// MaxFlushes bounds Record.Flushes.
+const MaxFlushes = 64
+
 // FingerprintBytes is how many leading bytes of a file identify it together
 // with its inode: a reused inode with other content is a new stream.
 const FingerprintBytes = 64
@@ -45,9 +49,36 @@ type Record struct {
 	Fingerprint []byte `json:"fp,omitempty"`
 	// Acked is the source offset the processor acknowledged.
 	Acked uint64 `json:"acked"`
+	// Digest is the stream's digest at Acked (PROTOCOL.md §13) when
+	// HasDigest; records written before digests existed have none.
+	Digest    uint32 `json:"digest,omitempty"`
+	HasDigest bool   `json:"has_digest,omitempty"`
+	// Adopted: Digest is a processor's, taken where the collector did not
+	// know its own (an older record, a range it could not replay); the
+	// collector proves it from the file before it deletes the file.
+	Adopted bool `json:"adopted,omitempty"`
+	// Flushes are the offsets where an unterminated last line was sent
+	// with a newline added (at most MaxFlushes): the digest depends on
+	// them, and a replay of the file must add them again.
+	Flushes []uint64 `json:"flushes,omitempty"`
+	// Mismatch, once set, is the first place where a processor's digest
+	// of the stream differed from the collector's. It is never cleared: a
+	// file that mismatched is never deleted by the collector.
+	Mismatch *Mismatch `json:"mismatch,omitempty"`
 	// Rotated is set once the collector renamed the file aside.
 	Rotated bool      `json:"rotated,omitempty"`
 	Created time.Time `json:"created"`
+}
+
+// Mismatch records a processor's digest that differed from the
+// collector's own at Offset: bytes that reached the processor are not the
+// bytes this collector read.
+type Mismatch struct {
+	Offset uint64    `json:"offset"`
+	Ours   uint32    `json:"ours"`
+	Theirs uint32    `json:"theirs"`
+	Addr   string    `json:"addr"` // the processor that reported Theirs
+	At     time.Time `json:"at"`
 }
 
 // DB is the offsets database. It is safe for concurrent use.

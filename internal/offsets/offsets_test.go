@@ -92,3 +92,45 @@ func TestIdentitySeed(t *testing.T) {
 		t.Fatalf("after reopen: IdentitySeed = %q, %v (%d calls); want the stored seed", again, err, calls)
 	}
 }
+
+// TestDigestAndMismatchKept: a record's digest and mismatch survive a
+// reopen; a record stored without them (as older collectors wrote) loads
+// with no digest and no mismatch.
+func TestDigestAndMismatchKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "offsets.db")
+	db, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(5, 0).UTC()
+	a := offsets.Record{ID: stream.NewID(), Name: "a.log", Path: "a.log", Acked: 42, Digest: 0xdeadbeef, HasDigest: true,
+		Mismatch: &offsets.Mismatch{Offset: 40, Ours: 1, Theirs: 2, Addr: "p:1", At: at}}
+	old := offsets.Record{ID: stream.NewID(), Name: "old.log", Path: "old.log", Acked: 7}
+	if err := db.Put([]offsets.Record{a, old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	recs, err := db.Load()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("Load = %v, %v; want 2 records", recs, err)
+	}
+	for _, r := range recs {
+		switch r.ID {
+		case a.ID:
+			if !r.HasDigest || r.Digest != a.Digest || r.Mismatch == nil || *r.Mismatch != *a.Mismatch {
+				t.Errorf("Load: got digest %08x (%v), mismatch %+v; want %08x, %+v", r.Digest, r.HasDigest, r.Mismatch, a.Digest, a.Mismatch)
+			}
+		case old.ID:
+			if r.HasDigest || r.Mismatch != nil {
+				t.Errorf("Load of a record without digest: HasDigest %v, Mismatch %+v; want neither", r.HasDigest, r.Mismatch)
+			}
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"thunder/internal/digest"
 	"thunder/internal/identity"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -42,6 +43,12 @@ type Conn struct {
 
 	// Hello is the Hello a Listen connection received.
 	Hello *wirepb.Hello
+
+	// Sealed: the crc32c feature was negotiated (PROTOCOL.md §13): Send,
+	// Data and DataFrameFor seal every frame, and R checks the trailers of
+	// control frames (ParseData those of data frames). Handshake and a
+	// Listen with Options.CRC32C set it.
+	Sealed bool
 
 	wmu sync.Mutex
 }
@@ -101,14 +108,32 @@ func (c *Conn) Write(b []byte) (int, error) {
 // Control encodes a control frame.
 func Control(t wire.Type, m proto.Message) ([]byte, error) { return wire.AppendControl(nil, t, m) }
 
-// Send sends a control frame.
+// Send sends a control frame, sealed when c is.
 func (c *Conn) Send(t wire.Type, m proto.Message) error {
-	b, err := Control(t, m)
+	b, err := c.Frame(t, m)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", t, err)
+		return err
 	}
 	_, err = c.Write(b)
 	return err
+}
+
+// Frame encodes a control frame as Send sends it: sealed when c is.
+func (c *Conn) Frame(t wire.Type, m proto.Message) ([]byte, error) {
+	b, err := Control(t, m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", t, err)
+	}
+	if c.Sealed {
+		b = wire.Seal(b, 0)
+	}
+	return b, nil
+}
+
+// seal makes c sealed from its next frame on, both ways.
+func (c *Conn) seal() {
+	c.Sealed = true
+	c.R.SetChecksums(true)
 }
 
 // HelloBytes returns the preface and h, with the identity key of
@@ -177,7 +202,8 @@ func (c *Conn) Prove(w *wirepb.Welcome, name string) error {
 }
 
 // Handshake sends h (see SendHello), reads the Welcome and answers its
-// challenge. A refusal of the proof arrives at the next read.
+// challenge. A refusal of the proof arrives at the next read. When h
+// offers crc32c and the Welcome lists it, c is sealed from the Proof on.
 func (c *Conn) Handshake(h *wirepb.Hello) (*wirepb.Welcome, error) {
 	if err := c.SendHello(h); err != nil {
 		return nil, err
@@ -185,6 +211,9 @@ func (c *Conn) Handshake(h *wirepb.Hello) (*wirepb.Welcome, error) {
 	var w wirepb.Welcome
 	if err := c.Expect(wire.TypeWelcome, &w); err != nil {
 		return nil, err
+	}
+	if slices.Contains(h.Features, wire.FeatureCRC32C) && slices.Contains(w.Features, wire.FeatureCRC32C) {
+		c.seal()
 	}
 	return &w, c.Prove(&w, h.Collector)
 }
@@ -213,11 +242,53 @@ func DataFrame(t wire.Type, handle uint32, offset, end uint64, payload []byte) [
 	return b
 }
 
-// Data sends payload as a Data frame at offset and returns its end.
+// SealedDataFrame is DataFrame with its trailer (§13); t must be Data,
+// whose payload is as appended.
+func SealedDataFrame(t wire.Type, handle uint32, offset, end uint64, payload []byte) []byte {
+	b := make([]byte, wire.DataPrefixBytes+len(payload), wire.DataPrefixBytes+len(payload)+wire.ChecksumBytes)
+	wire.PutDataHeader(b, t, handle, offset, end, len(payload), true)
+	copy(b[wire.DataPrefixBytes:], payload)
+	return wire.AppendDataSum(b, wire.DataSum(t, b[wire.HeaderBytes:wire.DataPrefixBytes], payload, digest.Checksum(payload)))
+}
+
+// DataFrameFor is DataFrame, sealed when c is.
+func (c *Conn) DataFrameFor(handle uint32, offset, end uint64, payload []byte) []byte {
+	if c.Sealed {
+		return SealedDataFrame(wire.TypeData, handle, offset, end, payload)
+	}
+	return DataFrame(wire.TypeData, handle, offset, end, payload)
+}
+
+// Data sends payload as a Data frame at offset (sealed when c is) and
+// returns its end.
 func (c *Conn) Data(handle uint32, offset uint64, payload string) (uint64, error) {
 	end := offset + uint64(len(payload))
-	_, err := c.Write(DataFrame(wire.TypeData, handle, offset, end, []byte(payload)))
+	_, err := c.Write(c.DataFrameFor(handle, offset, end, []byte(payload)))
 	return end, err
+}
+
+// ParseData decodes a data frame, decompressing a DataZstd payload, and,
+// when it was sealed, checks its trailer against the payload as appended
+// (wire.ErrChecksum).
+func ParseData(f wire.Frame) (wire.Data, error) {
+	d, err := wire.ParseData(f.Body)
+	if err != nil {
+		return d, err
+	}
+	if f.Type == wire.TypeDataZstd {
+		dec, err := wire.NewDecoder()
+		if err != nil {
+			return d, err
+		}
+		defer dec.Close()
+		if d.Payload, err = dec.Decode(make([]byte, 0, wire.MaxPayloadBytes), d.Payload); err != nil {
+			return d, err
+		}
+	}
+	if err := wire.CheckLines(d.Payload); err != nil {
+		return d, err
+	}
+	return d, wire.CheckData(f, d, digest.Checksum(d.Payload))
 }
 
 // WaitAck reads frames until an Ack says handle reached offset; an Ack

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,22 +22,44 @@ type Processor struct {
 	Addr string
 
 	t     testing.TB
+	opts  Options
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
 	wg    sync.WaitGroup
 }
 
+// Options configure a fake processor.
+type Options struct {
+	// WriteTimeout bounds every write.
+	WriteTimeout time.Duration
+	// CRC32C: answer a Hello that offers crc32c with it in Welcome; the
+	// connection is then sealed (Conn.Sealed) from the Proof on, as a
+	// processor that speaks PROTOCOL.md §13. Without it the fake is an
+	// old processor: Welcome lists no feature and frames are unsealed.
+	CRC32C bool
+	// Zstd: choose zstd compression when Hello offers it (Conn.Zstd);
+	// ParseData decodes DataZstd frames.
+	Zstd bool
+}
+
 // Listen starts a fake processor whose handler gets the n-th handshaken
 // connection (from 0); the connection is closed when handle returns.
-// Writes are bounded by writeTimeout.
+// Writes are bounded by writeTimeout. It is an old processor: it does not
+// negotiate crc32c (ListenWith does).
 func Listen(t testing.TB, writeTimeout time.Duration, handle func(n int, c *Conn)) *Processor {
+	t.Helper()
+	return ListenWith(t, Options{WriteTimeout: writeTimeout}, handle)
+}
+
+// ListenWith is Listen with options.
+func ListenWith(t testing.TB, opts Options, handle func(n int, c *Conn)) *Processor {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Processor{Addr: ln.Addr().String(), t: t, ln: ln}
+	p := &Processor{Addr: ln.Addr().String(), t: t, ln: ln, opts: opts}
 	p.wg.Go(func() {
 		for n := 0; ; n++ {
 			conn, err := ln.Accept()
@@ -46,7 +69,7 @@ func Listen(t testing.TB, writeTimeout time.Duration, handle func(n int, c *Conn
 			p.mu.Lock()
 			p.conns = append(p.conns, conn)
 			p.mu.Unlock()
-			p.wg.Go(func() { p.serve(n, conn, writeTimeout, handle) })
+			p.wg.Go(func() { p.serve(n, conn, handle) })
 		}
 	})
 	t.Cleanup(func() {
@@ -61,10 +84,10 @@ func Listen(t testing.TB, writeTimeout time.Duration, handle func(n int, c *Conn
 	return p
 }
 
-func (p *Processor) serve(n int, conn net.Conn, writeTimeout time.Duration, handle func(n int, c *Conn)) {
+func (p *Processor) serve(n int, conn net.Conn, handle func(n int, c *Conn)) {
 	defer conn.Close()
 	c := NewConn(conn)
-	c.WriteTimeout = writeTimeout
+	c.WriteTimeout = p.opts.WriteTimeout
 	defer c.R.Close()
 	if err := c.R.ReadPreface(); err != nil {
 		return
@@ -91,8 +114,19 @@ func (p *Processor) challenge(c *Conn) bool {
 		p.t.Error(err)
 		return false
 	}
-	if c.Send(wire.TypeWelcome, &wirepb.Welcome{Version: 1, MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 1000, Processor: "fake", Challenge: ch}) != nil {
+	w := &wirepb.Welcome{Version: 1, MaxFrameBytes: wire.MaxFrameBytes, MaxStreams: 1000, Processor: "fake", Challenge: ch}
+	sealed := p.opts.CRC32C && slices.Contains(c.Hello.Features, wire.FeatureCRC32C)
+	if sealed {
+		w.Features = []string{wire.FeatureCRC32C}
+	}
+	if p.opts.Zstd && slices.Contains(c.Hello.Compression, wire.CompressionZstd) {
+		w.Compression = wire.CompressionZstd
+	}
+	if c.Send(wire.TypeWelcome, w) != nil {
 		return false
+	}
+	if sealed {
+		c.seal()
 	}
 	fr, err := c.ServerNext()
 	if err != nil {

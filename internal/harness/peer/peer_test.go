@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"thunder/internal/digest"
 	"thunder/internal/harness/peer"
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -62,5 +63,71 @@ func TestDialListen(t *testing.T) {
 	}
 	if err := c.ExpectClosed(); err != nil {
 		t.Errorf("ExpectClosed: %v", err)
+	}
+}
+
+// TestStoreSealed: a peer collector that offers crc32c to a fake processor
+// that speaks it gets sealed frames both ways; the Store computes the
+// stream's digest and reports it in Acks and in a later Opened, lies about
+// it from LieFrom on, and refuses a data frame with a bad trailer with
+// code checksum.
+func TestStoreSealed(t *testing.T) {
+	st := peer.NewStore()
+	p := peer.ListenWith(t, peer.Options{WriteTimeout: 5 * time.Second, CRC32C: true}, func(n int, c *peer.Conn) {
+		st.Serve(c, peer.Conduct{LieFrom: map[int]uint64{1: 1}[n]})
+	})
+	hello := &wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "peer-a", Features: []string{wire.FeatureCRC32C}}
+	dial := func() *peer.Conn {
+		c, err := peer.Dial(p.Addr, "", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		w, err := c.Handshake(hello)
+		if err != nil || !c.Sealed || len(w.Features) != 1 {
+			t.Fatalf("Handshake = %v, %v, sealed %v; want crc32c negotiated", w, err, c.Sealed)
+		}
+		return c
+	}
+	id := peer.StreamID()
+	c := dial()
+	if _, err := c.Open(1, id, "a.log", 0); err != nil {
+		t.Fatal(err)
+	}
+	payload := "one\ntwo\n"
+	if _, err := c.Data(1, 0, payload); err != nil {
+		t.Fatal(err)
+	}
+	var a wirepb.Ack
+	if err := c.Expect(wire.TypeAck, &a); err != nil {
+		t.Fatal(err)
+	}
+	want := digest.Checksum([]byte(payload))
+	if len(a.Streams) != 1 || a.Streams[0].Offset != 8 || a.Streams[0].GetDigest() != want {
+		t.Fatalf("Ack = %v, want offset 8 digest %08x", a.Streams, want)
+	}
+	// A damaged data frame is refused with checksum.
+	b := c.DataFrameFor(1, 8, 12, []byte("bad\n"))
+	b[wire.DataPrefixBytes] ^= 1
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExpectError(wire.CodeChecksum); err != nil {
+		t.Fatal(err)
+	}
+	// The second connection lies from offset 1 on.
+	c = dial()
+	o, err := c.Open(1, id, "a.log", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Offset != 8 || o.GetDigest() != want^1 {
+		t.Errorf("Opened = %v, want offset 8 and a wrong digest (%08x)", o, want^1)
+	}
+	if st.Bad() == nil {
+		t.Error("Store.Bad() = nil after a damaged frame")
+	}
+	if sealed, unsealed, _ := st.Frames(); sealed == 0 || unsealed != 0 {
+		t.Errorf("Frames() = %d sealed, %d unsealed; want all sealed", sealed, unsealed)
 	}
 }
