@@ -164,7 +164,11 @@ func (p *verifyPrinter) line(l verifyLine, raw []byte) error {
 			fmt.Fprintf(p.w, "\n%-16s  %-32s  %10s  %10s  %s\n", "COLLECTOR", "STREAM", "BYTES", "LINES", "DIGEST")
 		}
 		s := l.Stream
-		_, err = fmt.Fprintf(p.w, "%-16s  %-32s  %10s  %10d  %08x\n", s.Collector, s.Name, fmtBytes(s.Bytes), s.Lines, s.Digest)
+		sum := fmt.Sprintf("%08x", s.Digest)
+		if s.NoDigest {
+			sum = "unknown"
+		}
+		_, err = fmt.Fprintf(p.w, "%-16s  %-32s  %10s  %10d  %s\n", s.Collector, s.Name, fmtBytes(s.Bytes), s.Lines, sum)
 	}
 	return err
 }

@@ -137,7 +137,16 @@ func TestVerifyCommand(t *testing.T) {
 	)
 	done.Wait()
 	waitCommitted(t, padm, src, []string{"b.log", "c.log"}, p, c)
-	waitFile(t, deliverTimeout, filepath.Join(dst, "app", "a.log"), 200<<10, p, c)
+	harness.WaitFor(t, deliverTimeout, func() error {
+		files, _, err := verifyReport(padm)
+		if err != nil {
+			return err
+		}
+		if r := files["app/a.log"]; len(r) != 1 || r[0].Size < 200<<10 {
+			return fmt.Errorf("app/a.log: %+v, want 200 KiB committed", r)
+		}
+		return nil
+	}, p, c)
 
 	out := runVerify(t, padm, 0)
 	for _, want := range []string{"verify: ok", "app/a.log", "b.log", "c.log", "web-1"} {
@@ -242,6 +251,7 @@ func TestScrubFindsModified(t *testing.T) {
 	c := startCollector(t, "web-1", src, offsetsDB(t), p.Addr)
 	padm := adminAddr(t, p)
 	startWriters(t, writerSpec{ID: "x", Dir: src, Name: "x.log", Contract: linecheck.LockedAppend, Lines: 2000, Rate: writerRate}).Wait()
+	waitCommitted(t, padm, src, []string{"x.log"}, p, c) // a verify beside the scrubs: retried while they run (429)
 	waitScrub := func(want map[string]float64) {
 		t.Helper()
 		harness.WaitFor(t, deliverTimeout, func() error {

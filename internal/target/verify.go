@@ -194,7 +194,9 @@ type StreamResult struct {
 	Name      string `json:"name"`
 	Bytes     uint64 `json:"bytes"`  // committed source offset
 	Lines     uint64 `json:"lines"`  // committed lines
-	Digest    uint32 `json:"digest"` // of the committed bytes (PROTOCOL §13); 0 in records older than digests
+	Digest    uint32 `json:"digest"` // of the committed bytes (PROTOCOL §13)
+	// NoDigest: the digest is unknown (a record older than digests).
+	NoDigest bool `json:"no_digest,omitempty"`
 }
 
 // Streams calls fn for every stream recorded in the state, in one read
@@ -210,7 +212,7 @@ func (d *Dir) Streams(fn func(StreamResult)) error {
 			if err != nil {
 				return err
 			}
-			fn(StreamResult{Collector: key.Collector, ID: key.ID.String(), Name: rec.Name, Bytes: rec.Committed, Lines: rec.Lines, Digest: rec.Digest})
+			fn(StreamResult{Collector: key.Collector, ID: key.ID.String(), Name: rec.Name, Bytes: rec.Committed, Lines: rec.Lines, Digest: rec.Digest, NoDigest: rec.NoDigest})
 			return nil
 		})
 	})
