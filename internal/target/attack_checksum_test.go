@@ -4,11 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -100,39 +97,6 @@ func TestAttackLegacyRecordDigest(t *testing.T) {
 		t.Errorf("Ack at %d carries digest %08x; CRC-32C of what the target holds of the stream is %08x", a.At.Offset, a.At.Digest, want)
 	}
 	mustClose(t, d)
-}
-
-// failingExt4Free is failingExt4 that can also free the backing store
-// again (remove the filler), so writeback works after the fault.
-func failingExt4Free(t *testing.T) (dir string, fillBacking, freeBacking func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	back := harness.MountTmpfs(t, "64m")
-	img := filepath.Join(back, "img")
-	run := func(name string, args ...string) string {
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			t.Skipf("%s %v: %v %s", name, args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("truncate", "-s", "48m", img)
-	run("mkfs.ext4", "-q", "-F", "-O", "^has_journal", img)
-	loop := run("losetup", "-f", "--show", img)
-	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
-	mnt := t.TempDir()
-	run("mount", "-o", "errors=continue", loop, mnt)
-	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
-	dir = filepath.Join(mnt, "target")
-	if err := os.MkdirAll(filepath.Join(dir, ".thunder"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", filepath.Join(dir, ".thunder"))
-	t.Cleanup(func() { _ = syscall.Unmount(filepath.Join(dir, ".thunder"), syscall.MNT_DETACH) })
-	filler := filepath.Join(back, "filler")
-	return dir, func() { fill(t, filler) }, func() { _ = os.Remove(filler) }
 }
 
 // TestAttackDigestAcrossFailedFsync (held; a passing guard): a commit

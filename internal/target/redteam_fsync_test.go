@@ -23,6 +23,14 @@ import (
 // the target dir and a func that fills the backing store.
 func failingExt4(t *testing.T) (string, func()) {
 	t.Helper()
+	dir, fillBacking, _ := failingExt4Free(t)
+	return dir, fillBacking
+}
+
+// failingExt4Free is failingExt4 that can also free the backing store
+// again (remove the filler), so writeback works after the fault.
+func failingExt4Free(t *testing.T) (dir string, fillBacking, freeBacking func()) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
@@ -42,13 +50,14 @@ func failingExt4(t *testing.T) (string, func()) {
 	mnt := t.TempDir()
 	run("mount", "-o", "errors=continue", loop, mnt)
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
-	dir := filepath.Join(mnt, "target")
+	dir = filepath.Join(mnt, "target")
 	if err := os.MkdirAll(filepath.Join(dir, ".thunder"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", filepath.Join(dir, ".thunder"))
 	t.Cleanup(func() { _ = syscall.Unmount(filepath.Join(dir, ".thunder"), syscall.MNT_DETACH) })
-	return dir, func() { fill(t, filepath.Join(back, "filler")) }
+	filler := filepath.Join(back, "filler")
+	return dir, func() { fill(t, filler) }, func() { _ = os.Remove(filler) }
 }
 
 // RT5: Reopen (SIGHUP) with dirty data takes the descriptor away from the
