@@ -23,6 +23,9 @@ type connErrors struct {
 	mu   sync.Mutex
 	sasl map[int32]error // by node: the SASL exchange failed on the connection being set up
 	last error
+	// lastSASL outlives later failures: a connection cut as the context
+	// ends says nothing, and a refused login is the reason to report.
+	lastSASL error
 }
 
 var (
@@ -47,12 +50,13 @@ func (c *connErrors) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _
 	defer c.mu.Unlock()
 	serr := c.sasl[meta.NodeID]
 	delete(c.sasl, meta.NodeID)
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
 		return
 	}
 	addr := net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port)))
 	if serr != nil {
-		err = fmt.Errorf("SASL authentication failed (wrong mechanism, user or password?): %w", err)
+		c.lastSASL = fmt.Errorf("broker %s: SASL authentication failed (wrong mechanism, user or password?): %w", addr, err)
+		return
 	}
 	c.last = fmt.Errorf("broker %s: %w", addr, err)
 }
@@ -65,8 +69,12 @@ func (c *connErrors) explain(err error) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.last == nil {
+	last := c.lastSASL
+	if last == nil {
+		last = c.last
+	}
+	if last == nil {
 		return err
 	}
-	return fmt.Errorf("%w; last connection error: %w", err, c.last)
+	return fmt.Errorf("%w; last connection error: %w", err, last)
 }
