@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"thunder/internal/admin"
 	"thunder/internal/identity"
@@ -68,6 +69,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), dirErr); done {
 		return err
 	}
+	warnDescriptors(log, cfg)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	p, err := processor.New(cfg)
@@ -115,6 +117,7 @@ func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, 
 	fs.BoolVar(&cfg.RequireChecksums, "require-checksums", cfg.RequireChecksums, "refuse collectors that do not checksum their frames (older than the crc32c feature); by default they are served with a warning")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
+	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most target files held open: past it, those idle longest are closed, and a file written again waits for a descriptor (any number of target files; keep it plus --max-conns under ulimit -n)")
 	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")
 	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "check the target dir against what was committed this often, as thunder verify does, logging each file that differs (0: off)")
 	fs.Var(sizeFlag{&cfg.ScrubRate}, "scrub-rate", "bytes per second the scrub reads at most (0: no limit)")
@@ -198,4 +201,19 @@ func (f modeFlag) Set(v string) error {
 	}
 	*f.m = m
 	return nil
+}
+
+// warnDescriptors says at start when the descriptor budgets do not fit in
+// the process limit: nothing fails then, but appends wait for descriptors
+// and connections past the limit wait in the accept queue.
+func warnDescriptors(log *slog.Logger, cfg processor.Config) {
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil {
+		return
+	}
+	const reserve = 64 // the state store, listeners, the admin endpoint, logs
+	if need := uint64(cfg.MaxOpenFiles) + uint64(cfg.MaxConns) + reserve; cfg.TargetDir != "" && need > rl.Cur {
+		log.Warn("--max-open-files plus --max-conns exceed the descriptor limit; when both fill, appends and new connections wait (raise ulimit -n or lower them)",
+			"max_open_files", cfg.MaxOpenFiles, "max_conns", cfg.MaxConns, "limit", rl.Cur)
+	}
 }

@@ -1,6 +1,7 @@
 package target
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -16,7 +17,26 @@ import (
 // at the end of the stream's target file. It is written with one write(2)
 // under the file's lock, so lines of different streams never interleave; a
 // failed write is cut back so no partial line stays in the file.
+//
+// A file that must be opened first waits for a descriptor within
+// MaxOpenFiles (budget.go): a shortage slows appends, it does not fail them.
 func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
+	for try := 0; ; try++ {
+		err := s.append(owner, c, try)
+		if err != errNoRoom {
+			return err
+		}
+		if try == roomTries {
+			return fmt.Errorf("%w: %s: out of file descriptors (%d target files open; --max-open-files is %d)", ErrStorage, s.f.name, s.d.openFDs.Load(), s.d.cfg.MaxOpenFiles)
+		}
+		s.d.makeRoom(try > 0)
+	}
+}
+
+// append is one try of Append. It returns errNoRoom, having done nothing,
+// if the file needs a descriptor and there is none: at the first try when
+// MaxOpenFiles are open, at any try when the process is out of them.
+func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 	d, f := s.d, s.f
 	f.mu.Lock()
 	if s.owner != owner || s.owner == nil {
@@ -33,8 +53,15 @@ func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
 	}
 	if f.fd == nil {
+		if try == 0 && d.openFDs.Load() >= int64(d.cfg.MaxOpenFiles) {
+			f.mu.Unlock()
+			return errNoRoom
+		}
 		if err := d.openLocked(f); err != nil {
 			f.mu.Unlock()
+			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+				return errNoRoom
+			}
 			return err
 		}
 	}
@@ -86,6 +113,7 @@ func (d *Dir) openLocked(f *file) error {
 		// Closed while idle, and nothing changed it since: its record, and
 		// its claim on the inode, hold.
 		f.fd, f.size = fd, info.size
+		d.openFDs.Add(1)
 		d.dirsCreated(created)
 		return nil
 	}
@@ -101,7 +129,10 @@ func (d *Dir) openLocked(f *file) error {
 		return err
 	}
 	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
-	err = d.db.Update(func(tx *bolt.Tx) error {
+	// Batch: the opens of many sessions at once (a processor restarting
+	// under thousands of collectors opens every file again) share one
+	// transaction and one fsync, where each used to wait for its own.
+	err = d.db.Batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFiles).Put(fileKey(f.name, info.id.Ino), rec.marshal())
 	})
 	if err != nil {
@@ -111,6 +142,7 @@ func (d *Dir) openLocked(f *file) error {
 		return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
 	}
 	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
+	d.openFDs.Add(1)
 	d.dirsCreated(created)
 	return nil
 }

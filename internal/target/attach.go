@@ -233,7 +233,7 @@ func (d *Dir) idleCloseLocked(f *file) {
 	if f.fd == nil {
 		return
 	}
-	_ = f.fd.Close()
+	d.closeFD(f.fd)
 	f.fd = nil
 }
 

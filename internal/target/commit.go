@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -94,6 +94,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 			snaps = append(snaps, sn)
 		}
 	}
+	defer doneSyncing(slices.Clone(snaps))
 	// Records of files closed since the commit began (deleted ones found
 	// just now) go in this transaction.
 	d.pendMu.Lock()
@@ -103,7 +104,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 
 	var errs []error
 	syncStart := time.Now()
-	syncErrs := syncAll(snaps)
+	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
 	for i, sn := range snaps {
 		if sn.fd != nil {
@@ -115,7 +116,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 				if sn.close {
 					// Taken from f by Reopen: cut and close it here.
 					_, _ = cutTo(sn.fd, sn.committed) // best effort; the streams resend anyway
-					_ = sn.fd.Close()
+					d.closeFD(sn.fd)
 					d.releaseID(sn.id, sn.f)
 				}
 				sn.f.broken = err
@@ -191,6 +192,7 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	}
 	clear(f.touched)
 	f.dirty = false
+	f.syncing = true
 	if f.reopen {
 		// Appends from now on open the name afresh; this snapshot
 		// syncs, records and closes what was written so far.
@@ -319,7 +321,7 @@ func (d *Dir) unrecorded(snaps []snapshot, err error) {
 			// stays unacknowledged until a crash cuts it back or the
 			// streams' next commit records it. Keep it simple: rewind.
 			_, _ = cutTo(sn.fd, sn.committed)
-			_ = sn.fd.Close()
+			d.closeFD(sn.fd)
 			d.releaseID(sn.id, sn.f)
 			sn.f.broken = err
 		}
@@ -336,7 +338,7 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 		f := sn.f
 		f.mu.Lock()
 		if sn.close {
-			_ = sn.fd.Close() // synced, and its record dropped
+			d.closeFD(sn.fd) // synced, and its record dropped
 			d.releaseID(sn.id, f)
 		}
 		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
@@ -354,38 +356,13 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 	return acks
 }
 
-// maxParallelSyncs bounds the fsyncs a commit runs at once (a variable for
-// the benchmark that compares it with one at a time).
-var maxParallelSyncs = 32
-
-// syncAll fsyncs the snapshots' files, several at once: the file system
-// can then make one journal commit for many of them, where one fsync after
-// another waits for a journal commit each (a commit touching 1,000 files
-// took 1,000 round trips to the disk).
-func syncAll(snaps []snapshot) []error {
-	errs := make([]error, len(snaps))
-	if len(snaps) == 1 || maxParallelSyncs == 1 {
-		for i, sn := range snaps {
-			if sn.fd != nil {
-				errs[i] = sn.fd.Sync()
-			}
-		}
-		return errs
+// doneSyncing lets idle closes take the snapshots' descriptors again.
+func doneSyncing(snaps []snapshot) {
+	for _, sn := range snaps {
+		sn.f.mu.Lock()
+		sn.f.syncing = false
+		sn.f.mu.Unlock()
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallelSyncs)
-	for i, sn := range snaps {
-		if sn.fd == nil {
-			continue
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = sn.fd.Sync()
-		})
-	}
-	wg.Wait()
-	return errs
 }
 
 // evict drops streams that no connection holds and that are fully

@@ -73,6 +73,8 @@ type Dir struct {
 	tree    tree
 	db      *bolt.DB
 	stateDB fileID // the state store itself: no name may lead to it
+	fsDev   uint64 // the target directory's file system
+	syncfs  bool   // commits may use syncfs(2) for it (sync.go)
 
 	commitMu sync.Mutex // serialises commits, Reopen and Close
 	health   health     // of the last commit; guarded by commitMu
@@ -100,6 +102,8 @@ type Dir struct {
 	drops   []drop              // file records to delete at the next commit
 
 	dirtyBytes atomic.Int64
+	openFDs    atomic.Int64 // target file descriptors open (budget.go)
+	roomMu     sync.Mutex   // one makeRoom at a time
 }
 
 // file is one target file. Its fields are guarded by mu.
@@ -114,6 +118,7 @@ type file struct {
 	dirty     bool
 	last      time.Time // last append, for CloseIdle
 	reopen    bool      // the next commit closes fd so the name is opened afresh
+	syncing   bool      // a commit's snapshot holds fd: it must not be closed
 	broken    error     // a write could not be undone or a sync failed: rewind at commit
 	touched   map[*Stream]struct{}
 	streams   map[*Stream]struct{} // every in-memory stream bound to this file
@@ -180,6 +185,9 @@ func Open(cfg Config) (*Dir, error) {
 		m:       newMetrics(cfg.Registerer),
 	}
 	d.settled = sync.NewCond(&d.mu)
+	if info, err := statFD(int(root.Fd())); err == nil {
+		d.fsDev, d.syncfs = info.id.Dev, syncfsReportsErrors()
+	}
 	if err := d.openState(); err != nil {
 		root.Close()
 		return nil, err

@@ -2,7 +2,8 @@
 // and makes them durable in group commits.
 //
 // Invariant: target content and committed stream offsets agree. A commit
-// fsyncs every touched file, then records in one bbolt transaction each
+// makes every touched file durable (an fsync each, or one syncfs(2) of the
+// file system when many are touched: sync.go), then records in one bbolt transaction each
 // file's (identity, length) and each stream's committed offset; only then are
 // offsets acknowledged. On open, a file whose identity (device, inode, file
 // handle, birth time: fileid.go) matches its record is cut back to the

@@ -1,5 +1,7 @@
 package target
 
+import "time"
+
 // SetParallelSyncs sets how many fsyncs a commit runs at once and returns
 // the previous value.
 func SetParallelSyncs(n int) int {
@@ -12,3 +14,22 @@ func SetParallelSyncs(n int) int {
 // them to the owners; ReopenAcks the same for Reopen.
 func CloseAcks(d *Dir) ([]Ack, error)  { return d.close() }
 func ReopenAcks(d *Dir) ([]Ack, error) { return d.reopen() }
+
+// SetSyncfsMin sets how many files a commit syncs before it uses syncfs(2)
+// and returns the previous value.
+func SetSyncfsMin(n int) int {
+	old := syncfsMin
+	syncfsMin = n
+	return old
+}
+
+// LastCommitTimings returns how long the last commit's sync and state
+// transaction took.
+func (d *Dir) LastCommitTimings() (sync, record time.Duration) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	return d.timings.sync, d.timings.record
+}
+
+// KernelVersion is kernelVersion.
+var KernelVersion = kernelVersion

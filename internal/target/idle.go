@@ -1,6 +1,7 @@
 package target
 
 import (
+	"os"
 	"sort"
 	"time"
 )
@@ -9,43 +10,56 @@ import (
 // and with nothing uncommitted, once more than max are open, down to 90% of
 // max. The next append to such a file opens its name again. It returns how
 // many it closed.
+//
+// It waits for no lock a writer may hold long: a file whose lock is taken
+// (an append, an open recording its file) is passed over, and the commit
+// lock is not taken (a file a commit is syncing is marked so, and kept), so
+// neither commits nor appends stop while it runs.
 func (d *Dir) CloseIdle(max int) int {
-	d.commitMu.Lock() // a commit may be syncing a descriptor it snapshotted
-	defer d.commitMu.Unlock()
-	files := d.allFiles()
+	if int(d.openFDs.Load()) <= max {
+		return 0
+	}
 	type candidate struct {
 		f    *file
 		last time.Time
 	}
 	var idle []candidate
-	open := 0
-	for _, f := range files {
-		f.mu.Lock()
-		if f.fd != nil {
-			open++
-			if !f.dirty && !f.reopen && f.broken == nil {
-				idle = append(idle, candidate{f, f.last})
-			}
+	for _, f := range d.allFiles() {
+		if !f.mu.TryLock() {
+			continue
+		}
+		if f.idle() {
+			idle = append(idle, candidate{f, f.last})
 		}
 		f.mu.Unlock()
-	}
-	if open <= max {
-		return 0
 	}
 	sort.Slice(idle, func(i, j int) bool { return idle[i].last.Before(idle[j].last) })
 	closed := 0
 	for _, c := range idle {
-		if open <= max*9/10 {
+		if int(d.openFDs.Load()) <= max*9/10 {
 			break
 		}
 		f := c.f
-		f.mu.Lock()
-		if f.fd != nil && !f.dirty && !f.reopen && f.broken == nil {
+		if !f.mu.TryLock() {
+			continue
+		}
+		if f.idle() {
 			d.idleCloseLocked(f) // everything in it is committed
-			open--
 			closed++
 		}
 		f.mu.Unlock()
 	}
 	return closed
+}
+
+// idle reports whether f's descriptor may be closed: open, with everything
+// in it committed, and not held by a commit. f.mu is held.
+func (f *file) idle() bool {
+	return f.fd != nil && !f.dirty && !f.syncing && !f.reopen && f.broken == nil
+}
+
+// closeFD closes a target file's descriptor.
+func (d *Dir) closeFD(fd *os.File) {
+	_ = fd.Close()
+	d.openFDs.Add(-1)
 }

@@ -14,6 +14,7 @@ type metrics struct {
 	commitSeconds      prometheus.Histogram
 	syncSeconds        prometheus.Histogram
 	recordSeconds      prometheus.Histogram
+	syncfs             prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,8 +28,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "commit_seconds", Help: "Duration of group commits: fsync of touched files and the state transaction.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		syncSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds", Help: "Duration of the fsync part of group commits (target files and directories).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		recordSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "state_commit_seconds", Help: "Duration of the state transaction of group commits.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		syncfs:        prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "syncfs_total", Help: "Group commits that made their files durable with one syncfs(2) of the target file system instead of an fsync per file."}),
 	}
-	reg.MustRegister(m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds)
+	reg.MustRegister(m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.syncfs)
 	return m
 }
 
@@ -44,4 +46,10 @@ func (m *metrics) committed(took time.Duration, t timings, err error) {
 	m.commitSeconds.Observe(took.Seconds())
 	m.syncSeconds.Observe(t.sync.Seconds())
 	m.recordSeconds.Observe(t.record.Seconds())
+}
+
+func (m *metrics) syncedFS() {
+	if m != nil {
+		m.syncfs.Inc()
+	}
 }

@@ -68,7 +68,7 @@ func (d *Dir) close() ([]Ack, error) {
 		f.mu.Lock()
 		if f.dirty || f.broken != nil {
 			if f.fd != nil {
-				_ = f.fd.Close() // cut back at the next open
+				d.closeFD(f.fd) // cut back at the next open
 				f.fd = nil
 			}
 			dirty++

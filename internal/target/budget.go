@@ -1,0 +1,42 @@
+package target
+
+import (
+	"errors"
+	"time"
+)
+
+// Target files are a bounded resource: at most MaxOpenFiles descriptors
+// are open (openFDs counts them), whatever the number of files. An append
+// to a file without one first makes room: it closes the files idle longest
+// (all in them committed), or, when every open file holds uncommitted
+// data, has a commit made so that some become idle, and waits for it.
+
+// errNoRoom: an append needs a descriptor and none is free yet.
+var errNoRoom = errors.New("no file descriptor free")
+
+const (
+	roomTries = 4               // makeRoom calls an append waits through
+	roomWait  = 2 * time.Second // at most, per makeRoom
+)
+
+// makeRoom closes idle target files until fewer than MaxOpenFiles are open
+// or, with short (the process ran out of descriptors below the budget), a
+// tenth of those open. It waits, with commits asked for, up to roomWait.
+// One caller at a time does the work; the others find the room it made.
+func (d *Dir) makeRoom(short bool) {
+	d.roomMu.Lock()
+	defer d.roomMu.Unlock()
+	limit := d.cfg.MaxOpenFiles - 1
+	if short {
+		limit = int(d.openFDs.Load()) * 9 / 10
+		d.log.Warn("out of file descriptors below --max-open-files; closing idle target files", "open", d.openFDs.Load(), "max_open_files", d.cfg.MaxOpenFiles)
+	}
+	deadline := time.Now().Add(roomWait)
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		if int(d.openFDs.Load()) <= limit || d.CloseIdle(limit) > 0 || time.Now().After(deadline) {
+			return
+		}
+		d.notify(true) // every open file holds uncommitted data: commit it
+		time.Sleep(wait)
+	}
+}
