@@ -19,7 +19,7 @@ var maxParallelSyncs = 32
 // that makes one journal commit beats thousands of fsyncs, each of which
 // waits for the journal on its own (BenchmarkCommitManyFiles; docs/
 // BENCHMARKS.md). A variable for that benchmark.
-var syncfsMin = 64
+var syncfsMin = 32
 
 // syncAll makes the snapshots' files durable and returns each one's error.
 // Files on the target's file system are synced with one syncfs(2) when
