@@ -176,7 +176,7 @@ func (c *Collector) sendClose(s *source, done bool) {
 // is sent again, from rec.Acked, wherever it goes next.
 func (s *source) detach() {
 	s.setOffsets(s.rec.Acked, s.rec.Acked)
-	s.on, s.handle, s.opened, s.moving = nil, 0, false, false
+	s.on, s.handle, s.opened, s.moving, s.told = nil, 0, false, false, false
 }
 
 // readAndSend sends the next chunk of s.

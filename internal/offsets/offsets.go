@@ -79,6 +79,9 @@ type Mismatch struct {
 	Theirs uint32    `json:"theirs"`
 	Addr   string    `json:"addr"` // the processor that reported Theirs
 	At     time.Time `json:"at"`
+	// Withheld: the processor's Ack had no digest after its Opened had
+	// one (Theirs is 0 then).
+	Withheld bool `json:"withheld,omitempty"`
 }
 
 // DB is the offsets database. It is safe for concurrent use.
