@@ -101,3 +101,53 @@ func TestAttack12RewrittenInPlaceSameHeaderWhileDown(t *testing.T) {
 		return nil
 	})
 }
+
+// Attack 12 (duplication undetected): the collector's offsets DB is
+// rolled back to an older copy (a restored backup, a VM snapshot of the
+// state disk) that has no record of a file created since. The restarted
+// collector takes the file for a new stream and sends it all again under
+// a new stream id: the processor writes it twice, and every digest agrees
+// (each stream's is consistent), so nothing reports the duplicate.
+func TestAttack12OffsetsDBRolledBackDuplicates(t *testing.T) {
+	t.Skip("attack12: an offsets DB rolled back to a copy older than a file makes the collector resend the whole file as a new stream: duplicated in the target, no alarm; fails today")
+	st := peer.NewStore()
+	f := mustStore(t, st, true, nil)
+	src, db := t.TempDir(), filepath.Join(t.TempDir(), "offsets.db")
+	cfg := baseConfig(t, src, db, f.addr)
+	c := mustCollector(t, cfg)
+	waitStats(t, c, func(s collector.Stats) error {
+		if !s.Connected {
+			return fmt.Errorf("not connected")
+		}
+		return nil
+	})
+	c.stop()
+	old, err := os.ReadFile(db) // the backup: the identity key, no files
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = mustCollector(t, cfg)
+	all := lines("dup", 0, 100, 60)
+	appendFile(t, filepath.Join(src, "b.log"), all)
+	waitHeld(t, st, "b.log", all)
+	waitStats(t, c, func(s collector.Stats) error {
+		if s.AckedBytes != uint64(len(all)) {
+			return fmt.Errorf("acked %d, want %d", s.AckedBytes, len(all))
+		}
+		return nil
+	})
+	c.stop()
+	if err := os.WriteFile(db, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = mustCollector(t, cfg)
+	waitStats(t, c, func(s collector.Stats) error {
+		if s.AckedBytes != uint64(len(all)) {
+			return fmt.Errorf("acked %d since the restart", s.AckedBytes)
+		}
+		return nil
+	})
+	if _, err := st.Only(); err != nil && c.c.Status().DigestMismatches == 0 {
+		t.Fatalf("after the offsets DB was rolled back: %v (b.log delivered again under a new stream), and no alarm", err)
+	}
+}
