@@ -151,3 +151,40 @@ func TestAttack12OffsetsDBRolledBackDuplicates(t *testing.T) {
 		t.Fatalf("after the offsets DB was rolled back: %v (b.log delivered again under a new stream), and no alarm", err)
 	}
 }
+
+// Attack 12 (false alarm): the operator changes --max-line-bytes and
+// restarts the collector while a range with long (split) lines is
+// committed by the processor but not yet in the offsets DB (acknowledged
+// offsets are saved once a second; the processor commits what it got
+// from a collector that stopped). The restarted collector replays that
+// range with the new limit, gets other payloads, and reports a digest
+// mismatch: the file is kept forever and /healthz is unhealthy, although
+// the processor holds exactly what was sent.
+func TestAttack12MaxLineChangedAcrossRestart(t *testing.T) {
+	st := peer.NewStore()
+	f := mustStore(t, st, true, func(n int) peer.Conduct { return peer.Conduct{NoAck: n == 0} })
+	src, db := t.TempDir(), filepath.Join(t.TempDir(), "offsets.db")
+	cfg := baseConfig(t, src, db, f.addr)
+	cfg.ChunkBytes, cfg.MaxLineBytes = 4096, 100
+	c := mustCollector(t, cfg)
+	long := strings.Repeat("L", 350)
+	first := lines("m", 0, 20, 60) + long + "\n"
+	held := lines("m", 0, 20, 60) + long[:100] + "\n" + long[100:200] + "\n" + long[200:300] + "\n" + long[300:] + "\n"
+	path := filepath.Join(src, "app.log")
+	appendFile(t, path, first)
+	waitHeld(t, st, "app.log", held)
+	c.stop()
+
+	cfg.MaxLineBytes = 200 // the operator's change
+	c = mustCollector(t, cfg)
+	more := lines("m", 20, 40, 60)
+	appendFile(t, path, more)
+	waitHeld(t, st, "app.log", held+more)
+	waitStats(t, c, func(s collector.Stats) error {
+		if s.AckedBytes != uint64(len(first+more)) {
+			return fmt.Errorf("acked %d, want %d", s.AckedBytes, len(first+more))
+		}
+		return nil
+	})
+	noMismatch(t, c)
+}

@@ -304,6 +304,12 @@ func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
 		s.rec.Flushes = slices.DeleteFunc(s.rec.Flushes, func(fl uint64) bool { return fl > s.sent })
 		c.unsaved = append(c.unsaved, s)
 	}
+	if s.rec.MaxLine != c.cfg.MaxLineBytes {
+		// Sent with this limit from here: a replay of it after a restart
+		// with another --max-line-bytes must still split as it did.
+		s.rec.MaxLine = c.cfg.MaxLineBytes
+		c.unsaved = append(c.unsaved, s)
+	}
 	s.setOffsets(uint64(next), s.rec.Acked)
 	s.hwm = max(s.hwm, s.sent)
 	s.active = time.Now()

@@ -61,6 +61,11 @@ type Record struct {
 	// with a newline added (at most MaxFlushes): the digest depends on
 	// them, and a replay of the file must add them again.
 	Flushes []uint64 `json:"flushes,omitempty"`
+	// MaxLine is the --max-line-bytes the stream was last read with (0:
+	// not recorded, an older record): where long lines were split, and so
+	// the digest, depends on it, and a replay after a restart with another
+	// value must split as the frames it checks were split.
+	MaxLine int `json:"max_line,omitempty"`
 	// Mismatch, once set, is the first place where a processor's digest
 	// of the stream differed from the collector's. It is never cleared: a
 	// file that mismatched is never deleted by the collector.
