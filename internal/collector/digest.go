@@ -154,10 +154,10 @@ const openReplayBytes = 64 << 20
 // splits a long line (at the same places: with the --max-line-bytes the
 // stream was read with, kept in the record, rec.MaxLine) and where a last line was flushed
 // (rec.Flushes, kept in the offsets DB), and at to itself when it is inside
-// a line. A flush the record lost (past maxFlushes) gives another digest,
-// which then reads as a mismatch.
+// a line. A record that could not keep every flush (past MaxFlushes,
+// rec.FlushesLost) is not replayed: it would give another digest.
 func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool) {
-	if s.f == nil || to < from.off || to-from.off > limit {
+	if s.f == nil || to < from.off || to-from.off > limit || s.rec.FlushesLost {
 		return 0, false
 	}
 	if c.replayBuf == nil {

@@ -322,8 +322,12 @@ func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
 			// A frame ends inside a line here: a replay of the file must
 			// add the newline again (digest.go).
 			s.rec.Flushes = append(s.rec.Flushes, uint64(next))
-			c.unsaved = append(c.unsaved, s)
+		} else {
+			// A replay would miss this newline and read as a mismatch:
+			// there is none to replay by from now on.
+			s.rec.FlushesLost = true
 		}
+		c.unsaved = append(c.unsaved, s)
 	case tail.Split:
 		if !s.splitLogged {
 			s.splitLogged = true

@@ -172,10 +172,10 @@ func (c *Collector) provenForDelete(s *source) bool {
 	}
 	d, ok := c.replay(s, mark{}, s.rec.Acked, maxReplayBytes)
 	switch {
-	case !ok && s.rec.Acked > maxReplayBytes:
+	case !ok && (s.rec.Acked > maxReplayBytes || s.rec.FlushesLost):
 		if !s.replayLogged {
 			s.replayLogged = true
-			c.log.Info("rotated file too large to replay; its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
+			c.log.Info("rotated file cannot be replayed (too large, or more flushed last lines than its record keeps); its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
 		}
 		return true
 	case !ok:

@@ -66,6 +66,9 @@ type Record struct {
 	// the digest, depends on it, and a replay after a restart with another
 	// value must split as the frames it checks were split.
 	MaxLine int `json:"max_line,omitempty"`
+	// FlushesLost: a flush past MaxFlushes was not recorded, so the file
+	// can no longer be replayed to the digest that was sent.
+	FlushesLost bool `json:"flushes_lost,omitempty"`
 	// Mismatch, once set, is the first place where a processor's digest
 	// of the stream differed from the collector's. It is never cleared: a
 	// file that mismatched is never deleted by the collector.
