@@ -151,13 +151,13 @@ const openReplayBytes = 64 << 20
 // to), at most limit bytes, from the file through tail.Read, with the line rules that made the
 // payloads: a payload is the source bytes of its range, with a newline
 // added when it ends inside a line. Frames end inside a line where tail.Read
-// splits a long line (at the same places, as long as --max-line-bytes is
-// what it was when they were sent) and where a last line was flushed
+// splits a long line (at the same places: with the --max-line-bytes the
+// stream was read with, kept in the record, rec.MaxLine) and where a last line was flushed
 // (rec.Flushes, kept in the offsets DB), and at to itself when it is inside
-// a line. A changed --max-line-bytes gives another digest, which then reads
-// as a mismatch; so does a flush the record lost (past maxFlushes).
+// a line. A record that could not keep every flush (past MaxFlushes,
+// rec.FlushesLost) is not replayed: it would give another digest.
 func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool) {
-	if s.f == nil || to < from.off || to-from.off > limit {
+	if s.f == nil || to < from.off || to-from.off > limit || s.rec.FlushesLost {
 		return 0, false
 	}
 	if c.replayBuf == nil {
@@ -167,21 +167,30 @@ func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool
 	for _, fl := range s.rec.Flushes {
 		if fl > off && fl < to {
 			var ok bool
-			if d, ok = c.replaySegment(s.f, d, off, fl); !ok {
+			if d, ok = c.replaySegment(s.f, d, off, fl, c.maxLineOf(s)); !ok {
 				return 0, false
 			}
 			off = fl
 		}
 	}
-	return c.replaySegment(s.f, d, off, to)
+	return c.replaySegment(s.f, d, off, to, c.maxLineOf(s))
+}
+
+// maxLineOf is the --max-line-bytes s's frames were read with: the one
+// recorded (an earlier process's, until this one sends), else this one's.
+func (c *Collector) maxLineOf(s *source) int {
+	if s.rec.MaxLine > 0 {
+		return s.rec.MaxLine
+	}
+	return c.cfg.MaxLineBytes
 }
 
 // replaySegment extends d over the payloads of [off, to), where no frame
 // was flushed but perhaps at to.
-func (c *Collector) replaySegment(f *os.File, d uint32, off, to uint64) (uint32, bool) {
+func (c *Collector) replaySegment(f *os.File, d uint32, off, to uint64, maxLine int) (uint32, bool) {
 	buf := c.replayBuf
 	for off < to {
-		payload, next, res, _, err := tail.Read(f, int64(off), buf, c.cfg.MaxLineBytes, false)
+		payload, next, res, _, err := tail.Read(f, int64(off), buf, maxLine, false)
 		if err != nil {
 			return 0, false
 		}

@@ -74,6 +74,7 @@ func (c *Collector) onOpened(l *link, m linkMsg) {
 	} else if m.committed == s.rec.Acked {
 		c.checkDigest(l, s, "opened committed", m.committed, m.committedDigest)
 	}
+	s.told = told(l, m.digest)
 	if m.offset >= s.rec.Acked {
 		c.resumeDigest(l, s, m.offset, m.digest)
 	}

@@ -176,7 +176,7 @@ func (c *Collector) sendClose(s *source, done bool) {
 // is sent again, from rec.Acked, wherever it goes next.
 func (s *source) detach() {
 	s.setOffsets(s.rec.Acked, s.rec.Acked)
-	s.on, s.handle, s.opened, s.moving = nil, 0, false, false
+	s.on, s.handle, s.opened, s.moving, s.told = nil, 0, false, false, false
 }
 
 // readAndSend sends the next chunk of s.
@@ -304,6 +304,12 @@ func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
 		s.rec.Flushes = slices.DeleteFunc(s.rec.Flushes, func(fl uint64) bool { return fl > s.sent })
 		c.unsaved = append(c.unsaved, s)
 	}
+	if s.rec.MaxLine != c.cfg.MaxLineBytes {
+		// Sent with this limit from here: a replay of it after a restart
+		// with another --max-line-bytes must still split as it did.
+		s.rec.MaxLine = c.cfg.MaxLineBytes
+		c.unsaved = append(c.unsaved, s)
+	}
 	s.setOffsets(uint64(next), s.rec.Acked)
 	s.hwm = max(s.hwm, s.sent)
 	s.active = time.Now()
@@ -316,8 +322,12 @@ func (c *Collector) advance(s *source, next int64, res tail.Result, more bool) {
 			// A frame ends inside a line here: a replay of the file must
 			// add the newline again (digest.go).
 			s.rec.Flushes = append(s.rec.Flushes, uint64(next))
-			c.unsaved = append(c.unsaved, s)
+		} else {
+			// A replay would miss this newline and read as a mismatch:
+			// there is none to replay by from now on.
+			s.rec.FlushesLost = true
 		}
+		c.unsaved = append(c.unsaved, s)
 	case tail.Split:
 		if !s.splitLogged {
 			s.splitLogged = true

@@ -42,8 +42,11 @@ type source struct {
 
 	// dig is what is known of the stream's digest (digest.go); rec.Digest
 	// is its value at rec.Acked.
-	dig          digests
-	adoptLogged  bool // logged taking a processor's digest as ours
+	dig         digests
+	adoptLogged bool // logged taking a processor's digest as ours
+	// told: the processor s is attached to gave its digest in Opened, so
+	// every Ack of this attachment must carry one (verify.go).
+	told         bool
 	replayLogged bool // logged that it is too large to replay before deletion
 
 	queued      bool // in c.ready

@@ -63,6 +63,20 @@ func (c *Collector) compare(s *source, what string, off uint64, ours, theirs uin
 	c.publishMismatches()
 }
 
+// withheld records a mismatch of s at off where addr's processor left out
+// a digest it owes; reported once, as compare's.
+func (c *Collector) withheld(s *source, what string, off uint64, ours uint32, addr string) {
+	if s.rec.Mismatch != nil {
+		return
+	}
+	s.rec.Mismatch = &offsets.Mismatch{Offset: off, Ours: ours, Withheld: true, Addr: addr, At: time.Now().UTC()}
+	c.unsaved = append(c.unsaved, s)
+	c.statsAdd(func(st *Stats) { st.DigestMismatches++ })
+	c.log.Error("processor acknowledged a file without the digest it gave when the stream opened: what it holds cannot be checked; the file will not be deleted",
+		"path", s.rec.Path, "name", s.rec.Name, "stream", s.rec.ID, "offset", off, "what", what, "digest", hex32(ours), "addr", addr)
+	c.publishMismatches()
+}
+
 // resumeDigest makes D(off) known where s resumes on l (Opened's offset),
 // and checks the processor's digest there. An offset above all the
 // collector knows was sent by an earlier process: it is replayed from the
@@ -98,6 +112,12 @@ func (c *Collector) ackDigest(l *link, s *source, off uint64, theirs *uint32, wh
 		ours, ok = c.replayTo(s, off) // a mark dropped (maxMarks), or an Opened committed above all known
 	}
 	switch {
+	case s.told && !told(l, theirs):
+		// A processor's digest of an attached stream never goes from
+		// known to unknown (PROTOCOL §13): one that gave it in Opened and
+		// leaves it out now withholds it, and what it holds would never
+		// be compared.
+		c.withheld(s, what, off, ours, l.addr)
 	case ok:
 		c.compareDigest(l, s, what, off, ours, theirs)
 	case told(l, theirs):
@@ -152,10 +172,10 @@ func (c *Collector) provenForDelete(s *source) bool {
 	}
 	d, ok := c.replay(s, mark{}, s.rec.Acked, maxReplayBytes)
 	switch {
-	case !ok && s.rec.Acked > maxReplayBytes:
+	case !ok && (s.rec.Acked > maxReplayBytes || s.rec.FlushesLost):
 		if !s.replayLogged {
 			s.replayLogged = true
-			c.log.Info("rotated file too large to replay; its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
+			c.log.Info("rotated file cannot be replayed (too large, or more flushed last lines than its record keeps); its digest, taken from the processor, is proven by frame checksums only", "path", s.rec.Path, "bytes", s.rec.Acked)
 		}
 		return true
 	case !ok:
@@ -226,8 +246,12 @@ func (c *Collector) publishMismatches() {
 
 func mismatchedFile(r offsets.Record, gone bool) MismatchedFile {
 	m := r.Mismatch
+	theirs := hex32(m.Theirs)
+	if m.Withheld {
+		theirs = "none"
+	}
 	return MismatchedFile{Name: r.Name, Path: r.Path, ID: r.ID.String(), Offset: m.Offset,
-		Digest: hex32(m.Ours), ProcessorDigest: hex32(m.Theirs), Addr: m.Addr, Since: m.At, Gone: gone}
+		Digest: hex32(m.Ours), ProcessorDigest: theirs, Addr: m.Addr, Since: m.At, Gone: gone}
 }
 
 // endMismatch keeps reporting a mismatched stream that ends.

@@ -61,6 +61,14 @@ type Record struct {
 	// with a newline added (at most MaxFlushes): the digest depends on
 	// them, and a replay of the file must add them again.
 	Flushes []uint64 `json:"flushes,omitempty"`
+	// MaxLine is the --max-line-bytes the stream was last read with (0:
+	// not recorded, an older record): where long lines were split, and so
+	// the digest, depends on it, and a replay after a restart with another
+	// value must split as the frames it checks were split.
+	MaxLine int `json:"max_line,omitempty"`
+	// FlushesLost: a flush past MaxFlushes was not recorded, so the file
+	// can no longer be replayed to the digest that was sent.
+	FlushesLost bool `json:"flushes_lost,omitempty"`
 	// Mismatch, once set, is the first place where a processor's digest
 	// of the stream differed from the collector's. It is never cleared: a
 	// file that mismatched is never deleted by the collector.
@@ -79,6 +87,9 @@ type Mismatch struct {
 	Theirs uint32    `json:"theirs"`
 	Addr   string    `json:"addr"` // the processor that reported Theirs
 	At     time.Time `json:"at"`
+	// Withheld: the processor's Ack had no digest after its Opened had
+	// one (Theirs is 0 then).
+	Withheld bool `json:"withheld,omitempty"`
 }
 
 // DB is the offsets database. It is safe for concurrent use.

@@ -71,7 +71,16 @@ func (s *session) attach(b *binding, key stream.Key, name relpath.Name, acked st
 		ats = append(ats, at)
 		b.slots = append(b.slots, sl)
 	}
-	return least(ats, func(m stream.Mark) stream.Mark { return m }), nil
+	at := least(ats, func(m stream.Mark) stream.Mark { return m })
+	for _, a := range ats {
+		// An output that does not know its digest (state older than
+		// digests) may be the least one at a later Ack: Opened gives a
+		// digest only when every output knows it, so Acks that follow a
+		// known one are never without (the collector takes that as a
+		// processor withholding it).
+		at.Unknown = at.Unknown || a.Unknown
+	}
+	return at, nil
 }
 
 // release detaches the binding's streams from their outputs; done forgets

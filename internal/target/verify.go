@@ -105,11 +105,27 @@ func (d *Dir) Verify(ctx context.Context, lim Limiter, report func(FileResult)) 
 		if err != nil {
 			return sum, err
 		}
+		if r.Verdict != VerdictOK && !d.stillInLedger(e) {
+			// A Reopen dropped the entry since the snapshot (logrotate moved
+			// the file and said so): not a finding.
+			continue
+		}
 		sum.Files++
 		sum.Counts[r.Verdict]++
 		report(r)
 	}
 	return sum, nil
+}
+
+// stillInLedger reports whether e is still recorded (a read error counts
+// as yes: the finding stands).
+func (d *Dir) stillInLedger(e ledgerEntry) bool {
+	found := true
+	_ = d.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketLedger).Get(ledgerKey(e.name, e.serial)) != nil
+		return nil
+	})
+	return found
 }
 
 // verifyEntry checks one entry and returns its result and the bytes it

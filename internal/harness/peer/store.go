@@ -66,6 +66,10 @@ type Conduct struct {
 	// the Store's digest at acked, where it knows it (its End or its
 	// Committed).
 	CheckAckedDigest bool
+	// OmitAckDigests leaves the digest out of every Ack (Opened still
+	// carries it): a processor that knew the stream's digest, and then
+	// claims not to.
+	OmitAckDigests bool
 	// ChecksumErrorAt, when nonzero, answers the connection's n-th Data
 	// frame (from 1) with Error code checksum instead of appending it, as
 	// a processor that found it damaged, and ends the connection.
@@ -299,13 +303,17 @@ func (sc *storeConn) data(fr wire.Frame) bool {
 		return true
 	}
 	sc.acks++
-	return st.ack(c, d.Handle, h.End, sc.lie(d.Handle, h.End, h.Digest), sc.cd.BadAckTrailer && sc.acks == 1) == nil
+	dig := proto.Uint32(sc.lie(d.Handle, h.End, h.Digest))
+	if sc.cd.OmitAckDigests {
+		dig = nil
+	}
+	return st.ack(c, d.Handle, h.End, dig, sc.cd.BadAckTrailer && sc.acks == 1) == nil
 }
 
-// ack sends an Ack of handle at off with digest d; damaged flips a bit of
-// its trailer.
-func (st *Store) ack(c *Conn, handle uint32, off uint64, d uint32, damaged bool) error {
-	b, err := c.Frame(wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: handle, Offset: off, Digest: proto.Uint32(d)}}})
+// ack sends an Ack of handle at off with digest d (nil: none); damaged
+// flips a bit of its trailer.
+func (st *Store) ack(c *Conn, handle uint32, off uint64, d *uint32, damaged bool) error {
+	b, err := c.Frame(wire.TypeAck, &wirepb.Ack{Streams: []*wirepb.StreamAck{{Handle: handle, Offset: off, Digest: d}}})
 	if err != nil {
 		return err
 	}
