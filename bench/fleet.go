@@ -28,24 +28,40 @@ const (
 // Welcome, Open, Opened, then Data frames of a few lines each with a
 // window, counting Acks. It reports the time to connect all of them, the
 // acknowledged throughput, and the processor's CPU and RSS.
-func (b *bench) runFleet() error {
-	plan := make([]fakeSpec, fleetSize)
+func (b *bench) runFleet() error { return b.fleet("fleet", fleetSize, 1) }
+
+// runFleet10k is runFleet with 10,000 collectors of 3 files each: 30,000
+// target files, one directory per collector, more than --max-open-files.
+func (b *bench) runFleet10k() error { return b.fleet("fleet10k", 10_000, 3) }
+
+func (b *bench) fleet(name string, collectors, files int) error {
+	plan := make([]fakeSpec, collectors)
 	for i := range plan {
-		id := fmt.Sprintf("c%04d", i)
-		plan[i] = fakeSpec{collector: id, streams: []fakeStreamSpec{{name: id + ".log", writer: id}}}
+		id := fmt.Sprintf("c%05d", i)
+		plan[i] = fakeSpec{collector: id}
+		for f := range files {
+			w := fmt.Sprintf("%s-%d", id, f)
+			n := id + ".log"
+			if files > 1 {
+				n = fmt.Sprintf("%s/f%d.log", id, f)
+			}
+			plan[i].streams = append(plan[i].streams, fakeStreamSpec{name: n, writer: w})
+		}
 	}
-	r, err := b.runFakes("fleet", 1, fleetStreamMax, func([]string) []fakeSpec { return plan })
+	streamMax := fleetStreamMax * fleetSize / int64(collectors*files) // the same bytes in all
+	r, err := b.runFakes(name, 1, streamMax, func([]string) []fakeSpec { return plan })
 	if err != nil {
 		return err
 	}
 	tput := r.mibps()
-	b.rep.result("fleet", kv{"collectors", fleetSize}, kv{"setup_s", r.setup}, kv{"setup_cpu_processor_s", r.setupCPU[0]},
+	title := fmt.Sprintf("scale: %s collectors × %d file(s)", thousands(collectors), files)
+	b.rep.result(name, kv{"collectors", collectors}, kv{"files_per_collector", files}, kv{"setup_s", r.setup}, kv{"setup_cpu_processor_s", r.setupCPU[0]},
 		kv{"bytes", r.sent}, kv{"secs", r.took}, kv{"MiBps", tput}, kv{"lines_per_s", r.linesPerSec()},
 		kv{"frame_lines", fakeFrameLines}, kv{"cpu_processor_cores", r.cores(0)}, kv{"cpu_bench_cores", r.selfCores()},
 		kv{"rss_processor_MiB", r.peakMiB(0)}, kv{"verified", "linecheck"}, kv{"quiet", r.quiet})
-	b.rep.add("scale: 1,000 collectors", "connect + handshake + open, all 1,000", fmt.Sprintf("%.2f s", r.setup.Seconds()), "",
+	b.rep.add(title, fmt.Sprintf("connect + handshake + open, all %s", thousands(collectors)), fmt.Sprintf("%.2f s", r.setup.Seconds()), "",
 		fmt.Sprintf("processor CPU %.2f s %s", r.setupCPU[0], quietNote(r.quiet, r.busy)))
-	b.rep.add("scale: 1,000 collectors", fmt.Sprintf("Data frames of %d lines, window 64 KiB each, %v", fakeFrameLines, b.liveFor),
+	b.rep.add(title, fmt.Sprintf("Data frames of %d lines, window 64 KiB each, %v", fakeFrameLines, b.liveFor),
 		fmt.Sprintf("%.1f MiB/s acked", tput), ratio(tput, b.ceil.pipe),
 		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB; load generator %.2f core; exactly once (linecheck)",
 			r.linesPerSec(), r.cores(0), r.peakMiB(0), r.selfCores()))
@@ -335,4 +351,13 @@ func (b *bench) sendFakes(conns fakeConns, streamMax int64) {
 	}
 	close(stop)
 	<-finished
+}
+
+// thousands formats n with a comma between thousands: 10,000.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -32,7 +32,7 @@ import (
 )
 
 // scenarios in the order they run.
-var scenarios = []string{"bulk", "live", "checksums", "idle", "files", "fleet", "shard", "kafka", "peers"}
+var scenarios = []string{"bulk", "live", "checksums", "idle", "files", "fleet", "fleet10k", "shard", "kafka", "peers"}
 
 // bench holds what every scenario needs.
 type bench struct {
@@ -152,7 +152,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 func (b *bench) runScenarios(want func(string) bool) []string {
 	steps := map[string]func() error{
 		"bulk": b.runBulk, "live": b.runLive, "checksums": b.runChecksums, "idle": b.runIdle,
-		"files": b.runFiles, "fleet": b.runFleet, "shard": b.runShard, "kafka": b.runKafka, "peers": b.runPeers,
+		"files": b.runFiles, "fleet": b.runFleet, "fleet10k": b.runFleet10k, "shard": b.runShard, "kafka": b.runKafka, "peers": b.runPeers,
 	}
 	var failed []string
 	for _, s := range scenarios {

@@ -18,6 +18,7 @@ package collector
 import (
 	"os"
 	"sort"
+	"syscall"
 
 	"thunder/internal/digest"
 	"thunder/internal/tail"
@@ -157,8 +158,17 @@ const openReplayBytes = 64 << 20
 // a line. A record that could not keep every flush (past MaxFlushes,
 // rec.FlushesLost) is not replayed: it would give another digest.
 func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool) {
-	if s.f == nil || to < from.off || to-from.off > limit || s.rec.FlushesLost {
+	if to < from.off || to-from.off > limit || s.rec.FlushesLost {
 		return 0, false
+	}
+	f := s.f
+	if f == nil {
+		// Not open for reading (idle, all delivered when last scanned):
+		// the replay opens it by its path, if that is still its inode.
+		if f = c.openForReplay(s); f == nil {
+			return 0, false
+		}
+		defer f.Close() // read-only
 	}
 	if c.replayBuf == nil {
 		c.replayBuf = make([]byte, c.cfg.ChunkBytes+2) // as the pool's buffers, for tail.Read
@@ -167,13 +177,27 @@ func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool
 	for _, fl := range s.rec.Flushes {
 		if fl > off && fl < to {
 			var ok bool
-			if d, ok = c.replaySegment(s.f, d, off, fl, c.maxLineOf(s)); !ok {
+			if d, ok = c.replaySegment(f, d, off, fl, c.maxLineOf(s)); !ok {
 				return 0, false
 			}
 			off = fl
 		}
 	}
-	return c.replaySegment(s.f, d, off, to, c.maxLineOf(s))
+	return c.replaySegment(f, d, off, to, c.maxLineOf(s))
+}
+
+// openForReplay opens s's file read-only at its path, or returns nil if
+// that is not s's inode (any more).
+func (c *Collector) openForReplay(s *source) *os.File {
+	f, err := os.OpenFile(c.abs(s.rec.Path), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || statIno(fi) != (devIno{s.rec.Dev, s.rec.Ino}) {
+		_ = f.Close()
+		return nil
+	}
+	return f
 }
 
 // maxLineOf is the --max-line-bytes s's frames were read with: the one
