@@ -2,7 +2,10 @@ package target
 
 import (
 	"errors"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Target files are a bounded resource: at most MaxOpenFiles descriptors
@@ -20,16 +23,21 @@ const (
 )
 
 // makeRoom closes idle target files until fewer than MaxOpenFiles are open
-// or, with short (the process ran out of descriptors below the budget), a
-// tenth of those open. It waits, with commits asked for, up to roomWait.
+// or, with short (the process ran out of descriptors below the budget), half
+// of those open: the budget does not fit, and closing a few at a time would
+// meet the limit again at once. It waits, with commits asked for, up to roomWait.
 // One caller at a time does the work; the others find the room it made.
 func (d *Dir) makeRoom(short bool) {
 	d.roomMu.Lock()
 	defer d.roomMu.Unlock()
 	limit := d.cfg.MaxOpenFiles - 1
 	if short {
-		limit = int(d.openFDs.Load()) * 9 / 10
+		limit = int(d.openFDs.Load()) / 2
 		d.log.Warn("out of file descriptors below --max-open-files; closing idle target files", "open", d.openFDs.Load(), "max_open_files", d.cfg.MaxOpenFiles)
+		// The commit that makes files idle needs descriptors of its own
+		// (directories to fsync): give it the reserve, taken back after.
+		d.reserve.release()
+		defer d.reserve.take(int(d.tree.root.Fd()))
 	}
 	deadline := time.Now().Add(roomWait)
 	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
@@ -39,4 +47,35 @@ func (d *Dir) makeRoom(short bool) {
 		d.notify(true) // every open file holds uncommitted data: commit it
 		time.Sleep(wait)
 	}
+}
+
+// reserve holds a few descriptors (copies of the target dir's) that are
+// given up when the process runs out, so that a commit can still open the
+// directories it must fsync, and taken again afterwards.
+type reserve struct {
+	mu  sync.Mutex
+	fds []int
+}
+
+const reserveFDs = 8
+
+func (r *reserve) take(of int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.fds) < reserveFDs {
+		fd, err := unix.FcntlInt(uintptr(of), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return // taken again at the next shortage
+		}
+		r.fds = append(r.fds, fd)
+	}
+}
+
+func (r *reserve) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fd := range r.fds {
+		_ = unix.Close(fd)
+	}
+	r.fds = r.fds[:0]
 }

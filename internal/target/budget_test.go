@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"thunder/internal/target"
@@ -70,4 +71,61 @@ func fdsUnder(dir string) int {
 		}
 	}
 	return n
+}
+
+// TestOutOfDescriptorsWaits: when the process runs out of descriptors
+// below MaxOpenFiles (other descriptors took them: connections), an append
+// that needs one waits for idle target files to be closed instead of
+// failing with a storage error (which made the processor refuse the
+// collector's stream).
+func TestOutOfDescriptorsWaits(t *testing.T) {
+	const files = 100
+	dir := t.TempDir()
+	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger(), MaxOpenFiles: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	o := &owner{"c"}
+	streams := make([]*target.Stream, files)
+	for i := range streams {
+		streams[i], _, _ = mustAttach(t, d, key("c", i), fmt.Sprintf("d%d/f%03d.log", i%4, i), 0, o)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	open, _ := os.ReadDir("/proc/self/fd")
+	low := old
+	low.Cur = uint64(len(open) + 24) // room for a few target files, not for 100
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	var appendErr error
+	ends := make([]uint64, files)
+	for r := range 3 {
+		for i, s := range streams {
+			p := fmt.Sprintf("round %d file %d\n", r, i)
+			if appendErr = s.Append(o, chunk(ends[i], ends[i]+uint64(len(p)), []byte(p))); appendErr != nil {
+				break
+			}
+			ends[i] += uint64(len(p))
+		}
+		if appendErr != nil {
+			break
+		}
+	}
+	peak := fdsUnder(dir)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	mustClose(t, d)
+	if appendErr != nil {
+		t.Fatalf("append with descriptors short: %v", appendErr)
+	}
+	t.Logf("%d files × 3 rounds under a limit of %d descriptors: ok, %d target files open at the end", files, low.Cur, peak)
 }

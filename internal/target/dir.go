@@ -104,6 +104,7 @@ type Dir struct {
 	dirtyBytes atomic.Int64
 	openFDs    atomic.Int64 // target file descriptors open (budget.go)
 	roomMu     sync.Mutex   // one makeRoom at a time
+	reserve    reserve      // descriptors given up for commits when the process runs out
 }
 
 // file is one target file. Its fields are guarded by mu.
@@ -185,15 +186,18 @@ func Open(cfg Config) (*Dir, error) {
 		m:       newMetrics(cfg.Registerer),
 	}
 	d.settled = sync.NewCond(&d.mu)
+	d.reserve.take(int(root.Fd()))
 	if info, err := statFD(int(root.Fd())); err == nil {
 		d.fsDev, d.syncfs = info.id.Dev, syncfsReportsErrors()
 	}
 	if err := d.openState(); err != nil {
+		d.reserve.release()
 		root.Close()
 		return nil, err
 	}
 	if err := d.recover(); err != nil {
 		d.db.Close()
+		d.reserve.release()
 		root.Close()
 		return nil, err
 	}

@@ -88,5 +88,6 @@ func (d *Dir) close() ([]Ack, error) {
 	if derr != nil {
 		derr = fmt.Errorf("%w: drop file records: %v", ErrStorage, derr)
 	}
+	d.reserve.release()
 	return acks, errors.Join(err, derr, d.db.Close(), d.tree.root.Close())
 }

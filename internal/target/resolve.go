@@ -42,7 +42,7 @@ var errLink = errors.New("a component is a symbolic link (links in the target di
 func (t *tree) openDir(dir string, create bool) (fd int, created []string, err error) {
 	fd, err = unix.Openat(int(t.root.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, nil, fmt.Errorf("%w: open target dir: %v", ErrStorage, err)
+		return -1, nil, fmt.Errorf("%w: open target dir: %w", ErrStorage, err) // %w: an append waits out EMFILE (budget.go)
 	}
 	if dir == "." {
 		return fd, nil, nil
@@ -70,7 +70,7 @@ func (t *tree) openDir(dir string, create bool) (fd int, created []string, err e
 		info, err := statFD(fd)
 		if err != nil {
 			unix.Close(fd)
-			return -1, nil, fmt.Errorf("%w: stat %s: %v", ErrStorage, at, err)
+			return -1, nil, fmt.Errorf("%w: stat %s: %w", ErrStorage, at, err)
 		}
 		if info.id.sameInode(t.state) {
 			unix.Close(fd)
