@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/backoff"
+	"thunder/internal/bufpool"
 	"thunder/internal/identity"
 	"thunder/internal/kafka"
 	"thunder/internal/lograte"
@@ -195,7 +196,7 @@ type Processor struct {
 	total    struct{ bytes, lines atomic.Uint64 }
 
 	zstd  *wire.Decoder // nil unless zstd is accepted
-	zbufs sync.Pool     // *[]byte of wire.MaxPayloadBytes, for decompressed payloads
+	zbufs *bufpool.Pool // decompressed payloads, by size class
 
 	verifying sync.Mutex      // held by the one Verify running (verify.go)
 	life      context.Context // done once Serve returns or Close starts: a running Verify stops
@@ -214,7 +215,7 @@ func New(cfg Config) (*Processor, error) {
 	p := &Processor{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		zbufs:    sync.Pool{New: func() any { b := make([]byte, 0, wire.MaxPayloadBytes); return &b }},
+		zbufs:    bufpool.New(wire.ReadBufferBytes, wire.MaxPayloadBytes),
 		sessions: make(map[*session]struct{}),
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
