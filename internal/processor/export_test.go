@@ -15,6 +15,13 @@ func Handshaking(p *Processor) int {
 	return p.hs.n
 }
 
+// Waiting returns how many connections wait for a handshake slot.
+func Waiting(p *Processor) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiting.n
+}
+
 // QueuedBytes returns the most bytes of frames any session has queued for
 // its writer.
 func QueuedBytes(p *Processor) int {
@@ -75,3 +82,4 @@ func (s stallStream) Append(w stream.Owner, c stream.Chunk) error {
 	<-s.g.release
 	return s.outStream.Append(w, c)
 }
+

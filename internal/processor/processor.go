@@ -54,8 +54,9 @@ type Config struct {
 	// KnownCollectors is the pin file ("": <TargetDir>/.thunder/known_collectors,
 	// or memory only without a TargetDir).
 	KnownCollectors string
-	// HandshakeTimeout bounds the time from accept to a valid Hello (and,
-	// unless Identity is off, its Proof).
+	// HandshakeTimeout bounds the time from getting a handshake slot (at
+	// accept, unless it waited for one, as long again at most) to a valid
+	// Hello (and, unless Identity is off, its Proof).
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (collectors ping).
 	IdleTimeout time.Duration
@@ -75,10 +76,12 @@ type Config struct {
 	RequireChecksums bool
 	// MaxConns bounds open connections; MaxHandshakes those still in their
 	// handshake (slowloris); MaxConnsPerPeer those from one peer (0: no
-	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past a
-	// limit are closed at once, but a new handshake from a peer holding
-	// fewer handshakes than the peer holding the most takes the place of
-	// that peer's oldest (admit.go).
+	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past
+	// MaxConns or MaxConnsPerPeer are closed at once; past MaxHandshakes
+	// they wait for a slot, up to HandshakeTimeout, unless their peer holds
+	// the most slots and none past the token check (closed at once), and a
+	// connection from a peer holding fewer takes the slot of a handshake
+	// silent for a while of the peer holding the most (admit.go).
 	MaxConns, MaxHandshakes, MaxConnsPerPeer int
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
@@ -186,7 +189,8 @@ type Processor struct {
 	mu          sync.Mutex
 	sessions    map[*session]struct{}
 	peers       map[string]int // open connections by peerKey
-	hs          handshakes
+	hs          handshakes     // in their handshake, holding a slot
+	waiting     handshakes     // accepted, waiting for a slot (awaitSlot)
 	limitLogged time.Time
 	evictLogged time.Time
 	evictions   int // since evictLogged
@@ -286,6 +290,7 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close() // stops Accept
 	}()
 	var wg sync.WaitGroup
+	wg.Go(func() { p.rebalance(ctx) })
 	if p.cfg.ScrubInterval > 0 {
 		wg.Go(func() { p.scrub(ctx) })
 	}
