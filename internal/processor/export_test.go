@@ -83,3 +83,6 @@ func (s stallStream) Append(w stream.Owner, c stream.Chunk) error {
 	return s.outStream.Append(w, c)
 }
 
+// ConnBudget returns how many connections p accepts before it waits for
+// descriptors (0: no limit).
+func ConnBudget(p *Processor) int { return p.fdBudget }

@@ -191,6 +191,8 @@ type Processor struct {
 	peers       map[string]int // open connections by peerKey
 	hs          handshakes     // in their handshake, holding a slot
 	waiting     handshakes     // accepted, waiting for a slot (awaitSlot)
+	fdBudget    int            // connections the descriptor limit leaves room for (0: none); descriptors.go
+	left        chan struct{}  // a session ended (coalesced): waitDescriptors looks again
 	limitLogged time.Time
 	evictLogged time.Time
 	evictions   int // since evictLogged
@@ -225,6 +227,12 @@ func New(cfg Config) (*Processor, error) {
 		m:        newMetrics(cfg.Registerer),
 		logLimit: connLog(),
 		scrubM:   newScrubMetrics(cfg.Registerer),
+		fdBudget: connBudget(cfg.MaxOpenFiles),
+		left:     make(chan struct{}, 1),
+	}
+	if p.fdBudget > 0 && p.fdBudget < cfg.MaxConns {
+		p.log.Warn("the descriptor limit leaves room for fewer connections than max conns; more wait to be accepted (raise ulimit -n)",
+			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", cfg.MaxOpenFiles, "reserve", fdReserve)
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
@@ -336,13 +344,14 @@ func (p *Processor) runOutputs(ctx context.Context, fail func()) <-chan error {
 func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	var failures int
 	for {
+		p.waitDescriptors(ctx)
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || outOfDescriptors(err) {
 				// Out of descriptors or similar: back off like net/http does.
 				failures++
 				p.log.Warn("accept failed; retrying", "err", err, "failures", failures)
@@ -364,6 +373,7 @@ func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGr
 				delete(p.peers, s.ip)
 			}
 			p.mu.Unlock()
+			p.sessionLeft()
 		})
 	}
 }

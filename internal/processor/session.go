@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -19,8 +18,6 @@ import (
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
 )
-
-var errTooManyFiles = syscall.EMFILE
 
 // MaxCollectorNameBytes bounds a collector's name.
 const MaxCollectorNameBytes = identity.MaxNameBytes
