@@ -14,7 +14,6 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"thunder/internal/admin"
 	"thunder/internal/identity"
@@ -69,7 +68,6 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), dirErr); done {
 		return err
 	}
-	warnDescriptors(log, cfg)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	p, err := processor.New(cfg)
@@ -203,17 +201,3 @@ func (f modeFlag) Set(v string) error {
 	return nil
 }
 
-// warnDescriptors says at start when the descriptor budgets do not fit in
-// the process limit: nothing fails then, but appends wait for descriptors
-// and connections past the limit wait in the accept queue.
-func warnDescriptors(log *slog.Logger, cfg processor.Config) {
-	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil {
-		return
-	}
-	const reserve = 64 // the state store, listeners, the admin endpoint, logs
-	if need := uint64(cfg.MaxOpenFiles) + uint64(cfg.MaxConns) + reserve; cfg.TargetDir != "" && need > rl.Cur {
-		log.Warn("--max-open-files plus --max-conns exceed the descriptor limit; when both fill, appends and new connections wait (raise ulimit -n or lower them)",
-			"max_open_files", cfg.MaxOpenFiles, "max_conns", cfg.MaxConns, "limit", rl.Cur)
-	}
-}

@@ -1,9 +1,12 @@
 package processor
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -11,13 +14,19 @@ import (
 )
 
 // Admission (PROTOCOL.md §6, Connections). A connection is refused before
-// a byte is read when Config.MaxConns are open, or MaxConnsPerPeer from its
-// peer. When MaxHandshakes connections are in their handshake, a new one
-// from a peer that holds fewer of them than the peer holding the most
-// takes the place of that peer's oldest handshake, which is closed; a new
-// one from that peer itself is refused. So one peer silently holding every
-// handshake slot cannot lock the others out: it only ever loses its own
-// slots, and a fleet of collectors behind one address is served as before.
+// a byte is read when MaxConnsPerPeer are open from its peer, or
+// Config.MaxConns in all (unless it takes the place of a waiting one, as
+// below). When MaxHandshakes connections are in their handshake, a new one
+// waits for a slot (awaitSlot, at most the handshake timeout), so that a
+// reconnect storm gets in without refusals; slots go to the waiting
+// connection of the peer holding the fewest. A new or waiting connection
+// from a peer that holds fewer slots than the peer holding the most takes
+// the place of that peer's oldest handshake once it has been silent for a
+// while (slotVictim), which is closed; a new one from a peer holding the
+// most slots, none of them past the token check, is refused. So one peer
+// silently holding every handshake slot cannot lock the others out: it only
+// ever loses its own slots, and a fleet of collectors behind one address
+// is served as before.
 
 // peerKey is what connections are counted by: the IPv4 address, or the /64
 // prefix of an IPv6 address (one host usually holds a whole /64).
@@ -71,10 +80,51 @@ func (h *handshakes) remove(s *session) bool {
 // Among the candidates it takes the oldest of the peer holding the most,
 // if peer holds fewer than that one.
 func (h *handshakes) victim(peer string) *session {
-	if v := h.pick(peer, func(s *session) bool { return !s.tokenOK.Load() }); v != nil {
+	return h.victimBefore(peer, time.Time{}, time.Time{})
+}
+
+// victimBefore is victim among the handshakes that got their slot before
+// cutoff, or before tokenCutoff for those past the token check (zero: all):
+// one that just got it has had no time to send its Hello or Proof, and
+// evicting it only churns (a reconnect storm).
+func (h *handshakes) victimBefore(peer string, cutoff, tokenCutoff time.Time) *session {
+	before := func(s *session, t time.Time) bool { return t.IsZero() || s.accepted.Before(t) }
+	if v := h.pick(peer, func(s *session) bool { return !s.tokenOK.Load() && before(s, cutoff) }); v != nil {
 		return v
 	}
-	return h.pick(peer, func(*session) bool { return true })
+	return h.pick(peer, func(s *session) bool { return before(s, cutoff) && (!s.tokenOK.Load() || before(s, tokenCutoff)) })
+}
+
+// hogs reports whether peer holds the most handshakes (at least one) and
+// none of them passed the token check: a new connection of its own is
+// refused rather than kept waiting, as a peer filling every slot with
+// silent sockets gains nothing from more of them.
+func (h *handshakes) hogs(peer string) bool {
+	mine := h.byPeer[peer]
+	if len(mine) == 0 || slices.ContainsFunc(mine, func(s *session) bool { return s.tokenOK.Load() }) {
+		return false
+	}
+	for _, list := range h.byPeer {
+		if len(list) > len(mine) {
+			return false
+		}
+	}
+	return true
+}
+
+// first returns the waiting connection a freed slot goes to: the oldest
+// of the peer holding the fewest handshakes in slots, so that no peer's
+// queue of waiting connections holds up the others'.
+func (h *handshakes) first(slots *handshakes) *session {
+	var best *session
+	bestN := 0
+	for peer, list := range h.byPeer {
+		n := len(slots.byPeer[peer])
+		if best == nil || n < bestN || n == bestN && list[0].arrived.Before(best.arrived) {
+			best, bestN = list[0], n
+		}
+	}
+	return best
 }
 
 func (h *handshakes) pick(peer string, candidate func(*session) bool) *session {
@@ -101,44 +151,149 @@ func (h *handshakes) pick(peer string, candidate func(*session) bool) *session {
 	return top
 }
 
+// maxEvictAfter bounds how long a silent handshake holds its slot before a
+// connection of a peer holding fewer may take it (slotVictim): half the
+// handshake timeout, at most this. A collector sends its Hello at once,
+// but in a reconnect storm a loaded processor (or collector, or a TLS
+// handshake over a slow link) takes seconds to get it read, and evicting
+// it then only churns.
+const maxEvictAfter = 5 * time.Second
+
+// rebalanceEvery is how often waiting connections look for a slot to take.
+const rebalanceEvery = 250 * time.Millisecond
+
 // admit registers a new connection, or closes it when a limit is reached.
+// Past MaxHandshakes it waits for a slot (awaitSlot) unless it may take
+// one (victimBefore) or its peer hogs them (hogs).
 func (p *Processor) admit(conn net.Conn) (*session, bool) {
 	peer := peerKey(conn.RemoteAddr())
+	s := newSession(p, conn)
+	s.ip = peer
 	p.mu.Lock()
-	var why string
-	var victim *session
-	switch {
-	case len(p.sessions) >= p.cfg.MaxConns:
-		why = "too many connections"
-	case p.cfg.MaxConnsPerPeer > 0 && p.peers[peer] >= p.cfg.MaxConnsPerPeer:
-		why = "too many connections from this peer"
-	case p.hs.n >= p.cfg.MaxHandshakes:
-		if victim = p.hs.victim(peer); victim == nil {
-			why = "too many connections in their handshake"
-		} else {
-			p.hs.remove(victim)
-		}
-	}
+	why, victims := p.admitLocked(s)
 	if why != "" {
 		if time.Since(p.limitLogged) > 10*time.Second {
 			p.limitLogged = time.Now()
-			p.log.Warn("connection refused", "peer", conn.RemoteAddr().String(), "why", why, "conns", len(p.sessions), "handshaking", p.hs.n)
+			p.log.Warn("connection refused", "peer", conn.RemoteAddr().String(), "why", why, "conns", len(p.sessions), "handshaking", p.hs.n, "waiting", p.waiting.n)
 		}
 		p.mu.Unlock()
 		_ = conn.Close() // refused before any byte was read
 		p.m.refused(wire.CodeLimit)
 		return nil, false
 	}
-	s := newSession(p, conn)
-	s.ip = peer
 	p.sessions[s] = struct{}{}
 	p.peers[peer]++
-	p.hs.add(s)
 	p.mu.Unlock()
-	if victim != nil {
-		p.evict(victim, peer)
+	for _, v := range victims {
+		p.evict(v, peer)
 	}
 	return s, true
+}
+
+// admitLocked gives s a handshake slot or a place among the waiting, and
+// returns the connections it takes them from; or why it is refused.
+func (p *Processor) admitLocked(s *session) (why string, victims []*session) {
+	if p.cfg.MaxConnsPerPeer > 0 && p.peers[s.ip] >= p.cfg.MaxConnsPerPeer {
+		return "too many connections from this peer", nil
+	}
+	if len(p.sessions) >= p.cfg.MaxConns {
+		// Waiting connections give way to a peer holding fewer of them,
+		// as handshakes do: many silent ones cannot fill MaxConns.
+		v := p.waiting.victim(s.ip)
+		if v == nil {
+			return "too many connections", nil
+		}
+		p.waiting.remove(v)
+		victims = append(victims, v)
+	}
+	switch {
+	case p.hs.n < p.cfg.MaxHandshakes:
+		p.grantLocked(s)
+	case p.hs.hogs(s.ip):
+		return "too many connections in their handshake", victims
+	default:
+		if v := p.slotVictim(s.ip); v != nil {
+			p.hs.remove(v)
+			p.grantLocked(s)
+			return "", append(victims, v)
+		}
+		p.waiting.add(s)
+	}
+	return "", victims
+}
+
+// slotVictim is the handshake a connection from peer may take the slot
+// of now: one silent for maxEvictAfter (or half the handshake timeout if
+// shorter), or past the token check and waiting for its Proof for half the
+// handshake timeout. p.mu is held.
+func (p *Processor) slotVictim(peer string) *session {
+	now, half := time.Now(), p.cfg.HandshakeTimeout/2
+	return p.hs.victimBefore(peer, now.Add(-min(half, maxEvictAfter)), now.Add(-half))
+}
+
+// grantLocked gives s a handshake slot and wakes it if it waits.
+func (p *Processor) grantLocked(s *session) {
+	s.accepted = time.Now()
+	p.hs.add(s)
+	close(s.granted)
+}
+
+// awaitSlot waits until the session has a handshake slot, at most the
+// handshake timeout: a collector in a reconnect storm waits its turn
+// rather than being refused and retrying.
+func (s *session) awaitSlot(ctx context.Context) error {
+	select {
+	case <-s.granted:
+		return nil
+	default:
+	}
+	t := time.NewTimer(s.p.cfg.HandshakeTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case <-s.granted:
+		return nil
+	case <-t.C:
+		err = fmt.Errorf("waited %v for a handshake slot: %w", s.p.cfg.HandshakeTimeout, os.ErrDeadlineExceeded)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	if !s.p.waiting.remove(s) {
+		return nil // granted, or evicted (its socket is closed), meanwhile
+	}
+	return err
+}
+
+// rebalance periodically gives the slot of a handshake silent too long
+// (slotVictim) to a waiting connection of a peer holding fewer.
+func (p *Processor) rebalance(ctx context.Context) {
+	t := time.NewTicker(rebalanceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		var victims []*session
+		for w := p.waiting.first(&p.hs); w != nil; w = p.waiting.first(&p.hs) {
+			v := p.slotVictim(w.ip)
+			if v == nil {
+				break
+			}
+			p.hs.remove(v)
+			p.waiting.remove(w)
+			p.grantLocked(w)
+			victims = append(victims, v)
+		}
+		p.mu.Unlock()
+		for _, v := range victims {
+			p.evict(v, v.ip)
+		}
+	}
 }
 
 // evict ends a connection whose handshake slot was given to one from
@@ -150,6 +305,11 @@ func (p *Processor) evict(s *session, by string) {
 		conn = tc.NetConn()
 	}
 	_ = conn.Close() // its reader fails and ends the session
+	select {
+	case <-s.granted:
+	default:
+		close(s.granted) // it was waiting, and is out of the queue: only we close it
+	}
 	p.m.evictedHandshake()
 	p.mu.Lock()
 	p.evictions++
@@ -164,9 +324,16 @@ func (p *Processor) evict(s *session, by string) {
 	}
 }
 
-// handshook is called once a session's handshake ended, either way.
+// handshook is called once a session's handshake ended, either way: its
+// slot goes to the first waiting connection.
 func (p *Processor) handshook(s *session) {
 	p.mu.Lock()
-	p.hs.remove(s) // false if it was evicted
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if !p.hs.remove(s) { // evicted
+		return
+	}
+	if w := p.waiting.first(&p.hs); w != nil {
+		p.waiting.remove(w)
+		p.grantLocked(w)
+	}
 }

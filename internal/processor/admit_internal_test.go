@@ -3,6 +3,7 @@ package processor
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 func TestPeerKey(t *testing.T) {
@@ -48,5 +49,39 @@ func TestHandshakesVictim(t *testing.T) {
 	}
 	if got := h.victim("b"); got != nil {
 		t.Errorf("victim(b) with a tie of 1 = %p, want nil", got)
+	}
+}
+
+// A handshake that just got its slot is spared (a storm's collector not
+// read yet); one past the token check longer; a freed slot goes to the
+// waiting peer holding the fewest slots.
+func TestHandshakesVictimBeforeAndFirst(t *testing.T) {
+	now := time.Now()
+	var h handshakes
+	a1 := &session{ip: "a", accepted: now.Add(-time.Hour)}
+	a2 := &session{ip: "a", accepted: now}
+	a2.tokenOK.Store(true)
+	b1 := &session{ip: "b", accepted: now}
+	for _, s := range []*session{a1, a2, b1} {
+		h.add(s)
+	}
+	if got := h.victimBefore("c", now.Add(-time.Second), now.Add(-time.Second)); got != a1 {
+		t.Errorf("victimBefore(c) = %p, want the old silent a1 %p", got, a1)
+	}
+	h.remove(a1)
+	if got := h.victimBefore("c", now.Add(-time.Second), now.Add(-time.Second)); got != nil {
+		t.Errorf("victimBefore(c) among handshakes younger than the cutoff = %p, want nil", got)
+	}
+	if h.hogs("a") || !h.hogs("b") {
+		// a holds one past the token check: it may wait; b ties a, silent.
+		t.Errorf("hogs(a) = %v, hogs(b) = %v, want false, true", h.hogs("a"), h.hogs("b"))
+	}
+	var w handshakes
+	wa := &session{ip: "a", arrived: now.Add(-time.Minute)}
+	wz := &session{ip: "z", arrived: now}
+	w.add(wa)
+	w.add(wz)
+	if got := w.first(&h); got != wz {
+		t.Errorf("first = %p, want z's %p (z holds no slot, a one)", got, wz)
 	}
 }

@@ -46,6 +46,13 @@ func mustServe(t *testing.T, dir string, mod func(*processor.Config)) *server {
 // mustServeOn is mustServe with the listener wrapped by wrap (when set).
 func mustServeOn(t *testing.T, dir string, mod func(*processor.Config), wrap func(net.Listener) net.Listener) *server {
 	t.Helper()
+	return mustServeWith(t, dir, mod, wrap, nil)
+}
+
+// mustServeWith is mustServeOn calling before (when set) on the processor
+// before it serves.
+func mustServeWith(t *testing.T, dir string, mod func(*processor.Config), wrap func(net.Listener) net.Listener, before func(*processor.Processor)) *server {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -66,6 +73,9 @@ func mustServeOn(t *testing.T, dir string, mod func(*processor.Config), wrap fun
 	}
 	if wrap != nil {
 		ln = wrap(ln)
+	}
+	if before != nil {
+		before(p)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

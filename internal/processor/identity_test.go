@@ -354,7 +354,8 @@ func TestIdentityKeyRequired(t *testing.T) {
 }
 
 // TestProofCountsAsHandshake: a connection that got its Welcome but has not
-// proved its name still holds a handshake slot, and is no collector yet.
+// proved its name still holds a handshake slot, and is no collector yet:
+// another one waits for the slot until the proof is in.
 func TestProofCountsAsHandshake(t *testing.T) {
 	srv := mustServe(t, "", func(c *processor.Config) { c.MaxHandshakes = 1 })
 	first := mustDial(t, srv.addr)
@@ -365,12 +366,19 @@ func TestProofCountsAsHandshake(t *testing.T) {
 		t.Fatalf("Status lists %+v before it proved its name", st.Collectors)
 	}
 	second := mustDial(t, srv.addr)
-	second.expectClosed()
+	second.hello(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: "next"})
+	harness.WaitFor(t, waitTimeout, func() error {
+		if n, hs := processor.Waiting(srv.p), processor.Handshaking(srv.p); n != 1 || hs != 1 {
+			return fmt.Errorf("%d waiting, %d handshaking; want 1 and 1", n, hs)
+		}
+		return nil
+	})
 	first.prove(&w, "slow")
 	first.open(1, newID(t), "a.log", 0)
 	if st := srv.p.Status(); len(st.Collectors) != 1 || st.Collectors[0].Name != "slow" {
 		t.Fatalf("Status lists %+v, want the collector once it proved its name", st.Collectors)
 	}
+	second.mustNext(wire.TypeWelcome, nil) // the slot is free: its turn
 }
 
 // TestRacingClaimsOfANewName: of connections claiming a new name at once

@@ -17,6 +17,7 @@ type metrics struct {
 	evictions    prometheus.Counter
 	checksums    prometheus.Counter
 	unchecked    prometheus.Counter
+	pauses       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,8 +35,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshakes_evicted_total", Help: "Connections closed in their handshake to admit one from a peer holding fewer handshakes."}),
 		checksums:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "checksum_errors_total", Help: "Frames whose checksum did not match their content (changed on the way): each was refused, its connection ended, and the collector sent the data again."}),
 		unchecked:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "unchecksummed_connections_total", Help: "Collector connections without frame checksums (collectors older than the crc32c feature)."}),
+		pauses:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "accept_pauses_total", Help: "Times accepting stopped because more connections would leave too few file descriptors (ulimit -n) for the target files; collectors wait in the accept backlog meanwhile."}),
 	}
-	reg.MustRegister(m.bytes, m.lines, m.connections, m.connected, m.refusals, m.reopens, m.evictions, m.checksums, m.unchecked)
+	reg.MustRegister(m.bytes, m.lines, m.connections, m.connected, m.refusals, m.reopens, m.evictions, m.checksums, m.unchecked, m.pauses)
 	return m
 }
 
@@ -83,5 +85,11 @@ func (m *metrics) uncheckedConn() {
 func (m *metrics) evictedHandshake() {
 	if m != nil {
 		m.evictions.Inc()
+	}
+}
+
+func (m *metrics) acceptPaused() {
+	if m != nil {
+		m.pauses.Inc()
 	}
 }

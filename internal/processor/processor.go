@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/backoff"
+	"thunder/internal/bufpool"
 	"thunder/internal/identity"
 	"thunder/internal/kafka"
 	"thunder/internal/lograte"
@@ -53,8 +54,9 @@ type Config struct {
 	// KnownCollectors is the pin file ("": <TargetDir>/.thunder/known_collectors,
 	// or memory only without a TargetDir).
 	KnownCollectors string
-	// HandshakeTimeout bounds the time from accept to a valid Hello (and,
-	// unless Identity is off, its Proof).
+	// HandshakeTimeout bounds the time from getting a handshake slot (at
+	// accept, unless it waited for one, as long again at most) to a valid
+	// Hello (and, unless Identity is off, its Proof).
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (collectors ping).
 	IdleTimeout time.Duration
@@ -74,10 +76,12 @@ type Config struct {
 	RequireChecksums bool
 	// MaxConns bounds open connections; MaxHandshakes those still in their
 	// handshake (slowloris); MaxConnsPerPeer those from one peer (0: no
-	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past a
-	// limit are closed at once, but a new handshake from a peer holding
-	// fewer handshakes than the peer holding the most takes the place of
-	// that peer's oldest (admit.go).
+	// limit). A peer is an IPv4 address or an IPv6 /64. Connections past
+	// MaxConns or MaxConnsPerPeer are closed at once; past MaxHandshakes
+	// they wait for a slot, up to HandshakeTimeout, unless their peer holds
+	// the most slots and none past the token check (closed at once), and a
+	// connection from a peer holding fewer takes the slot of a handshake
+	// silent for a while of the peer holding the most (admit.go).
 	MaxConns, MaxHandshakes, MaxConnsPerPeer int
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
@@ -185,7 +189,10 @@ type Processor struct {
 	mu          sync.Mutex
 	sessions    map[*session]struct{}
 	peers       map[string]int // open connections by peerKey
-	hs          handshakes
+	hs          handshakes     // in their handshake, holding a slot
+	waiting     handshakes     // accepted, waiting for a slot (awaitSlot)
+	fdBudget    int            // connections the descriptor limit leaves room for (0: none); descriptors.go
+	left        chan struct{}  // a session ended (coalesced): waitDescriptors looks again
 	limitLogged time.Time
 	evictLogged time.Time
 	evictions   int // since evictLogged
@@ -195,7 +202,7 @@ type Processor struct {
 	total    struct{ bytes, lines atomic.Uint64 }
 
 	zstd  *wire.Decoder // nil unless zstd is accepted
-	zbufs sync.Pool     // *[]byte of wire.MaxPayloadBytes, for decompressed payloads
+	zbufs *bufpool.Pool // decompressed payloads, by size class
 
 	verifying sync.Mutex      // held by the one Verify running (verify.go)
 	life      context.Context // done once Serve returns or Close starts: a running Verify stops
@@ -214,12 +221,18 @@ func New(cfg Config) (*Processor, error) {
 	p := &Processor{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		zbufs:    sync.Pool{New: func() any { b := make([]byte, 0, wire.MaxPayloadBytes); return &b }},
+		zbufs:    bufpool.New(wire.ReadBufferBytes, wire.MaxPayloadBytes),
 		sessions: make(map[*session]struct{}),
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
 		logLimit: connLog(),
 		scrubM:   newScrubMetrics(cfg.Registerer),
+		fdBudget: connBudget(cfg.MaxOpenFiles),
+		left:     make(chan struct{}, 1),
+	}
+	if p.fdBudget > 0 && p.fdBudget < cfg.MaxConns {
+		p.log.Warn("the descriptor limit leaves room for fewer connections than max conns; more wait to be accepted (raise ulimit -n)",
+			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", cfg.MaxOpenFiles, "reserve", fdReserve)
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
@@ -285,6 +298,7 @@ func (p *Processor) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close() // stops Accept
 	}()
 	var wg sync.WaitGroup
+	wg.Go(func() { p.rebalance(ctx) })
 	if p.cfg.ScrubInterval > 0 {
 		wg.Go(func() { p.scrub(ctx) })
 	}
@@ -330,13 +344,14 @@ func (p *Processor) runOutputs(ctx context.Context, fail func()) <-chan error {
 func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	var failures int
 	for {
+		p.waitDescriptors(ctx)
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || outOfDescriptors(err) {
 				// Out of descriptors or similar: back off like net/http does.
 				failures++
 				p.log.Warn("accept failed; retrying", "err", err, "failures", failures)
@@ -358,6 +373,7 @@ func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGr
 				delete(p.peers, s.ip)
 			}
 			p.mu.Unlock()
+			p.sessionLeft()
 		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -19,8 +18,6 @@ import (
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
 )
-
-var errTooManyFiles = syscall.EMFILE
 
 // MaxCollectorNameBytes bounds a collector's name.
 const MaxCollectorNameBytes = identity.MaxNameBytes
@@ -38,8 +35,10 @@ type session struct {
 	sums      bool                // frames after Welcome carry checksums (§13); guarded by mu
 	handles   map[uint32]*binding // reader only
 	since     time.Time
-	accepted  time.Time   // when admitted, for handshake eviction
-	tokenOK   atomic.Bool // its Hello passed the token check
+	arrived   time.Time     // when accepted: the waiting go in this order
+	accepted  time.Time     // when given its handshake slot, for eviction; guarded by Processor.mu
+	granted   chan struct{} // closed once it has a handshake slot, or was evicted waiting
+	tokenOK   atomic.Bool   // its Hello passed the token check
 	streams   atomic.Int64
 	bytes     atomic.Uint64
 	lines     atomic.Uint64
@@ -56,10 +55,13 @@ type session struct {
 }
 
 func newSession(p *Processor, conn net.Conn) *session {
+	now := time.Now()
 	return &session{
 		p:        p,
 		conn:     conn,
-		accepted: time.Now(),
+		arrived:  now,
+		accepted: now, // the age among the waiting until it has a slot
+		granted:  make(chan struct{}),
 		log:      p.log.With("peer", conn.RemoteAddr().String()),
 		handles:  make(map[uint32]*binding),
 		acks:     make(map[uint32]stream.Mark),
@@ -81,8 +83,11 @@ func (s *session) serve(ctx context.Context) {
 	// Until the collector is authenticated, nothing larger than a
 	// handshake frame is read, and no read buffer is allocated (§2).
 	r.SetLimit(wire.MaxHandshakeBytes)
-	err := s.handshake(ctx, r)
-	s.p.handshook(s)
+	err := s.awaitSlot(ctx)
+	if err == nil {
+		err = s.handshake(ctx, r)
+		s.p.handshook(s)
+	}
 	if err == nil {
 		r.SetLimit(0)
 		s.paceFrames(ctx, r)

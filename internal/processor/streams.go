@@ -148,11 +148,8 @@ func (s *session) open(f wire.Frame) error {
 
 func (s *session) data(f wire.Frame) error {
 	var zbuf *[]byte
-	if f.Type == wire.TypeDataZstd {
-		zbuf = s.p.zbufs.Get().(*[]byte)
-		defer s.p.zbufs.Put(zbuf)
-	}
-	payload, sum, err := s.content(f, zbuf)
+	defer func() { s.p.zbufs.Put(zbuf) }()
+	payload, sum, err := s.content(f, &zbuf)
 	if err != nil {
 		return err
 	}
@@ -183,8 +180,9 @@ func (s *session) data(f wire.Frame) error {
 // content returns a data frame's payload as it is to be appended
 // (decompressed) and its CRC-32C, once the frame's checksum matched: a
 // frame changed on the way is refused as damaged before any other rule
-// looks at what it says (§13). DataZstd is decompressed into zbuf.
-func (s *session) content(f wire.Frame, zbuf *[]byte) ([]byte, uint32, error) {
+// looks at what it says (§13). DataZstd is decompressed into a buffer from
+// Processor.zbufs sized to what it decompresses to, left in *zbuf.
+func (s *session) content(f wire.Frame, zbuf **[]byte) ([]byte, uint32, error) {
 	refuse := func(format string, args ...any) error {
 		if f.Checksummed {
 			return s.damaged(fmt.Errorf("%w: "+format, append([]any{wire.ErrChecksum}, args...)...))
@@ -200,7 +198,8 @@ func (s *session) content(f wire.Frame, zbuf *[]byte) ([]byte, uint32, error) {
 			return nil, 0, s.refuse(wire.CodeProtocol, 0, "compressed data without negotiated compression")
 		}
 		var err error
-		if payload, err = s.p.zstd.Decode(*zbuf, payload); err != nil {
+		*zbuf = s.p.zbufs.Get(s.p.zstd.DecodedBytes(payload))
+		if payload, err = s.p.zstd.Decode(**zbuf, payload); err != nil {
 			return nil, 0, refuse("%v", err)
 		}
 	}

@@ -123,7 +123,7 @@ func (s *session) writeLoop() {
 	for range s.wake {
 		s.mu.Lock()
 		buf = append(buf[:0], s.out...)
-		s.out = s.out[:0]
+		s.out = keep(s.out)
 		if s.pong {
 			buf, _ = s.appendFrame(buf, wire.TypePong, nil) // an empty body cannot fail
 			s.pong = false
@@ -146,7 +146,21 @@ func (s *session) writeLoop() {
 		if closing {
 			return
 		}
+		buf = keep(buf)
 	}
+}
+
+// maxKeptBytes is the most a session's writer keeps of a buffer between
+// writes: a burst of Opened or Acks (a collector opening thousands of
+// streams) must not stay pinned by an idle connection.
+const maxKeptBytes = 4 << 10
+
+// keep returns b emptied, or nil when it grew past maxKeptBytes.
+func keep(b []byte) []byte {
+	if cap(b) > maxKeptBytes {
+		return nil
+	}
+	return b[:0]
 }
 
 // maxAcksPerFrame keeps an Ack frame well under wire.MaxControlBytes (a

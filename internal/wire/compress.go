@@ -43,8 +43,20 @@ func NewDecoder() (*Decoder, error) {
 	return &Decoder{dec: dec}, nil
 }
 
-// Decode decompresses src into dst[:0], whose capacity bounds the output;
-// give it MaxPayloadBytes.
+// DecodedBytes returns the size src says it decompresses to (its zstd frame
+// header's content size, which Encoder always writes), or MaxPayloadBytes
+// when it does not say or says more: a buffer of that capacity for Decode.
+// Decode refuses a payload that decompresses to more than its capacity.
+func (d *Decoder) DecodedBytes(src []byte) int {
+	var h zstd.Header
+	if h.Decode(src) != nil || !h.HasFCS || h.FrameContentSize > MaxPayloadBytes {
+		return MaxPayloadBytes
+	}
+	return int(h.FrameContentSize)
+}
+
+// Decode decompresses src into dst[:0], whose capacity bounds the output:
+// at most MaxPayloadBytes, and DecodedBytes(src) for an honest payload.
 func (d *Decoder) Decode(dst, src []byte) ([]byte, error) {
 	out, err := d.dec.DecodeAll(src, dst[:0])
 	if err != nil {

@@ -150,3 +150,30 @@ func TestPutHeader(t *testing.T) {
 		t.Errorf("PutHeader(open, 300) = %x, want %x", dst, want)
 	}
 }
+
+func TestDecodedBytes(t *testing.T) {
+	enc, err := wire.NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := wire.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	src := bytes.Repeat([]byte("a line\n"), 150)
+	z := enc.Append(nil, src)
+	if got := dec.DecodedBytes(z); got != len(src) {
+		t.Errorf("DecodedBytes(zstd of %d bytes) = %d", len(src), got)
+	}
+	if got := dec.DecodedBytes([]byte("not zstd")); got != wire.MaxPayloadBytes {
+		t.Errorf("DecodedBytes(garbage) = %d, want %d", got, wire.MaxPayloadBytes)
+	}
+	out, err := dec.Decode(make([]byte, 0, len(src)), z)
+	if err != nil || !bytes.Equal(out, src) {
+		t.Errorf("Decode into a buffer of DecodedBytes = %d bytes, %v", len(out), err)
+	}
+	if _, err := dec.Decode(make([]byte, 0, len(src)-1), z); err == nil {
+		t.Errorf("Decode into a buffer one byte short succeeded")
+	}
+}

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"google.golang.org/protobuf/proto"
+
+	"thunder/internal/bufpool"
 )
 
 // Preface opens every connection, sent by the collector before its Hello
@@ -41,8 +42,13 @@ const (
 	MaxHandshakeBytes = 8 << 10
 )
 
-// readBufferBytes is the read buffer of a Reader without a limit.
-const readBufferBytes = 32 << 10
+// ReadBufferBytes is the read buffer of a Reader without a limit, which
+// every connection holds for its life, idle or not. A frame body that fits
+// is returned from it without a copy; a larger one is read straight into a
+// pooled buffer of its size class. Small enough that 10,000 idle
+// connections cost 40 MiB, large enough that a busy stream of small frames
+// still reads several per system call.
+const ReadBufferBytes = 4 << 10
 
 // Type is a frame's type byte (§2).
 type Type uint8
@@ -103,9 +109,11 @@ type Frame struct {
 	Sum         uint32
 }
 
-// bufPool recycles data frame bodies so that an idle connection holds no
-// large buffer: memory follows frames in flight, not connections.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
+// bodies recycles the frame bodies that do not fit the read buffer, by size
+// class, so that an idle connection holds no body buffer and a busy one
+// holds one sized to its frame: memory follows frames in flight, not
+// connections, nor the largest frame ever read.
+var bodies = bufpool.New(ReadBufferBytes, MaxFrameBytes)
 
 // Reader decodes frames from a stream. It is not safe for concurrent use.
 type Reader struct {
@@ -113,8 +121,8 @@ type Reader struct {
 	r       *bufio.Reader // nil until the first read without a limit
 	limit   int           // 0: the protocol's limits (§2); else SetLimit's
 	hdr     [HeaderBytes]byte
-	ctl     []byte
-	data    *[]byte
+	body    *[]byte // from bodies, held until the next Next
+	skip    int     // bytes of r.r returned as the last body, discarded by Next
 	onFrame func(bodyBytes int)
 	sums    bool // frames carry trailers (§13)
 }
@@ -150,7 +158,7 @@ func (r *Reader) source() io.Reader {
 		if r.limit > 0 {
 			return r.src
 		}
-		r.r = bufio.NewReaderSize(r.src, readBufferBytes)
+		r.r = bufio.NewReaderSize(r.src, ReadBufferBytes)
 	}
 	return r.r
 }
@@ -187,18 +195,7 @@ func (r *Reader) Next() (Frame, error) {
 	if r.onFrame != nil {
 		r.onFrame(int(size))
 	}
-	var body []byte
-	var err error
-	if t.IsData() {
-		r.data = bufPool.Get().(*[]byte)
-		body, err = readGrowing(r.source(), r.data, int(size))
-	} else {
-		if int64(cap(r.ctl)) < size {
-			r.ctl = make([]byte, size)
-		}
-		body = r.ctl[:size]
-		_, err = io.ReadFull(r.source(), body)
-	}
+	body, err := r.readBody(int(size))
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -214,6 +211,27 @@ func (r *Reader) Next() (Frame, error) {
 	}
 	return Frame{Type: t, Body: body, Checksummed: true, Sum: sum}, nil
 }
+
+// readBody reads a body of size bytes: in place in the read buffer when it
+// fits there (valid until the next read), else into a pooled buffer that
+// grows as the bytes arrive.
+func (r *Reader) readBody(size int) ([]byte, error) {
+	src := r.source()
+	if br, ok := src.(*bufio.Reader); ok && size <= br.Size() {
+		body, err := br.Peek(size)
+		if err != nil {
+			return nil, err
+		}
+		r.skip = size
+		return body, nil
+	}
+	r.body = bodies.Get(min(size, growStartBytes))
+	return readGrowing(src, &r.body, size)
+}
+
+// growStartBytes is the first buffer of a body read by readGrowing: a peer
+// announcing a large frame gets no more until it sends the bytes.
+const growStartBytes = 64 << 10
 
 // readHeader reads a frame header, telling onFrame when its first byte
 // arrived.
@@ -256,17 +274,19 @@ func (r *Reader) check(t Type, size int64) error {
 	return nil
 }
 
-// readGrowing reads size bytes into *buf, growing it (by doubling) only as
-// the bytes arrive: a peer that announces a large frame and sends it
-// slowly holds memory for what it sent, not for what it announced.
-func readGrowing(src io.Reader, buf *[]byte, size int) ([]byte, error) {
-	b := (*buf)[:0]
+// readGrowing reads size bytes into *buf, from bodies, moving them to the
+// next class (doubling) only as the bytes arrive: a peer that announces a
+// large frame and sends it slowly holds memory for what it sent, not for
+// what it announced.
+func readGrowing(src io.Reader, buf **[]byte, size int) ([]byte, error) {
+	b := (**buf)[:0]
 	for len(b) < size {
 		if len(b) == cap(b) {
-			nb := make([]byte, len(b), min(size, max(2*cap(b), 64<<10)))
-			copy(nb, b)
-			b = nb
-			*buf = b
+			nb := bodies.Get(min(size, 2*cap(b)))
+			*nb = append(*nb, b...)
+			bodies.Put(*buf)
+			*buf = nb
+			b = *nb
 		}
 		n, err := io.ReadFull(src, b[len(b):min(size, cap(b))])
 		b = b[:len(b)+n]
@@ -277,10 +297,15 @@ func readGrowing(src io.Reader, buf *[]byte, size int) ([]byte, error) {
 	return b, nil
 }
 
+// release lets go of the last frame's body.
 func (r *Reader) release() {
-	if r.data != nil {
-		bufPool.Put(r.data)
-		r.data = nil
+	if r.skip > 0 {
+		_, _ = r.r.Discard(r.skip) // buffered already: cannot fail
+		r.skip = 0
+	}
+	if r.body != nil {
+		bodies.Put(r.body)
+		r.body = nil
 	}
 }
 

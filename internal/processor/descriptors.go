@@ -1,0 +1,69 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"syscall"
+)
+
+// Descriptors. Every connection holds one, and so do the target files
+// (Config.MaxOpenFiles), the state store, the pin file, Kafka's sockets and
+// the admin endpoint's connections. A process out of them fails whatever
+// needs one next: an accept (which net/http and accept retry), but also a
+// target file's open, which ends its collector's session with storage. So
+// the processor stops accepting while its connections would leave fewer
+// than that reserve free, rather than taking the descriptors the rest
+// needs: collectors past it wait in the kernel's accept backlog (and their
+// SYNs past that are retried by their kernels), and get in as others
+// leave. Throughput degrades; no connection is dropped.
+
+// fdReserve is what the processor keeps free beyond its target files: the
+// state store, listeners, the pin file, Kafka's brokers, the admin
+// endpoint's clients, the runtime's own.
+const fdReserve = 256
+
+// connBudget returns how many connections the descriptor limit leaves room
+// for (0: no limit to respect): the soft RLIMIT_NOFILE (which the Go runtime
+// raises to the hard one at start) less the target files and fdReserve.
+func connBudget(maxOpenFiles int) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<40 { // RLIM_INFINITY too
+		return 0
+	}
+	return max(int(lim.Cur)-maxOpenFiles-fdReserve, 1)
+}
+
+// waitDescriptors blocks while the connections fill the descriptor budget,
+// until one ends or ctx is done.
+func (p *Processor) waitDescriptors(ctx context.Context) {
+	for paused := false; ; paused = true {
+		p.mu.Lock()
+		full := p.fdBudget > 0 && len(p.sessions) >= p.fdBudget
+		p.mu.Unlock()
+		if !full {
+			return
+		}
+		if !paused {
+			p.m.acceptPaused()
+		}
+		select {
+		case <-p.left:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sessionLeft wakes an accept loop waiting for descriptors.
+func (p *Processor) sessionLeft() {
+	select {
+	case p.left <- struct{}{}:
+	default:
+	}
+}
+
+// outOfDescriptors reports an error of a process (EMFILE) or system (ENFILE)
+// out of descriptors: Accept is retried, as net/http does, not given up.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
