@@ -200,4 +200,3 @@ func (f modeFlag) Set(v string) error {
 	*f.m = m
 	return nil
 }
-
