@@ -106,7 +106,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes and short runs: a smoke run in under two minutes")
 	peers := fs.Bool("peers", false, "also run rsyslog and syslog-ng through the shared kit ($THUNDER_BENCH_KIT or /work/shared/bench)")
-	only := fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarios, ","))
+	only := fs.String("only", "", "comma-separated scenarios to run (default all but fleet10k): "+strings.Join(scenarios, ","))
 	bulkMiB := fs.Int("bulk-mib", 0, "bulk file size in MiB (default 1024, -quick 128)")
 	quietMax := fs.Duration("quiet-max", 0, "longest wait for a quiet box before each run (default 30s, -quick 5s)")
 	if err := fs.Parse(args); err != nil {
@@ -116,7 +116,12 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 		if s == "peers" && !*peers {
 			return false
 		}
-		return *only == "" || slices.Contains(strings.Split(*only, ","), s)
+		if *only == "" {
+			// fleet10k needs a quiet box and fake collectors that
+			// reconnect (docs/BENCHMARKS.md): asked for by name only.
+			return s != "fleet10k"
+		}
+		return slices.Contains(strings.Split(*only, ","), s)
 	}
 	work := os.Getenv("BENCH_WORK")
 	if work == "" {
