@@ -19,19 +19,8 @@ import (
 func TestDescriptorBudget(t *testing.T) {
 	const budget, files, rounds = 16, 200, 5
 	dir := t.TempDir()
-	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger(), MaxOpenFiles: budget})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	o := &owner{"c"}
-	streams := make([]*target.Stream, files)
+	d, o, streams, stop := runWithStreams(t, dir, budget, files, func(i int) string { return fmt.Sprintf("f%03d.log", i) })
 	ends := make([]uint64, files)
-	for i := range streams {
-		streams[i], _, _ = mustAttach(t, d, key("c", i), fmt.Sprintf("f%03d.log", i), 0, o)
-	}
 	peak := 0
 	for r := range rounds {
 		for i, s := range streams {
@@ -39,11 +28,7 @@ func TestDescriptorBudget(t *testing.T) {
 			peak = max(peak, fdsUnder(dir))
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	mustClose(t, d)
+	stop()
 	t.Logf("%d files × %d rounds: at most %d target descriptors open (budget %d)", files, rounds, peak, budget)
 	if peak > budget {
 		t.Errorf("%d target descriptors open at once, budget %d", peak, budget)
@@ -81,18 +66,7 @@ func fdsUnder(dir string) int {
 func TestOutOfDescriptorsWaits(t *testing.T) {
 	const files = 100
 	dir := t.TempDir()
-	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger(), MaxOpenFiles: 10_000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	o := &owner{"c"}
-	streams := make([]*target.Stream, files)
-	for i := range streams {
-		streams[i], _, _ = mustAttach(t, d, key("c", i), fmt.Sprintf("d%d/f%03d.log", i%4, i), 0, o)
-	}
+	_, o, streams, stop := runWithStreams(t, dir, 10_000, files, func(i int) string { return fmt.Sprintf("d%d/f%03d.log", i%4, i) })
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
 		t.Fatal(err)
@@ -121,11 +95,35 @@ func TestOutOfDescriptorsWaits(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	<-done
-	mustClose(t, d)
+	stop()
 	if appendErr != nil {
 		t.Fatalf("append with descriptors short: %v", appendErr)
 	}
 	t.Logf("%d files × 3 rounds under a limit of %d descriptors: ok, %d target files open at the end", files, low.Cur, peak)
+}
+
+// runWithStreams opens a Dir on dir with MaxOpenFiles max, runs it, and
+// attaches n streams of one owner to the files name(i). stop ends Run and
+// closes the Dir.
+func runWithStreams(t *testing.T, dir string, max, n int, name func(int) string) (*target.Dir, *owner, []*target.Stream, func()) {
+	t.Helper()
+	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger(), MaxOpenFiles: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	o := &owner{"c"}
+	streams := make([]*target.Stream, n)
+	for i := range streams {
+		streams[i], _, _ = mustAttach(t, d, key("c", i), name(i), 0, o)
+	}
+	return d, o, streams, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		mustClose(t, d)
+	}
 }
