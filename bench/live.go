@@ -245,29 +245,8 @@ func newTailer(path string) *tailer {
 
 func (t *tailer) run() {
 	defer close(t.done)
-	// Woken by inotify when the processor writes, not by a 1 ms poll: a
-	// poll would add up to a millisecond to every figure it measures.
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		defer w.Close()
-		if err = w.Add(filepath.Dir(t.path)); err != nil {
-			w.Close()
-			w = nil
-		}
-	}
-	idle := func() {
-		if w == nil {
-			time.Sleep(time.Millisecond)
-			return
-		}
-		timer := time.NewTimer(5 * time.Millisecond) // a missed event, the quit or want channels
-		defer timer.Stop()
-		select {
-		case <-w.Events:
-		case <-w.Errors:
-		case <-timer.C:
-		}
-	}
+	idle, closeIdle := waitWrites(filepath.Dir(t.path))
+	defer closeIdle()
 	var f *os.File
 	defer func() {
 		if f != nil {
@@ -328,6 +307,30 @@ func (t *tailer) run() {
 		}
 		carry = copy(buf, data)
 	}
+}
+
+// waitWrites returns a func that waits until something in dir is written,
+// woken by inotify, not by a 1 ms poll, which would add up to a
+// millisecond to every figure the tailer measures; and a func to stop.
+func waitWrites(dir string) (wait, stop func()) {
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(dir); err != nil {
+			w.Close()
+		}
+	}
+	if err != nil {
+		return func() { time.Sleep(time.Millisecond) }, func() {}
+	}
+	return func() {
+		timer := time.NewTimer(5 * time.Millisecond) // a missed event, the quit or want channels
+		defer timer.Stop()
+		select {
+		case <-w.Events:
+		case <-w.Errors:
+		case <-timer.C:
+		}
+	}, func() { w.Close() }
 }
 
 // wait waits until the tailer read lines lines, and returns the latencies
