@@ -198,8 +198,9 @@ type Collector struct {
 	spare        *[]byte
 	wantBuf      bool
 	zscratch     []byte
-	replayBuf    []byte // for replayTo, made at its first use
-	openReplay   uint64 // openReplayBytes; smaller in tests
+	replayBuf    []byte               // for replayTo, made at its first use
+	openReplay   uint64               // openReplayBytes; smaller in tests
+	ackSeconds   prometheus.Histogram // thunder_collector_ack_seconds (acktime.go)
 	fpBuf        [offsets.FingerprintBytes]byte
 	// protoLogged: when a protocol error was last logged;
 	// protoSuppressed: those not logged since.
@@ -265,6 +266,7 @@ func New(cfg Config) (*Collector, error) {
 		skipped:    make(map[string]bool),
 		refused:    make(map[string]*refusal),
 		openReplay: openReplayBytes,
+		ackSeconds: newAckSeconds(),
 	}
 	c.stats.Name = cfg.Name
 	c.stats.IdentityKey = identity.FormatKey(identity.Public(key))

@@ -401,6 +401,8 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("Gather: %v", err)
 	}
 	got := map[string]float64{}
+	var acks uint64
+	var ackSum float64
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			switch {
@@ -408,8 +410,14 @@ func TestMetrics(t *testing.T) {
 				got[mf.GetName()] += m.GetCounter().GetValue()
 			case m.GetGauge() != nil:
 				got[mf.GetName()] += m.GetGauge().GetValue()
+			case mf.GetName() == "thunder_collector_ack_seconds":
+				acks, ackSum = m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 			}
 		}
+	}
+	// Every frame sent was acknowledged, and timed.
+	if acks == 0 || ackSum <= 0 || ackSum/float64(acks) > 10 {
+		t.Errorf("thunder_collector_ack_seconds: %d frames timed, %v s in all; want every frame sent, each a plausible wait", acks, ackSum)
 	}
 	for name, want := range map[string]float64{
 		"thunder_collector_bytes_sent_total":    float64(len(body)),

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"time"
 
 	"thunder/internal/wire"
 	"thunder/internal/wire/wirepb"
@@ -139,6 +140,7 @@ func (c *Collector) acked(l *link, s *source, off uint64, theirs *uint32, what s
 		return
 	}
 	c.ackDigest(l, s, off, theirs, what)
+	c.framesAcked(s, off, time.Now())
 	c.statsAdd(func(st *Stats) { st.AckedBytes += off - s.rec.Acked })
 	s.setOffsets(s.sent, off)
 	c.markDirty(s)

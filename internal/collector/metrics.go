@@ -31,12 +31,14 @@ var (
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.c.ackSeconds.Describe(ch)
 	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused, descChecksum, descMismatch, descMisFiles} {
 		ch <- d
 	}
 }
 
 func (m metrics) Collect(ch chan<- prometheus.Metric) {
+	m.c.ackSeconds.Collect(ch)
 	st := m.c.Status()
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))

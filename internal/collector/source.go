@@ -43,7 +43,8 @@ type source struct {
 	// dig is what is known of the stream's digest (digest.go); rec.Digest
 	// is its value at rec.Acked.
 	dig         digests
-	adoptLogged bool // logged taking a processor's digest as ours
+	sentAt      []sentAt // send times of the frames in flight (acktime.go)
+	adoptLogged bool     // logged taking a processor's digest as ours
 	// told: the processor s is attached to gave its digest in Opened, so
 	// every Ack of this attachment must carry one (verify.go).
 	told         bool
@@ -95,6 +96,9 @@ func (s *source) inFlight() uint64 { return s.sent - min(s.sent, s.rec.Acked) }
 // place that keeps the count of bytes in flight on s's link.
 func (s *source) setOffsets(sent, acked uint64) {
 	before := s.inFlight()
+	if sent < s.sent {
+		s.framesResent(sent)
+	}
 	s.sent, s.rec.Acked = sent, acked
 	if s.on != nil {
 		s.on.inflight += int64(s.inFlight()) - int64(before)
