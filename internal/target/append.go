@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -129,12 +130,7 @@ func (d *Dir) openLocked(f *file) error {
 		return err
 	}
 	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
-	// Batch: the opens of many sessions at once (a processor restarting
-	// under thousands of collectors opens every file again) share one
-	// transaction and one fsync, where each used to wait for its own.
-	err = d.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFiles).Put(fileKey(f.name, info.id.Ino), rec.marshal())
-	})
+	err = d.opens.record(d.db, fileKey(f.name, info.id.Ino), rec.marshal())
 	if err != nil {
 		f.id = info.id
 		d.releaseID(f.id, f)
@@ -200,4 +196,56 @@ func (s *Stream) Committed() stream.Mark {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	return s.done
+}
+
+// openRecords writes the records of files being opened as a group commit
+// of its own: the opens of many sessions at once (a processor restarting
+// under thousands of collectors opens every file again) share one
+// transaction and one fsync, where each used to wait for its own; an open
+// alone is written at once, without the delay of bbolt's Batch, which one
+// session opening file after file would pay each time.
+type openRecords struct {
+	mu      sync.Mutex
+	queue   []openRecord
+	writing bool
+}
+
+type openRecord struct {
+	key, val []byte
+	done     chan error
+}
+
+// record writes key = val in bucketFiles and returns once it is durable.
+// The first caller writes what is queued, round after round, until the
+// queue is empty; the others wait for their round.
+func (o *openRecords) record(db *bolt.DB, key, val []byte) error {
+	done := make(chan error, 1)
+	o.mu.Lock()
+	o.queue = append(o.queue, openRecord{key, val, done})
+	if o.writing {
+		o.mu.Unlock()
+		return <-done
+	}
+	o.writing = true
+	for len(o.queue) > 0 {
+		round := o.queue
+		o.queue = nil
+		o.mu.Unlock()
+		err := db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketFiles)
+			for _, r := range round {
+				if err := b.Put(r.key, r.val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, r := range round {
+			r.done <- err
+		}
+		o.mu.Lock()
+	}
+	o.writing = false
+	o.mu.Unlock()
+	return <-done
 }

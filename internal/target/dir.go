@@ -105,6 +105,7 @@ type Dir struct {
 	openFDs    atomic.Int64 // target file descriptors open (budget.go)
 	roomMu     sync.Mutex   // one makeRoom at a time
 	reserve    reserve      // descriptors given up for commits when the process runs out
+	opens      openRecords  // the records of files being opened (append.go)
 }
 
 // file is one target file. Its fields are guarded by mu.
