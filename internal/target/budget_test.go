@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -125,5 +126,47 @@ func runWithStreams(t *testing.T, dir string, max, n int, name func(int) string)
 			t.Error(err)
 		}
 		mustClose(t, d)
+	}
+}
+
+// TestConcurrentOpensRecorded: many first appends at once (the opens after
+// a restart) each record their file, sharing transactions, and a crash
+// right after cuts every file back to where it was found, so nothing is
+// duplicated by the resend.
+func TestConcurrentOpensRecorded(t *testing.T) {
+	const files = 64
+	dir := t.TempDir()
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.log", i)), []byte("before\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := mustOpen(t, dir)
+	var wg sync.WaitGroup
+	errs := make([]error, files)
+	for i := range files {
+		o := &owner{fmt.Sprintf("c%d", i)}
+		s, _, _ := mustAttach(t, d, key(o.name, i), fmt.Sprintf("f%02d.log", i), 0, o)
+		wg.Go(func() {
+			p := []byte("uncommitted\n")
+			errs[i] = s.Append(o, chunk(0, uint64(len(p)), p))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("f%02d: %v", i, err)
+		}
+	}
+	crash(t, d, dir) // nothing committed
+	mustOpen(t, dir)
+	for i := range files {
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%02d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "before\n" {
+			t.Errorf("f%02d.log after a crash = %q, want it cut back to %q", i, got, "before\n")
+		}
 	}
 }
