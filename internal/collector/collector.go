@@ -79,6 +79,7 @@ type Config struct {
 	// write event (watch.Config.Pace): the kernel merges a file's repeated
 	// write events meanwhile, so a writer doing one write(2) per line is
 	// read in batches. It adds at most Linger of latency; 0 turns it off.
+	// While files grow slowly the pause is a quarter of it (pace.go).
 	Linger time.Duration
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
@@ -200,6 +201,9 @@ type Collector struct {
 	zscratch     []byte
 	replayBuf    []byte               // for replayTo, made at its first use
 	openReplay   uint64               // openReplayBytes; smaller in tests
+	roundBytes   uint64               // sent since paceFrom (pace.go)
+	paceFrom     time.Time            // when adaptPace last decided
+	pace         time.Duration        // the watcher's pause, as adaptPace last set it
 	ackSeconds   prometheus.Histogram // thunder_collector_ack_seconds (acktime.go)
 	fpBuf        [offsets.FingerprintBytes]byte
 	// protoLogged: when a protocol error was last logged;

@@ -38,6 +38,8 @@ func (c *Collector) loop(ctx context.Context) error {
 				continue
 			}
 			c.onEvent(ev)
+			c.pump()
+			c.adaptPace()
 		case m := <-c.inbox:
 			c.onLink(m)
 		case b := <-pool:

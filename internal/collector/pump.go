@@ -262,6 +262,7 @@ func (c *Collector) sendData(s *source, buf, payload []byte, next uint64, res ta
 		return false
 	}
 	c.spare = nil
+	c.roundBytes += next - s.sent
 	s.frameSent(next, time.Now())
 	if known {
 		s.dig.sent(s.sent, next, d)

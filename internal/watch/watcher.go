@@ -60,11 +60,11 @@ type Watcher struct {
 	events   chan Event
 	running  atomic.Bool
 	overflow atomic.Bool // events was full: a Rescan is owed; atomic for tests
+	pace     atomic.Int64 // Config.Pace, or what SetPace set, in nanoseconds
 
 	// The fields below belong to New, then to the goroutine calling Run.
 	tree       tree
 	lastRescan bool // the last event sent was a Rescan
-	pace       time.Duration
 	dirGone    bool // dir was removed or moved away
 	dirID      fileID
 	overflows  int // fsnotify queue overflows so far
@@ -108,7 +108,7 @@ func New(cfg Config) (*Watcher, error) {
 		w.log = slog.Default()
 	}
 	w.dirID = idOf(fi)
-	w.pace = cfg.Pace
+	w.pace.Store(int64(cfg.Pace))
 	w.log = w.log.With("path", dir)
 	w.tree = tree{fsw: fsw, log: w.log, watched: make(map[string]struct{})}
 	w.tree.addAll(dir, nil)
@@ -169,12 +169,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return w.closed(ctx)
 			}
 			w.handle(ev)
-			if w.pace > 0 && ev.Op.Has(fsnotify.Write) {
+			if pause := time.Duration(w.pace.Load()); pause > 0 && ev.Op.Has(fsnotify.Write) {
 				if !w.takeQueued() {
 					return w.closed(ctx)
 				}
 				pacing = true
-				pace.Reset(w.pace)
+				pace.Reset(pause)
 			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
@@ -184,6 +184,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// SetPace changes Config.Pace from the next write event on; the reader of
+// the events knows best how fast they come (by the bytes each one brought).
+func (w *Watcher) SetPace(d time.Duration) { w.pace.Store(int64(d)) }
 
 // Close stops watching and waits for fsnotify's goroutine. It is safe to call
 // more than once and while Run runs.

@@ -1,0 +1,34 @@
+package collector
+
+import "time"
+
+// A writer doing one write(2) per line makes an inotify event per line.
+// The watcher pauses after each one (watch.Config.Pace) so that the kernel
+// merges the events meanwhile and one wake-up reads many lines. How long
+// follows how fast the files grow, by the bytes sent per second: below
+// fastRate the pause is a quarter of --linger, so a line waits about a
+// millisecond; above it, all of --linger, so that wake-ups stay few where
+// their cost would add up (a flat-out writer).
+const fastRate = 2 << 20 // bytes per second: 20k lines/s of 100 bytes
+
+// adaptPace sets the watcher's pause, once per --linger at most, from the
+// bytes sent since it last did.
+func (c *Collector) adaptPace() {
+	if c.cfg.Linger <= 0 {
+		return
+	}
+	now := time.Now()
+	elapsed := now.Sub(c.paceFrom)
+	if elapsed < c.cfg.Linger {
+		return
+	}
+	pace := c.cfg.Linger / 4
+	if float64(c.roundBytes) >= fastRate*elapsed.Seconds() {
+		pace = c.cfg.Linger
+	}
+	c.roundBytes, c.paceFrom = 0, now
+	if pace != c.pace {
+		c.pace = pace
+		c.watch.SetPace(pace)
+	}
+}
