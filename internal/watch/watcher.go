@@ -59,7 +59,7 @@ type Watcher struct {
 	fsw      *fsnotify.Watcher
 	events   chan Event
 	running  atomic.Bool
-	overflow atomic.Bool // events was full: a Rescan is owed; atomic for tests
+	overflow atomic.Bool  // events was full: a Rescan is owed; atomic for tests
 	pace     atomic.Int64 // Config.Pace, or what SetPace set, in nanoseconds
 
 	// The fields below belong to New, then to the goroutine calling Run.
