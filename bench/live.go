@@ -18,10 +18,10 @@ import (
 
 // liveResult is one live run.
 type liveResult struct {
-	contract       linecheck.Contract
-	rate           int     // lines/s asked for, 0 = flat out
-	achieved       float64 // lines/s written
-	p50, p99, max  time.Duration
+	contract      linecheck.Contract
+	rate          int     // lines/s asked for, 0 = flat out
+	achieved      float64 // lines/s written
+	p50, p99, max time.Duration
 	// ackP50, ackP99: frame read → acknowledged (durable at the processor),
 	// from the collector's histogram over ackFrames frames.
 	ackP50, ackP99 time.Duration
