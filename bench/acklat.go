@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -35,36 +37,89 @@ type ackHist struct {
 	count []uint64
 }
 
-// scrapeAcks reads the ack histogram and the acknowledged bytes from the
-// collector's admin endpoint at addr.
-func scrapeAcks(addr string) (h ackHist, acked uint64, err error) {
+// scrapeMetrics reads the admin endpoint's /metrics at addr.
+func scrapeMetrics(addr string) (map[string]*dto.MetricFamily, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return h, 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return h, 0, err
+		return nil, err
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
-		return h, 0, fmt.Errorf("parse /metrics of %s: %w", addr, err)
+		return nil, fmt.Errorf("parse /metrics of %s: %w", addr, err)
 	}
-	hist, bytesAcked := mfs["thunder_collector_ack_seconds"], mfs["thunder_collector_bytes_acked_total"]
-	if hist == nil || len(hist.GetMetric()) != 1 || bytesAcked == nil || len(bytesAcked.GetMetric()) != 1 {
-		return h, 0, fmt.Errorf("no thunder_collector_ack_seconds or _bytes_acked_total in /metrics of %s", addr)
+	return mfs, nil
+}
+
+// single is the one series of family name in mfs.
+func single(mfs map[string]*dto.MetricFamily, name string) (*dto.Metric, error) {
+	mf := mfs[name]
+	if mf == nil || len(mf.GetMetric()) != 1 {
+		return nil, fmt.Errorf("no single series of %s in /metrics", name)
 	}
-	m := hist.GetMetric()[0].GetHistogram()
-	for _, b := range m.GetBucket() {
+	return mf.GetMetric()[0], nil
+}
+
+// scrapeAcks reads the ack histogram and the acknowledged bytes from the
+// collector's admin endpoint at addr.
+func scrapeAcks(addr string) (h ackHist, acked uint64, err error) {
+	mfs, err := scrapeMetrics(addr)
+	if err != nil {
+		return h, 0, err
+	}
+	hist, err1 := single(mfs, "thunder_collector_ack_seconds")
+	bytesAcked, err2 := single(mfs, "thunder_collector_bytes_acked_total")
+	if err := errors.Join(err1, err2); err != nil {
+		return h, 0, fmt.Errorf("%s: %w", addr, err)
+	}
+	for _, b := range hist.GetHistogram().GetBucket() {
 		h.le = append(h.le, b.GetUpperBound())
 		h.count = append(h.count, b.GetCumulativeCount())
 	}
 	h.le = append(h.le, math.Inf(1))
-	h.count = append(h.count, m.GetSampleCount())
-	return h, uint64(bytesAcked.GetMetric()[0].GetCounter().GetValue()), nil
+	h.count = append(h.count, hist.GetHistogram().GetSampleCount())
+	return h, uint64(bytesAcked.GetCounter().GetValue()), nil
+}
+
+// commitStats is what a processor's group commits took, from its metrics.
+type commitStats struct {
+	commits            uint64
+	total, sync, state time.Duration // summed over the commits
+}
+
+// scrapeCommits reads the commit histograms of the processor at addr.
+func scrapeCommits(addr string) (commitStats, error) {
+	var cs commitStats
+	mfs, err := scrapeMetrics(addr)
+	if err != nil {
+		return cs, err
+	}
+	var errs []error
+	sum := func(name string) time.Duration {
+		m, err := single(mfs, name)
+		errs = append(errs, err)
+		return time.Duration(m.GetHistogram().GetSampleSum() * float64(time.Second))
+	}
+	cs.total, cs.sync, cs.state = sum("thunder_processor_commit_seconds"), sum("thunder_processor_fsync_seconds"), sum("thunder_processor_state_commit_seconds")
+	if m, err := single(mfs, "thunder_processor_commit_seconds"); err == nil {
+		cs.commits = m.GetHistogram().GetSampleCount()
+	}
+	return cs, errors.Join(errs...)
+}
+
+// String is the mean commit and its parts.
+func (cs commitStats) String() string {
+	if cs.commits == 0 {
+		return "no commits"
+	}
+	n := time.Duration(cs.commits)
+	return fmt.Sprintf("%d commits of %.1f ms (fsync %.1f, state %.1f)", cs.commits, ms(cs.total/n), ms(cs.sync/n), ms(cs.state/n))
 }
 
 // quantile is the q-quantile of the frames acknowledged between before and

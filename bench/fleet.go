@@ -51,8 +51,8 @@ func (b *bench) fleet(name string, collectors, files int) error {
 		fmt.Sprintf("processor CPU %.2f s %s", r.setupCPU[0], quietNote(r.quiet, r.busy)))
 	b.rep.add(title, fmt.Sprintf("Data frames of %d lines, window 64 KiB each, %v", fakeFrameLines, b.liveFor),
 		fmt.Sprintf("%.1f MiB/s acked", tput), ratio(tput, b.ceil.pipe),
-		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB; load generator %.2f core; exactly once (linecheck)",
-			r.linesPerSec(), r.cores(0), r.peakMiB(0), r.selfCores()))
+		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB, %v; load generator %.2f core; %d reconnects; exactly once (linecheck)",
+			r.linesPerSec(), r.cores(0), r.peakMiB(0), r.commits[0], r.selfCores(), r.reconnects))
 	return nil
 }
 
@@ -102,6 +102,7 @@ type fakeRun struct {
 	cpu        []float64     // per processor, CPU seconds over took
 	selfCPU    float64       // this process (the load generator), CPU seconds over took
 	peakKiB    []int64       // per processor, VmHWM
+	commits    []commitStats // per processor, its group commits over the whole run
 	quiet      bool
 	busy       float64
 }
@@ -157,7 +158,8 @@ type fakeOpts struct {
 // runFakesWith is runFakes changed by o.
 func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, o fakeOpts) (fakeRun, error) {
 	out := o.out
-	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs)}
+	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs),
+		commits: make([]commitStats, nprocs)}
 	dir, err := b.scratch(name)
 	if err != nil {
 		return r, err
@@ -191,6 +193,9 @@ func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func
 		return r, err
 	}
 	for i, p := range procs {
+		if addr, err := p.adminAddr(); err == nil {
+			r.commits[i], _ = scrapeCommits(addr) // none with the Kafka output
+		}
 		u, err := p.stop()
 		if err != nil {
 			return r, err
@@ -234,7 +239,7 @@ type daemons []*daemon
 func (b *bench) startFakeProcessors(dir string, nprocs int, out *fakeOutput) (daemons, []string, error) {
 	procs := make(daemons, 0, nprocs)
 	for i := range nprocs {
-		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
+		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", "--admin-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
 		p, err := startDaemon(fmt.Sprintf("processor-%d", i), b.bin, dir, args...)
 		if err != nil {
 			return procs, nil, err
