@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"thunder/internal/harness"
+)
+
+// demoTimeout bounds one run of the demo in a test: it runs about 15 s
+// with the flags below, longer with -race on a loaded machine.
+const demoTimeout = 3 * time.Minute
+
+// runDemoBinary runs `thunder demo args...` as a user does, as a process
+// of the real binary (which runs the daemons as its children), and
+// returns its output; the test fails unless it exits with status 0.
+func runDemoBinary(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), demoTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), append([]string{"demo"}, args...)...)
+	// TMPDIR: a work dir the demo keeps goes with the test.
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir(), "GORACE=halt_on_error=1 atexit_sleep_ms=50")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Logf("thunder demo %s:\n%s", strings.Join(args, " "), out.String())
+	if err != nil {
+		t.Fatalf("thunder demo %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String()
+}
+
+// demoStopsRE matches the demo's count of stops of each daemon.
+var demoStopsRE = regexp.MustCompile(`(?m)^(kill -9|SIGTERM)s: processor (\d+), collector (\d+) `)
+
+// wantStops checks that the output says the daemons were stopped with
+// sig at least twice each, and shows each stop.
+func wantStops(t *testing.T, out, sig string) {
+	t.Helper()
+	m := demoStopsRE.FindStringSubmatch(out)
+	if m == nil || m[1] != sig {
+		t.Fatalf("demo output lacks the %ss line", sig)
+	}
+	for i, daemon := range []string{"processor", "collector"} {
+		if n, _ := strconv.Atoi(m[i+2]); n < 2 {
+			t.Errorf("%s stopped %d times with %s, want at least 2", daemon, n, sig)
+		}
+		shown := regexp.MustCompile(`(?m)^\[ *[0-9.]+s\] `+regexp.QuoteMeta(sig)+` `+daemon+`\S* \(pid \d+\)`).FindAllString(out, -1)
+		if len(shown) < 2 {
+			t.Errorf("%d stops of the %s shown, want at least 2", len(shown), daemon)
+		}
+	}
+}
+
+// wantLines checks that out holds each of want.
+func wantLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("demo output lacks %q", w)
+		}
+	}
+}
+
+// TestDemo: the README's first command kills -9 the processor and the
+// collector twice each while the writers of the three contracts write and
+// files rotate, and ends with both verdicts: exactly once, and thunder
+// verify's ok.
+func TestDemo(t *testing.T) {
+	out := runDemoBinary(t, "--seconds=5", "--rate=2000")
+	wantStops(t, out, "kill -9")
+	wantLines(t, out, "open/write/close per line", "flock held", "held open without a lock",
+		": 0 lost, 0 duplicated, 0 corrupted", "verdict: exactly once",
+		"thunder verify: ok: all 5 target files", "removed the work dir (--keep keeps it)")
+	if m := regexp.MustCompile(`and (\d+) rotations ran`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+		t.Errorf("no rotation during the demo: %q", m)
+	}
+}
+
+// TestDemoThreeProcessors: with --processors=3 every processor gets
+// files, two of them are killed -9 and their files are seen on the next
+// processor and back, and the lines on two processors are judged against
+// the documented bound.
+func TestDemoThreeProcessors(t *testing.T) {
+	out := runDemoBinary(t, "--processors=3", "--seconds=5", "--rate=2000")
+	wantStops(t, out, "kill -9")
+	wantLines(t, out, "continues on processor-", "is back on processor-", "): within it", "verdict: every line arrived")
+	held := regexp.MustCompile(`(?m)^  processor-\d \(target-\d\): (\d+) lines, none twice, in order$`).FindAllStringSubmatch(out, -1)
+	if len(held) != 3 {
+		t.Fatalf("%d processors with their own exactly-once line, want 3", len(held))
+	}
+	for i, m := range held {
+		if m[1] == "0" {
+			t.Errorf("processor-%d got no line: the files are not spread", i)
+		}
+	}
+}
+
+// TestDemoSIGTERM: stopped with SIGTERM, no processor leaves a line on
+// another one.
+func TestDemoSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo for about 15 s; TestDemoThreeProcessors covers kill -9")
+	}
+	out := runDemoBinary(t, "--processors=3", "--signal=term", "--seconds=4", "--rate=1000")
+	wantStops(t, out, "SIGTERM")
+	wantLines(t, out, "on two processors: 0 lines (0 B); the documented bound is 0 B")
+}
+
+// TestDemoFlags: bad flags are all reported at once, naming each, with
+// exit status 2.
+func TestDemoFlags(t *testing.T) {
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"demo", "--processors=9", "--signal=hup", "--seconds=0"}, &out, &out)
+	var ue usageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("demo with bad flags = %v, want a usage error (exit 2)", err)
+	}
+	for _, want := range []string{"--processors=9", `--signal="hup"`, "--seconds=0"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
