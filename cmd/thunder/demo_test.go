@@ -133,3 +133,23 @@ func TestDemoFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestQuickStartGoVersion: the README's quick start names the Go version
+// of go.mod.
+func TestQuickStartGoVersion(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "With Go " + string(m[1]) + " or later"; !bytes.Contains(readme, []byte(want)) {
+		t.Errorf("README.md lacks %q (go.mod says go %s)", want, m[1])
+	}
+}
