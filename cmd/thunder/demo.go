@@ -62,7 +62,11 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return d.close(d.run(ctx))
+	err = d.run(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = errors.New("demo: interrupted")
+	}
+	return d.close(err)
 }
 
 // parseDemo parses the demo's flags; nil options after --help.

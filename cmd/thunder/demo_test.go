@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,18 +29,24 @@ func runDemoBinary(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), demoTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, harness.Binary(t), append([]string{"demo"}, args...)...)
-	// TMPDIR: a work dir the demo keeps goes with the test.
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir(), "GORACE=halt_on_error=1 atexit_sleep_ms=50")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd := demoCommand(ctx, t, &out, args...)
 	err := cmd.Run()
 	t.Logf("thunder demo %s:\n%s", strings.Join(args, " "), out.String())
 	if err != nil {
 		t.Fatalf("thunder demo %s: %v", strings.Join(args, " "), err)
 	}
 	return out.String()
+}
+
+// demoCommand returns the command `thunder demo args...` writing to out.
+func demoCommand(ctx context.Context, t *testing.T, out io.Writer, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, harness.Binary(t), append([]string{"demo"}, args...)...)
+	// TMPDIR: a work dir the demo keeps goes with the test.
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir(), "GORACE=halt_on_error=1 atexit_sleep_ms=50")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd
 }
 
 // demoStopsRE matches the demo's count of stops of each daemon.
@@ -116,6 +124,48 @@ func TestDemoSIGTERM(t *testing.T) {
 	out := runDemoBinary(t, "--processors=3", "--signal=term", "--seconds=4", "--rate=1000")
 	wantStops(t, out, "SIGTERM")
 	wantLines(t, out, "on two processors: 0 lines (0 B); the documented bound is 0 B")
+}
+
+// TestDemoInterrupted: a demo that does not finish (here, Ctrl-C) exits
+// non-zero, keeps its work dir and says where, and leaves no daemon
+// running.
+func TestDemoInterrupted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), demoTimeout)
+	defer cancel()
+	var out harness.LockedBuffer
+	cmd := demoCommand(ctx, t, &out, "--seconds=10", "--rate=500")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.Poll(ctx, time.Minute, func() error {
+		if !strings.Contains(out.String(), "] kill -9 processor-0 (pid") {
+			return errors.New("the demo has not killed the processor yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	t.Logf("thunder demo, interrupted:\n%s", out.String())
+	if err == nil {
+		t.Error("interrupted demo exited 0")
+	}
+	m := regexp.MustCompile(`kept the work dir for a look: (\S+) `).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatal("the interrupted demo does not say where its work dir is")
+	}
+	if fi, err := os.Stat(filepath.Join(m[1], "daemons.log")); err != nil || fi.Size() == 0 {
+		t.Errorf("daemons.log in the kept work dir: %v, %v", fi, err)
+	}
+	for _, pid := range regexp.MustCompile(`\(?pid (\d+)`).FindAllStringSubmatch(out.String(), -1) {
+		n, _ := strconv.Atoi(pid[1])
+		if err := syscall.Kill(n, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("daemon pid %d: kill -0 = %v, want ESRCH: still running after the demo", n, err)
+		}
+	}
 }
 
 // TestDemoFlags: bad flags are all reported at once, naming each, with
