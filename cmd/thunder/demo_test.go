@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"thunder/internal/harness"
+	"thunder/internal/shard"
 )
 
 // demoTimeout bounds one run of the demo in a test: it runs about 15 s
@@ -201,5 +203,52 @@ func TestQuickStartGoVersion(t *testing.T) {
 	}
 	if want := "With Go " + string(m[1]) + " or later"; !bytes.Contains(readme, []byte(want)) {
 		t.Errorf("README.md lacks %q (go.mod says go %s)", want, m[1])
+	}
+}
+
+// TestLogAttr reads the attributes of slog's text lines, as the demo does
+// with its daemons' logs.
+func TestLogAttr(t *testing.T) {
+	line := `time=2026-12-02T20:40:52.226Z level=INFO msg="target file cut back to committed length" name=api/requests.log size=1188500 bytes=11300`
+	for _, tc := range []struct{ line, key, want string }{
+		{line, "msg", "target file cut back to committed length"},
+		{line, "bytes", "11300"},
+		{line, "name", "api/requests.log"},
+		{line, "size=", ""},
+		{line, "addr", ""},
+		{`time=x level=INFO msg=listening addr=127.0.0.1:7357 kafka=false`, "addr", "127.0.0.1:7357"},
+		{`time=x level=INFO msg="a \"quoted\" word" x=1`, "msg", `a "quoted" word`},
+		{`time=x level=INFO msg="unterminated`, "msg", ""},
+	} {
+		if got := logAttr(tc.line, tc.key); got != tc.want {
+			t.Errorf("logAttr(%q, %q) = %q, want %q", tc.line, tc.key, got, tc.want)
+		}
+	}
+}
+
+// TestDemoNamesSpread: whatever ports the processors got, each ranks
+// first for one of the demo's files at least.
+func TestDemoNamesSpread(t *testing.T) {
+	for n := 1; n <= demoFiles; n++ {
+		for base := 30000; base < 30000+50*n; base += n {
+			var addrs []string
+			for i := range n {
+				addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(base+i*7))
+			}
+			names, err := demoNamesFor(addrs)
+			if err != nil {
+				t.Fatalf("demoNamesFor(%v): %v", addrs, err)
+			}
+			got := make([]int, n)
+			for _, name := range names {
+				got[shard.Rank(name, addrs)[0]]++
+			}
+			if len(names) != demoFiles || slices.Contains(got, 0) {
+				t.Errorf("demoNamesFor(%v) = %v: files per processor %v, want %d files, none without", addrs, names, got, demoFiles)
+			}
+			if n == 1 && !slices.Equal(names, demoNames[:demoFiles]) {
+				t.Errorf("with one processor the names are %v, want %v", names, demoNames[:demoFiles])
+			}
+		}
 	}
 }
