@@ -62,7 +62,8 @@ func newSummary(w io.Writer, now time.Time) *summary {
 func (s *summary) printf(now time.Time, format string, args ...any) {
 	s.last = now
 	d := now.Sub(s.start).Round(time.Second)
-	fmt.Fprintf(s.w, "[%2d:%02d] %s\n", int(d.Minutes()), int(d.Seconds())%60, fmt.Sprintf(format, args...))
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	fmt.Fprintf(s.w, "[%2d:%02d] %s\n", int(d.Minutes()), int(d.Seconds())%60, msg)
 }
 
 // line handles one line of go test's output; a line that is not an event
