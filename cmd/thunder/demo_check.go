@@ -157,11 +157,15 @@ func (d *demo) verify(ctx context.Context) (failed error, err error) {
 		}
 		files, bad = files+sum.Files, bad+sum.Files-sum.Counts[target.VerdictOK]
 	}
+	who := "the processor"
+	if len(d.procs) > 1 {
+		who = "the processors"
+	}
 	if bad > 0 {
-		fmt.Fprintf(d.out, "thunder verify: NOT OK: %d of %d target files differ from what the processors committed\n", bad, files)
+		fmt.Fprintf(d.out, "thunder verify: NOT OK: %d of %d target files differ from what %s committed\n", bad, files, who)
 		return errors.New("demo: thunder verify found target files not as committed"), nil
 	}
-	fmt.Fprintf(d.out, "thunder verify: ok: all %d target files hold exactly what the processors committed (checked with them running)\n", files)
+	fmt.Fprintf(d.out, "thunder verify: ok: all %d target files hold exactly what %s committed (checked while running)\n", files, who)
 	return nil, nil
 }
 

@@ -123,7 +123,7 @@ func (d *demo) stopProcessor(ctx context.Context, i int) error {
 	cut := d.log.counts()
 	switch n := cut.cutFiles - before.cutFiles; {
 	case n > 0:
-		fmt.Fprintf(d.out, ": cut back %d target files by %s received but not committed when it died; collectors resend from the committed offsets\n",
+		fmt.Fprintf(d.out, ": cut back %d target files by %s received but not committed when it died; the collector resends from the committed offsets\n",
 			n, fmtBytes(uint64(cut.cutBytes-before.cutBytes)))
 	case d.sig == syscall.SIGKILL:
 		fmt.Fprintf(d.out, ": nothing to cut back (it died between commits)\n")
