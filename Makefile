@@ -21,8 +21,11 @@ lint:
 	$(GO) tool staticcheck ./...
 	$(GO) mod tidy -diff
 
+# go test -json through internal/testsum: progress while the long e2e
+# package runs, the skipped tests with their reasons at the end, and go
+# test's exit status (go run turns a failure into status 1).
 unit:
-	$(GO) test -race -timeout 20m ./...
+	$(GO) run ./internal/testsum -race -timeout 20m ./...
 
 # One fuzz target per run (go test -fuzz restriction), bounded in time.
 fuzz:
