@@ -14,9 +14,8 @@ const stormBound = 30 * time.Second
 
 // stormResult is what one reconnect storm measured.
 type stormResult struct {
-	back     time.Duration // restart → every connection acknowledged again
-	peakKiB  int64         // the restarted processor's VmHWM once all were back
-	redialed int64         // connections made again
+	back    time.Duration // restart → every connection acknowledged again
+	peakKiB int64         // the restarted processor's VmHWM once all were back
 }
 
 // runStorm streams from 1,000 fake collectors, kills the processor with
