@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -46,7 +48,8 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	cfg.Token, cfg.Logger = token, log
-	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), isDir("source-dir", cfg.SourceDir), isDir("offsets-db", filepath.Dir(cfg.OffsetsDB))); done {
+	if done, err := cmd.daemon.checked(cmd.fs, stdout, cfg.Validate(), checkAddresses("target-address", cfg.Targets),
+		readableDir("source-dir", cfg.SourceDir), offsetsDir(cfg.OffsetsDB)); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -59,6 +62,14 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		log.Info("collector started", "source_dir", cfg.SourceDir, "targets", cfg.Targets, "name", cfg.Name)
 		return c.Run
 	})
+}
+
+// offsetsDir reports an error unless the directory of --offsets-db exists.
+func offsetsDir(db string) error {
+	if err := isDir("offsets-db", filepath.Dir(db)); err != nil {
+		return fmt.Errorf("--offsets-db=%s: its directory: %w", db, errors.Unwrap(err))
+	}
+	return nil
 }
 
 // collectorFlags hold the collector's flags that need converting before

@@ -65,7 +65,8 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.TargetDir != "" {
 		dirErr = isDir("target-dir", cfg.TargetDir)
 	}
-	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), dirErr); done {
+	addr := withDefaultPort(pf.listen)
+	if done, err := cmd.daemon.checked(cmd.fs, stdout, cfg.Validate(), dirErr, checkAddress("listen-address", addr, true)); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -74,7 +75,6 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	addr := withDefaultPort(pf.listen)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		p.Close()
