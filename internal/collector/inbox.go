@@ -141,7 +141,14 @@ func (c *Collector) acked(l *link, s *source, off uint64, theirs *uint32, what s
 	}
 	c.ackDigest(l, s, off, theirs, what)
 	c.framesAcked(s, off, time.Now())
-	c.statsAdd(func(st *Stats) { st.AckedBytes += off - s.rec.Acked })
+	// An advance past what this process sent (hwm) was sent by an earlier
+	// one, and Opened tells it after a restart: it counts as sent too, so
+	// that AckedBytes never exceeds SentBytes.
+	earlier := off - min(off, max(s.hwm, s.rec.Acked))
+	c.statsAdd(func(st *Stats) {
+		st.AckedBytes += off - s.rec.Acked
+		st.SentBytes += earlier
+	})
 	s.setOffsets(s.sent, off)
 	c.markDirty(s)
 	c.maybeFinish(s)
