@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"thunder/internal/wire"
@@ -101,7 +102,11 @@ func (c *Collector) onDown(l *link, err error) {
 		c.log.Warn("frame from processor failed its checksum: damaged on the way; reconnecting", "addr", l.addr, "err", err)
 	}
 	if !isClosed(err) {
-		c.log.Log(context.Background(), refusalLevel(err), "connection to processor lost", "addr", l.addr, "err", err)
+		level := slog.LevelWarn
+		if r := c.permanent(l.addr, err); r != nil {
+			err, level = r, slog.LevelError // only an operator can fix it
+		}
+		c.log.Log(context.Background(), level, "connection to processor lost", "addr", l.addr, "err", err)
 		msg := err.Error()
 		c.statsAdd(func(st *Stats) { st.LastError = msg })
 	} else {

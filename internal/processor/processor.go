@@ -199,6 +199,7 @@ type Processor struct {
 
 	m        *metrics
 	logLimit *lograte.Limit // per-connection lines (connLog)
+	refusals *lograte.Keyed // the same refusal of the same peer (logRefusal)
 	total    struct{ bytes, lines atomic.Uint64 }
 
 	zstd  *wire.Decoder // nil unless zstd is accepted
@@ -226,6 +227,7 @@ func New(cfg Config) (*Processor, error) {
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
 		logLimit: connLog(),
+		refusals: lograte.NewKeyed(refusalLogEvery, maxRefusalKeys),
 		scrubM:   newScrubMetrics(cfg.Registerer),
 		fdBudget: connBudget(cfg.MaxOpenFiles),
 		left:     make(chan struct{}, 1),
