@@ -30,6 +30,8 @@ Writers must append with one of the two contracts:
   2. open(O_APPEND), flock(LOCK_SH), many writes, close.
 
 Examples:
+  # the original command line: a processor on the default port 7357 (the
+  # original processor command line listens on 1065: use HOST:1065 for it)
   thunder logs-collector --offsets-db='/tmp/thunder-offsets.db' --target-address='logs.example.com:7357' --source-dir='/var/logs/thunder/source/'
   thunder logs-collector --source-dir=/var/log/app --offsets-db=/var/lib/thunder/offsets.db --target-address=logs --name=web-1
 `

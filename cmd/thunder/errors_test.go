@@ -84,18 +84,24 @@ func TestUsageErrors(t *testing.T) {
 }
 
 // TestUsageExitStatus runs the real binary: a usage error exits 2 with the
-// problem and a hint at --help on stderr.
+// problem and a hint at --help on stderr, at start as with --check-config.
 func TestUsageExitStatus(t *testing.T) {
-	out, err := exec.Command(harness.Binary(t), "logs-collector", "--source-dir=/nonexistent", "--offsets-db=/tmp/o.db",
-		"--target-address=127.0.0.1:99999", "--check-config").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("exit: %v, want status 2\n%s", err, out)
-	}
-	for _, w := range []string{"--source-dir=/nonexistent", "--target-address=127.0.0.1:99999", "run 'thunder logs-collector --help'"} {
-		if !strings.Contains(string(out), w) {
-			t.Errorf("output does not contain %q:\n%s", w, out)
+	db := filepath.Join(t.TempDir(), "o.db")
+	for _, check := range []string{"--check-config", "--log-level=info"} {
+		out, err := exec.Command(harness.Binary(t), "logs-collector", "--source-dir=/nonexistent", "--offsets-db="+db,
+			"--target-address=127.0.0.1:99999", check).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Fatalf("%s: exit: %v, want status 2\n%s", check, err, out)
 		}
+		for _, w := range []string{"--source-dir=/nonexistent", "--target-address=127.0.0.1:99999", "run 'thunder logs-collector --help'"} {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: output does not contain %q:\n%s", check, w, out)
+			}
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Error("the offsets db was created: the collector started")
 	}
 }
 

@@ -31,7 +31,10 @@ the names the files had on the source hosts, and/or to Kafka topics
 or SIGINT stops it cleanly.
 
 Examples:
+  # the original command line (port 1065: its collectors need --target-address=HOST:1065)
   thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
+  # on the default port 7357, the one collectors use without a port
+  thunder logs-processor --target-dir=/var/log/thunder/target/ --listen-address=0.0.0.0:7357
   thunder logs-processor --target-dir=/srv/logs --auth-token-file=/etc/thunder/token
   thunder logs-processor --kafka-brokers=kafka-1:9092,kafka-2:9092 --kafka-topic='logs.{file}'
 `

@@ -55,7 +55,7 @@ func (c *Collector) permanent(addr string, err error) *RefusedError {
 // know which side is wrong.
 func refusalHint(re *wire.RemoteError, haveToken bool) string {
 	switch {
-	case re.Code == wire.CodeVersion && !strings.Contains(re.Message, ":"):
+	case re.Code == wire.CodeVersion && strings.HasPrefix(re.Message, "no common version"):
 		return "upgrade the older of the collector and the processor"
 	case re.Code != wire.CodeAuth || !strings.Contains(re.Message, "token"):
 		return ""
