@@ -210,9 +210,6 @@ func (d *daemonFlags) checked(fs *flag.FlagSet, stdout io.Writer, errs ...error)
 	}
 	var all []error
 	for _, e := range errs {
-		if e == nil {
-			continue
-		}
 		// errors.Join of a Validate: one problem a line.
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
 			all = append(all, j.Unwrap()...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,9 +95,10 @@ func unexpected(args []string) []error {
 	return []error{fmt.Errorf("unexpected argument %q (flags are written --name=value)", args[0])}
 }
 
-// usageErrors is nil for no errors, else a usageError of cmd listing them
-// one a line.
+// usageErrors is nil for no errors (nil ones are none), else a usageError
+// of cmd listing them one a line.
 func usageErrors(cmd string, errs []error) error {
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 	switch len(errs) {
 	case 0:
 		return nil
@@ -140,6 +142,22 @@ func valueError(f *flag.Flag, err error) error {
 		return errors.New("not a number")
 	}
 	return err
+}
+
+// positive reports a duration flag that is not positive.
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("--%s=%s: must be positive", name, d)
+	}
+	return nil
+}
+
+// notNegative reports a count flag below 0.
+func notNegative(name string, n int) error {
+	if n < 0 {
+		return fmt.Errorf("--%s=%d: must not be negative", name, n)
+	}
+	return nil
 }
 
 var errHelp = errors.New("help shown")

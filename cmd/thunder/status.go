@@ -43,6 +43,9 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
+	if err := usageErrors("status", []error{positive("timeout", *timeout), notNegative("streams", *streams)}); err != nil {
+		return err
+	}
 	c := newAdminClient(*addr, *timeout)
 	raw, err := c.get(ctx, "/status")
 	if err != nil {

@@ -20,13 +20,7 @@ import (
 // collector connects by itself and delivers.
 func TestPermanentRefusal(t *testing.T) {
 	skipShort(t)
-	base := t.TempDir()
-	target, src := filepath.Join(base, "target"), filepath.Join(base, "src")
-	for _, d := range []string{target, src} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	base, target, src := t.TempDir(), t.TempDir(), t.TempDir()
 	write := func(path, text string) {
 		t.Helper()
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
