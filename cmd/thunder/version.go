@@ -9,6 +9,12 @@ import (
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
+const versionHelp = `Usage: thunder version
+
+Prints the version of thunder, the commit it was built from and the Go
+version. It takes no flags.
+`
+
 func versionString() string {
 	commit, dirty := "unknown", ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
