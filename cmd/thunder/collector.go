@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,8 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	cfg.Token, cfg.Logger = token, log
+	// A GOMAXPROCS set by the operator is theirs to keep (procs.go).
+	cfg.AdaptProcs = os.Getenv("GOMAXPROCS") == ""
 	if done, err := cmd.daemon.checked(cmd.fs, stdout, cfg.Validate(), checkAddresses("target-address", cfg.Targets),
 		readableDir("source-dir", cfg.SourceDir), offsetsDir(cfg.OffsetsDB)); done {
 		return err

@@ -81,6 +81,10 @@ type Config struct {
 	// read in batches. It adds at most Linger of latency; 0 turns it off.
 	// While files grow slowly the pause is a quarter of it (pace.go).
 	Linger time.Duration
+	// AdaptProcs makes the collector set GOMAXPROCS: 1 while it sends
+	// slowly, all it had while it sends fast (procs.go). For a process that
+	// runs one collector and left GOMAXPROCS to the runtime.
+	AdaptProcs bool
 	// Compression is the codec to offer ("" or wire.CompressionZstd); data
 	// is compressed only if the processor accepts it.
 	Compression string
@@ -214,6 +218,7 @@ type Collector struct {
 	roundBytes   uint64               // sent since paceFrom (pace.go)
 	paceFrom     time.Time            // when adaptPace last decided
 	pace         time.Duration        // the watcher's pause, as adaptPace last set it
+	procs        procs                // GOMAXPROCS, as adaptPace last set it (procs.go)
 	ackSeconds   prometheus.Histogram // thunder_collector_ack_seconds (acktime.go)
 	fpBuf        [offsets.FingerprintBytes]byte
 	// protoLogged: when a protocol error was last logged;

@@ -22,6 +22,8 @@ func (c *Collector) loop(ctx context.Context) error {
 	}
 	c.rescan()
 	c.save()
+	c.procs = newProcs(c.cfg.AdaptProcs)
+	defer c.procs.restore()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	events := c.watch.Events()
@@ -44,8 +46,11 @@ func (c *Collector) loop(ctx context.Context) error {
 			c.onLink(m)
 		case b := <-pool:
 			c.spare, c.wantBuf = b, false
-		case <-tick.C:
+		case now := <-tick.C:
 			c.onTick()
+			if n := c.procs.adapt(now); n > 0 {
+				c.log.Debug("GOMAXPROCS follows the collector's CPU use", "gomaxprocs", n)
+			}
 		case <-ctx.Done():
 			c.drain()
 			c.saveAcked()

@@ -14,19 +14,17 @@ const fastRate = 2 << 20 // bytes per second: 20k lines/s of 100 bytes
 // adaptPace sets the watcher's pause, once per --linger at most, from the
 // bytes sent since it last did.
 func (c *Collector) adaptPace() {
-	if c.cfg.Linger <= 0 {
-		return
-	}
 	now := time.Now()
 	elapsed := now.Sub(c.paceFrom)
-	if elapsed < c.cfg.Linger {
+	if elapsed < c.cfg.Linger || c.cfg.Linger <= 0 {
 		return
 	}
+	rate := float64(c.roundBytes) / elapsed.Seconds()
+	c.roundBytes, c.paceFrom = 0, now
 	pace := c.cfg.Linger / 4
-	if float64(c.roundBytes) >= fastRate*elapsed.Seconds() {
+	if rate >= fastRate {
 		pace = c.cfg.Linger
 	}
-	c.roundBytes, c.paceFrom = 0, now
 	if pace != c.pace {
 		c.pace = pace
 		c.watch.SetPace(pace)
