@@ -39,6 +39,7 @@ type snapshot struct {
 	size      int64
 	committed int64 // f.committed for fd when taken
 	close     bool  // Reopen: fd was taken from f; close it once recorded
+	fsync     bool  // fd is synced with an fsync of its own, never syncfs (sync.go)
 	streams   []streamAt
 	ledger    ledgerAt // f's ledger entry at size
 }
@@ -183,7 +184,8 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		d.rewindLocked(f)
 		return snapshot{}, false
 	}
-	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed}
+	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
+	f.fsync = false
 	if f.fd != nil {
 		sn.ledger = f.takeLedger(f.size)
 	}

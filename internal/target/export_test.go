@@ -33,3 +33,10 @@ func (d *Dir) LastCommitTimings() (sync, record time.Duration) {
 
 // KernelVersion is kernelVersion.
 var KernelVersion = kernelVersion
+
+// SetSyncfs replaces syncfs(2) and returns the previous function.
+func SetSyncfs(f func(fd int) error) func(fd int) error {
+	old := syncfs
+	syncfs = f
+	return old
+}
