@@ -22,16 +22,26 @@ import (
 // endpoint's clients, the runtime's own.
 const fdReserve = 256
 
-// connBudget returns how many connections the descriptor limit leaves room
-// for (0: no limit to respect): the soft RLIMIT_NOFILE (which the Go runtime
-// raises to the hard one at start) less the target files and fdReserve.
-func connBudget(maxOpenFiles int) int {
+// descriptorBudget returns how many target files may be open and how many
+// connections the descriptor limit leaves room for (0: no limit to
+// respect), from the soft RLIMIT_NOFILE (which the Go runtime raises to the
+// hard one at start): fdReserve, then maxOpenFiles target files, and the
+// rest for connections. A limit that does not leave the connections half of
+// what is past the reserve (ulimit -n 4096 with the default 4,096 target
+// files) gives the target files that half instead: else one connection, or
+// a few, would be served at a time.
+func descriptorBudget(maxOpenFiles int) (files, conns int) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<40 { // RLIM_INFINITY too
-		return 0
+		return maxOpenFiles, 0
 	}
-	return max(int(lim.Cur)-maxOpenFiles-fdReserve, 1)
+	free := int(lim.Cur) - fdReserve
+	files = max(min(maxOpenFiles, free/2), minOpenFiles)
+	return files, max(free-files, 1)
 }
+
+// minOpenFiles is the least --max-open-files (Validate).
+const minOpenFiles = 16
 
 // waitDescriptors blocks while the connections fill the descriptor budget,
 // until one ends or ctx is done.

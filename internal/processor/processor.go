@@ -139,7 +139,7 @@ func (c Config) Validate() error {
 	} else if c.Identity == identity.ModeKnown && c.pinFile() == "" {
 		errs = append(errs, errors.New("collector identity mode known needs a pin file (--known-collectors or a target dir)"))
 	}
-	if c.MaxOpenFiles < 16 {
+	if c.MaxOpenFiles < minOpenFiles {
 		errs = append(errs, errors.New("max open files must be at least 16"))
 	}
 	if c.ScrubInterval < 0 || c.ScrubRate < 0 {
@@ -227,12 +227,18 @@ func New(cfg Config) (*Processor, error) {
 		m:        newMetrics(cfg.Registerer),
 		logLimit: connLog(),
 		scrubM:   newScrubMetrics(cfg.Registerer),
-		fdBudget: connBudget(cfg.MaxOpenFiles),
 		left:     make(chan struct{}, 1),
+	}
+	var files int
+	files, p.fdBudget = descriptorBudget(cfg.MaxOpenFiles)
+	if files < cfg.MaxOpenFiles {
+		p.log.Warn("the descriptor limit does not hold max open files and the connections; fewer target files are kept open (raise ulimit -n)",
+			"max_open_files", cfg.MaxOpenFiles, "kept_open", files, "conns", p.fdBudget, "reserve", fdReserve)
+		p.cfg.MaxOpenFiles = files
 	}
 	if p.fdBudget > 0 && p.fdBudget < cfg.MaxConns {
 		p.log.Warn("the descriptor limit leaves room for fewer connections than max conns; more wait to be accepted (raise ulimit -n)",
-			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", cfg.MaxOpenFiles, "reserve", fdReserve)
+			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", p.cfg.MaxOpenFiles, "reserve", fdReserve)
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
