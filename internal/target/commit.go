@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -128,14 +129,17 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		}
 		ok = append(ok, sn)
 	}
+	var unsynced []string
 	for dir := range p.dirs {
 		if err := d.syncDir(dir); err != nil {
 			errs = append(errs, err)
+			unsynced = append(unsynced, dir)
 			d.pendMu.Lock()
 			d.dirSync[dir] = struct{}{}
 			d.pendMu.Unlock()
 		}
 	}
+	ok = d.holdUnder(ok, unsynced)
 
 	recordStart := time.Now()
 	d.timings.sync = recordStart.Sub(syncStart)
@@ -303,6 +307,29 @@ func dropRecord(b *bolt.Bucket, dr drop) error {
 	return b.Delete(dr.key)
 }
 
+// holdUnder keeps pending, unrecorded, the snapshots of files under the
+// directories whose fsync failed (their entries, or their parents', may
+// not be durable: a crash could lose the files with all in them) and
+// returns the others. The next commit syncs the directories again.
+func (d *Dir) holdUnder(snaps []snapshot, dirs []string) []snapshot {
+	if len(dirs) == 0 {
+		return snaps
+	}
+	under := func(name string) bool {
+		return slices.ContainsFunc(dirs, func(dir string) bool { return dir == "." || strings.HasPrefix(name, dir+"/") })
+	}
+	var held, rest []snapshot
+	for _, sn := range snaps {
+		if under(sn.f.name) {
+			held = append(held, sn)
+		} else {
+			rest = append(rest, sn)
+		}
+	}
+	d.unrecorded(held, errors.New("its directory could not be synced"))
+	return rest
+}
+
 // unrecorded keeps the snapshots pending after a failed state transaction:
 // their data is in the files but not recorded, so it must not be
 // acknowledged yet.
@@ -423,6 +450,12 @@ func (d *Dir) rewindLocked(f *file) {
 
 func (d *Dir) syncDir(dir string) error {
 	fd, _, err := d.tree.openDir(dir, false)
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		// What the reserve is for (budget.go).
+		d.reserve.release()
+		fd, _, err = d.tree.openDir(dir, false)
+		d.reserve.take(int(d.tree.root.Fd()))
+	}
 	if err != nil {
 		return fmt.Errorf("%w: open dir %s: %v", ErrStorage, dir, err)
 	}

@@ -40,3 +40,7 @@ func SetSyncfs(f func(fd int) error) func(fd int) error {
 	syncfs = f
 	return old
 }
+
+// SpendReserve gives up d's reserve of descriptors, as a shortage that
+// outlasts it does.
+func SpendReserve(d *Dir) { d.reserve.release() }
