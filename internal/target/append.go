@@ -102,6 +102,8 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 // writing to it resend from their committed offsets. f.mu is held.
 func (d *Dir) openLocked(f *file) error {
 	fd, created, err := d.tree.openFile(f.name, unix.O_APPEND, true, d.cfg.FileMode)
+	// Synced whatever fails next: the next open finds what this one made.
+	d.dirsCreated(created)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,6 @@ func (d *Dir) openLocked(f *file) error {
 		// its claim on the inode, hold.
 		f.fd, f.size = fd, info.size
 		d.openFDs.Add(1)
-		d.dirsCreated(created)
 		return nil
 	}
 	d.queueDrop(f) // the record of what the name held before, if any
@@ -139,7 +140,6 @@ func (d *Dir) openLocked(f *file) error {
 	}
 	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
 	d.openFDs.Add(1)
-	d.dirsCreated(created)
 	return nil
 }
 

@@ -44,3 +44,18 @@ func SetSyncfs(f func(fd int) error) func(fd int) error {
 // SpendReserve gives up d's reserve of descriptors, as a shortage that
 // outlasts it does.
 func SpendReserve(d *Dir) { d.reserve.release() }
+
+// DirsToSync returns the directories the next commit fsyncs.
+func DirsToSync(d *Dir) []string {
+	d.pendMu.Lock()
+	defer d.pendMu.Unlock()
+	var dirs []string
+	for dir := range d.dirSync {
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// BreakState closes d's state store under it, as a store that fails every
+// transaction (its disk full) would make them fail.
+func BreakState(d *Dir) { _ = d.db.Close() }
