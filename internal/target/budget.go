@@ -22,6 +22,22 @@ const (
 	roomWait  = 2 * time.Second // at most, per makeRoom
 )
 
+// takeFD counts a descriptor about to be opened, if fewer than MaxOpenFiles
+// are: counted before the open, so that appends opening at once cannot all
+// pass the check. The last of an append's tries takes one anyway: a
+// shortage that outlasts its waits slows it, it does not fail it.
+func (d *Dir) takeFD(try int) bool {
+	for {
+		n := d.openFDs.Load()
+		if n >= int64(d.cfg.MaxOpenFiles) && try < roomTries {
+			return false
+		}
+		if d.openFDs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // makeRoom closes idle target files until fewer than MaxOpenFiles are open
 // or, with short (the process ran out of descriptors below the budget), half
 // of those open: the budget does not fit, and closing a few at a time would
