@@ -3,7 +3,9 @@ package processor
 import (
 	"context"
 	"errors"
+	"net"
 	"syscall"
+	"time"
 )
 
 // Descriptors. Every connection holds one, and so do the target files
@@ -15,7 +17,8 @@ import (
 // than that reserve free, rather than taking the descriptors the rest
 // needs: collectors past it wait in the kernel's accept backlog (and their
 // SYNs past that are retried by their kernels), and get in as others
-// leave. Throughput degrades; no connection is dropped.
+// leave (the one accepted meanwhile is held, admitWithin). Throughput
+// degrades; no connection is dropped.
 
 // fdReserve is what the processor keeps free beyond its target files: the
 // state store, listeners, the pin file, Kafka's brokers, the admin
@@ -43,28 +46,33 @@ func descriptorBudget(maxOpenFiles int) (files, conns int) {
 // minOpenFiles is the least --max-open-files (Validate).
 const minOpenFiles = 16
 
-// waitDescriptors blocks while the connections fill the descriptor budget,
-// until one ends or ctx is done.
-func (p *Processor) waitDescriptors(ctx context.Context) {
+// admitWithin admits conn, waiting while the connections fill the
+// descriptor budget and none of them waits for a handshake slot: conn is
+// then the one connection held past the budget, the others wait in the
+// backlog. With some waiting, conn takes the place of one of a peer
+// holding more of them, or is refused, as at MaxConns (admitLocked): a
+// peer filling the budget with silent sockets cannot keep the others in
+// the backlog. Checked again when a session ends, and at each rebalance.
+func (p *Processor) admitWithin(ctx context.Context, conn net.Conn) (*session, bool) {
 	for paused := false; ; paused = true {
-		p.mu.Lock()
-		full := p.fdBudget > 0 && len(p.sessions) >= p.fdBudget
-		p.mu.Unlock()
+		s, ok, full := p.admit(conn)
 		if !full {
-			return
+			return s, ok
 		}
 		if !paused {
 			p.m.acceptPaused()
 		}
 		select {
 		case <-p.left:
+		case <-time.After(rebalanceEvery):
 		case <-ctx.Done():
-			return
+			_ = conn.Close()
+			return nil, false
 		}
 	}
 }
 
-// sessionLeft wakes an accept loop waiting for descriptors.
+// sessionLeft wakes an accept waiting for descriptors.
 func (p *Processor) sessionLeft() {
 	select {
 	case p.left <- struct{}{}:

@@ -192,7 +192,7 @@ type Processor struct {
 	hs          handshakes     // in their handshake, holding a slot
 	waiting     handshakes     // accepted, waiting for a slot (awaitSlot)
 	fdBudget    int            // connections the descriptor limit leaves room for (0: none); descriptors.go
-	left        chan struct{}  // a session ended (coalesced): waitDescriptors looks again
+	left        chan struct{}  // a session ended (coalesced): admitWithin looks again
 	limitLogged time.Time
 	evictLogged time.Time
 	evictions   int // since evictLogged
@@ -350,7 +350,6 @@ func (p *Processor) runOutputs(ctx context.Context, fail func()) <-chan error {
 func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	var failures int
 	for {
-		p.waitDescriptors(ctx)
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -367,7 +366,7 @@ func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGr
 			return fmt.Errorf("accept: %w", err)
 		}
 		failures = 0
-		s, ok := p.admit(conn)
+		s, ok := p.admitWithin(ctx, conn)
 		if !ok {
 			continue
 		}
