@@ -1,7 +1,6 @@
 package target_test
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,12 +23,7 @@ import (
 func TestSyncfsErrorOfAFileNotInTheCommit(t *testing.T) {
 	defer target.SetSyncfsMin(target.SetSyncfsMin(2))
 	dir, fillBacking, freeBacking := failingExt4Free(t)
-	var logs syncBuffer
-	d, err := target.Open(target.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, logs := openLogged(t, dir)
 	oa, ob, oz := &owner{"a"}, &owner{"b"}, &owner{"z"}
 	sa, _, _ := mustAttach(t, d, key("a", 1), "a.log", 0, oa)
 	sb, _, _ := mustAttach(t, d, key("b", 1), "b.log", 0, ob)

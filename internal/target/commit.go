@@ -129,16 +129,8 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		}
 		ok = append(ok, sn)
 	}
-	var unsynced []string
-	for dir := range p.dirs {
-		if err := d.syncDir(dir); err != nil {
-			errs = append(errs, err)
-			unsynced = append(unsynced, dir)
-			d.pendMu.Lock()
-			d.dirSync[dir] = struct{}{}
-			d.pendMu.Unlock()
-		}
-	}
+	unsynced, dirErrs := d.syncDirs(p.dirs)
+	errs = append(errs, dirErrs...)
 	ok = d.holdUnder(ok, unsynced)
 
 	recordStart := time.Now()
@@ -305,6 +297,21 @@ func dropRecord(b *bolt.Bucket, dr drop) error {
 		return nil
 	}
 	return b.Delete(dr.key)
+}
+
+// syncDirs fsyncs the directories whose entries changed and returns those
+// that failed, queued for the next commit, with their errors.
+func (d *Dir) syncDirs(dirs map[string]struct{}) (failed []string, errs []error) {
+	for dir := range dirs {
+		if err := d.syncDir(dir); err != nil {
+			errs = append(errs, err)
+			failed = append(failed, dir)
+			d.pendMu.Lock()
+			d.dirSync[dir] = struct{}{}
+			d.pendMu.Unlock()
+		}
+	}
+	return failed, errs
 }
 
 // holdUnder keeps pending, unrecorded, the snapshots of files under the
