@@ -32,15 +32,38 @@ const fdReserve = 256
 // rest for connections. A limit that does not leave the connections half of
 // what is past the reserve (ulimit -n 4096 with the default 4,096 target
 // files) gives the target files that half instead: else one connection, or
-// a few, would be served at a time.
+// a few, would be served at a time. maxOpenFiles is 0 without a target dir.
 func descriptorBudget(maxOpenFiles int) (files, conns int) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<40 { // RLIM_INFINITY too
 		return maxOpenFiles, 0
 	}
 	free := int(lim.Cur) - fdReserve
-	files = max(min(maxOpenFiles, free/2), minOpenFiles)
+	if files = min(maxOpenFiles, free/2); maxOpenFiles > 0 {
+		files = max(files, minOpenFiles)
+	}
 	return files, max(free-files, 1)
+}
+
+// budgetDescriptors sets the connection budget from the descriptor limit,
+// lowering MaxOpenFiles where the limit does not hold it (descriptorBudget).
+func (p *Processor) budgetDescriptors() {
+	cfg := p.cfg
+	targetFiles := cfg.MaxOpenFiles
+	if cfg.TargetDir == "" {
+		targetFiles = 0 // Kafka only
+	}
+	var files int
+	files, p.fdBudget = descriptorBudget(targetFiles)
+	if files < targetFiles {
+		p.log.Warn("the descriptor limit does not hold max open files and the connections; fewer target files are kept open (raise ulimit -n)",
+			"max_open_files", cfg.MaxOpenFiles, "kept_open", files, "conns", p.fdBudget, "reserve", fdReserve)
+		p.cfg.MaxOpenFiles = files
+	}
+	if p.fdBudget > 0 && p.fdBudget < cfg.MaxConns {
+		p.log.Warn("the descriptor limit leaves room for fewer connections than max conns; more wait to be accepted (raise ulimit -n)",
+			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", p.cfg.MaxOpenFiles, "reserve", fdReserve)
+	}
 }
 
 // minOpenFiles is the least --max-open-files (Validate).

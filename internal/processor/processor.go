@@ -229,17 +229,7 @@ func New(cfg Config) (*Processor, error) {
 		scrubM:   newScrubMetrics(cfg.Registerer),
 		left:     make(chan struct{}, 1),
 	}
-	var files int
-	files, p.fdBudget = descriptorBudget(cfg.MaxOpenFiles)
-	if files < cfg.MaxOpenFiles {
-		p.log.Warn("the descriptor limit does not hold max open files and the connections; fewer target files are kept open (raise ulimit -n)",
-			"max_open_files", cfg.MaxOpenFiles, "kept_open", files, "conns", p.fdBudget, "reserve", fdReserve)
-		p.cfg.MaxOpenFiles = files
-	}
-	if p.fdBudget > 0 && p.fdBudget < cfg.MaxConns {
-		p.log.Warn("the descriptor limit leaves room for fewer connections than max conns; more wait to be accepted (raise ulimit -n)",
-			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", p.cfg.MaxOpenFiles, "reserve", fdReserve)
-	}
+	p.budgetDescriptors()
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
 		p.Close()
