@@ -24,19 +24,19 @@ import (
 func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	for try := 0; ; try++ {
 		err := s.append(owner, c, try)
-		if err != errNoRoom {
+		if err != errNoRoom && err != errNoFDs {
 			return err
 		}
 		if try == roomTries {
 			return fmt.Errorf("%w: %s: out of file descriptors (%d target files open; --max-open-files is %d)", ErrStorage, s.f.name, s.d.openFDs.Load(), s.d.cfg.MaxOpenFiles)
 		}
-		s.d.makeRoom(try > 0)
+		s.d.makeRoom(err == errNoFDs && try > 0)
 	}
 }
 
-// append is one try of Append. It returns errNoRoom, having done nothing,
-// if the file needs a descriptor and there is none: MaxOpenFiles are open
-// (but at the last try), or the process is out of them.
+// append is one try of Append. It returns, having done nothing, errNoRoom
+// if the file needs a descriptor and MaxOpenFiles are open (but at the last
+// try), errNoFDs if the process is out of them.
 func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 	d, f := s.d, s.f
 	f.mu.Lock()
@@ -62,7 +62,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 			d.openFDs.Add(-1)
 			f.mu.Unlock()
 			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
-				return errNoRoom
+				return errNoFDs
 			}
 			return err
 		}

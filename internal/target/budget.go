@@ -14,8 +14,12 @@ import (
 // (all in them committed), or, when every open file holds uncommitted
 // data, has a commit made so that some become idle, and waits for it.
 
-// errNoRoom: an append needs a descriptor and none is free yet.
-var errNoRoom = errors.New("no file descriptor free")
+// errNoRoom: an append needs a descriptor and MaxOpenFiles are open;
+// errNoFDs: the process is out of them (EMFILE, ENFILE), below MaxOpenFiles.
+var (
+	errNoRoom = errors.New("no file descriptor free")
+	errNoFDs  = errors.New("out of file descriptors")
+)
 
 const (
 	roomTries = 4               // makeRoom calls an append waits through
