@@ -44,8 +44,12 @@ func TestSyncfsErrorOfAFileNotInTheCommit(t *testing.T) {
 	zLost := lines(strings.Repeat("lost", 40), 10, 30000) // ~5 MiB: more than the full backing store takes
 	endZLost := endZ + uint64(len(zLost))
 	var zWriteback error
-	defer target.SetSyncfs(target.SetSyncfs(func(fd int) error {
-		target.SetSyncfs(unix.Syncfs) // once
+	fired := false
+	target.SetSyncfs(t, func(fd int) error {
+		if fired {
+			return unix.Syncfs(fd)
+		}
+		fired = true
 		// After the commit's snapshot, before its syncfs: z is written,
 		// and its writeback (here by another descriptor, as the kernel's
 		// flusher or this syncfs itself would) fails.
@@ -57,7 +61,7 @@ func TestSyncfsErrorOfAFileNotInTheCommit(t *testing.T) {
 		zWriteback = unix.Fdatasync(int(f.Fd()))
 		f.Close()
 		return unix.Syncfs(fd)
-	}))
+	})
 	acks, err := d.Commit()
 	if zWriteback == nil || !strings.Contains(logs.String(), "syncfs of the target file system failed") {
 		t.Skipf("z's writeback did not fail (%v) or syncfs did not report it: the full backing store did not fail writes", zWriteback)

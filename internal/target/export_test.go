@@ -1,6 +1,9 @@
 package target
 
-import "time"
+import (
+	"testing"
+	"time"
+)
 
 // SetParallelSyncs sets how many fsyncs a commit runs at once and returns
 // the previous value.
@@ -34,11 +37,11 @@ func (d *Dir) LastCommitTimings() (sync, record time.Duration) {
 // KernelVersion is kernelVersion.
 var KernelVersion = kernelVersion
 
-// SetSyncfs replaces syncfs(2) and returns the previous function.
-func SetSyncfs(f func(fd int) error) func(fd int) error {
+// SetSyncfs replaces syncfs(2) until the end of the test.
+func SetSyncfs(t testing.TB, f func(fd int) error) {
 	old := syncfs
 	syncfs = f
-	return old
+	t.Cleanup(func() { syncfs = old })
 }
 
 // SpendReserve gives up d's reserve of descriptors, as a shortage that
