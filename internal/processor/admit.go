@@ -164,13 +164,18 @@ const rebalanceEvery = 250 * time.Millisecond
 
 // admit registers a new connection, or closes it when a limit is reached.
 // Past MaxHandshakes it waits for a slot (awaitSlot) unless it may take
-// one (victimBefore) or its peer hogs them (hogs).
-func (p *Processor) admit(conn net.Conn) (*session, bool) {
+// one (victimBefore) or its peer hogs them (hogs). With the descriptor
+// budget full it does neither and reports full, leaving conn open.
+func (p *Processor) admit(conn net.Conn) (s *session, ok, full bool) {
 	peer := peerKey(conn.RemoteAddr())
-	s := newSession(p, conn)
+	s = newSession(p, conn)
 	s.ip = peer
 	p.mu.Lock()
 	why, victims := p.admitLocked(s)
+	if why == whyNoDescriptors {
+		p.mu.Unlock()
+		return nil, false, true
+	}
 	if why != "" {
 		if time.Since(p.limitLogged) > 10*time.Second {
 			p.limitLogged = time.Now()
@@ -179,7 +184,7 @@ func (p *Processor) admit(conn net.Conn) (*session, bool) {
 		p.mu.Unlock()
 		_ = conn.Close() // refused before any byte was read
 		p.m.refused(wire.CodeLimit)
-		return nil, false
+		return nil, false, false
 	}
 	p.sessions[s] = struct{}{}
 	p.peers[peer]++
@@ -187,8 +192,12 @@ func (p *Processor) admit(conn net.Conn) (*session, bool) {
 	for _, v := range victims {
 		p.evict(v, peer)
 	}
-	return s, true
+	return s, true, false
 }
+
+// whyNoDescriptors is admitLocked's answer for a connection that must wait
+// for descriptors (admitWithin).
+const whyNoDescriptors = "descriptors"
 
 // admitLocked gives s a handshake slot or a place among the waiting, and
 // returns the connections it takes them from; or why it is refused.
@@ -196,12 +205,18 @@ func (p *Processor) admitLocked(s *session) (why string, victims []*session) {
 	if p.cfg.MaxConnsPerPeer > 0 && p.peers[s.ip] >= p.cfg.MaxConnsPerPeer {
 		return "too many connections from this peer", nil
 	}
-	if len(p.sessions) >= p.cfg.MaxConns {
+	if atMax, noFDs := len(p.sessions) >= p.cfg.MaxConns, p.fdBudget > 0 && len(p.sessions) >= p.fdBudget; atMax || noFDs {
 		// Waiting connections give way to a peer holding fewer of them,
-		// as handshakes do: many silent ones cannot fill MaxConns.
+		// as handshakes do: many silent ones cannot fill MaxConns, nor
+		// the descriptor budget.
+		// With none waiting, a connection past the descriptor budget
+		// waits to be admitted (admitWithin).
 		v := p.waiting.victim(s.ip)
-		if v == nil {
+		switch {
+		case v == nil && (atMax || p.waiting.n > 0):
 			return "too many connections", nil
+		case v == nil:
+			return whyNoDescriptors, nil
 		}
 		p.waiting.remove(v)
 		victims = append(victims, v)

@@ -43,7 +43,7 @@ const (
 // TestDescriptorLimitChild) whose limit is lowered: the limit of this one
 // is shared by the other tests.
 func TestDescriptorLimit(t *testing.T) {
-	addr, adminAddr, budget := startLimitedChild(t)
+	addr, adminAddr, budget := startLimitedChild(t, fdLimit, 16)
 	if budget <= 0 || budget >= fdCollectors {
 		t.Fatalf("connection budget %d under a limit of %d descriptors: the test needs fewer than %d", budget, fdLimit, fdCollectors)
 	}
@@ -125,12 +125,13 @@ func checkHealthz(t *testing.T, addr string) {
 	}
 }
 
-// startLimitedChild runs TestDescriptorLimitChild and returns the
-// addresses it serves on and its connection budget.
-func startLimitedChild(t *testing.T) (addr, adminAddr string, budget int) {
+// startLimitedChild runs TestDescriptorLimitChild with a descriptor limit
+// of limit and --max-open-files maxOpenFiles, and returns the addresses it
+// serves on and its connection budget.
+func startLimitedChild(t *testing.T, limit, maxOpenFiles int) (addr, adminAddr string, budget int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDescriptorLimitChild$", "-test.v")
-	cmd.Env = append(os.Environ(), "THUNDER_FD_CHILD=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("THUNDER_FD_CHILD=%d,%d", limit, maxOpenFiles))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = t.Output()
 	stdin, err := cmd.StdinPipe()
@@ -169,19 +170,20 @@ func startLimitedChild(t *testing.T) (addr, adminAddr string, budget int) {
 // its own descriptor limit, serves, prints "SERVING addr admin-addr
 // budget" and stops when its stdin closes.
 func TestDescriptorLimitChild(t *testing.T) {
-	if os.Getenv("THUNDER_FD_CHILD") == "" {
+	var limit, maxOpenFiles uint64
+	if _, err := fmt.Sscanf(os.Getenv("THUNDER_FD_CHILD"), "%d,%d", &limit, &maxOpenFiles); err != nil {
 		t.Skip("run by TestDescriptorLimit in a child process")
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	lim.Cur = fdLimit
+	lim.Cur = limit
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
 	srv := mustServe(t, "", func(c *processor.Config) {
-		c.MaxOpenFiles = 16
+		c.MaxOpenFiles = int(maxOpenFiles)
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
 	ad, err := admin.New(admin.Config{Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})

@@ -86,3 +86,11 @@ func (s stallStream) Append(w stream.Owner, c stream.Chunk) error {
 // ConnBudget returns how many connections p accepts before it waits for
 // descriptors (0: no limit).
 func ConnBudget(p *Processor) int { return p.fdBudget }
+
+// SetConnBudget sets how many connections p accepts before it waits for
+// descriptors, as a lower descriptor limit would.
+func SetConnBudget(p *Processor, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fdBudget = n
+}

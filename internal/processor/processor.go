@@ -139,8 +139,8 @@ func (c Config) Validate() error {
 	} else if c.Identity == identity.ModeKnown && c.pinFile() == "" {
 		errs = append(errs, errors.New("collector identity mode known needs a pin file (--known-collectors or a target dir)"))
 	}
-	if c.MaxOpenFiles < 16 {
-		errs = append(errs, fmt.Errorf("--max-open-files=%d: must be at least 16", c.MaxOpenFiles))
+	if c.MaxOpenFiles < minOpenFiles {
+		errs = append(errs, fmt.Errorf("--max-open-files=%d: must be at least %d", c.MaxOpenFiles, minOpenFiles))
 	}
 	if c.ScrubInterval < 0 || c.ScrubRate < 0 {
 		errs = append(errs, fmt.Errorf("--scrub-interval=%s, --scrub-rate=%d: must not be negative", c.ScrubInterval, c.ScrubRate))
@@ -192,7 +192,7 @@ type Processor struct {
 	hs          handshakes     // in their handshake, holding a slot
 	waiting     handshakes     // accepted, waiting for a slot (awaitSlot)
 	fdBudget    int            // connections the descriptor limit leaves room for (0: none); descriptors.go
-	left        chan struct{}  // a session ended (coalesced): waitDescriptors looks again
+	left        chan struct{}  // a session ended (coalesced): admitWithin looks again
 	limitLogged time.Time
 	evictLogged time.Time
 	evictions   int // since evictLogged
@@ -229,13 +229,9 @@ func New(cfg Config) (*Processor, error) {
 		logLimit: connLog(),
 		refusals: lograte.NewKeyed(refusalLogEvery, maxRefusalKeys),
 		scrubM:   newScrubMetrics(cfg.Registerer),
-		fdBudget: connBudget(cfg.MaxOpenFiles),
 		left:     make(chan struct{}, 1),
 	}
-	if p.fdBudget > 0 && p.fdBudget < cfg.MaxConns {
-		p.log.Warn("the descriptor limit leaves room for fewer connections than max conns; more wait to be accepted (raise ulimit -n)",
-			"conns", p.fdBudget, "max_conns", cfg.MaxConns, "max_open_files", cfg.MaxOpenFiles, "reserve", fdReserve)
-	}
+	p.budgetDescriptors()
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if err := p.open(); err != nil {
 		p.Close()
@@ -346,7 +342,6 @@ func (p *Processor) runOutputs(ctx context.Context, fail func()) <-chan error {
 func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	var failures int
 	for {
-		p.waitDescriptors(ctx)
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -363,7 +358,7 @@ func (p *Processor) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGr
 			return fmt.Errorf("accept: %w", err)
 		}
 		failures = 0
-		s, ok := p.admit(conn)
+		s, ok := p.admitWithin(ctx, conn)
 		if !ok {
 			continue
 		}

@@ -24,19 +24,19 @@ import (
 func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	for try := 0; ; try++ {
 		err := s.append(owner, c, try)
-		if err != errNoRoom {
+		if err != errNoRoom && err != errNoFDs {
 			return err
 		}
 		if try == roomTries {
 			return fmt.Errorf("%w: %s: out of file descriptors (%d target files open; --max-open-files is %d)", ErrStorage, s.f.name, s.d.openFDs.Load(), s.d.cfg.MaxOpenFiles)
 		}
-		s.d.makeRoom(try > 0)
+		s.d.makeRoom(err == errNoFDs && try > 0)
 	}
 }
 
-// append is one try of Append. It returns errNoRoom, having done nothing,
-// if the file needs a descriptor and there is none: at the first try when
-// MaxOpenFiles are open, at any try when the process is out of them.
+// append is one try of Append. It returns, having done nothing, errNoRoom
+// if the file needs a descriptor and MaxOpenFiles are open (but at the last
+// try), errNoFDs if the process is out of them.
 func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 	d, f := s.d, s.f
 	f.mu.Lock()
@@ -54,14 +54,15 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
 	}
 	if f.fd == nil {
-		if try == 0 && d.openFDs.Load() >= int64(d.cfg.MaxOpenFiles) {
+		if !d.takeFD(try) {
 			f.mu.Unlock()
 			return errNoRoom
 		}
 		if err := d.openLocked(f); err != nil {
+			d.openFDs.Add(-1)
 			f.mu.Unlock()
 			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
-				return errNoRoom
+				return errNoFDs
 			}
 			return err
 		}
@@ -99,9 +100,12 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 // openLocked opens f's file for appending, creating it and its parent
 // directories, and records it before the first write: a crash before the
 // next commit must cut it back to where we found it, since the streams
-// writing to it resend from their committed offsets. f.mu is held.
+// writing to it resend from their committed offsets. f.mu is held, and
+// the descriptor counted (takeFD).
 func (d *Dir) openLocked(f *file) error {
 	fd, created, err := d.tree.openFile(f.name, unix.O_APPEND, true, d.cfg.FileMode)
+	// Synced whatever fails next: the next open finds what this one made.
+	d.dirsCreated(created)
 	if err != nil {
 		return err
 	}
@@ -114,8 +118,6 @@ func (d *Dir) openLocked(f *file) error {
 		// Closed while idle, and nothing changed it since: its record, and
 		// its claim on the inode, hold.
 		f.fd, f.size = fd, info.size
-		d.openFDs.Add(1)
-		d.dirsCreated(created)
 		return nil
 	}
 	d.queueDrop(f) // the record of what the name held before, if any
@@ -138,8 +140,6 @@ func (d *Dir) openLocked(f *file) error {
 		return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
 	}
 	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
-	d.openFDs.Add(1)
-	d.dirsCreated(created)
 	return nil
 }
 

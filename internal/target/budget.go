@@ -14,13 +14,33 @@ import (
 // (all in them committed), or, when every open file holds uncommitted
 // data, has a commit made so that some become idle, and waits for it.
 
-// errNoRoom: an append needs a descriptor and none is free yet.
-var errNoRoom = errors.New("no file descriptor free")
+// errNoRoom: an append needs a descriptor and MaxOpenFiles are open;
+// errNoFDs: the process is out of them (EMFILE, ENFILE), below MaxOpenFiles.
+var (
+	errNoRoom = errors.New("no file descriptor free")
+	errNoFDs  = errors.New("out of file descriptors")
+)
 
 const (
 	roomTries = 4               // makeRoom calls an append waits through
 	roomWait  = 2 * time.Second // at most, per makeRoom
 )
+
+// takeFD counts a descriptor about to be opened, if fewer than MaxOpenFiles
+// are: counted before the open, so that appends opening at once cannot all
+// pass the check. The last of an append's tries takes one anyway: a
+// shortage that outlasts its waits slows it, it does not fail it.
+func (d *Dir) takeFD(try int) bool {
+	for {
+		n := d.openFDs.Load()
+		if n >= int64(d.cfg.MaxOpenFiles) && try < roomTries {
+			return false
+		}
+		if d.openFDs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
 // makeRoom closes idle target files until fewer than MaxOpenFiles are open
 // or, with short (the process ran out of descriptors below the budget), half

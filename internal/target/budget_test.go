@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"thunder/internal/target"
 )
@@ -16,23 +18,77 @@ import (
 // TestDescriptorBudget: with more target files than MaxOpenFiles, appends
 // to all of them, round after round, never hold more than MaxOpenFiles
 // descriptors and never fail: a file without one waits for an idle file to
-// be closed, or for a commit that makes one idle.
+// be closed, or for a commit that makes one idle. So with an appender per
+// file too (a session each): past its first try an append opened its file
+// whatever the count, so every one that had waited for room opened at once
+// (177 descriptors under a budget of 16).
 func TestDescriptorBudget(t *testing.T) {
+	for _, concurrent := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one appender", true: "an appender per file"}[concurrent], func(t *testing.T) {
+			testDescriptorBudget(t, concurrent)
+		})
+	}
+}
+
+func testDescriptorBudget(t *testing.T, concurrent bool) {
 	const budget, files, rounds = 16, 200, 5
 	dir := t.TempDir()
-	d, o, streams, stop := runWithStreams(t, dir, budget, files, func(i int) string { return fmt.Sprintf("f%03d.log", i) })
-	ends := make([]uint64, files)
-	peak := 0
-	for r := range rounds {
+	_, o, streams, stop := runWithStreams(t, dir, budget, files, func(i int) string { return fmt.Sprintf("f%03d.log", i) })
+	var peak atomic.Int64
+	sample := func() {
+		if n := int64(fdsUnder(dir)); n > peak.Load() {
+			peak.Store(n)
+		}
+	}
+	errs := make([]error, files)
+	appendAll := func(i int, s *target.Stream) {
+		var end uint64
+		for r := range rounds {
+			p := []byte(fmt.Sprintf("round %d file %d\n", r, i))
+			if errs[i] = s.Append(o, chunk(end, end+uint64(len(p)), p)); errs[i] != nil {
+				return
+			}
+			end += uint64(len(p))
+			if !concurrent {
+				sample()
+			}
+		}
+	}
+	if concurrent {
+		done := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Millisecond):
+					sample()
+				}
+			}
+		}()
+		var wg sync.WaitGroup
 		for i, s := range streams {
-			ends[i] = mustAppend(t, d, s, o, ends[i], fmt.Sprintf("round %d file %d\n", r, i))
-			peak = max(peak, fdsUnder(dir))
+			wg.Go(func() { appendAll(i, s) })
+		}
+		wg.Wait()
+		close(done)
+		<-sampled
+	} else {
+		for i, s := range streams {
+			appendAll(i, s)
 		}
 	}
 	stop()
-	t.Logf("%d files × %d rounds: at most %d target descriptors open (budget %d)", files, rounds, peak, budget)
-	if peak > budget {
-		t.Errorf("%d target descriptors open at once, budget %d", peak, budget)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("f%03d: %v", i, err)
+		}
+	}
+	t.Logf("%d files × %d rounds: at most %d target descriptors open (budget %d)", files, rounds, peak.Load(), budget)
+	if peak.Load() > budget {
+		t.Errorf("%d target descriptors open at once, budget %d", peak.Load(), budget)
 	}
 	for i := range files {
 		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%03d.log", i)))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,6 +40,7 @@ type snapshot struct {
 	size      int64
 	committed int64 // f.committed for fd when taken
 	close     bool  // Reopen: fd was taken from f; close it once recorded
+	fsync     bool  // fd is synced with an fsync of its own, never syncfs (sync.go)
 	streams   []streamAt
 	ledger    ledgerAt // f's ledger entry at size
 }
@@ -127,14 +129,9 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		}
 		ok = append(ok, sn)
 	}
-	for dir := range p.dirs {
-		if err := d.syncDir(dir); err != nil {
-			errs = append(errs, err)
-			d.pendMu.Lock()
-			d.dirSync[dir] = struct{}{}
-			d.pendMu.Unlock()
-		}
-	}
+	unsynced, dirErrs := d.syncDirs(p.dirs)
+	errs = append(errs, dirErrs...)
+	ok = d.holdUnder(ok, unsynced)
 
 	recordStart := time.Now()
 	d.timings.sync = recordStart.Sub(syncStart)
@@ -183,7 +180,8 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		d.rewindLocked(f)
 		return snapshot{}, false
 	}
-	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed}
+	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
+	f.fsync = false
 	if f.fd != nil {
 		sn.ledger = f.takeLedger(f.size)
 	}
@@ -299,6 +297,44 @@ func dropRecord(b *bolt.Bucket, dr drop) error {
 		return nil
 	}
 	return b.Delete(dr.key)
+}
+
+// syncDirs fsyncs the directories whose entries changed and returns those
+// that failed, queued for the next commit, with their errors.
+func (d *Dir) syncDirs(dirs map[string]struct{}) (failed []string, errs []error) {
+	for dir := range dirs {
+		if err := d.syncDir(dir); err != nil {
+			errs = append(errs, err)
+			failed = append(failed, dir)
+			d.pendMu.Lock()
+			d.dirSync[dir] = struct{}{}
+			d.pendMu.Unlock()
+		}
+	}
+	return failed, errs
+}
+
+// holdUnder keeps pending, unrecorded, the snapshots of files under the
+// directories whose fsync failed (their entries, or their parents', may
+// not be durable: a crash could lose the files with all in them) and
+// returns the others. The next commit syncs the directories again.
+func (d *Dir) holdUnder(snaps []snapshot, dirs []string) []snapshot {
+	if len(dirs) == 0 {
+		return snaps
+	}
+	under := func(name string) bool {
+		return slices.ContainsFunc(dirs, func(dir string) bool { return dir == "." || strings.HasPrefix(name, dir+"/") })
+	}
+	var held, rest []snapshot
+	for _, sn := range snaps {
+		if under(sn.f.name) {
+			held = append(held, sn)
+		} else {
+			rest = append(rest, sn)
+		}
+	}
+	d.unrecorded(held, errors.New("its directory could not be synced"))
+	return rest
 }
 
 // unrecorded keeps the snapshots pending after a failed state transaction:
@@ -421,6 +457,12 @@ func (d *Dir) rewindLocked(f *file) {
 
 func (d *Dir) syncDir(dir string) error {
 	fd, _, err := d.tree.openDir(dir, false)
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		// What the reserve is for (budget.go).
+		d.reserve.release()
+		fd, _, err = d.tree.openDir(dir, false)
+		d.reserve.take(int(d.tree.root.Fd()))
+	}
 	if err != nil {
 		return fmt.Errorf("%w: open dir %s: %v", ErrStorage, dir, err)
 	}

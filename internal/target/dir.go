@@ -126,6 +126,7 @@ type file struct {
 	last      time.Time // last append, for CloseIdle
 	reopen    bool      // the next commit closes fd so the name is opened afresh
 	syncing   bool      // a commit's snapshot holds fd: it must not be closed
+	fsync     bool      // a syncfs failed while fd was open: only fd's own fsync reports fd's errors (sync.go)
 	broken    error     // a write could not be undone or a sync failed: rewind at commit
 	touched   map[*Stream]struct{}
 	streams   map[*Stream]struct{} // every in-memory stream bound to this file

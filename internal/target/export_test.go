@@ -1,6 +1,9 @@
 package target
 
-import "time"
+import (
+	"testing"
+	"time"
+)
 
 // SetParallelSyncs sets how many fsyncs a commit runs at once and returns
 // the previous value.
@@ -33,3 +36,29 @@ func (d *Dir) LastCommitTimings() (sync, record time.Duration) {
 
 // KernelVersion is kernelVersion.
 var KernelVersion = kernelVersion
+
+// SetSyncfs replaces syncfs(2) until the end of the test.
+func SetSyncfs(t testing.TB, f func(fd int) error) {
+	old := syncfs
+	syncfs = f
+	t.Cleanup(func() { syncfs = old })
+}
+
+// SpendReserve gives up d's reserve of descriptors, as a shortage that
+// outlasts it does.
+func SpendReserve(d *Dir) { d.reserve.release() }
+
+// DirsToSync returns the directories the next commit fsyncs.
+func DirsToSync(d *Dir) []string {
+	d.pendMu.Lock()
+	defer d.pendMu.Unlock()
+	var dirs []string
+	for dir := range d.dirSync {
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// BreakState closes d's state store under it, as a store that fails every
+// transaction (its disk full) would make them fail.
+func BreakState(d *Dir) { _ = d.db.Close() }

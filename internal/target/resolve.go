@@ -38,7 +38,7 @@ var errLink = errors.New("a component is a symbolic link (links in the target di
 // openDir opens dir (a cleaned relative name, "." for the root) and, with
 // create, makes what is missing of it. It returns the directories whose
 // entries changed, which must be fsynced before anything in them is
-// acknowledged.
+// acknowledged: on error too, as what it made stays.
 func (t *tree) openDir(dir string, create bool) (fd int, created []string, err error) {
 	fd, err = unix.Openat(int(t.root.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -64,17 +64,17 @@ func (t *tree) openDir(dir string, create bool) (fd int, created []string, err e
 		unix.Close(fd)
 		at = path.Join(at, c)
 		if err != nil {
-			return -1, nil, pathError(at, err)
+			return -1, created, pathError(at, err)
 		}
 		fd = next
 		info, err := statFD(fd)
 		if err != nil {
 			unix.Close(fd)
-			return -1, nil, fmt.Errorf("%w: stat %s: %w", ErrStorage, at, err)
+			return -1, created, fmt.Errorf("%w: stat %s: %w", ErrStorage, at, err)
 		}
 		if info.id.sameInode(t.state) {
 			unix.Close(fd)
-			return -1, nil, fmt.Errorf("%w: %s is the processor's state directory", ErrName, at)
+			return -1, created, fmt.Errorf("%w: %s is the processor's state directory", ErrName, at)
 		}
 	}
 	return fd, created, nil
@@ -82,11 +82,12 @@ func (t *tree) openDir(dir string, create bool) (fd int, created []string, err e
 
 // openFile opens name for writing (flags are added to O_WRONLY, with
 // O_NOFOLLOW and O_NONBLOCK: a FIFO at the name fails instead of blocking).
-// With create, a missing file and its directories are made with mode.
+// With create, a missing file and its directories are made with mode; the
+// directories whose entries changed are returned on error too.
 func (t *tree) openFile(name string, flags int, create bool, mode os.FileMode) (f *os.File, created []string, err error) {
 	dfd, created, err := t.openDir(path.Dir(name), create)
 	if err != nil {
-		return nil, nil, err
+		return nil, created, err
 	}
 	defer unix.Close(dfd)
 	base := path.Base(name)
@@ -96,9 +97,9 @@ func (t *tree) openFile(name string, flags int, create bool, mode os.FileMode) (
 	var st unix.Stat_t
 	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return nil, nil, pathError(name, unix.ELOOP)
+			return nil, created, pathError(name, unix.ELOOP)
 		}
-		return nil, nil, fmt.Errorf("%w: %s: not a regular file", ErrName, name)
+		return nil, created, fmt.Errorf("%w: %s: not a regular file", ErrName, name)
 	}
 	fd, err := unix.Openat(dfd, base, flags, 0)
 	if err == unix.ENOENT && create {
@@ -108,7 +109,7 @@ func (t *tree) openFile(name string, flags int, create bool, mode os.FileMode) (
 		}
 	}
 	if err != nil {
-		return nil, nil, pathError(name, err)
+		return nil, created, pathError(name, err)
 	}
 	return os.NewFile(uintptr(fd), name), created, nil
 }

@@ -21,6 +21,10 @@ var maxParallelSyncs = 32
 // BENCHMARKS.md). A variable for that benchmark.
 var syncfsMin = 32
 
+// syncfs is syncfs(2) (a variable for a test that acts in the middle of
+// one).
+var syncfs = unix.Syncfs
+
 // syncAll makes the snapshots' files durable and returns each one's error.
 // Files on the target's file system are synced with one syncfs(2) when
 // there are many of them; if it fails, each is fsynced, so the failure is
@@ -33,22 +37,38 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 	for i, sn := range snaps {
 		switch {
 		case sn.fd == nil:
-		case sn.id.Dev == d.fsDev:
+		case sn.id.Dev == d.fsDev && !sn.fsync:
 			same = append(same, i)
 		default:
 			other = append(other, i)
 		}
 	}
 	if d.syncfs && len(same) >= syncfsMin {
-		if err := unix.Syncfs(int(d.tree.root.Fd())); err == nil {
+		if err := syncfs(int(d.tree.root.Fd())); err == nil {
 			d.m.syncedFS()
 			same = nil
 		} else {
 			d.log.Warn("syncfs of the target file system failed; syncing each file to find the failed ones", "files", len(same), "err", err)
+			d.syncfsFailed()
 		}
 	}
 	fsyncEach(snaps, append(same, other...), errs)
 	return errs
+}
+
+// syncfsFailed has the next commit of every open target file fsync it. The
+// error syncfs just reported, once for the file system, may be that of a
+// file this commit does not hold (written since its snapshot, its pages
+// written back by this syncfs or the kernel's flusher): the next syncfs
+// reports nothing, and only that file's own descriptor still has the error.
+// A file written since is open now: it cannot be closed with data
+// uncommitted. commitMu is held.
+func (d *Dir) syncfsFailed() {
+	for _, f := range d.allFiles() {
+		f.mu.Lock()
+		f.fsync = f.fd != nil
+		f.mu.Unlock()
+	}
 }
 
 // fsyncEach fsyncs the snapshots at idx, several at once: the file system

@@ -21,12 +21,7 @@ import (
 func TestSyncfsFailure(t *testing.T) {
 	defer target.SetSyncfsMin(target.SetSyncfsMin(1))
 	dir, fillBacking, freeBacking := failingExt4Free(t)
-	var logs syncBuffer
-	d, err := target.Open(target.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, logs := openLogged(t, dir)
 	const files = 20
 	type st struct {
 		s     *target.Stream
@@ -88,6 +83,19 @@ func TestSyncfsFailure(t *testing.T) {
 			t.Errorf("f%02d.log: %d bytes, want exactly the %d committed", i, len(got), len(x.ok))
 		}
 	}
+}
+
+// openLogged opens a Dir on dir whose log is returned, closed at the end
+// of the test.
+func openLogged(t *testing.T, dir string) (*target.Dir, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	d, err := target.Open(target.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d, logs
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test at once.
