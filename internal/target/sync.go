@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // maxParallelSyncs bounds the fsyncs a commit runs at once (a variable for
@@ -40,7 +38,7 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 		}
 	}
 	if d.syncfs && len(same) >= syncfsMin {
-		if err := unix.Syncfs(int(d.tree.root.Fd())); err == nil {
+		if err := syncfs(d.tree.root); err == nil {
 			d.m.syncedFS()
 			same = nil
 		} else {
@@ -71,18 +69,6 @@ func fsyncEach(snaps []snapshot, idx []int, errs []error) {
 		})
 	}
 	wg.Wait()
-}
-
-// syncfsReportsErrors reports whether this kernel's syncfs(2) returns
-// writeback errors: before Linux 5.8 it always returned 0, and a commit
-// must not take that for durability.
-func syncfsReportsErrors() bool {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return false
-	}
-	major, minor, ok := kernelVersion(unix.ByteSliceToString(u.Release[:]))
-	return ok && (major > 5 || major == 5 && minor >= 8)
 }
 
 // kernelVersion parses the "6.18" of a release such as "6.18.44-fc".
