@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/admin"
+	"thunder/internal/harness"
 	"thunder/internal/harness/peer"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
@@ -131,7 +132,7 @@ func startLimitedChild(t *testing.T) (addr, adminAddr string, budget int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDescriptorLimitChild$", "-test.v")
 	cmd.Env = append(os.Environ(), "THUNDER_FD_CHILD=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = harness.DiesWithParent()
 	cmd.Stderr = t.Output()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
