@@ -16,7 +16,7 @@ out=${2:?usage: release.sh VERSION OUTDIR [GOOS/GOARCH ...]}
 shift 2
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-	targets=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 windows/amd64)
+	targets=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64)
 fi
 case $version in
 v[0-9]*.[0-9]*.[0-9]*) ;;
