@@ -49,6 +49,7 @@ for t in "${targets[@]}"; do
 	name=thunder_${version#v}_${goos}_${goarch}
 	dir=$work/$name
 	mkdir -p "$dir"
+	# The flags of make cross, which warms the build cache for this.
 	CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch go build -trimpath -ldflags "$ldflags" -o "$dir/$exe" ./cmd/thunder
 	if [ -z "${PACKAGES_ONLY:-}" ]; then
 		cp "${docs[@]}" "$dir/"
