@@ -77,7 +77,7 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 		return // a writer holds LOCK_SH
 	}
 	path := c.abs(s.rec.Path)
-	pids, err := inuse.OpenBy(path, false)
+	pids, err := c.openBy(path, false)
 	switch {
 	case errors.Is(err, inuse.ErrNoProcAccess):
 		if !c.noProcLogged {
