@@ -40,8 +40,11 @@ release:
 	@case "$(VERSION)" in v*) ;; *) echo "usage: make release VERSION=v1.2.3"; exit 2;; esac
 	packaging/release.sh $(VERSION) dist $(TARGETS)
 
+# go test -json through internal/testsum: progress while the long e2e
+# package runs, the skipped tests with their reasons at the end, and go
+# test's exit status (go run turns a failure into status 1).
 unit:
-	$(GO) test -race -timeout 20m ./...
+	$(GO) run ./internal/testsum -race -timeout 20m ./...
 
 # One fuzz target per run (go test -fuzz restriction), bounded in time.
 fuzz:

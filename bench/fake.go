@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"thunder/internal/backoff"
 	"thunder/internal/harness/peer"
 	"thunder/internal/linecheck"
 	"thunder/internal/wire"
@@ -18,82 +19,107 @@ const fakeTimeout = 30 * time.Second
 // fakeStream is one stream of a fake connection, handle = its index + 1.
 type fakeStream struct {
 	fakeStreamSpec
-	sent  int64 // bytes sent, source offsets; owned by send
+	id    []byte // stream id, the same on every connection
+	sent  int64  // bytes sent on this connection, source offsets; owned by send
+	high  int64  // the most ever sent; owned by send
+	max   int64  // stop there; owned by send
 	acked atomic.Int64
 }
 
-// fakeConn is one connection of a fake collector, carrying one or more
-// streams, as the real collector does to each processor it needs.
+// fakeConn is one fake collector's link to a processor, carrying one or
+// more streams, as the real collector does to each processor it needs.
+// Like the real one it reconnects when the link breaks and resumes each
+// stream where the processor's Opened says.
 type fakeConn struct {
+	addr    string
 	id      string // collector name
 	pc      *peer.Conn
 	streams []*fakeStream
 	wake    chan struct{}
 	window  int64 // bytes unacknowledged per stream at most
-	sendErr error // owned by send
-	ackErr  error // owned by readAcks, read after done
+	sendErr error // owned by send, read after it returned
 	done    chan struct{}
+	// dials counts connections made (1 + reconnects); since is when the
+	// last one's streams were opened again (unix ns).
+	dials atomic.Int64
+	since atomic.Int64
+	// lastAck is when the last Ack came (unix ns).
+	lastAck atomic.Int64
 }
 
 // dialFake connects to addr as collector spec.collector and opens its
 // streams, handles 1, 2, ….
 func dialFake(addr string, spec fakeSpec) (*fakeConn, error) {
-	pc, err := peer.Dial(addr, "", fakeTimeout)
-	if err != nil {
-		return nil, err
-	}
-	c := &fakeConn{id: spec.collector, pc: pc, wake: make(chan struct{}, 1), window: spec.window, done: make(chan struct{})}
+	c := &fakeConn{addr: addr, id: spec.collector, wake: make(chan struct{}, 1), window: spec.window}
 	if c.window <= 0 {
 		c.window = fakeWindow
 	}
-	if err := c.handshake(spec.streams); err != nil {
-		pc.Close()
+	for _, st := range spec.streams {
+		c.streams = append(c.streams, &fakeStream{fakeStreamSpec: st, id: peer.StreamID()})
+	}
+	if err := c.connect(); err != nil {
 		return nil, fmt.Errorf("%s: %w", c.id, err)
+	}
+	return c, nil
+}
+
+// connect dials c.addr, shakes hands and opens every stream at the offset
+// the processor has, then starts reading acknowledgements.
+func (c *fakeConn) connect() error {
+	pc, err := peer.Dial(c.addr, "", fakeTimeout)
+	if err != nil {
+		return err
+	}
+	if err := c.handshake(pc); err != nil {
+		pc.Close()
+		return err
 	}
 	// No read deadline in the data phase: it is bounded by the caller.
 	pc.ReadTimeout = 0
 	_ = pc.SetReadDeadline(time.Time{})
-	go c.readAcks()
-	return c, nil
+	c.pc, c.done = pc, make(chan struct{})
+	c.dials.Add(1)
+	c.since.Store(time.Now().UnixNano())
+	go c.readAcks(pc, c.done)
+	return nil
 }
 
 // handshake sends the preface and Hello, reads Welcome and proves the
-// name, then opens each stream and reads its Opened (PROTOCOL.md §3, §4).
-func (c *fakeConn) handshake(streams []fakeStreamSpec) error {
-	if _, err := c.pc.Handshake(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: c.id, Software: "thunder-bench"}); err != nil {
+// name, then opens each stream and reads its Opened (PROTOCOL.md §3, §4):
+// sending resumes at the offset it gives, which must lie between what was
+// acknowledged and what was sent.
+func (c *fakeConn) handshake(pc *peer.Conn) error {
+	if _, err := pc.Handshake(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: c.id, Software: "thunder-bench"}); err != nil {
 		return err
 	}
-	for i, s := range streams {
-		h := uint32(i + 1)
-		op, err := c.pc.Open(h, peer.StreamID(), s.name, 0)
+	for i, s := range c.streams {
+		acked := s.acked.Load()
+		op, err := pc.Open(uint32(i+1), s.id, s.name, uint64(acked))
 		if err != nil {
 			return err
 		}
-		if op.Offset != 0 {
-			return fmt.Errorf("stream opened at %d (handle %d), want 0", op.Offset, op.Handle)
+		if off := int64(op.Offset); off < acked || off > s.high {
+			return fmt.Errorf("%s opened at %d, acknowledged %d, sent %d: bytes lost", s.name, off, acked, s.high)
 		}
-		c.streams = append(c.streams, &fakeStream{fakeStreamSpec: s})
+		s.sent = int64(op.Offset)
+		s.acked.Store(s.sent)
 	}
 	return nil
 }
 
-// readAcks records each stream's acknowledged offset until the connection
-// closes.
-func (c *fakeConn) readAcks() {
-	defer close(c.done)
-	defer c.pc.R.Close()
+// readAcks records each stream's acknowledged offset until pc closes or
+// sends anything but an Ack (an Error before closing), then closes done.
+func (c *fakeConn) readAcks(pc *peer.Conn, done chan struct{}) {
+	defer close(done)
+	defer pc.R.Close()
+	defer c.poke()
 	for {
-		f, err := c.pc.R.Next()
-		if err != nil {
-			return // closed at the end of the run
-		}
-		if f.Type != wire.TypeAck {
-			c.ackErr = fmt.Errorf("%s: unexpected %s", c.id, f.Type)
-			return
+		f, err := pc.R.Next()
+		if err != nil || f.Type != wire.TypeAck {
+			return // the link broke or was refused: send reconnects
 		}
 		var a wirepb.Ack
 		if err := wire.Decode(f, &a); err != nil {
-			c.ackErr = err
 			return
 		}
 		for _, s := range a.Streams {
@@ -105,54 +131,107 @@ func (c *fakeConn) readAcks() {
 				st.acked.Store(int64(s.Offset))
 			}
 		}
+		c.lastAck.Store(time.Now().UnixNano())
+		c.poke()
+	}
+}
+
+func (c *fakeConn) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconnect closes the broken link and connects again, backing off, until
+// it succeeds or quit is closed.
+func (c *fakeConn) reconnect(quit <-chan struct{}) bool {
+	c.pc.Close() // broken
+	<-c.done
+	for try := 1; ; try++ {
+		err := c.connect()
+		if err == nil {
+			return true
+		}
 		select {
-		case c.wake <- struct{}{}:
-		default:
+		case <-quit:
+			c.sendErr = fmt.Errorf("%s: reconnect: %w", c.id, err)
+			return false
+		case <-time.After(fakeBackoff.Delay(try)):
 		}
 	}
 }
 
+// fakeBackoff spaces a fake collector's reconnects, as the real one's.
+var fakeBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+
 // send writes Data frames of fakeFrameLines lines, one write(2) each, in
 // turn for each stream that has fewer than c.window bytes
-// unacknowledged, until stop is closed or every stream sent limit bytes.
-func (c *fakeConn) send(stop <-chan struct{}, limit int64) {
+// unacknowledged, until every stream sent limit bytes or stop is closed,
+// and then until all it sent is acknowledged (resending what a broken
+// link lost) or quit is closed.
+func (c *fakeConn) send(stop, quit <-chan struct{}, limit int64) {
+	for _, s := range c.streams {
+		s.max = limit
+	}
 	frame := make([]byte, wire.DataPrefixBytes, wire.DataPrefixBytes+fakeFrameLines*lineBytes)
 	for {
 		select {
 		case <-stop:
-			return
+			for _, s := range c.streams {
+				s.max = min(s.max, s.high)
+			}
+			stop = nil
 		default:
 		}
-		sending, sent := false, false
-		for h, s := range c.streams {
-			if s.sent >= limit {
-				continue
-			}
-			sending = true
-			if s.sent-s.acked.Load() >= c.window {
-				continue
-			}
-			frame = appendFakeFrame(frame[:wire.DataPrefixBytes], uint32(h+1), s)
-			if _, err := c.pc.Write(frame); err != nil {
-				c.sendErr = fmt.Errorf("%s: %w", c.id, err)
+		sent, waiting, err := c.sendRound(&frame)
+		switch {
+		case err != nil:
+			if !c.reconnect(quit) {
 				return
 			}
-			s.sent += int64(len(frame) - wire.DataPrefixBytes)
-			sent = true
+			continue
+		case !waiting:
+			return // all sent and acknowledged
+		case sent:
+			continue
 		}
-		if !sending {
+		select {
+		case <-c.wake:
+		case <-stop:
+		case <-quit:
 			return
-		}
-		if !sent {
-			select {
-			case <-c.wake:
-			case <-stop:
-				return
-			case <-c.done:
+		case <-c.done:
+			if !c.reconnect(quit) {
 				return
 			}
 		}
 	}
+}
+
+// sendRound sends one frame of each stream that may send one, and says
+// whether it did, whether any stream still waits to send or for an Ack,
+// and the write error that broke the link.
+func (c *fakeConn) sendRound(frame *[]byte) (sent, waiting bool, err error) {
+	for h, s := range c.streams {
+		acked := s.acked.Load()
+		if s.sent >= s.max {
+			waiting = waiting || acked < s.max
+			continue
+		}
+		waiting = true
+		if s.sent-acked >= c.window {
+			continue
+		}
+		*frame = appendFakeFrame((*frame)[:wire.DataPrefixBytes], uint32(h+1), s)
+		if _, err := c.pc.Write(*frame); err != nil {
+			return sent, true, err
+		}
+		s.sent += int64(len(*frame) - wire.DataPrefixBytes)
+		s.high = max(s.high, s.sent)
+		sent = true
+	}
+	return sent, waiting, nil
 }
 
 // appendFakeFrame appends the next fakeFrameLines linecheck lines of s to
@@ -175,7 +254,7 @@ type fakeConns []*fakeConn
 func (cs fakeConns) sent() (n int64) {
 	for _, c := range cs {
 		for _, s := range c.streams {
-			n += s.sent
+			n += s.high
 		}
 	}
 	return n
@@ -197,9 +276,17 @@ func (cs fakeConns) finish() error {
 	for _, c := range cs {
 		c.pc.Close() // done
 		<-c.done
-		errs = append(errs, c.sendErr, c.ackErr)
+		errs = append(errs, c.sendErr)
 	}
 	return errors.Join(errs...)
+}
+
+// reconnects is how many connections were made again after a link broke.
+func (cs fakeConns) reconnects() (n int64) {
+	for _, c := range cs {
+		n += c.dials.Load() - 1
+	}
+	return n
 }
 
 // close closes the connections still open (cleanup after an error).
@@ -216,7 +303,7 @@ func (cs fakeConns) expect() []linecheck.Expect {
 	var expect []linecheck.Expect
 	for _, c := range cs {
 		for _, s := range c.streams {
-			expect = append(expect, linecheck.Expect{Writer: s.writer, Name: s.name, Lines: uint64(s.sent / lineBytes)})
+			expect = append(expect, linecheck.Expect{Writer: s.writer, Name: s.name, Lines: uint64(s.high / lineBytes)})
 		}
 	}
 	return expect

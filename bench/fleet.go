@@ -35,19 +35,7 @@ func (b *bench) runFleet() error { return b.fleet("fleet", fleetSize, 1) }
 func (b *bench) runFleet10k() error { return b.fleet("fleet10k", 10_000, 3) }
 
 func (b *bench) fleet(name string, collectors, files int) error {
-	plan := make([]fakeSpec, collectors)
-	for i := range plan {
-		id := fmt.Sprintf("c%05d", i)
-		plan[i] = fakeSpec{collector: id}
-		for f := range files {
-			w := fmt.Sprintf("%s-%d", id, f)
-			n := id + ".log"
-			if files > 1 {
-				n = fmt.Sprintf("%s/f%d.log", id, f)
-			}
-			plan[i].streams = append(plan[i].streams, fakeStreamSpec{name: n, writer: w})
-		}
-	}
+	plan := fleetPlan(collectors, files)
 	streamMax := fleetStreamMax * fleetSize / int64(collectors*files) // the same bytes in all
 	r, err := b.runFakes(name, 1, streamMax, func([]string) []fakeSpec { return plan })
 	if err != nil {
@@ -63,9 +51,28 @@ func (b *bench) fleet(name string, collectors, files int) error {
 		fmt.Sprintf("processor CPU %.2f s %s", r.setupCPU[0], quietNote(r.quiet, r.busy)))
 	b.rep.add(title, fmt.Sprintf("Data frames of %d lines, window 64 KiB each, %v", fakeFrameLines, b.liveFor),
 		fmt.Sprintf("%.1f MiB/s acked", tput), ratio(tput, b.ceil.pipe),
-		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB; load generator %.2f core; exactly once (linecheck)",
-			r.linesPerSec(), r.cores(0), r.peakMiB(0), r.selfCores()))
+		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB, %v; load generator %.2f core; %d reconnects; exactly once (linecheck)",
+			r.linesPerSec(), r.cores(0), r.peakMiB(0), r.commits[0], r.selfCores(), r.reconnects))
 	return nil
+}
+
+// fleetPlan is collectors fake collectors of files streams each: one
+// target file each, or a directory of files per collector.
+func fleetPlan(collectors, files int) []fakeSpec {
+	plan := make([]fakeSpec, collectors)
+	for i := range plan {
+		id := fmt.Sprintf("c%05d", i)
+		plan[i] = fakeSpec{collector: id}
+		for f := range files {
+			w := fmt.Sprintf("%s-%d", id, f)
+			n := id + ".log"
+			if files > 1 {
+				n = fmt.Sprintf("%s/f%d.log", id, f)
+			}
+			plan[i].streams = append(plan[i].streams, fakeStreamSpec{name: n, writer: w})
+		}
+	}
+	return plan
 }
 
 // fakeStreamSpec is one file a fake collector streams: its name on the
@@ -89,12 +96,15 @@ type fakeRun struct {
 	setup    time.Duration // connect + handshake + open, all connections
 	setupCPU []float64     // per processor, CPU seconds during setup
 	sent     int64         // bytes sent, all acknowledged
-	took     time.Duration // first Data frame → last Ack
-	cpu      []float64     // per processor, CPU seconds over took
-	selfCPU  float64       // this process (the load generator), CPU seconds over took
-	peakKiB  []int64       // per processor, VmHWM
-	quiet    bool
-	busy     float64
+	// reconnects: connections made again after a link broke
+	reconnects int64
+	took       time.Duration // first Data frame → last Ack
+	cpu        []float64     // per processor, CPU seconds over took
+	selfCPU    float64       // this process (the load generator), CPU seconds over took
+	peakKiB    []int64       // per processor, VmHWM
+	commits    []commitStats // per processor, its group commits over the whole run
+	quiet      bool
+	busy       float64
 }
 
 func (r fakeRun) mibps() float64        { return mibps(r.sent, r.took) }
@@ -134,13 +144,22 @@ type fakeOutput struct {
 // waits (bounded) for the last Acks, stops the processors and checks the
 // union of the target dirs with linecheck: every line exactly once.
 func (b *bench) runFakes(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec) (fakeRun, error) {
-	return b.runFakesTo(name, nprocs, streamMax, plan, nil)
+	return b.runFakesWith(name, nprocs, streamMax, plan, fakeOpts{})
 }
 
-// runFakesTo is runFakes with the processors' output given by out (nil:
-// a target dir each, checked with linecheck.VerifyAll).
-func (b *bench) runFakesTo(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, out *fakeOutput) (fakeRun, error) {
-	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs)}
+// fakeOpts changes what runFakesWith does.
+type fakeOpts struct {
+	out *fakeOutput // the processors' output; nil: a target dir each, checked with linecheck.VerifyAll
+	// during runs while the fakes send, which goes on at least until it
+	// returned.
+	during func(procs daemons, conns fakeConns) error
+}
+
+// runFakesWith is runFakes changed by o.
+func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, o fakeOpts) (fakeRun, error) {
+	out := o.out
+	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs),
+		commits: make([]commitStats, nprocs)}
 	dir, err := b.scratch(name)
 	if err != nil {
 		return r, err
@@ -167,13 +186,16 @@ func (b *bench) runFakesTo(name string, nprocs int, streamMax int64, plan func(a
 	if err != nil {
 		return r, err
 	}
-	if err := b.streamFakes(&r, procs, conns, streamMax); err != nil {
+	if err := b.streamFakes(&r, procs, conns, streamMax, o.during); err != nil {
 		return r, err
 	}
 	if err := conns.finish(); err != nil {
 		return r, err
 	}
 	for i, p := range procs {
+		if addr, err := p.adminAddr(); err == nil {
+			r.commits[i], _ = scrapeCommits(addr) // none with the Kafka output
+		}
 		u, err := p.stop()
 		if err != nil {
 			return r, err
@@ -217,7 +239,7 @@ type daemons []*daemon
 func (b *bench) startFakeProcessors(dir string, nprocs int, out *fakeOutput) (daemons, []string, error) {
 	procs := make(daemons, 0, nprocs)
 	for i := range nprocs {
-		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
+		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", "--admin-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
 		p, err := startDaemon(fmt.Sprintf("processor-%d", i), b.bin, dir, args...)
 		if err != nil {
 			return procs, nil, err
@@ -304,14 +326,26 @@ func (b *bench) connectFakes(r *fakeRun, procs daemons, addrs []string, specs []
 // until all its streams reached streamMax, waits (bounded) for the last
 // Acks, and records the bytes, the time and the CPU of the processors and
 // of this process in r.
-func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMax int64) error {
+func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMax int64, during func(daemons, fakeConns) error) error {
 	c0, err := procs.cpuAndSelf()
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
-	b.sendFakes(conns, streamMax)
+	hold := make(chan struct{})
+	var duringErr error
+	go func() {
+		defer close(hold)
+		if during != nil {
+			duringErr = during(procs, conns)
+		}
+	}()
+	b.sendFakes(conns, streamMax, hold)
+	if duringErr != nil {
+		return duringErr
+	}
 	r.sent = conns.sent()
+	r.reconnects = conns.reconnects()
 	if err := harness.Poll(b.ctx, time.Minute, func() error {
 		if acked := conns.acked(); acked < r.sent {
 			return fmt.Errorf("%d of %d bytes acknowledged since the senders stopped", acked, r.sent)
@@ -332,13 +366,15 @@ func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMa
 	return nil
 }
 
-// sendFakes runs the senders of conns until b.liveFor has passed or every
-// stream sent streamMax bytes.
-func (b *bench) sendFakes(conns fakeConns, streamMax int64) {
-	stop := make(chan struct{})
+// sendFakes runs the senders of conns until b.liveFor has passed and hold
+// is closed, or every stream sent streamMax bytes, then until what they
+// sent is acknowledged (they reconnect and resend meanwhile if a link
+// breaks), a minute at most.
+func (b *bench) sendFakes(conns fakeConns, streamMax int64, hold <-chan struct{}) {
+	stop, quit := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		wg.Go(func() { c.send(stop, streamMax) })
+		wg.Go(func() { c.send(stop, quit, streamMax) })
 	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
@@ -346,10 +382,22 @@ func (b *bench) sendFakes(conns fakeConns, streamMax int64) {
 	defer timer.Stop()
 	select {
 	case <-timer.C:
+		select {
+		case <-hold:
+		case <-finished:
+		case <-b.ctx.Done():
+		}
 	case <-finished:
 	case <-b.ctx.Done():
 	}
 	close(stop)
+	timer.Reset(time.Minute)
+	select {
+	case <-timer.C:
+	case <-finished:
+	case <-b.ctx.Done():
+	}
+	close(quit)
 	<-finished
 }
 

@@ -102,7 +102,7 @@ func (b *bench) runKafka() error {
 			},
 		}
 		b.logf("kafka: %s, %d collectors × %d files, window %d KiB per file", k.name, kafkaCollectors, kafkaStreams, k.window>>10)
-		if k.run, err = b.runFakesTo("kafka-"+k.prefix, 1, kafkaStreamMax, plan, out); err != nil {
+		if k.run, err = b.runFakesWith("kafka-"+k.prefix, 1, kafkaStreamMax, plan, fakeOpts{out: out}); err != nil {
 			return fmt.Errorf("%s: %w", k.name, err)
 		}
 	}

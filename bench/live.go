@@ -18,10 +18,14 @@ import (
 
 // liveResult is one live run.
 type liveResult struct {
-	contract       linecheck.Contract
-	rate           int     // lines/s asked for, 0 = flat out
-	achieved       float64 // lines/s written
-	p50, p99, max  time.Duration
+	contract      linecheck.Contract
+	rate          int     // lines/s asked for, 0 = flat out
+	achieved      float64 // lines/s written
+	p50, p99, max time.Duration
+	// ackP50, ackP99: frame read → acknowledged (durable at the processor),
+	// from the collector's histogram over ackFrames frames.
+	ackP50, ackP99 time.Duration
+	ackFrames      uint64
 	collCores      float64 // collector CPU over the writer window, fraction of a core
 	procCores      float64
 	lagBytes       int64 // written but not in the target at writer stop
@@ -76,6 +80,7 @@ func (b *bench) liveOnce(c linecheck.Contract, rate int) error {
 	b.live[name] = r
 	b.rep.result("live", kv{"contract", c.String()}, kv{"rate", rate}, kv{"lines_per_s", r.achieved}, kv{"lines", r.lines},
 		kv{"secs", r.window}, kv{"p50_ms", ms(r.p50)}, kv{"p99_ms", ms(r.p99)}, kv{"max_ms", ms(r.max)},
+		kv{"ack_p50_ms", ms(r.ackP50)}, kv{"ack_p99_ms", ms(r.ackP99)}, kv{"ack_frames", r.ackFrames},
 		kv{"cpu_collector_cores", r.collCores}, kv{"cpu_processor_cores", r.procCores},
 		kv{"lag_at_stop_bytes", r.lagBytes}, kv{"drain_s", r.drain}, kv{"rss_collector_MiB", r.collMiB},
 		kv{"order_errors", r.seqErrs}, kv{"quiet", r.quiet})
@@ -88,6 +93,8 @@ func (b *bench) liveOnce(c linecheck.Contract, rate int) error {
 		note += "; " + n
 	}
 	b.rep.add("live write→target", name, fmt.Sprintf("p50 %.1f / p99 %.1f / max %.0f ms", ms(r.p50), ms(r.p99), ms(r.max)), "", note)
+	b.rep.add("live read→acknowledged", name, fmt.Sprintf("p50 %.1f / p99 %.1f ms", ms(r.ackP50), ms(r.ackP99)), "",
+		fmt.Sprintf("collector's thunder_collector_ack_seconds over %d frames: from the read of a frame to the processor's durable acknowledgement", r.ackFrames))
 	return nil
 }
 
@@ -100,11 +107,20 @@ func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (live
 		return r, err
 	}
 	defer os.RemoveAll(dir)
+	collArgs = append(slices.Clip(collArgs), "--admin-address=127.0.0.1:0")
 	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: collArgs})
 	if err != nil {
 		return r, err
 	}
 	defer p.kill()
+	admin, err := p.coll.adminAddr()
+	if err != nil {
+		return r, err
+	}
+	acks0, _, err := scrapeAcks(admin)
+	if err != nil {
+		return r, err
+	}
 	q, busy := b.quiet()
 	dst := filepath.Join(dir, "dst", "live.log")
 	t := newTailer(dst)
@@ -134,6 +150,10 @@ func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (live
 	if err != nil {
 		return r, err
 	}
+	acks, err := waitAcked(b.ctx, admin, uint64(lines*lineBytes))
+	if err != nil {
+		return r, err
+	}
 	if _, _, err := p.stop(); err != nil {
 		return r, err
 	}
@@ -141,6 +161,7 @@ func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (live
 	return liveResult{
 		contract: c, rate: rate, achieved: float64(lines) / window.Seconds(),
 		p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: pct(lat, 1),
+		ackP50: acks.quantile(acks0, 0.5), ackP99: acks.quantile(acks0, 0.99), ackFrames: acks.frames(acks0),
 		collCores: (c1 - c0) / window.Seconds(), procCores: (p1 - p0) / window.Seconds(),
 		lagBytes: max(lag, 0), drain: drain, collMiB: float64(collPeak) / 1024, seqErrs: seqErrs, lines: lines,
 		window: window, quiet: q, busy: busy,

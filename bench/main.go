@@ -32,7 +32,7 @@ import (
 )
 
 // scenarios in the order they run.
-var scenarios = []string{"bulk", "live", "checksums", "idle", "files", "fleet", "fleet10k", "shard", "kafka", "peers"}
+var scenarios = []string{"bulk", "live", "checksums", "idle", "files", "fleet", "fleet10k", "storm", "storm10k", "shard", "kafka", "peers"}
 
 // bench holds what every scenario needs.
 type bench struct {
@@ -106,7 +106,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes and short runs: a smoke run in under two minutes")
 	peers := fs.Bool("peers", false, "also run rsyslog and syslog-ng through the shared kit ($THUNDER_BENCH_KIT or /work/shared/bench)")
-	only := fs.String("only", "", "comma-separated scenarios to run (default all but fleet10k): "+strings.Join(scenarios, ","))
+	only := fs.String("only", "", "comma-separated scenarios to run (default all but fleet10k and storm10k): "+strings.Join(scenarios, ","))
 	bulkMiB := fs.Int("bulk-mib", 0, "bulk file size in MiB (default 1024, -quick 128)")
 	quietMax := fs.Duration("quiet-max", 0, "longest wait for a quiet box before each run (default 30s, -quick 5s)")
 	if err := fs.Parse(args); err != nil {
@@ -119,7 +119,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 		if *only == "" {
 			// fleet10k needs a quiet box and fake collectors that
 			// reconnect (docs/BENCHMARKS.md): asked for by name only.
-			return s != "fleet10k"
+			return s != "fleet10k" && s != "storm10k"
 		}
 		return slices.Contains(strings.Split(*only, ","), s)
 	}
@@ -157,7 +157,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 func (b *bench) runScenarios(want func(string) bool) []string {
 	steps := map[string]func() error{
 		"bulk": b.runBulk, "live": b.runLive, "checksums": b.runChecksums, "idle": b.runIdle,
-		"files": b.runFiles, "fleet": b.runFleet, "fleet10k": b.runFleet10k, "shard": b.runShard, "kafka": b.runKafka, "peers": b.runPeers,
+		"files": b.runFiles, "fleet": b.runFleet, "fleet10k": b.runFleet10k, "storm": b.runStorm, "storm10k": b.runStorm10k, "shard": b.runShard, "kafka": b.runKafka, "peers": b.runPeers,
 	}
 	var failed []string
 	for _, s := range scenarios {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -28,6 +30,8 @@ Writers must append with one of the two contracts:
   2. open(O_APPEND), flock(LOCK_SH), many writes, close.
 
 Examples:
+  # the original command line: a processor on the default port 7357 (the
+  # original processor command line listens on 1065: use HOST:1065 for it)
   thunder logs-collector --offsets-db='/tmp/thunder-offsets.db' --target-address='logs.example.com:7357' --source-dir='/var/logs/thunder/source/'
   thunder logs-collector --source-dir=/var/log/app --offsets-db=/var/lib/thunder/offsets.db --target-address=logs --name=web-1
 `
@@ -46,7 +50,8 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	cfg.Token, cfg.Logger = token, log
-	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), isDir("source-dir", cfg.SourceDir), isDir("offsets-db", filepath.Dir(cfg.OffsetsDB))); done {
+	if done, err := cmd.daemon.checked(cmd.fs, stdout, cfg.Validate(), checkAddresses("target-address", cfg.Targets),
+		readableDir("source-dir", cfg.SourceDir), offsetsDir(cfg.OffsetsDB)); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -59,6 +64,14 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		log.Info("collector started", "source_dir", cfg.SourceDir, "targets", cfg.Targets, "name", cfg.Name)
 		return c.Run
 	})
+}
+
+// offsetsDir reports an error unless the directory of --offsets-db exists.
+func offsetsDir(db string) error {
+	if err := isDir("offsets-db", filepath.Dir(db)); err != nil {
+		return fmt.Errorf("--offsets-db=%s: its directory: %w", db, errors.Unwrap(err))
+	}
+	return nil
 }
 
 // collectorFlags hold the collector's flags that need converting before

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -59,7 +60,8 @@ func (d *daemonFlags) load(fs *flag.FlagSet, stdout io.Writer) error {
 
 // loadConfig sets every flag named in the TOML file at path that the
 // command line did not set, through the flag's own Set method, so that
-// sizes, durations and lists read exactly as on the command line.
+// sizes, durations and lists read exactly as on the command line. Every
+// bad key is reported, each with its value and what it should be.
 func loadConfig(fs *flag.FlagSet, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -72,68 +74,105 @@ func loadConfig(fs *flag.FlagSet, path string) error {
 	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
-	// Keys in file order, so that errors name the first bad one. Keys
-	// inside tables need no check: no flag is a table.
-	var unknown []string
+	// Keys in file order. Keys inside tables need no check: no flag is a
+	// table.
+	var errs []error
 	for _, k := range md.Keys() {
 		if len(k) != 1 {
 			continue
 		}
 		name := k[0]
-		if fs.Lookup(name) == nil || !inFile(name) {
-			unknown = append(unknown, strconv.Quote(name))
+		f := fs.Lookup(name)
+		if f == nil || !inFile(name) {
+			errs = append(errs, fmt.Errorf("unknown key %q (keys are the flag names of %s, without --)", name, fs.Name()))
 			continue
 		}
 		var v any
 		if err := md.PrimitiveDecode(raw[name], &v); err != nil {
-			return usageError{fmt.Errorf("config %s: key %q: %w", path, name, err)}
+			errs = append(errs, fmt.Errorf("key %q: %w", name, err))
+			continue
 		}
-		s, err := tomlString(v)
+		s, err := tomlValue(f, v)
 		if err != nil {
-			return usageError{fmt.Errorf("config %s: key %q: %w", path, name, err)}
+			errs = append(errs, fmt.Errorf("key %q = %s: %w", name, tomlShow(v), err))
+			continue
 		}
 		if onCommandLine[name] {
 			continue
 		}
 		if err := fs.Set(name, s); err != nil {
-			return usageError{fmt.Errorf("config %s: key %q: invalid value %q: %w", path, name, s, err)}
+			errs = append(errs, fmt.Errorf("key %q = %s: %w", name, tomlShow(v), valueError(f, err)))
 		}
 	}
-	if len(unknown) > 0 {
-		return usageError{fmt.Errorf("config %s: unknown key %s (keys are the flag names of %s, without --)", path, strings.Join(unknown, ", "), fs.Name())}
-	}
-	return nil
+	return usageErrors("config "+path, errs)
 }
 
-// tomlString turns a decoded TOML value into a flag value: an array
-// becomes a comma-separated list (--target-address).
-func tomlString(v any) (string, error) {
+// listFlags are the flags holding a comma-separated list, which a config
+// file may also write as an array of strings.
+var listFlags = map[string]bool{"target-address": true, "exclude": true, "kafka-brokers": true}
+
+// tomlValue turns the decoded TOML value v of flag f into the flag's
+// command-line spelling, refusing a value of the wrong TOML type (so
+// target-dir = 5 is an error, not the directory "5").
+func tomlValue(f *flag.Flag, v any) (string, error) {
+	want := "a string"
+	switch {
+	case listFlags[f.Name]:
+		want = "a string or an array of strings"
+		if a, ok := v.([]any); ok {
+			parts := make([]string, len(a))
+			for i, e := range a {
+				if parts[i], ok = e.(string); !ok {
+					return "", errors.New("want " + want)
+				}
+			}
+			return strings.Join(parts, ","), nil
+		}
+	case isBoolFlag(f):
+		if b, ok := v.(bool); ok {
+			return strconv.FormatBool(b), nil
+		}
+		return "", errors.New("want true or false (without quotes)")
+	case isSizeFlag(f):
+		if n, ok := v.(int64); ok {
+			return strconv.FormatInt(n, 10), nil
+		}
+		want = `a number of bytes or a string such as "64KiB"`
+	default:
+		if g, ok := f.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case time.Duration:
+				want = `a string such as "250ms" or "10s"`
+			case int:
+				if n, ok := v.(int64); ok {
+					return strconv.FormatInt(n, 10), nil
+				}
+				return "", errors.New("want a whole number (without quotes)")
+			}
+		}
+	}
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	return "", errors.New("want " + want)
+}
+
+func isSizeFlag(f *flag.Flag) bool {
+	_, ok := f.Value.(sizeFlag)
+	return ok
+}
+
+// tomlShow writes a decoded TOML value as it stood in the file.
+func tomlShow(v any) string {
 	switch v := v.(type) {
 	case string:
-		return v, nil
-	case bool:
-		return strconv.FormatBool(v), nil
-	case int64:
-		return strconv.FormatInt(v, 10), nil
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64), nil
-	case []any:
-		parts := make([]string, len(v))
-		for i, e := range v {
-			s, err := tomlString(e)
-			if err != nil {
-				return "", err
-			}
-			if _, nested := e.([]any); nested {
-				return "", errors.New("nested arrays are not a flag value")
-			}
-			parts[i] = s
-		}
-		return strings.Join(parts, ","), nil
+		return strconv.Quote(v)
 	case map[string]any:
-		return "", errors.New("a table is not a flag value")
+		return "a table"
+	case []any:
+		return "an array"
 	}
-	return "", fmt.Errorf("%T is not a flag value", v)
+	return fmt.Sprint(v)
 }
 
 // printSettings writes every flag's value as a TOML line, so the output of
@@ -157,35 +196,93 @@ func isBoolFlag(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// checked ends a --check-config run: it reports nil, false when not
-// checking; otherwise the joined problems, or prints "config ok".
-func (d *daemonFlags) checked(stdout io.Writer, errs ...error) (bool, error) {
-	if !d.check {
-		return false, nil
-	}
+// checked validates the settings before a daemon starts, with or without
+// --check-config: errs are the daemon's own problems (nil ones ignored),
+// to which it adds those of the shared flags, and reports them all at once
+// as a usage error. Under --check-config it then ends the run (done),
+// printing "config ok" when there is none.
+func (d *daemonFlags) checked(fs *flag.FlagSet, stdout io.Writer, errs ...error) (done bool, err error) {
 	if d.adminAddr != "" {
-		if _, _, err := net.SplitHostPort(d.adminAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--admin-address %q: %w", d.adminAddr, err))
-		}
+		errs = append(errs, checkAddress("admin-address", d.adminAddr, true))
 	}
 	if d.pprof && d.adminAddr == "" {
 		errs = append(errs, errors.New("--pprof needs --admin-address"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return true, fmt.Errorf("invalid config:\n%w", err)
+	var all []error
+	for _, e := range errs {
+		// errors.Join of a Validate: one problem a line.
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			all = append(all, j.Unwrap()...)
+		} else {
+			all = append(all, e)
+		}
+	}
+	if err := usageErrors(fs.Name()+": invalid settings", all); err != nil {
+		return true, err
+	}
+	if !d.check {
+		return false, nil
 	}
 	fmt.Fprintln(stdout, "config ok")
 	return true, nil
+}
+
+// checkAddress reports what is wrong with the HOST:PORT addr of --flag: a
+// missing or out-of-range port. listen allows port 0 (any free port) and
+// an empty host (all interfaces).
+func checkAddress(flagName, addr string, listen bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--%s=%s: not HOST:PORT (e.g. 127.0.0.1:%s)", flagName, addr, DefaultPort)
+	}
+	n, err := strconv.Atoi(port)
+	low := 1
+	if listen {
+		low = 0
+	}
+	if err != nil || n < low || n > 65535 {
+		return fmt.Errorf("--%s=%s: port %q is not a number from %d to 65535", flagName, addr, port, low)
+	}
+	if host == "" && !listen {
+		return fmt.Errorf("--%s=%s: no host", flagName, addr)
+	}
+	return nil
+}
+
+// checkAddresses checks each address of a list flag.
+func checkAddresses(flagName string, addrs []string) error {
+	var errs []error
+	for _, a := range addrs {
+		errs = append(errs, checkAddress(flagName, a, false))
+	}
+	return errors.Join(errs...)
+}
+
+// readableDir reports an error unless path is a directory this process
+// can list: a collector that cannot read its source dir has nothing to do.
+func readableDir(flagName, path string) error {
+	if err := isDir(flagName, path); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err == nil {
+		_, err = f.Readdirnames(1)
+		_ = f.Close() // read-only
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--%s=%s: cannot read the directory: %w", flagName, path, err)
+	}
+	return nil
 }
 
 // isDir reports an error unless path is an existing directory.
 func isDir(flagName, path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("--%s: %w", flagName, err)
+		return fmt.Errorf("--%s=%s: %w", flagName, path, errors.Unwrap(err))
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("--%s: %s is not a directory", flagName, path)
+		return fmt.Errorf("--%s=%s: %w", flagName, path, errors.New("not a directory"))
 	}
 	return nil
 }

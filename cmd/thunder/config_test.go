@@ -235,7 +235,7 @@ func TestCheckConfig(t *testing.T) {
 		{"no target dir", []string{"logs-processor", "--target-dir=" + filepath.Join(dir, "nope")}, "nope"},
 		{"target dir is a file", []string{"logs-processor", "--target-dir=" + file}, "not a directory"},
 		{"missing flag", []string{"logs-processor"}, "--target-dir"},
-		{"invalid value", []string{"logs-processor", "--config=" + okProcessor, "--commit-interval=0s"}, "commit interval"},
+		{"invalid value", []string{"logs-processor", "--config=" + okProcessor, "--commit-interval=0s"}, "--commit-interval=0s: must be positive"},
 		{"bad log level", []string{"logs-processor", "--config=" + okProcessor, "--log-level=loud"}, "log-level"},
 		{"bad admin address", []string{"logs-processor", "--config=" + okProcessor, "--admin-address=localhost"}, "admin-address"},
 		{"pprof without admin", []string{"logs-processor", "--target-dir=" + dir, "--pprof"}, "--pprof"},
@@ -244,7 +244,7 @@ func TestCheckConfig(t *testing.T) {
 		{"kafka bad topic", []string{"logs-processor", "--kafka-brokers=127.0.0.1:9092", "--kafka-topic=a b"}, "topic template"},
 		{"kafka sasl without user", []string{"logs-processor", "--kafka-brokers=127.0.0.1:9092", "--kafka-sasl=plain"}, "--kafka-sasl-user"},
 		{"kafka unknown sasl", []string{"logs-processor", "--kafka-brokers=127.0.0.1:9092", "--kafka-sasl=gssapi", "--kafka-sasl-user=u", "--kafka-sasl-password-file=" + file}, "gssapi"},
-		{"collector chunk", []string{"logs-collector", "--config=" + okCollector, "--chunk-bytes=1"}, "chunk size"},
+		{"collector chunk", []string{"logs-collector", "--config=" + okCollector, "--chunk-bytes=1"}, "--chunk-bytes=1: must be between"},
 		{"collector no source dir", []string{"logs-collector", "--config=" + okCollector, "--source-dir=" + filepath.Join(dir, "gone")}, "gone"},
 		{"collector offsets dir", []string{"logs-collector", "--config=" + okCollector, "--offsets-db=" + filepath.Join(dir, "nodir", "x.db")}, "nodir"},
 	}

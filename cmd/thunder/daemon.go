@@ -45,11 +45,14 @@ func newDaemonCommand(name, help, tokenHelp string, collector bool, stdout io.Wr
 // settings under --check-config) and checks that the flags named in
 // required are set. --help yields errHelp.
 func (d *daemonCommand) parse(args []string, stdout io.Writer, required ...string) error {
-	if err := parse(d.fs, args); err != nil {
+	// Every problem at once: bad flags, a bad config file, missing flags.
+	err := parse(d.fs, args)
+	if err == errHelp {
 		return err
 	}
-	if err := d.daemon.load(d.fs, stdout); err != nil {
-		return err
+	err = errors.Join(err, d.daemon.load(d.fs, stdout))
+	if err != nil {
+		return usageError{err}
 	}
 	return requireFlags(d.fs, required...)
 }

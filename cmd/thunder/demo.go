@@ -5,463 +5,301 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
-
-	"thunder/internal/collector"
-	"thunder/internal/linecheck"
-	"thunder/internal/processor"
-	"thunder/internal/shard"
-	"thunder/internal/target"
 )
 
-const demoHelp = `Usage: thunder demo [--seconds=N] [--rate=LINES_PER_SECOND] [--processors=N]
+const demoHelp = `Usage: thunder demo [--seconds=N] [--rate=LINES_PER_SECOND] [--processors=N] [--signal=kill|term] [--keep]
 
-Runs the whole pipeline on this machine, in a temporary directory, on
-127.0.0.1: a processor, a collector rotating its files every MiB, and writers
-of both write contracts. Halfway through it restarts the processor. At the
-end it checks that every line written arrived exactly once, in order.
+Shows what thunder promises, with the real daemons: it runs a processor and
+a collector as child processes of this binary, in a temporary work dir, on
+127.0.0.1, and six writers of the three write contracts (open/write/close
+per line; flock held over many lines; held open without a lock, as
+Python's logging.FileHandler does). The collector rotates files past 1 MiB,
+so rotations run all along. Meanwhile the demo kills the processor with
+kill -9 twice and the collector twice, restarting each. At the end it
+checks every line (none lost, none duplicated, none corrupted, each file's
+lines in order) and runs thunder verify's check against the processor.
+The exit status is 0 only if all of that holds.
 
-With --processors=3 the collector shards its files over three processors;
-the one holding the busiest file is restarted, its files fail over to the next in their
-ranking and come back, and the check covers the three target directories.
+With --processors=3 the collector shards its files over three processors
+(the file names are picked so that each processor is the first choice of
+some). Two of them are killed in turn: their files continue on the next
+processor in their ranking and come back once it is restarted. Each
+processor alone holds every line at most once, in order; lines on two
+processors after a kill -9 are counted against the documented bound (one
+--window-bytes per collector and failover). --signal=term stops the
+daemons with SIGTERM instead: then no line may be on two processors.
+
+The work dir is removed at the end unless --keep is given or something
+failed; its daemons.log holds every daemon's log.
 `
 
-// demoWriter is one writer of the demo.
-type demoWriter struct {
-	id       string
-	name     string
-	contract linecheck.Contract
+// The demo's settings of its daemons.
+const (
+	demoRotateSize  = 1 << 20   // the collector's --rotate-size: rotations all along
+	demoWindowBytes = 1 << 20   // its --window-bytes: the bound on lines on two processors
+	demoChunkBytes  = 256 << 10 // its --chunk-bytes: a window holds several
+	demoStops       = 2         // kill -9s of each daemon
+)
+
+// demoOptions are the demo's flags.
+type demoOptions struct {
+	seconds, rate, processors int
+	keep                      bool
+	sig                       syscall.Signal
 }
 
-var demoWriters = []demoWriter{
-	{"web-1", "app/access.log", linecheck.OpenWriteClose},
-	{"web-2", "app/access.log", linecheck.OpenWriteClose},
-	{"api-1", "app/access.log", linecheck.LockedAppend},
-	{"worker-1", "worker/jobs.log", linecheck.LockedAppend},
-	{"cron-1", "cron.log", linecheck.OpenWriteClose},
+func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	opt, err := parseDemo(args, stdout)
+	if err != nil || opt == nil {
+		return err // nil after --help
+	}
+	d, err := newDemo(opt, stdout)
+	if err != nil {
+		return err
+	}
+	err = d.run(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = errors.New("demo: interrupted")
+	}
+	return d.close(err)
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// parseDemo parses the demo's flags; nil options after --help.
+func parseDemo(args []string, stdout io.Writer) (*demoOptions, error) {
 	fs := newFlagSet("demo", demoHelp, stdout)
-	seconds := fs.Int("seconds", 10, "how long the writers write")
-	rate := fs.Int("rate", 5000, "lines per second of each writer")
-	keep := fs.Bool("keep", false, "keep the temporary directory")
-	nproc := fs.Int("processors", 1, "processors to shard the files over (1 to 8)")
+	opt := &demoOptions{}
+	fs.IntVar(&opt.seconds, "seconds", 12, "how long the writers write, at least (it runs longer while a daemon comes back)")
+	fs.IntVar(&opt.rate, "rate", 5000, "lines per second of each writer")
+	fs.IntVar(&opt.processors, "processors", 1, "processors to shard the files over (1 to 5)")
+	fs.BoolVar(&opt.keep, "keep", false, "keep the work dir (it is kept anyway when something fails)")
+	sig := fs.String("signal", "kill", "how the daemons are stopped in the middle: kill (SIGKILL, as kill -9: the crash path) or term (SIGTERM: a planned restart)")
 	if err := parse(fs, args); err != nil {
-		return ignoreHelp(err)
+		return nil, ignoreHelp(err)
 	}
-	if *seconds < 1 || *rate < 1 {
-		return usageError{errors.New("demo: --seconds and --rate must be positive")}
+	var errs []error
+	if opt.seconds < 1 {
+		errs = append(errs, fmt.Errorf("demo: --seconds=%d: must be at least 1", opt.seconds))
 	}
-	if *nproc < 1 || *nproc > 8 {
-		return usageError{errors.New("demo: --processors must be between 1 and 8")}
+	if opt.rate < 1 {
+		errs = append(errs, fmt.Errorf("demo: --rate=%d: must be at least 1", opt.rate))
+	}
+	if opt.processors < 1 || opt.processors > demoFiles {
+		errs = append(errs, fmt.Errorf("demo: --processors=%d: must be between 1 and %d (each processor gets one of the %d files at least)", opt.processors, demoFiles, demoFiles))
+	}
+	switch *sig {
+	case "kill":
+		opt.sig = syscall.SIGKILL
+	case "term":
+		opt.sig = syscall.SIGTERM
+	default:
+		errs = append(errs, fmt.Errorf("demo: --signal=%q: want kill or term", *sig))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, usageError{err}
+	}
+	return opt, nil
+}
+
+// demo is one run of `thunder demo`: its work dir, daemons and progress.
+// Its methods are called from one goroutine.
+type demo struct {
+	demoOptions
+	out      io.Writer
+	root     string
+	src      string
+	dsts     []string // a target dir per processor
+	bin      string
+	logFile  *os.File
+	log      *demoLog
+	names    []string // the writers' files, by demoWriter.file
+	procs    []*demoDaemon
+	addrs    []string // the processors', kept across restarts
+	col      *demoDaemon
+	down     map[*demoDaemon]bool // stopped on purpose, not back yet
+	stopped  map[string]int       // stops so far, of "processor" and "collector"
+	start    time.Time            // when the writers started
+	tick     *time.Ticker         // the progress lines
+	progress demoProgress
+}
+
+// newDemo creates the work dir: the source dir, a target dir per
+// processor and daemons.log.
+func newDemo(opt *demoOptions, out io.Writer) (*demo, error) {
+	bin, err := demoExecutable()
+	if err != nil {
+		return nil, err
 	}
 	root, err := os.MkdirTemp("", "thunder-demo-")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !*keep {
-		defer os.RemoveAll(root)
+	d := &demo{demoOptions: *opt, out: out, root: root, bin: bin, src: filepath.Join(root, "source"), down: map[*demoDaemon]bool{}, stopped: map[string]int{}}
+	for i := range opt.processors {
+		name := "target"
+		if opt.processors > 1 {
+			name = fmt.Sprintf("target-%d", i)
+		}
+		d.dsts = append(d.dsts, filepath.Join(root, name))
 	}
-	d := &demo{out: stdout, root: root, seconds: *seconds, rate: *rate}
-	logf, err := d.makeDirs(*nproc)
+	for _, dir := range append([]string{d.src}, d.dsts...) {
+		if err = os.MkdirAll(dir, 0o755); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		d.logFile, err = os.Create(filepath.Join(root, "daemons.log"))
+	}
 	if err != nil {
+		_ = os.RemoveAll(root) // nothing in it yet
+		return nil, err
+	}
+	d.log = &demoLog{w: d.logFile}
+	fmt.Fprintf(out, "thunder demo: work dir %s (daemon logs: daemons.log)\n", root)
+	return d, nil
+}
+
+// run starts the daemons and the writers, stops and restarts the daemons
+// as planned, stops the writers and checks delivery.
+func (d *demo) run(ctx context.Context) error {
+	if err := d.startDaemons(ctx); err != nil {
 		return err
 	}
-	defer logf.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer d.stopProcessors() // on an early return; the normal end stops them itself
-	if err := d.startProcessors(ctx); err != nil {
-		return err
-	}
-	colDone, stopCol, err := d.startCollector(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopCol()
+	d.intro()
 	w := d.startWriters(ctx)
 	defer w.stop()
 	d.tick = time.NewTicker(time.Second)
 	defer d.tick.Stop()
-	if err := d.watch(ctx, w.done); err != nil {
+	if err := d.stops(ctx); err != nil {
 		return err
 	}
+	// The writers write for --seconds, and on for a second after the last
+	// daemon came back, so that its recovery is shown under load.
+	end := d.start.Add(time.Duration(d.seconds) * time.Second)
+	if err := d.sleepUntil(ctx, later(end, time.Now().Add(time.Second))); err != nil {
+		return err
+	}
+	w.stop()
+	<-w.done
 	expect, total, err := w.expect()
 	if err != nil {
 		return err
 	}
-	return d.finish(ctx, expect, total, colDone, stopCol)
+	return d.finish(ctx, expect, total)
 }
 
-// finish waits for the writers' lines to be delivered, runs thunder
-// verify's check with the daemons still running, stops them, and checks
-// that every line arrived exactly once.
-func (d *demo) finish(ctx context.Context, expect []linecheck.Expect, total uint64, colDone <-chan error, stopCol func()) error {
-	fmt.Fprintf(d.out, "writers stopped after %d lines; waiting for delivery\n", total)
-	if err := d.awaitDelivery(ctx, expect); err != nil {
-		return err
+// close stops what still runs and removes the work dir, unless the demo
+// failed or --keep was given; err is the demo's result.
+func (d *demo) close(err error) error {
+	for _, dm := range d.all() {
+		dm.kill()
 	}
-	verified, err := d.verify(ctx)
-	if err != nil {
-		return err
+	if cerr := d.logFile.Close(); err == nil {
+		err = cerr
 	}
-	stopCol()
-	errs := []error{<-colDone, d.col.Close(), d.stopProcessors()}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return errors.Join(d.report(expect, total), verified)
-}
-
-// demo is one run of `thunder demo`: its directories, daemons and progress.
-type demo struct {
-	out           io.Writer
-	root          string
-	seconds, rate int
-	src           string
-	dsts          []string // a target dir per processor
-	log           *slog.Logger
-
-	addrs []string // by processor, kept across its restart
-	pcfgs []processor.Config
-	procs []demoProcessor
-	col   *collector.Collector
-
-	tick      *time.Ticker // the progress lines
-	start     time.Time
-	lastAcked uint64
-	lastT     time.Time
-}
-
-// makeDirs creates the source dir, a target dir per processor and the
-// daemons' log file, which it returns.
-func (d *demo) makeDirs(nproc int) (*os.File, error) {
-	d.src = filepath.Join(d.root, "source")
-	d.dsts = []string{filepath.Join(d.root, "target")}
-	if nproc > 1 {
-		d.dsts = d.dsts[:0]
-		for i := range nproc {
-			d.dsts = append(d.dsts, filepath.Join(d.root, fmt.Sprintf("target-%d", i)))
+	switch {
+	case err != nil:
+		fmt.Fprintf(d.out, "kept the work dir for a look: %s (daemon logs: %s)\n", d.root, filepath.Join(d.root, "daemons.log"))
+	case d.keep:
+		fmt.Fprintf(d.out, "kept the work dir %s\n", d.root)
+	default:
+		if rerr := os.RemoveAll(d.root); rerr != nil {
+			return rerr
 		}
+		fmt.Fprintf(d.out, "removed the work dir (--keep keeps it)\n")
 	}
-	for _, dir := range append([]string{d.src}, d.dsts...) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	logf, err := os.Create(filepath.Join(d.root, "daemons.log"))
-	if err != nil {
-		return nil, err
-	}
-	d.log = slog.New(slog.NewTextHandler(logf, nil))
-	fmt.Fprintf(d.out, "thunder demo in %s (daemon logs: daemons.log)\n", d.root)
-	return logf, nil
-}
-
-// startProcessors starts a processor per target dir. Each listens on a
-// loopback port of its own choosing and keeps it across the restart.
-func (d *demo) startProcessors(ctx context.Context) error {
-	d.procs = make([]demoProcessor, len(d.dsts))
-	for i, dst := range d.dsts {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		pcfg := processor.DefaultConfig()
-		pcfg.TargetDir, pcfg.Name = dst, fmt.Sprintf("demo-processor-%d", i)
-		pcfg.Logger = d.log.With("daemon", pcfg.Name)
-		if d.procs[i], err = startDemoProcessor(ctx, pcfg, ln); err != nil {
-			return err
-		}
-		d.addrs, d.pcfgs = append(d.addrs, ln.Addr().String()), append(d.pcfgs, pcfg)
-	}
-	return nil
-}
-
-// stopProcessors stops the processors still running.
-func (d *demo) stopProcessors() error {
-	var errs []error
-	for i := range d.procs {
-		if d.procs[i].stop != nil {
-			errs = append(errs, d.procs[i].stop())
-			d.procs[i].stop = nil
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// startCollector starts the collector, rotating every MiB and reconnecting
-// quickly, and prints what the demo runs. Run's result arrives on done
-// after stop.
-func (d *demo) startCollector(ctx context.Context) (done <-chan error, stop func(), err error) {
-	ccfg := collector.DefaultConfig()
-	ccfg.Name, ccfg.SourceDir, ccfg.OffsetsDB = "demo-host", d.src, filepath.Join(d.root, "offsets.db")
-	ccfg.Targets, ccfg.RotateSize, ccfg.Logger = d.addrs, 1<<20, d.log.With("daemon", "collector")
-	ccfg.BackoffMin, ccfg.BackoffMax = 50*time.Millisecond, time.Second
-	if d.col, err = collector.New(ccfg); err != nil {
-		return nil, nil, err
-	}
-	colCtx, stopCol := context.WithCancel(ctx)
-	colDone := make(chan error, 1)
-	go func() { colDone <- d.col.Run(colCtx) }()
-
-	fmt.Fprintf(d.out, "processor on %s, collector %q, %d writers × %d lines/s for %ds\n",
-		strings.Join(d.addrs, ","), ccfg.Name, len(demoWriters), d.rate, d.seconds)
-	for _, w := range demoWriters {
-		fmt.Fprintf(d.out, "  writer %-8s → %-16s (%s)\n", w.id, w.name, w.contract)
-	}
-	return colDone, stopCol, nil
-}
-
-// demoWriting is the writers of a demo at work.
-type demoWriting struct {
-	stop    context.CancelFunc
-	done    chan struct{} // closed when every writer returned
-	written []uint64      // lines, by writer
-	mu      sync.Mutex
-	err     error
-}
-
-// startWriters starts the writers for the demo's seconds.
-func (d *demo) startWriters(ctx context.Context) *demoWriting {
-	wctx, stop := context.WithTimeout(ctx, time.Duration(d.seconds)*time.Second)
-	w := &demoWriting{stop: stop, done: make(chan struct{}), written: make([]uint64, len(demoWriters))}
-	var wg sync.WaitGroup
-	for i, dw := range demoWriters {
-		wr := &linecheck.Writer{ID: dw.id, Path: filepath.Join(d.src, filepath.FromSlash(dw.name)), Contract: dw.contract, Rate: d.rate}
-		wg.Go(func() {
-			n, err := wr.Run(wctx)
-			w.written[i] = n
-			w.mu.Lock()
-			w.err = errors.Join(w.err, err)
-			w.mu.Unlock()
-		})
-	}
-	go func() { wg.Wait(); close(w.done) }()
-	d.start = time.Now()
-	d.lastT = d.start
-	return w
-}
-
-// expect returns what the writers wrote, once they are done.
-func (w *demoWriting) expect() ([]linecheck.Expect, uint64, error) {
-	if w.err != nil {
-		return nil, 0, fmt.Errorf("demo writer: %w", w.err)
-	}
-	var total uint64
-	expect := make([]linecheck.Expect, len(demoWriters))
-	for i, dw := range demoWriters {
-		expect[i] = linecheck.Expect{Writer: dw.id, Name: dw.name, Lines: w.written[i]}
-		total += w.written[i]
-	}
-	return expect, total, nil
-}
-
-// watch prints a progress line a second until the writers are done, and
-// restarts a processor halfway.
-func (d *demo) watch(ctx context.Context, writersDone <-chan struct{}) error {
-	restartAt := d.start.Add(time.Duration(d.seconds) * time.Second / 2)
-	restarted := false
-	for {
-		select {
-		case <-d.tick.C:
-			d.progress()
-			if !restarted && time.Now().After(restartAt) {
-				restarted = true
-				if err := d.restart(ctx); err != nil {
-					return err
-				}
-			}
-		case <-writersDone:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// restart stops the processor of the busiest file (the first writer's)
-// for a second, so that its files fail over, and starts it again on the
-// same address.
-func (d *demo) restart(ctx context.Context) error {
-	victim := shard.Rank(demoWriters[0].name, d.addrs)[0]
-	if len(d.procs) == 1 {
-		fmt.Fprintln(d.out, "restarting the processor (collector keeps its data on disk and resumes)")
-	} else {
-		fmt.Fprintf(d.out, "restarting processor %d (its files continue on the next processor, then come back)\n", victim)
-	}
-	stop := d.procs[victim].stop
-	d.procs[victim].stop = nil
-	if err := stop(); err != nil {
-		return err
-	}
-	select {
-	case <-time.After(time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	ln, err := listenRetry(ctx, d.addrs[victim])
-	if err != nil {
-		return err
-	}
-	d.procs[victim], err = startDemoProcessor(ctx, d.pcfgs[victim], ln)
 	return err
 }
 
-// progress prints one progress line.
-func (d *demo) progress() {
-	st := d.col.Stats()
-	now := time.Now()
-	rate := float64(st.AckedBytes-d.lastAcked) / now.Sub(d.lastT).Seconds() / 1e6
-	d.lastAcked, d.lastT = st.AckedBytes, now
-	state := "connected"
-	if !st.Connected {
-		state = "reconnecting"
+// all returns every daemon started.
+func (d *demo) all() []*demoDaemon {
+	all := append([]*demoDaemon(nil), d.procs...)
+	if d.col != nil {
+		all = append(all, d.col)
 	}
-	if len(st.Processors) > 1 {
-		var up []string
-		for _, p := range st.Processors {
-			if p.Connected {
-				up = append(up, strconv.Itoa(p.Streams))
-			} else {
-				up = append(up, "down")
-			}
-		}
-		state = "streams per processor " + strings.Join(up, "/")
-	}
-	fmt.Fprintf(d.out, "[%4.1fs] delivered %7.1f MB  %6.2f MB/s  lag %8d B  rotations %3d  deleted %3d  %s\n",
-		now.Sub(d.start).Seconds(), float64(st.AckedBytes)/1e6, rate, st.LagBytes, st.Rotations, st.Deletions, state)
+	return all
 }
 
-// awaitDelivery waits up to a minute for the target dirs to hold every
-// line written (or a problem), printing progress meanwhile, then for the
-// collector's lag to reach 0, and prints the last progress line.
-func (d *demo) awaitDelivery(ctx context.Context, expect []linecheck.Expect) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		rep, err := linecheck.VerifyAll(d.dsts, expect, linecheck.Options{})
-		if err != nil {
+// startDaemons starts the processors, each on a loopback port it keeps
+// across restarts, picks the file names and starts the collector.
+func (d *demo) startDaemons(ctx context.Context) error {
+	for i, dst := range d.dsts {
+		p := &demoDaemon{name: fmt.Sprintf("processor-%d", i), bin: d.bin, log: d.log, processor: true,
+			args: []string{"logs-processor", "--target-dir=" + dst, "--listen-address=127.0.0.1:0",
+				"--admin-address=127.0.0.1:0", fmt.Sprintf("--name=demo-processor-%d", i)}}
+		d.procs = append(d.procs, p)
+		if err := p.start(ctx); err != nil {
 			return err
 		}
-		if rep.Complete() || rep.Failed() || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-d.tick.C:
-			d.progress()
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		addr, _ := p.addrs()
+		p.args[2] = "--listen-address=" + addr
+		d.addrs = append(d.addrs, addr)
 	}
-	// The collector's lag is recomputed once a second: let it catch up
-	// with the acknowledgements before the last progress line.
-	for end := time.Now().Add(3 * time.Second); d.col.Stats().LagBytes > 0 && time.Now().Before(end); {
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	d.progress()
-	return nil
-}
-
-// report checks the target dirs with every daemon stopped and prints the
-// verdict: an error unless every line arrived exactly once, in order.
-func (d *demo) report(expect []linecheck.Expect, total uint64) error {
-	rep, err := linecheck.VerifyAll(d.dsts, expect, linecheck.Options{})
+	names, err := demoNamesFor(d.addrs)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "verified %s\n", rep)
-	if !rep.OK() || !rep.Complete() {
-		for _, p := range rep.Problems {
-			fmt.Fprintln(d.out, "  ", p)
-		}
-		return errors.New("demo: delivery check failed")
-	}
-	if len(d.dsts) == 1 {
-		fmt.Fprintf(d.out, "every one of the %d lines arrived exactly once, in order, across rotations and a processor restart\n", total)
-		return nil
-	}
-	for i, dir := range d.dsts {
-		one, err := linecheck.Verify(dir, expect, linecheck.Options{})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(d.out, "  processor %d (%s) holds %d lines\n", i, filepath.Base(dir), one.Lines)
-	}
-	fmt.Fprintf(d.out, "every one of the %d lines arrived exactly once over the %d processors, in order, across rotations and a processor restart\n", total, len(d.dsts))
-	return nil
+	d.names = names
+	d.col = &demoDaemon{name: "collector", bin: d.bin, log: d.log, args: []string{"logs-collector",
+		"--source-dir=" + d.src, "--offsets-db=" + filepath.Join(d.root, "offsets.db"),
+		"--target-address=" + strings.Join(d.addrs, ","), "--name=demo-host",
+		"--rotate-size=" + formatSize(demoRotateSize), "--window-bytes=" + formatSize(demoWindowBytes),
+		"--chunk-bytes=" + formatSize(demoChunkBytes), "--max-line-bytes=" + formatSize(demoChunkBytes), "--admin-address=127.0.0.1:0"}}
+	return d.col.start(ctx)
 }
 
-type demoProcessor struct {
-	p    *processor.Processor
-	stop func() error
+// intro prints what runs and what the demo will do.
+func (d *demo) intro() {
+	for i, p := range d.procs {
+		fmt.Fprintf(d.out, "%-11s  %-15s  pid %-7d  target dir %s\n", p.name, d.addrs[i], p.pid(), filepath.Base(d.dsts[i]))
+	}
+	fmt.Fprintf(d.out, "%-11s  %-15s  pid %-7d  rotates files past %s; window %s\n", d.col.name, "demo-host", d.col.pid(),
+		fmtBytes(demoRotateSize), fmtBytes(demoWindowBytes))
+	each := uint64(d.rate) * demoLineBytes
+	fmt.Fprintf(d.out, "%d writers, %d lines/s each (%d-byte lines: %s each, %s in all), for %d s:\n",
+		len(demoWriters), d.rate, demoLineBytes, fmtRate(float64(each)), fmtRate(float64(each)*float64(len(demoWriters))), d.seconds)
+	for _, w := range demoWriters {
+		name := d.names[w.file]
+		where := ""
+		if len(d.procs) > 1 {
+			where = "→ " + d.procs[d.firstChoice(name)].name
+		}
+		fmt.Fprintf(d.out, "  %-8s  %-16s  %-14s  %s\n", w.id, name, where, contractText(w.contract))
+	}
+	var plan []string
+	for _, s := range d.plan() {
+		plan = append(plan, fmt.Sprintf("%s at %.1f s", d.all()[s.daemon].name, s.at.Seconds()))
+	}
+	fmt.Fprintf(d.out, "plan: %s %s, each restarted at once%s\n", d.sigText(), strings.Join(plan, ", "), d.planNote())
 }
 
-// verify runs thunder verify's check on each processor, still running,
-// and prints its verdict; the error it returns (nil if every file is as
-// committed) is the demo's failure once the line check is printed too.
-func (d *demo) verify(ctx context.Context) (failed error, err error) {
-	var files, bad int
-	for i, dp := range d.procs {
-		sum, err := dp.p.Verify(ctx, 0, func(l processor.VerifyLine) error {
-			if f := l.File; f != nil && f.Verdict != target.VerdictOK {
-				fmt.Fprintf(d.out, "   processor %d: %s %s (%+v)\n", i, f.Verdict, f.Name, *f)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		files, bad = files+sum.Files, bad+sum.Files-sum.Counts[target.VerdictOK]
+func (d *demo) planNote() string {
+	if len(d.procs) > 1 {
+		return " (a processor once its files are seen on another one)"
 	}
-	if bad > 0 {
-		fmt.Fprintf(d.out, "thunder verify: NOT OK: %d of %d target files differ from what the processor committed\n", bad, files)
-		return errors.New("demo: thunder verify found target files not as committed"), nil
-	}
-	fmt.Fprintf(d.out, "thunder verify: ok: all %d target files hold exactly what the processor committed (checked with it running)\n", files)
-	return nil, nil
+	return ""
 }
 
-func startDemoProcessor(ctx context.Context, cfg processor.Config, ln net.Listener) (demoProcessor, error) {
-	p, err := processor.New(cfg)
-	if err != nil {
-		ln.Close()
-		return demoProcessor{}, err
+// sigText names how the demo stops a daemon.
+func (d *demo) sigText() string {
+	if d.sig == syscall.SIGTERM {
+		return "SIGTERM"
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	return demoProcessor{p: p, stop: func() error {
-		cancel()
-		return errors.Join(<-done, p.Close())
-	}}, nil
+	return "kill -9"
 }
 
-// listenRetry listens on addr again after a restart; the port may linger.
-func listenRetry(ctx context.Context, addr string) (net.Listener, error) {
-	var err error
-	for range 50 {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, nil
-		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+// stamp is the time since the writers started, leading an output line.
+func (d *demo) stamp() string {
+	return fmt.Sprintf("[%5.1fs]", time.Since(d.start).Seconds())
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
-	return nil, err
+	return b
 }

@@ -6,59 +6,171 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultPort is the processor's port when an address names none.
 const DefaultPort = "7357"
 
-// newFlagSet returns a FlagSet that reports errors instead of exiting. The
-// stdlib flag package accepts --name=value, so the original command lines
-// work unchanged.
+// newFlagSet returns a FlagSet that reports errors instead of exiting.
+// Flags are written --name=value (or --name value; -name works too), as in
+// the original command lines, and --help lists them so.
 func newFlagSet(name, help string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
 		fmt.Fprint(stdout, help)
 		fmt.Fprintln(stdout, "\nFlags:")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printFlags(stdout, fs)
 	}
 	return fs
 }
 
-// parse parses args; --help prints usage and returns errHelp.
+// printFlags lists the flags of fs as the README writes them: --name, not
+// the -name of flag.PrintDefaults.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		if _, ok := f.Value.(sizeFlag); ok {
+			typ = "size"
+		}
+		line := "  --" + f.Name
+		if typ != "" && !isBoolFlag(f) {
+			line += "=" + strings.ToUpper(typ)
+		}
+		if def := f.DefValue; def != "" && def != "0" && def != "false" {
+			usage += fmt.Sprintf(" (default %s)", def)
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
+}
+
+// parse parses args, reporting every bad flag at once (the flag package
+// stops at the first); --help prints usage and returns errHelp.
 func parse(fs *flag.FlagSet, args []string) error {
-	// The flag package prints the usage on every error; a wrong flag gets
-	// one line instead, and only --help prints the usage.
-	usage := fs.Usage
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	fs.Usage = usage
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
-		return errHelp
-	case err != nil:
-		return usageError{fmt.Errorf("%s: %v", fs.Name(), err)}
-	case fs.NArg() > 0:
-		return usageError{fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	var errs []error
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			errs = append(errs, unexpected(args[i+1:])...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			errs = append(errs, unexpected(args[i:])...)
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case name == "h" || name == "help":
+			fs.Usage()
+			return errHelp
+		case f == nil:
+			errs = append(errs, fmt.Errorf("unknown flag --%s", name))
+			continue
+		case !hasValue && isBoolFlag(f):
+			value = "true"
+		case !hasValue && i+1 == len(args):
+			errs = append(errs, fmt.Errorf("--%s needs a value", name))
+			continue
+		case !hasValue:
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(name, value); err != nil {
+			errs = append(errs, fmt.Errorf("--%s=%s: %w", name, value, valueError(f, err)))
+		}
+	}
+	return usageErrors(fs.Name(), errs)
+}
+
+// unexpected reports positional arguments: no subcommand takes any.
+func unexpected(args []string) []error {
+	if len(args) == 0 {
+		return nil
+	}
+	return []error{fmt.Errorf("unexpected argument %q (flags are written --name=value)", args[0])}
+}
+
+// usageErrors is nil for no errors (nil ones are none), else a usageError
+// of cmd listing them one a line.
+func usageErrors(cmd string, errs []error) error {
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return usageError{fmt.Errorf("%s: %w", cmd, errs[0])}
+	}
+	return usageError{fmt.Errorf("%s: %d problems:\n%w", cmd, len(errs), problems(errs))}
+}
+
+// problems is several errors, one an indented line each.
+type problems []error
+
+func (p problems) Error() string {
+	var b strings.Builder
+	for i, err := range p {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("  " + strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	return b.String()
+}
+
+func (p problems) Unwrap() []error { return p }
+
+// valueError replaces the flag package's bare "parse error" with what the
+// flag f takes.
+func valueError(f *flag.Flag, err error) error {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err // our own types say what they take
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return errors.New("not a duration (write e.g. 250ms, 10s, 2m or 1h)")
+	case bool:
+		return errors.New("not a boolean (true or false)")
+	case int, int64, uint, uint64:
+		return errors.New("not a whole number")
+	case float64:
+		return errors.New("not a number")
+	}
+	return err
+}
+
+// positive reports a duration flag that is not positive.
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("--%s=%s: must be positive", name, d)
+	}
+	return nil
+}
+
+// notNegative reports a count flag below 0.
+func notNegative(name string, n int) error {
+	if n < 0 {
+		return fmt.Errorf("--%s=%d: must not be negative", name, n)
 	}
 	return nil
 }
 
 var errHelp = errors.New("help shown")
 
-// requireFlags reports the first missing required flag.
+// requireFlags reports every missing required flag.
 func requireFlags(fs *flag.FlagSet, names ...string) error {
+	var errs []error
 	for _, n := range names {
 		if f := fs.Lookup(n); f != nil && f.Value.String() == "" {
-			return usageError{fmt.Errorf("%s: missing --%s", fs.Name(), n)}
+			errs = append(errs, fmt.Errorf("missing --%s", n))
 		}
 	}
-	return nil
+	return usageErrors(fs.Name(), errs)
 }
 
 // withDefaultPort adds DefaultPort to an address without a port.

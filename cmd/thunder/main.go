@@ -24,7 +24,11 @@ func main() {
 	var cc cannotCheck
 	switch {
 	case err == nil:
-	case errors.As(err, &ue), errors.As(err, &cc):
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "thunder:", err)
+		fmt.Fprintln(os.Stderr, usageHint(os.Args[1:]))
+		os.Exit(2)
+	case errors.As(err, &cc):
 		fmt.Fprintln(os.Stderr, "thunder:", err)
 		os.Exit(2)
 	default:
@@ -52,6 +56,21 @@ Usage:
 Run 'thunder COMMAND --help' for the flags of a command and examples.
 `
 
+// commands are the subcommands, by the names run accepts.
+var commands = map[string]bool{
+	"logs-processor": true, "processor": true, "logs-collector": true, "collector": true,
+	"status": true, "top": true, "verify": true, "demo": true, "version": true,
+}
+
+// usageHint is the line printed under a usage error: where the flags of
+// the command in args are described.
+func usageHint(args []string) string {
+	if len(args) > 0 && commands[args[0]] {
+		return fmt.Sprintf("run 'thunder %s --help' for its flags", args[0])
+	}
+	return "run 'thunder help' for the commands"
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -72,6 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
+		if err := parse(newFlagSet("version", versionHelp, stdout), rest); err != nil {
+			return ignoreHelp(err)
+		}
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "help", "-h", "-help", "--help":

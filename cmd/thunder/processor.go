@@ -31,7 +31,10 @@ the names the files had on the source hosts, and/or to Kafka topics
 or SIGINT stops it cleanly.
 
 Examples:
+  # the original command line (port 1065: its collectors need --target-address=HOST:1065)
   thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
+  # on the default port 7357, the one collectors use without a port
+  thunder logs-processor --target-dir=/var/log/thunder/target/ --listen-address=0.0.0.0:7357
   thunder logs-processor --target-dir=/srv/logs --auth-token-file=/etc/thunder/token
   thunder logs-processor --kafka-brokers=kafka-1:9092,kafka-2:9092 --kafka-topic='logs.{file}'
 `
@@ -65,7 +68,8 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.TargetDir != "" {
 		dirErr = isDir("target-dir", cfg.TargetDir)
 	}
-	if done, err := cmd.daemon.checked(stdout, cfg.Validate(), dirErr); done {
+	addr := withDefaultPort(pf.listen)
+	if done, err := cmd.daemon.checked(cmd.fs, stdout, cfg.Validate(), dirErr, checkAddress("listen-address", addr, true)); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -74,7 +78,6 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	addr := withDefaultPort(pf.listen)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		p.Close()

@@ -16,6 +16,7 @@ import (
 
 	"thunder/internal/collector"
 	"thunder/internal/processor"
+	"thunder/internal/wire"
 )
 
 const statusHelp = `Usage: thunder status [--admin-address=HOST:PORT] [--json]
@@ -42,6 +43,9 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
+	if err := usageErrors("status", []error{positive("timeout", *timeout), notNegative("streams", *streams)}); err != nil {
+		return err
+	}
 	c := newAdminClient(*addr, *timeout)
 	raw, err := c.get(ctx, "/status")
 	if err != nil {
@@ -65,8 +69,12 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			return err
 		}
 	}
-	if health != nil {
+	switch {
+	case health != nil && *asJSON:
 		return fmt.Errorf("%s: unhealthy: %w", c.addr, health)
+	case health != nil:
+		// The reason is in the status printed: once is enough.
+		return fmt.Errorf("%s: unhealthy (the reason is printed above)", c.addr)
 	}
 	return nil
 }
@@ -90,10 +98,24 @@ func (c *adminClient) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("GET http://%s%s: %s: %s", c.addr, path, http.StatusText(code), bytes.TrimSpace(body))
+	switch {
+	case code == http.StatusNotFound:
+		// Some other web server: its 404 page says nothing useful.
+		return nil, fmt.Errorf("%s is not a thunder admin endpoint (GET %s: 404 Not Found); give --admin-address the address of the daemon's --admin-address", c.addr, path)
+	case code != http.StatusOK:
+		return nil, fmt.Errorf("GET http://%s%s: %s: %s", c.addr, path, http.StatusText(code), firstLine(body))
 	}
 	return body, nil
+}
+
+// firstLine is the first line of body, at most 200 bytes: enough for a
+// daemon's own error, not a page dump.
+func firstLine(body []byte) []byte {
+	line, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte("\n"))
+	if len(line) > 200 {
+		line = append(line[:200:200], "..."...)
+	}
+	return line
 }
 
 // healthz returns nil when the daemon says it is healthy.
@@ -103,7 +125,7 @@ func (c *adminClient) healthz(ctx context.Context) error {
 		return err
 	}
 	if code != http.StatusOK {
-		return errors.New(string(bytes.TrimSpace(body)))
+		return errors.New(string(firstLine(body)))
 	}
 	return nil
 }
@@ -115,6 +137,9 @@ func (c *adminClient) do(ctx context.Context, path string) (int, []byte, error) 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if dataPort(ctx, c.addr) {
+			return 0, nil, fmt.Errorf("%s is the data port of a thunder processor (its --listen-address), not an admin endpoint: start the daemon with --admin-address=127.0.0.1:%s and give thunder status that address", c.addr, DefaultAdminPort)
+		}
 		return 0, nil, fmt.Errorf("cannot reach the admin endpoint at %s (is the daemon running with --admin-address=%s?): %w", c.addr, c.addr, unwrapURL(err))
 	}
 	defer resp.Body.Close()
@@ -123,6 +148,29 @@ func (c *adminClient) do(ctx context.Context, path string) (int, []byte, error) 
 		return 0, nil, fmt.Errorf("read http://%s%s: %w", c.addr, path, err)
 	}
 	return resp.StatusCode, body, nil
+}
+
+// dataPort reports whether addr answers like a processor's data port: an
+// HTTP request there gets a wire Error frame (PROTOCOL.md §2, §7), not
+// an HTTP response.
+func dataPort(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline) // a failed read below says no
+	if _, err := io.WriteString(conn, "GET /status HTTP/1.0\r\n\r\n"); err != nil {
+		return false
+	}
+	r := wire.NewReader(conn)
+	defer r.Close()
+	f, err := r.Next()
+	return err == nil && f.Type == wire.TypeError
 }
 
 // unwrapURL drops the "Get "http://...": " prefix the address already says.
@@ -147,7 +195,7 @@ func decodeStatus(raw []byte) (snapshot, error) {
 	s := snapshot{at: time.Now()}
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &keys); err != nil {
-		return s, fmt.Errorf("status: %w", err)
+		return s, fmt.Errorf("not a thunder admin endpoint: /status is not JSON (%w)", err)
 	}
 	has := func(k ...string) bool {
 		for _, k := range k {
@@ -169,7 +217,7 @@ func decodeStatus(raw []byte) (snapshot, error) {
 			return s, fmt.Errorf("processor status: %w", err)
 		}
 	default:
-		return s, errors.New("status: neither a processor's nor a collector's")
+		return s, errors.New("not a thunder admin endpoint: /status is neither a processor's nor a collector's")
 	}
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"thunder/internal/admin"
 	"thunder/internal/collector"
+	"thunder/internal/harness"
 	"thunder/internal/processor"
 )
 
@@ -156,8 +158,8 @@ func TestStatusMismatch(t *testing.T) {
 	c := startFake(t, st)
 	c.setHealth(errors.New("1 file(s) whose processor's digest differs from the collector's: x/app.log"))
 	out, _, err := runCmd(t, "status", "--admin-address="+c.addr)
-	if err == nil || !strings.Contains(err.Error(), "x/app.log") {
-		t.Errorf("status of a collector in mismatch: error %v, want unhealthy naming the file", err)
+	if err == nil || !strings.Contains(out, "unhealthy: 1 file(s) whose processor's digest differs from the collector's: x/app.log") {
+		t.Errorf("status of a collector in mismatch: error %v, want unhealthy naming the file\n%s", err, out)
 	}
 	for _, w := range []string{"DIGEST MISMATCH:", "MISMATCHED NAME", "x/app.log.20261124T115434.123456789Z.rotated", "logs:7357", "4096", "0badf00d", "0badf00c", "2m0s"} {
 		if !strings.Contains(out, w) {
@@ -185,8 +187,15 @@ func TestStatusUnhealthy(t *testing.T) {
 	p := startFake(t, processorStatus(1, 1))
 	p.setHealth(errors.New("last commit failed: no space left on device"))
 	out, _, err := runCmd(t, "status", "--admin-address="+p.addr)
-	if err == nil || !strings.Contains(err.Error(), "no space left") || !strings.Contains(err.Error(), p.addr) {
-		t.Errorf("unhealthy daemon: error %v, want one naming the address and the cause", err)
+	if err == nil || !strings.Contains(err.Error(), p.addr) {
+		t.Errorf("unhealthy daemon: error %v, want one naming the address", err)
+	}
+	// The reason once, in the status or in the error, not in both.
+	if n := strings.Count(out+err.Error(), "no space left"); n != 1 {
+		t.Errorf("unhealthy daemon: the reason is printed %d times, want once:\n%s\nerror: %v", n, out, err)
+	}
+	if _, _, err := runCmd(t, "status", "--json", "--admin-address="+p.addr); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("unhealthy daemon, --json: error %v, want one naming the cause", err)
 	}
 	if !strings.Contains(out, "UNHEALTHY") || !strings.Contains(out, "web-1") {
 		t.Errorf("unhealthy daemon: status not printed:\n%s", out)
@@ -210,8 +219,33 @@ func TestStatusUnreachable(t *testing.T) {
 
 func TestStatusNotThunder(t *testing.T) {
 	f := startFake(t, map[string]int{"x": 1})
-	if _, _, err := runCmd(t, "status", "--admin-address="+f.addr); err == nil {
-		t.Error("status of an unknown shape: no error")
+	if _, _, err := runCmd(t, "status", "--admin-address="+f.addr); err == nil || !strings.Contains(err.Error(), "not a thunder admin endpoint") {
+		t.Errorf("status of an unknown shape: error %v, want 'not a thunder admin endpoint'", err)
+	}
+}
+
+// TestStatusNotFound: a web server that is not thunder's gets one line
+// saying so, not its 404 page.
+func TestStatusNotFound(t *testing.T) {
+	page := "<html><body>" + strings.Repeat("nothing here ", 100) + "</body></html>"
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, page, http.StatusNotFound)
+	}))
+	t.Cleanup(ts.Close)
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	_, _, err := runCmd(t, "status", "--admin-address="+addr)
+	if err == nil || !strings.Contains(err.Error(), addr+" is not a thunder admin endpoint") || strings.Contains(err.Error(), "nothing here") {
+		t.Errorf("status against a 404 server: error %v, want one line saying it is not a thunder admin endpoint", err)
+	}
+}
+
+// TestStatusDataPort: the data port of a real processor is recognized by
+// its wire Error answer.
+func TestStatusDataPort(t *testing.T) {
+	p := harness.StartProcessor(t, t.TempDir())
+	_, _, err := runCmd(t, "status", "--admin-address="+p.Addr)
+	if err == nil || !strings.Contains(err.Error(), "data port") || !strings.Contains(err.Error(), "--admin-address") {
+		t.Errorf("status against the data port: error %v, want 'this is the data port, use --admin-address'", err)
 	}
 }
 

@@ -57,8 +57,12 @@ func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
+	var errs []error
 	if *interval < 10*time.Millisecond {
-		return usageError{fmt.Errorf("top: --interval %v is too short", *interval)}
+		errs = append(errs, fmt.Errorf("--interval=%v: too short (at least 10ms)", *interval))
+	}
+	if err := usageErrors("top", append(errs, notNegative("count", *count))); err != nil {
+		return err
 	}
 	v := &topView{client: newAdminClient(*addr, min(max(*interval, time.Second), 5*time.Second))}
 	if f, ok := stdout.(*os.File); ok && isTerminal(int(f.Fd())) {

@@ -47,6 +47,9 @@ func runVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return ignoreHelp(err)
 	}
+	if err := positive("timeout", *timeout); err != nil {
+		return usageError{fmt.Errorf("verify: %w", err)}
+	}
 	c := newAdminClient(*addr, *timeout)
 	body, err := c.stream(ctx, fmt.Sprintf("/verify?rate=%d", rate))
 	if err != nil {

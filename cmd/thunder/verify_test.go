@@ -85,21 +85,3 @@ func TestVerifyExitStatus(t *testing.T) {
 		t.Errorf("busy: %v, want cannotCheck (exit 2)\n%s", err, out)
 	}
 }
-
-// TestDemoVerifies runs a short demo: its end runs thunder verify's check
-// against the running processor and prints the verdict beside the line
-// check's.
-func TestDemoVerifies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole pipeline for a few seconds")
-	}
-	var out bytes.Buffer
-	if err := run(t.Context(), []string{"demo", "--seconds=2", "--rate=500"}, &out, &out); err != nil {
-		t.Fatalf("demo: %v\n%s", err, out.String())
-	}
-	for _, want := range []string{"thunder verify: ok: all 3 target files", "arrived exactly once"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out.String())
-		}
-	}
-}

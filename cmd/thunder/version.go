@@ -11,6 +11,12 @@ import (
 // stamp of the build is used, where the Go tool found one.
 var version, commit = "dev", ""
 
+const versionHelp = `Usage: thunder version
+
+Prints the version of thunder, the commit it was built from and the Go
+version. It takes no flags.
+`
+
 func versionString() string {
 	rev := commit
 	if rev == "" {

@@ -112,56 +112,66 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with c.
+// Validate reports every problem of c, each named by the flag of thunder
+// logs-collector (and key of its config file) that sets the field.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Name == "" {
-		errs = append(errs, errors.New("collector name is required"))
+		errs = append(errs, errors.New("--name is required"))
 	}
 	if c.SourceDir == "" {
-		errs = append(errs, errors.New("source dir is required"))
+		errs = append(errs, errors.New("--source-dir is required"))
 	}
 	if c.OffsetsDB == "" {
-		errs = append(errs, errors.New("offsets db is required"))
+		errs = append(errs, errors.New("--offsets-db is required"))
 	}
 	if len(c.Targets) == 0 {
-		errs = append(errs, errors.New("target address is required"))
+		errs = append(errs, errors.New("--target-address is required"))
 	}
 	if len(c.Targets) > MaxTargets {
-		errs = append(errs, fmt.Errorf("at most %d target addresses", MaxTargets))
+		errs = append(errs, fmt.Errorf("--target-address: %d addresses, at most %d", len(c.Targets), MaxTargets))
 	}
 	seen := make(map[string]bool, len(c.Targets))
 	for _, t := range c.Targets {
 		if seen[t] {
-			errs = append(errs, fmt.Errorf("target address %s listed twice", t))
+			errs = append(errs, fmt.Errorf("--target-address: %s listed twice", t))
 		}
 		seen[t] = true
 	}
 	if c.ChunkBytes < 4096 || c.ChunkBytes > wire.MaxPayloadBytes-1 {
-		errs = append(errs, fmt.Errorf("chunk size must be between 4096 and %d", wire.MaxPayloadBytes-1))
+		errs = append(errs, fmt.Errorf("--chunk-bytes=%d: must be between 4096 and %d", c.ChunkBytes, wire.MaxPayloadBytes-1))
 	}
 	if c.MaxLineBytes < 1 || c.MaxLineBytes > c.ChunkBytes {
-		errs = append(errs, errors.New("max line bytes must be between 1 and the chunk size"))
+		errs = append(errs, fmt.Errorf("--max-line-bytes=%d: must be between 1 and --chunk-bytes (%d)", c.MaxLineBytes, c.ChunkBytes))
 	}
 	for _, p := range c.Exclude {
 		if _, err := path.Match(p, ""); err != nil {
-			errs = append(errs, fmt.Errorf("bad exclude pattern %q: %w", p, err))
+			errs = append(errs, fmt.Errorf("--exclude: bad pattern %q: %w", p, err))
 		}
 	}
 	if c.MaxOpenFiles < 16 {
-		errs = append(errs, errors.New("max open files must be at least 16"))
+		errs = append(errs, fmt.Errorf("--max-open-files=%d: must be at least 16", c.MaxOpenFiles))
 	}
 	if c.Buffers < 2 {
 		errs = append(errs, errors.New("buffers must be at least 2"))
 	}
 	if c.WindowBytes < int64(c.ChunkBytes) {
-		errs = append(errs, errors.New("window must hold at least one chunk"))
+		errs = append(errs, fmt.Errorf("--window-bytes=%d must hold at least one chunk of --chunk-bytes=%d: raise --window-bytes or lower --chunk-bytes", c.WindowBytes, c.ChunkBytes))
 	}
 	if c.Compression != "" && c.Compression != wire.CompressionZstd {
-		errs = append(errs, fmt.Errorf("unknown compression %q (zstd or none)", c.Compression))
+		errs = append(errs, fmt.Errorf("--compress=%s: unknown (zstd or none)", c.Compression))
 	}
-	if c.RescanInterval <= 0 || c.PingInterval <= 0 || c.FlushIdle <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
-		errs = append(errs, errors.New("intervals must be positive"))
+	if c.RescanInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--rescan-interval=%s: must be positive", c.RescanInterval))
+	}
+	if c.FlushIdle <= 0 {
+		errs = append(errs, fmt.Errorf("--flush-idle=%s: must be positive", c.FlushIdle))
+	}
+	if c.Linger < 0 || c.RotateAge < 0 || c.RotateSize < 0 {
+		errs = append(errs, fmt.Errorf("--linger=%s, --rotate-age=%s, --rotate-size=%d: none may be negative", c.Linger, c.RotateAge, c.RotateSize))
+	}
+	if c.PingInterval <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		errs = append(errs, errors.New("ping interval and backoff must be positive"))
 	}
 	return errors.Join(errs...)
 }

@@ -349,7 +349,7 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil {
 			t.Fatal("New(zero config) = nil error")
 		}
-		for _, s := range []string{"name", "source dir", "offsets db", "target"} {
+		for _, s := range []string{"--name", "--source-dir", "--offsets-db", "--target-address"} {
 			if !strings.Contains(err.Error(), s) {
 				t.Errorf("New(zero config) = %q, want it to mention %q", err, s)
 			}

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"thunder/internal/wire"
@@ -101,7 +102,11 @@ func (c *Collector) onDown(l *link, err error) {
 		c.log.Warn("frame from processor failed its checksum: damaged on the way; reconnecting", "addr", l.addr, "err", err)
 	}
 	if !isClosed(err) {
-		c.log.Log(context.Background(), refusalLevel(err), "connection to processor lost", "addr", l.addr, "err", err)
+		level := slog.LevelWarn
+		if r := c.permanent(l.addr, err); r != nil {
+			err, level = r, slog.LevelError // only an operator can fix it
+		}
+		c.log.Log(context.Background(), level, "connection to processor lost", "addr", l.addr, "err", err)
 		msg := err.Error()
 		c.statsAdd(func(st *Stats) { st.LastError = msg })
 	} else {
@@ -141,7 +146,14 @@ func (c *Collector) acked(l *link, s *source, off uint64, theirs *uint32, what s
 	}
 	c.ackDigest(l, s, off, theirs, what)
 	c.framesAcked(s, off, time.Now())
-	c.statsAdd(func(st *Stats) { st.AckedBytes += off - s.rec.Acked })
+	// An advance past what this process sent (hwm) was sent by an earlier
+	// one, and Opened tells it after a restart: it counts as sent too, so
+	// that AckedBytes never exceeds SentBytes.
+	earlier := off - min(off, max(s.hwm, s.rec.Acked))
+	c.statsAdd(func(st *Stats) {
+		st.AckedBytes += off - s.rec.Acked
+		st.SentBytes += earlier
+	})
 	s.setOffsets(s.sent, off)
 	c.markDirty(s)
 	c.maybeFinish(s)

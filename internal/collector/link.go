@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -92,12 +91,26 @@ func (c *Collector) dialLoop(ctx context.Context, idx int) {
 					return
 				}
 			}
+			refused := c.permanent(addr, err)
+			if refused != nil {
+				err = refused
+			}
 			if msg := err.Error(); msg != lastErr {
-				c.log.Log(ctx, refusalLevel(err), "cannot connect to processor; retrying", "addr", addr, "err", err)
+				if refused != nil {
+					c.log.Error("cannot connect to processor: it refuses this collector; change what err says (retrying with backoff up to "+refusedBackoffMax.String()+")", "addr", addr, "err", err)
+				} else {
+					c.log.Warn("cannot connect to processor; retrying", "addr", addr, "err", err)
+				}
 				lastErr = msg
 				c.statsAdd(func(st *Stats) { st.LastError = msg })
+			} else if refused != nil && failures%10 == 0 {
+				c.log.Error("processor still refuses this collector", "addr", addr, "attempts", failures, "err", err)
 			}
-			c.sleep(ctx, failures)
+			if refused != nil {
+				c.refusedSleep(ctx, failures)
+			} else {
+				c.sleep(ctx, failures)
+			}
 			continue
 		}
 		if failures > 0 || lastErr != "" {
@@ -365,17 +378,6 @@ func (l *link) send(f frame) bool {
 	default:
 		return false
 	}
-}
-
-// refusalLevel is the level of a link failure: an auth refusal needs the
-// operator (a wrong token, or a name pinned to another key, §12), the rest
-// heals by retrying.
-func refusalLevel(err error) slog.Level {
-	var re *wire.RemoteError
-	if errors.As(err, &re) && re.Code == wire.CodeAuth {
-		return slog.LevelError
-	}
-	return slog.LevelWarn
 }
 
 // isClosed reports errors that only mean the link went away.

@@ -17,7 +17,11 @@ type Stats struct {
 	// Processors has one entry per target address, in the order given.
 	Processors []ProcessorLink `json:"processors"`
 	Streams    int             `json:"streams"` // files being followed
-	// SentBytes and AckedBytes are source bytes; SentLines counts newlines.
+	// SentBytes and AckedBytes are source bytes since this process
+	// started: sent to processors (again after a reconnect), and
+	// acknowledged by them. Bytes an earlier process sent whose
+	// acknowledgement this one received (Opened after a restart) count in
+	// both, so AckedBytes ≤ SentBytes always. SentLines counts newlines.
 	SentBytes  uint64 `json:"sent_bytes"`
 	SentLines  uint64 `json:"sent_lines"`
 	AckedBytes uint64 `json:"acked_bytes"`

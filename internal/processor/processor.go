@@ -123,16 +123,16 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if c.TargetDir == "" && c.Kafka == nil {
-		errs = append(errs, errors.New("target dir or kafka brokers required"))
+		errs = append(errs, errors.New("--target-dir or --kafka-brokers is required"))
 	}
 	if c.Kafka != nil {
 		errs = append(errs, c.kafkaConfig().Validate())
 	}
 	if c.CommitInterval <= 0 {
-		errs = append(errs, errors.New("commit interval must be positive"))
+		errs = append(errs, fmt.Errorf("--commit-interval=%s: must be positive", c.CommitInterval))
 	}
 	if c.HandshakeTimeout <= 0 || c.IdleTimeout <= 0 || c.FrameTimeout <= 0 || c.WriteTimeout <= 0 || c.LingerTimeout < 0 {
-		errs = append(errs, errors.New("timeouts must be positive"))
+		errs = append(errs, fmt.Errorf("--handshake-timeout=%s, --idle-timeout=%s, --frame-timeout=%s: all must be positive", c.HandshakeTimeout, c.IdleTimeout, c.FrameTimeout))
 	}
 	if _, err := identity.ParseMode(string(c.Identity)); err != nil {
 		errs = append(errs, err)
@@ -140,16 +140,16 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("collector identity mode known needs a pin file (--known-collectors or a target dir)"))
 	}
 	if c.MaxOpenFiles < 16 {
-		errs = append(errs, errors.New("max open files must be at least 16"))
+		errs = append(errs, fmt.Errorf("--max-open-files=%d: must be at least 16", c.MaxOpenFiles))
 	}
 	if c.ScrubInterval < 0 || c.ScrubRate < 0 {
-		errs = append(errs, errors.New("scrub interval and rate must not be negative"))
+		errs = append(errs, fmt.Errorf("--scrub-interval=%s, --scrub-rate=%d: must not be negative", c.ScrubInterval, c.ScrubRate))
 	}
 	if c.ScrubInterval > 0 && c.TargetDir == "" {
-		errs = append(errs, errors.New("scrub needs a target dir"))
+		errs = append(errs, errors.New("--scrub-interval needs --target-dir"))
 	}
 	if c.MaxStreamsPerConn <= 0 || c.MaxConns <= 0 || c.MaxHandshakes <= 0 || c.MaxConnsPerPeer < 0 {
-		errs = append(errs, errors.New("connection and stream limits must be positive"))
+		errs = append(errs, fmt.Errorf("--max-streams-per-conn=%d, --max-conns=%d, --max-handshakes=%d must be positive and --max-conns-per-peer=%d not negative", c.MaxStreamsPerConn, c.MaxConns, c.MaxHandshakes, c.MaxConnsPerPeer))
 	}
 	return errors.Join(errs...)
 }
@@ -199,6 +199,7 @@ type Processor struct {
 
 	m        *metrics
 	logLimit *lograte.Limit // per-connection lines (connLog)
+	refusals *lograte.Keyed // the same refusal of the same peer (logRefusal)
 	total    struct{ bytes, lines atomic.Uint64 }
 
 	zstd  *wire.Decoder // nil unless zstd is accepted
@@ -226,6 +227,7 @@ func New(cfg Config) (*Processor, error) {
 		peers:    make(map[string]int),
 		m:        newMetrics(cfg.Registerer),
 		logLimit: connLog(),
+		refusals: lograte.NewKeyed(refusalLogEvery, maxRefusalKeys),
 		scrubM:   newScrubMetrics(cfg.Registerer),
 		fdBudget: connBudget(cfg.MaxOpenFiles),
 		left:     make(chan struct{}, 1),

@@ -127,7 +127,7 @@ func (s *session) fail(err error) {
 		return
 	case errors.As(err, &re):
 		// Already sent to the collector by the code that found it.
-		s.logAt(slog.LevelWarn, "collector refused", "code", re.Code, "err", re.Message, "handle", re.Handle)
+		s.logRefusal(re)
 	case errors.Is(err, wire.ErrChecksum):
 		_ = s.damaged(err)
 	case errors.Is(err, os.ErrDeadlineExceeded):

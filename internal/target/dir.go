@@ -82,7 +82,12 @@ type Dir struct {
 	m        *metrics
 
 	kick chan struct{} // data appended: a commit is due
-	full chan struct{} // CommitBytes pending: commit now
+	// dueSince is when the first append since the last commit's start
+	// asked for one (unix ns, 0: none): the interval counts from then,
+	// so data appended while a commit runs does not wait for it and a
+	// whole interval more.
+	dueSince atomic.Int64
+	full     chan struct{} // CommitBytes pending: commit now
 
 	mu      sync.Mutex
 	files   map[string]*file

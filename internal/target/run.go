@@ -10,6 +10,9 @@ import (
 
 // notify wakes Run after an append; full asks for a commit now.
 func (d *Dir) notify(full bool) {
+	if d.dueSince.Load() == 0 {
+		d.dueSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	select {
 	case d.kick <- struct{}{}:
 	default:
@@ -50,14 +53,8 @@ func (d *Dir) Run(ctx context.Context) error {
 			d.finalCommit()
 			return nil
 		}
-		timer.Reset(d.cfg.CommitInterval)
-		select {
-		case <-timer.C:
-		case <-d.full:
-			timer.Stop()
-		case <-ctx.Done():
-			timer.Stop()
-		}
+		d.waitDue(ctx, timer)
+		d.dueSince.Store(0) // appends from here on are in this commit or ask for the next
 		if d.commit() {
 			if failing > 0 {
 				d.log.Info("commits succeed again", "failures", failing)
@@ -70,6 +67,26 @@ func (d *Dir) Run(ctx context.Context) error {
 			continue // the next round sees ctx done and makes the last commit
 		}
 		d.notify(false)
+	}
+}
+
+// waitDue waits until the first append asking for a commit is
+// CommitInterval old, or CommitBytes are pending, or ctx is done.
+func (d *Dir) waitDue(ctx context.Context, timer *time.Timer) {
+	wait := d.cfg.CommitInterval
+	if since := d.dueSince.Load(); since != 0 {
+		wait -= time.Since(time.Unix(0, since))
+	}
+	if wait <= 0 {
+		return
+	}
+	timer.Reset(wait)
+	select {
+	case <-timer.C:
+	case <-d.full:
+		timer.Stop()
+	case <-ctx.Done():
+		timer.Stop()
 	}
 }
 
