@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 )
 
@@ -139,7 +138,7 @@ func fsyncLatency(path string, bs int, d time.Duration) (p50, p99 time.Duration,
 		if _, err := f.Write(buf); err != nil {
 			return 0, 0, 0, err
 		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		if err := fdatasync(f); err != nil {
 			return 0, 0, 0, err
 		}
 		lat = append(lat, time.Since(t))

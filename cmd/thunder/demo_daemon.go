@@ -54,7 +54,7 @@ func (d *demoDaemon) start(ctx context.Context) error {
 	cmd := exec.Command(d.bin, d.args...)
 	w := &demoLogWriter{log: d.log, d: d}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = demoProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", d.name, err)
 	}

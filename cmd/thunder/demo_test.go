@@ -46,7 +46,7 @@ func demoCommand(ctx context.Context, t *testing.T, out io.Writer, args ...strin
 	cmd := exec.CommandContext(ctx, harness.Binary(t), append([]string{"demo"}, args...)...)
 	// TMPDIR: a work dir the demo keeps goes with the test.
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir(), "GORACE=halt_on_error=1 atexit_sleep_ms=50")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = harness.DiesWithParent()
 	cmd.Stdout, cmd.Stderr = out, out
 	return cmd
 }

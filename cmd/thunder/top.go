@@ -211,7 +211,7 @@ func (v *topView) runTerminal(ctx context.Context, f *os.File, interval time.Dur
 
 // isTerminal reports whether fd is a terminal.
 func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	_, err := unix.IoctlGetTermios(fd, getTermios)
 	return err == nil
 }
 
@@ -220,17 +220,17 @@ func isTerminal(fd int) bool {
 // Unlike raw mode it keeps signals (Ctrl-C is SIGINT) and output
 // processing (\n is a new line).
 func cbreak(fd int) (restore func(), err error) {
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	old, err := unix.IoctlGetTermios(fd, getTermios)
 	if err != nil {
 		return nil, err
 	}
 	t := *old
 	t.Lflag &^= unix.ICANON | unix.ECHO
 	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
+	if err := unix.IoctlSetTermios(fd, setTermios, &t); err != nil {
 		return nil, err
 	}
-	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil // best effort: we are exiting
+	return func() { _ = unix.IoctlSetTermios(fd, setTermios, old) }, nil // best effort: we are exiting
 }
 
 // readKeys closes quit when q or Q arrives on fd or fd reaches its end, and

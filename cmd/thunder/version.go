@@ -6,8 +6,10 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
+// version and commit are set at build time: -ldflags "-X main.version=v1.2.3
+// -X main.commit=0123456789ab" (make release). Without commit, the VCS
+// stamp of the build is used, where the Go tool found one.
+var version, commit = "dev", ""
 
 const versionHelp = `Usage: thunder version
 
@@ -16,14 +18,24 @@ version. It takes no flags.
 `
 
 func versionString() string {
-	commit, dirty := "unknown", ""
+	rev := commit
+	if rev == "" {
+		rev = vcsRevision()
+	}
+	return fmt.Sprintf("thunder %s (commit %s, %s)", version, rev, runtime.Version())
+}
+
+// vcsRevision returns the first 12 digits of the commit the Go tool stamped
+// into the binary, "+dirty" if the tree was modified, or "unknown".
+func vcsRevision() string {
+	rev, dirty := "unknown", ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				commit = s.Value
-				if len(commit) > 12 {
-					commit = commit[:12]
+				rev = s.Value
+				if len(rev) > 12 {
+					rev = rev[:12]
 				}
 			case "vcs.modified":
 				if s.Value == "true" {
@@ -32,5 +44,5 @@ func versionString() string {
 			}
 		}
 	}
-	return fmt.Sprintf("thunder %s (commit %s%s, %s)", version, commit, dirty, runtime.Version())
+	return rev + dirty
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/identity"
+	"thunder/internal/inuse"
 	"thunder/internal/offsets"
 	"thunder/internal/stream"
 	"thunder/internal/watch"
@@ -200,6 +201,7 @@ type Collector struct {
 	byIno        map[devIno]*source
 	lastByName   map[string]*source // target name → its newest source
 	noProcLogged bool
+	openBy       func(path string, self bool) ([]int, error) // inuse.OpenBy; forced to fail in a test
 	openFiles    int
 	ticks        int
 	ackDirty     []*source       // acked offset changed since the last save
@@ -285,6 +287,7 @@ func New(cfg Config) (*Collector, error) {
 		skipped:    make(map[string]bool),
 		refused:    make(map[string]*refusal),
 		openReplay: openReplayBytes,
+		openBy:     inuse.OpenBy,
 		ackSeconds: newAckSeconds(),
 	}
 	c.stats.Name = cfg.Name

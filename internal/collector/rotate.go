@@ -77,12 +77,12 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 		return // a writer holds LOCK_SH
 	}
 	path := c.abs(s.rec.Path)
-	pids, err := inuse.OpenBy(path, false)
+	pids, err := c.openBy(path, false)
 	switch {
 	case errors.Is(err, inuse.ErrNoProcAccess):
 		if !c.noProcLogged {
 			c.noProcLogged = true
-			c.log.Warn("cannot see other processes' open files in /proc; rotated files are deleted after the flock check and a grace period", "grace", noProcGrace)
+			c.log.Warn("cannot see which processes hold files open; rotated files are deleted after the flock check and a quiet period", "grace", noProcGrace, "err", err)
 		}
 		if now.Sub(s.seen.grown) < noProcGrace {
 			_ = inuse.Unlock(s.f)

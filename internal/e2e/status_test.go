@@ -36,7 +36,7 @@ type proc struct {
 // startProc starts cmd, killing it when the test ends.
 func startProc(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = harness.DiesWithParent()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

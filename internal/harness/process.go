@@ -58,7 +58,7 @@ func (p *Process) Start() error {
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 atexit_sleep_ms=50")
 	cmd.Stdout = f
 	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = DiesWithParent()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}

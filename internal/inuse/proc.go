@@ -1,9 +1,12 @@
+//go:build unix
+
 package inuse
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -14,9 +17,6 @@ import (
 // holds a file. Callers should log it once and rely on [TryLockExclusive]
 // and a grace period instead.
 var ErrNoProcAccess = errors.New("inuse: cannot read other processes' open files in /proc")
-
-// procDir is where OpenBy looks; a constant, never changed.
-const procDir = "/proc"
 
 // OpenBy returns the IDs of the processes that have path open, found by
 // comparing the device and inode of path with those of every /proc/PID/fd/N
@@ -30,6 +30,15 @@ const procDir = "/proc"
 // one (another PID namespace, /proc mounted with hidepid). It costs one
 // stat per descriptor on the machine and is meant to be called rarely.
 func OpenBy(path string, self bool) (pids []int, err error) {
+	return openBy(procDir, path, self)
+}
+
+// openBy is OpenBy looking in procDir; "" means this system has no
+// /proc/PID/fd to look in.
+func openBy(procDir, path string, self bool) (pids []int, err error) {
+	if procDir == "" {
+		return nil, fmt.Errorf("%w: %s has no /proc/PID/fd", ErrNoProcAccess, runtime.GOOS)
+	}
 	var want unix.Stat_t
 	if err := unix.Stat(path, &want); err != nil {
 		return nil, fmt.Errorf("inuse: %w", &os.PathError{Op: "stat", Path: path, Err: err})
@@ -48,7 +57,7 @@ func OpenBy(path string, self bool) (pids []int, err error) {
 		if pid == me && !self {
 			continue
 		}
-		holds, err := holds(pid, want.Dev, want.Ino)
+		holds, err := holds(procDir, pid, uint64(want.Dev), want.Ino)
 		switch {
 		case err == nil:
 			if pid != me {
@@ -71,7 +80,7 @@ func OpenBy(path string, self bool) (pids []int, err error) {
 
 // holds reports whether process pid has a descriptor open on the file with
 // the given device and inode.
-func holds(pid int, dev, ino uint64) (bool, error) {
+func holds(procDir string, pid int, dev, ino uint64) (bool, error) {
 	dir := procDir + "/" + strconv.Itoa(pid) + "/fd/"
 	fds, err := readDirNames(dir)
 	if err != nil {
@@ -84,7 +93,7 @@ func holds(pid int, dev, ino uint64) (bool, error) {
 		if err := unix.Stat(dir+fd, &st); err != nil {
 			continue // closed meanwhile, or not stat-able: not our file
 		}
-		if st.Dev == dev && st.Ino == ino {
+		if uint64(st.Dev) == dev && st.Ino == ino {
 			return true, nil
 		}
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package processor_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build linux
+
 package processor_test
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"thunder/internal/admin"
+	"thunder/internal/harness"
 	"thunder/internal/harness/peer"
 	"thunder/internal/processor"
 	"thunder/internal/wire"
@@ -132,7 +135,7 @@ func startLimitedChild(t *testing.T, limit, maxOpenFiles int) (addr, adminAddr s
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDescriptorLimitChild$", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("THUNDER_FD_CHILD=%d,%d", limit, maxOpenFiles))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = harness.DiesWithParent()
 	cmd.Stderr = t.Output()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -170,7 +173,7 @@ func startLimitedChild(t *testing.T, limit, maxOpenFiles int) (addr, adminAddr s
 // its own descriptor limit, serves, prints "SERVING addr admin-addr
 // budget" and stops when its stdin closes.
 func TestDescriptorLimitChild(t *testing.T) {
-	var limit, maxOpenFiles uint64
+	var limit, maxOpenFiles int
 	if _, err := fmt.Sscanf(os.Getenv("THUNDER_FD_CHILD"), "%d,%d", &limit, &maxOpenFiles); err != nil {
 		t.Skip("run by TestDescriptorLimit in a child process")
 	}
@@ -178,12 +181,12 @@ func TestDescriptorLimitChild(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	lim.Cur = limit
+	lim.Cur = uint64(limit)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
 	srv := mustServe(t, "", func(c *processor.Config) {
-		c.MaxOpenFiles = int(maxOpenFiles)
+		c.MaxOpenFiles = maxOpenFiles
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
 	ad, err := admin.New(admin.Config{Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})

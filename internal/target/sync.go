@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // maxParallelSyncs bounds the fsyncs a commit runs at once (a variable for
@@ -20,10 +18,6 @@ var maxParallelSyncs = 32
 // waits for the journal on its own (BenchmarkCommitManyFiles; docs/
 // BENCHMARKS.md). A variable for that benchmark.
 var syncfsMin = 32
-
-// syncfs is syncfs(2) (a variable for a test that acts in the middle of
-// one).
-var syncfs = unix.Syncfs
 
 // syncAll makes the snapshots' files durable and returns each one's error.
 // Files on the target's file system are synced with one syncfs(2) when
@@ -91,18 +85,6 @@ func fsyncEach(snaps []snapshot, idx []int, errs []error) {
 		})
 	}
 	wg.Wait()
-}
-
-// syncfsReportsErrors reports whether this kernel's syncfs(2) returns
-// writeback errors: before Linux 5.8 it always returned 0, and a commit
-// must not take that for durability.
-func syncfsReportsErrors() bool {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return false
-	}
-	major, minor, ok := kernelVersion(unix.ByteSliceToString(u.Release[:]))
-	return ok && (major > 5 || major == 5 && minor >= 8)
 }
 
 // kernelVersion parses the "6.18" of a release such as "6.18.44-fc".

@@ -1,0 +1,8 @@
+//go:build darwin || freebsd
+
+package main
+
+import "golang.org/x/sys/unix"
+
+// The ioctls that read and set a terminal's attributes (top.go).
+const getTermios, setTermios = unix.TIOCGETA, unix.TIOCSETA
