@@ -17,6 +17,7 @@ import (
 
 	"thunder/internal/admin"
 	"thunder/internal/identity"
+	"thunder/internal/layout"
 	"thunder/internal/processor"
 )
 
@@ -104,6 +105,7 @@ func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, 
 	fs.Var(modeFlag{&cfg.Identity}, "collector-identity", "how collectors prove their names: tofu (pin each name's key at first contact), known (only names in --known-collectors), off (names are merely claimed)")
 	fs.StringVar(&cfg.KnownCollectors, "known-collectors", cfg.KnownCollectors, "file of collector keys, one line \"ed25519:<key> <name>\" each; SIGHUP reloads it (default: <target-dir>/.thunder/known_collectors)")
 	fs.StringVar(&cfg.TargetDir, "target-dir", cfg.TargetDir, "directory to write received files into (required unless --kafka-brokers)")
+	fs.Var(layoutFlag{&cfg.Layout}, "target-layout", "path of each file in --target-dir: {file} (the name on the source host; all hosts' files of one name append to one file), {host} (the collector's authenticated --name), {date} (YYYY-MM-DD, UTC, of receipt: a new file each day), e.g. {host}/{file} or {host}/{date}/{file}; a changed layout applies from the next byte after a restart")
 	pf.kafka.register(fs)
 	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
 	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "longest wait before received lines are fsynced and acknowledged")
@@ -198,5 +200,24 @@ func (f modeFlag) Set(v string) error {
 		return err
 	}
 	*f.m = m
+	return nil
+}
+
+// layoutFlag is --target-layout.
+type layoutFlag struct{ l *layout.Layout }
+
+func (f layoutFlag) String() string {
+	if f.l == nil {
+		return layout.Default
+	}
+	return f.l.String()
+}
+
+func (f layoutFlag) Set(v string) error {
+	l, err := layout.Parse(v)
+	if err != nil {
+		return err
+	}
+	*f.l = l
 	return nil
 }
