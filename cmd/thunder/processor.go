@@ -31,8 +31,13 @@ the names the files had on the source hosts, and/or to Kafka topics
 (logrotate) to make it reopen them (and reread --known-collectors); SIGTERM
 or SIGINT stops it cleanly.
 
+--target-layout lays the files out per host or per day: '{host}/{file}'
+keeps each host's files apart, '{host}/{date}/{file}' starts a new file each
+UTC day. Exactly once holds with any layout.
+
 Examples:
   thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
+  thunder logs-processor --target-dir=/var/log/thunder --target-layout='{host}/{date}/{file}'
   thunder logs-processor --target-dir=/srv/logs --auth-token-file=/etc/thunder/token
   thunder logs-processor --kafka-brokers=kafka-1:9092,kafka-2:9092 --kafka-topic='logs.{file}'
 `
