@@ -141,7 +141,7 @@ func startProcessor(log *slog.Logger, p *processor.Processor, cfg processor.Conf
 	// that line may send SIGHUP at once.
 	reopen := make(chan os.Signal, 1)
 	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)
-	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "kafka", cfg.Kafka != nil, "tls", tlsCfg != nil, "mutual_tls", mutual, "token", cfg.Token != "")
+	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "target_layout", cfg.Layout.String(), "kafka", cfg.Kafka != nil, "tls", tlsCfg != nil, "mutual_tls", mutual, "token", cfg.Token != "")
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"thunder/internal/inuse"
@@ -20,8 +21,7 @@ import (
 // within deleteGrace, or at their next reopen (a second or so).
 const heldAfter = 5 * time.Second
 
-// heldCheckEvery spaces the /proc scans for the holders of a rotated file
-// that is not yet delivered (maybeDelete scans a delivered one itself).
+// heldCheckEvery spaces the /proc scans for the writers of a rotated file.
 const heldCheckEvery = 2 * time.Second
 
 // holders is what is known of the processes holding a rotated file.
@@ -44,8 +44,9 @@ type HeldFile struct {
 	BytesAfterRotation int64 `json:"bytes_after_rotation"`
 }
 
-// checkHeld looks in /proc for processes that hold the rotated file s,
-// heldAfter its rotation and then every heldCheckEvery. Run loop only.
+// checkHeld looks in /proc for processes that hold the rotated file s open
+// for writing without a lock (a reader such as tail -f is none), heldAfter
+// its rotation and then every heldCheckEvery. Run loop only.
 func (c *Collector) checkHeld(s *source, now time.Time) {
 	if s.state != stateRotated || s.f == nil || now.Sub(s.rotatedAt) < heldAfter || now.Sub(s.held.checked) < heldCheckEvery {
 		return
@@ -54,14 +55,14 @@ func (c *Collector) checkHeld(s *source, now time.Time) {
 		return // a locked writer (LOCK_SH) lets go when it closes, as its contract says
 	}
 	_ = inuse.Unlock(s.f) // only probing
-	pids, err := inuse.OpenBy(c.abs(s.rec.Path), false)
+	pids, err := inuse.WritersOf(c.abs(s.rec.Path), false)
 	if err != nil {
 		return // without /proc, maybeDelete falls back on a grace period and says so
 	}
 	c.setHolders(s, pids, now)
 }
 
-// setHolders records the processes found holding the rotated file s open
+// setHolders records the processes found writing the rotated file s
 // without a lock, and warns once per file. Run loop only.
 func (c *Collector) setHolders(s *source, pids []int, now time.Time) {
 	s.held.checked = now
@@ -101,14 +102,6 @@ func (c *Collector) heldFiles() []HeldFile {
 		}
 		list = append(list, HeldFile{Name: s.rec.Name, Path: s.rec.Path, PIDs: s.held.pids, Since: s.held.since, BytesAfterRotation: s.writtenAfterRotation()})
 	}
-	slices.SortFunc(list, func(a, b HeldFile) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list, func(a, b HeldFile) int { return strings.Compare(a.Path, b.Path) })
 	return list[:min(len(list), MaxStatusStreams)]
 }

@@ -92,8 +92,7 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 		_ = inuse.Unlock(s.f)
 		return
 	case len(pids) > 0:
-		_ = inuse.Unlock(s.f) // an unlocked writer still holds it
-		c.setHolders(s, pids, now)
+		_ = inuse.Unlock(s.f) // an unlocked writer still holds it (held.go tells)
 		return
 	}
 	if err := os.Remove(path); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,17 @@ const procDir = "/proc"
 // one (another PID namespace, /proc mounted with hidepid). It costs one
 // stat per descriptor on the machine and is meant to be called rarely.
 func OpenBy(path string, self bool) (pids []int, err error) {
+	return scan(path, self, false)
+}
+
+// WritersOf is OpenBy counting only descriptors open for writing (their
+// /proc/PID/fdinfo flags), so a reader such as `tail -f` is no writer.
+func WritersOf(path string, self bool) (pids []int, err error) {
+	return scan(path, self, true)
+}
+
+// scan is OpenBy, and WritersOf with write.
+func scan(path string, self, write bool) (pids []int, err error) {
 	var want unix.Stat_t
 	if err := unix.Stat(path, &want); err != nil {
 		return nil, fmt.Errorf("inuse: %w", &os.PathError{Op: "stat", Path: path, Err: err})
@@ -48,7 +60,7 @@ func OpenBy(path string, self bool) (pids []int, err error) {
 		if pid == me && !self {
 			continue
 		}
-		holds, err := holds(pid, want.Dev, want.Ino)
+		holds, err := holds(pid, want.Dev, want.Ino, write)
 		switch {
 		case err == nil:
 			if pid != me {
@@ -70,9 +82,10 @@ func OpenBy(path string, self bool) (pids []int, err error) {
 }
 
 // holds reports whether process pid has a descriptor open on the file with
-// the given device and inode.
-func holds(pid int, dev, ino uint64) (bool, error) {
-	dir := procDir + "/" + strconv.Itoa(pid) + "/fd/"
+// the given device and inode (for writing, with write).
+func holds(pid int, dev, ino uint64, write bool) (bool, error) {
+	base := procDir + "/" + strconv.Itoa(pid)
+	dir := base + "/fd/"
 	fds, err := readDirNames(dir)
 	if err != nil {
 		return false, err
@@ -84,11 +97,28 @@ func holds(pid int, dev, ino uint64) (bool, error) {
 		if err := unix.Stat(dir+fd, &st); err != nil {
 			continue // closed meanwhile, or not stat-able: not our file
 		}
-		if st.Dev == dev && st.Ino == ino {
+		if st.Dev == dev && st.Ino == ino && (!write || writable(base+"/fdinfo/"+fd)) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// writable reports whether the descriptor whose /proc fdinfo file is at
+// path is open for writing: its "flags:" line, in octal, has O_WRONLY or
+// O_RDWR. A descriptor closed meanwhile is not.
+func writable(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			return err == nil && flags&unix.O_ACCMODE != unix.O_RDONLY
+		}
+	}
+	return false
 }
 
 // readDirNames lists dir without sorting or stat-ing its entries.
