@@ -51,6 +51,7 @@ func (c *Collector) checkHeld(s *source, now time.Time) {
 	if s.state != stateRotated || s.f == nil || now.Sub(s.rotatedAt) < heldAfter || now.Sub(s.held.checked) < heldCheckEvery {
 		return
 	}
+	s.held.checked = now
 	if ok, err := inuse.TryLockExclusive(s.f); err != nil || !ok {
 		return // a locked writer (LOCK_SH) lets go when it closes, as its contract says
 	}
@@ -65,8 +66,10 @@ func (c *Collector) checkHeld(s *source, now time.Time) {
 // setHolders records the processes found writing the rotated file s
 // without a lock, and warns once per file. Run loop only.
 func (c *Collector) setHolders(s *source, pids []int, now time.Time) {
-	s.held.checked = now
-	if len(pids) == 0 || now.Sub(s.rotatedAt) < heldAfter {
+	// A writer that reopens at its next write (Python's WatchedFileHandler)
+	// holds the file while idle, but writes nothing more to it.
+	idle := s.rotatedSize > 0 && s.writtenAfterRotation() == 0
+	if len(pids) == 0 || idle {
 		s.held.pids = nil
 		return
 	}
