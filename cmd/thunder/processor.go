@@ -213,7 +213,7 @@ type layoutFlag struct{ l *layout.Layout }
 
 func (f layoutFlag) String() string {
 	if f.l == nil {
-		return layout.Default
+		return "" // the flag package's zero value, so that --help shows the default
 	}
 	return f.l.String()
 }
