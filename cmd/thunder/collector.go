@@ -29,6 +29,13 @@ few files, and while one is unreachable its files continue on the next.
 Writers must append with one of the two contracts:
   1. open(O_APPEND), write, close for every write, or
   2. open(O_APPEND), flock(LOCK_SH), many writes, close.
+A writer that keeps its file open without a lock and never reopens it
+(Python's logging.FileHandler) keeps writing into the file rotated at
+--rotate-size, which is streamed and kept until that program closes it:
+thunder status lists it with the program's pid, a WARN names it once, and
+thunder_collector_rotated_held_files counts it. Make that program reopen its
+log (its SIGHUP or SIGUSR1), or rotate it a way it supports and set
+--rotate-size=0.
 
 Examples:
   # the original command line: a processor on the default port 7357 (the

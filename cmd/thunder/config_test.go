@@ -59,7 +59,7 @@ func writeConfig(t *testing.T, text string) string {
 }
 
 // enumSamples are values for flags that take one of a few words.
-var enumSamples = map[string]string{"collector-identity": "off"}
+var enumSamples = map[string]string{"collector-identity": "off", "target-layout": "{host}/{date}/{file}"}
 
 // sampleValue returns a value for a flag other than its default def (as
 // --check-config prints it): the flag's spelling and the same as TOML.

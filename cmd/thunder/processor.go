@@ -17,6 +17,7 @@ import (
 
 	"thunder/internal/admin"
 	"thunder/internal/identity"
+	"thunder/internal/layout"
 	"thunder/internal/processor"
 )
 
@@ -30,11 +31,17 @@ the names the files had on the source hosts, and/or to Kafka topics
 (logrotate) to make it reopen them (and reread --known-collectors); SIGTERM
 or SIGINT stops it cleanly.
 
+--target-layout lays the files out per host or per day: '{host}/{file}'
+keeps each host's files apart, '{host}/{date}/{file}' starts a new file each
+UTC day. Exactly once holds with any layout.
+
 Examples:
   # the original command line (port 1065: its collectors need --target-address=HOST:1065)
   thunder logs-processor --target-dir=/var/logs/thunder/target/ --listen-address='0.0.0.0:1065'
   # on the default port 7357, the one collectors use without a port
   thunder logs-processor --target-dir=/var/log/thunder/target/ --listen-address=0.0.0.0:7357
+  # each host apart, a file per day
+  thunder logs-processor --target-dir=/var/log/thunder --target-layout='{host}/{date}/{file}'
   thunder logs-processor --target-dir=/srv/logs --auth-token-file=/etc/thunder/token
   thunder logs-processor --kafka-brokers=kafka-1:9092,kafka-2:9092 --kafka-topic='logs.{file}'
 `
@@ -107,6 +114,7 @@ func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, 
 	fs.Var(modeFlag{&cfg.Identity}, "collector-identity", "how collectors prove their names: tofu (pin each name's key at first contact), known (only names in --known-collectors), off (names are merely claimed)")
 	fs.StringVar(&cfg.KnownCollectors, "known-collectors", cfg.KnownCollectors, "file of collector keys, one line \"ed25519:<key> <name>\" each; SIGHUP reloads it (default: <target-dir>/.thunder/known_collectors)")
 	fs.StringVar(&cfg.TargetDir, "target-dir", cfg.TargetDir, "directory to write received files into (required unless --kafka-brokers)")
+	fs.Var(layoutFlag{&cfg.Layout}, "target-layout", "path of each file in --target-dir: {file} (the name on the source host; all hosts' files of one name append to one file), {host} (the collector's authenticated --name), {date} (YYYY-MM-DD, UTC, of receipt: a new file each day), e.g. {host}/{file} or {host}/{date}/{file}; a changed layout applies from the next byte after a restart")
 	pf.kafka.register(fs)
 	fs.StringVar(&cfg.Name, "name", hostname(), "name of this processor, sent to collectors")
 	fs.DurationVar(&cfg.CommitInterval, "commit-interval", cfg.CommitInterval, "longest wait before received lines are fsynced and acknowledged")
@@ -137,7 +145,7 @@ func startProcessor(log *slog.Logger, p *processor.Processor, cfg processor.Conf
 	// that line may send SIGHUP at once.
 	reopen := make(chan os.Signal, 1)
 	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)
-	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "kafka", cfg.Kafka != nil, "tls", tlsCfg != nil, "mutual_tls", mutual, "token", cfg.Token != "")
+	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "target_layout", cfg.Layout.String(), "kafka", cfg.Kafka != nil, "tls", tlsCfg != nil, "mutual_tls", mutual, "token", cfg.Token != "")
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
@@ -201,5 +209,24 @@ func (f modeFlag) Set(v string) error {
 		return err
 	}
 	*f.m = m
+	return nil
+}
+
+// layoutFlag is --target-layout.
+type layoutFlag struct{ l *layout.Layout }
+
+func (f layoutFlag) String() string {
+	if f.l == nil {
+		return "" // the flag package's zero value, so that --help shows the default
+	}
+	return f.l.String()
+}
+
+func (f layoutFlag) Set(v string) error {
+	l, err := layout.Parse(v)
+	if err != nil {
+		return err
+	}
+	*f.l = l
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -309,11 +310,32 @@ func printCollector(w io.Writer, at time.Time, c *collector.Status, state string
 	if c.MismatchFiles > 0 {
 		fmt.Fprintf(w, "DIGEST MISMATCH:\t%d files: a processor holds other bytes than the file (kept, never deleted; compare the target with the file)\n", c.MismatchFiles)
 	}
+	if c.HeldFiles > 0 {
+		fmt.Fprintf(w, "held rotated files:\t%d, still written by programs that do not reopen their logs (%s since rotation; kept until they close them): make them reopen (their SIGHUP or SIGUSR1) or rotate them a way they support\n", c.HeldFiles, fmtBytes(uint64(c.HeldBytes)))
+	}
 	if !c.Updated.IsZero() {
 		fmt.Fprintf(w, "updated:\t%s ago\n", age(at, c.Updated))
 	}
 	printRefused(w, at, c.Refused)
 	printMismatched(w, at, c.Mismatched)
+	printHeld(w, at, c.Held)
+}
+
+// printHeld lists the rotated files that programs still hold open and
+// write without a lock, with their pids.
+func printHeld(w io.Writer, now time.Time, files []collector.HeldFile) {
+	if len(files) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "HELD NAME\tPATH\tPIDS\tSINCE\tWRITTEN SINCE ROTATION")
+	for _, f := range files {
+		pids := make([]string, len(f.PIDs))
+		for i, p := range f.PIDs {
+			pids[i] = strconv.Itoa(p)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Path, strings.Join(pids, ","), age(now, f.Since), fmtBytes(uint64(f.BytesAfterRotation)))
+	}
 }
 
 // printMismatched lists the files whose digest a processor reported

@@ -237,6 +237,7 @@ type Collector struct {
 
 	refusedList []RefusedFile
 	mismatched  []MismatchedFile // published by publishMismatches
+	heldList    []HeldFile       // published by updateStats
 
 	goneMismatches []MismatchedFile // ended streams that mismatched; Run loop only
 }

@@ -172,6 +172,7 @@ func (c *Collector) tickSource(s *source, now time.Time) {
 	}
 	c.maybeFinish(s)
 	c.maybeDelete(s, now)
+	c.checkHeld(s, now)
 	if c.cfg.RotateAge > 0 && s.state == stateLive && now.Sub(s.rec.Created) >= c.cfg.RotateAge {
 		if fi, err := s.f.Stat(); err == nil {
 			c.maybeRotate(s, fi.Size())

@@ -1,6 +1,10 @@
 package collector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics exports Status as Prometheus series at scrape time, so the hot
 // path counts nothing twice. Per-stream lag is limited to the
@@ -27,12 +31,14 @@ var (
 	descChecksum  = prometheus.NewDesc("thunder_collector_checksum_errors_total", "Frames from processors whose CRC-32C trailer did not match their content; each dropped the link.", nil, nil)
 	descMismatch  = prometheus.NewDesc("thunder_collector_digest_mismatches_total", "Processor digests of a stream that differed from the collector's: the processor holds other bytes than the file's.", nil, nil)
 	descMisFiles  = prometheus.NewDesc("thunder_collector_digest_mismatch_files", "Files in digest mismatch (see the status for which); never deleted by the collector.", nil, nil)
+	descHeld      = prometheus.NewDesc("thunder_collector_rotated_held_files", "Rotated files still held open and written by a program that does not reopen its log (see the status for which and by whom); kept until it closes them.", nil, nil)
+	descHeldBytes = prometheus.NewDesc("thunder_collector_rotated_held_bytes", "Bytes written to a rotated file after its rotation by a program still holding it, per file and holding pid.", []string{"name", "path", "pid"}, nil)
 	descFlushed   = prometheus.NewDesc("thunder_collector_lines_flushed_total", "Unterminated last lines of rotated or deleted files sent with a newline added.", nil, nil)
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.c.ackSeconds.Describe(ch)
-	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused, descChecksum, descMismatch, descMisFiles} {
+	for _, d := range []*prometheus.Desc{descSent, descLines, descAcked, descLag, descStreamLag, descStreams, descOpen, descConnected, descProcessor, descProcStrms, descConnects, descRotations, descDeletions, descSplit, descFlushed, descProtoErrs, descRefused, descChecksum, descMismatch, descMisFiles, descHeld, descHeldBytes} {
 		ch <- d
 	}
 }
@@ -77,5 +83,11 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range st.Top {
 		gauge(descStreamLag, float64(s.Lag), s.Name, s.Path)
+	}
+	gauge(descHeld, float64(st.HeldFiles))
+	for _, h := range st.Held {
+		for _, pid := range h.PIDs {
+			gauge(descHeldBytes, float64(h.BytesAfterRotation), h.Name, h.Path, strconv.Itoa(pid))
+		}
 	}
 }

@@ -44,7 +44,7 @@ func (c *Collector) maybeRotate(s *source, size int64) {
 	}
 	s.rec.Path = c.rel(to)
 	s.rec.Rotated = true
-	s.rotatedAt = time.Now()
+	s.rotatedAt, s.rotatedSize = time.Now(), size
 	c.byPath[s.rec.Path] = s
 	c.moveTo(s, stateRotated, "rotated")
 	c.unsaved = append(c.unsaved, s)
@@ -92,7 +92,7 @@ func (c *Collector) maybeDelete(s *source, now time.Time) {
 		_ = inuse.Unlock(s.f)
 		return
 	case len(pids) > 0:
-		_ = inuse.Unlock(s.f) // an unlocked writer still holds it
+		_ = inuse.Unlock(s.f) // an unlocked writer still holds it (held.go tells)
 		return
 	}
 	if err := os.Remove(path); err != nil {

@@ -57,6 +57,8 @@ type source struct {
 	changed     bool // woken since the last stats tick
 	splitLogged bool
 	rotatedAt   time.Time // when this process rotated it, or found it rotated
+	rotatedSize int64     // its size when this process rotated it; 0: not known
+	held        holders   // writers still holding it after its rotation (held.go)
 	active      time.Time // last time data was sent
 }
 

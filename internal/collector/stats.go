@@ -55,6 +55,11 @@ type Stats struct {
 	RefusedFiles int `json:"refused_files"`
 	// OpenFiles counts source files held open.
 	OpenFiles int `json:"open_files"`
+	// HeldFiles counts rotated files that writers still hold open, and
+	// write, without a lock (listed in Status.Held); HeldBytes is what
+	// they wrote to them after the rotation.
+	HeldFiles int   `json:"held_files"`
+	HeldBytes int64 `json:"held_bytes"`
 	// LastError is the last connection error, cleared on connect.
 	LastError string `json:"last_error,omitempty"`
 }
@@ -103,6 +108,9 @@ type Status struct {
 	Refused []RefusedFile `json:"refused,omitempty"`
 	// Mismatched lists up to MaxStatusStreams files in digest mismatch.
 	Mismatched []MismatchedFile `json:"mismatched,omitempty"`
+	// Held lists up to MaxStatusStreams rotated files still written by a
+	// program that does not reopen its log.
+	Held []HeldFile `json:"held,omitempty"`
 }
 
 // MaxStatusStreams bounds the per-stream entries in Status (and so the
@@ -121,7 +129,7 @@ func (c *Collector) Stats() Stats {
 func (c *Collector) Status() Status {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	return Status{Stats: c.stats, Updated: c.updated, Top: c.top, Refused: c.refusedList, Mismatched: c.mismatched}
+	return Status{Stats: c.stats, Updated: c.updated, Top: c.top, Refused: c.refusedList, Mismatched: c.mismatched, Held: c.heldList}
 }
 
 // Healthy reports an error when a file is in digest mismatch (naming
@@ -231,7 +239,13 @@ func (c *Collector) updateStats() {
 	}
 	n := len(c.byID)
 	procs := c.processorLinks()
+	held := c.heldFiles()
+	var heldBytes int64
+	for _, h := range held {
+		heldBytes += h.BytesAfterRotation
+	}
 	c.statsMu.Lock()
+	c.heldList, c.stats.HeldFiles, c.stats.HeldBytes = held, len(held), heldBytes
 	c.stats.Processors = procs
 	c.stats.LagBytes, c.stats.Streams, c.stats.OpenFiles = lag, n, c.openFiles
 	c.stats.Name = c.cfg.Name

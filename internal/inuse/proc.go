@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,12 +31,18 @@ var ErrNoProcAccess = errors.New("inuse: cannot read other processes' open files
 // one (another PID namespace, /proc mounted with hidepid). It costs one
 // stat per descriptor on the machine and is meant to be called rarely.
 func OpenBy(path string, self bool) (pids []int, err error) {
-	return openBy(procDir, path, self)
+	return scan(procDir, path, self, false)
 }
 
-// openBy is OpenBy looking in procDir; "" means this system has no
-// /proc/PID/fd to look in.
-func openBy(procDir, path string, self bool) (pids []int, err error) {
+// WritersOf is OpenBy counting only descriptors open for writing (their
+// /proc/PID/fdinfo flags), so a reader such as `tail -f` is no writer.
+func WritersOf(path string, self bool) (pids []int, err error) {
+	return scan(procDir, path, self, true)
+}
+
+// scan is OpenBy, and WritersOf with write, looking in procDir; "" means
+// this system has no /proc/PID/fd to look in.
+func scan(procDir, path string, self, write bool) (pids []int, err error) {
 	if procDir == "" {
 		return nil, fmt.Errorf("%w: %s has no /proc/PID/fd", ErrNoProcAccess, runtime.GOOS)
 	}
@@ -57,7 +64,7 @@ func openBy(procDir, path string, self bool) (pids []int, err error) {
 		if pid == me && !self {
 			continue
 		}
-		holds, err := holds(procDir, pid, uint64(want.Dev), want.Ino)
+		holds, err := holds(procDir, pid, uint64(want.Dev), want.Ino, write)
 		switch {
 		case err == nil:
 			if pid != me {
@@ -79,9 +86,10 @@ func openBy(procDir, path string, self bool) (pids []int, err error) {
 }
 
 // holds reports whether process pid has a descriptor open on the file with
-// the given device and inode.
-func holds(procDir string, pid int, dev, ino uint64) (bool, error) {
-	dir := procDir + "/" + strconv.Itoa(pid) + "/fd/"
+// the given device and inode (for writing, with write).
+func holds(procDir string, pid int, dev, ino uint64, write bool) (bool, error) {
+	base := procDir + "/" + strconv.Itoa(pid)
+	dir := base + "/fd/"
 	fds, err := readDirNames(dir)
 	if err != nil {
 		return false, err
@@ -93,11 +101,28 @@ func holds(procDir string, pid int, dev, ino uint64) (bool, error) {
 		if err := unix.Stat(dir+fd, &st); err != nil {
 			continue // closed meanwhile, or not stat-able: not our file
 		}
-		if uint64(st.Dev) == dev && st.Ino == ino {
+		if uint64(st.Dev) == dev && st.Ino == ino && (!write || writable(base+"/fdinfo/"+fd)) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// writable reports whether the descriptor whose /proc fdinfo file is at
+// path is open for writing: its "flags:" line, in octal, has O_WRONLY or
+// O_RDWR. A descriptor closed meanwhile is not.
+func writable(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			return err == nil && flags&unix.O_ACCMODE != unix.O_RDONLY
+		}
+	}
+	return false
 }
 
 // readDirNames lists dir without sorting or stat-ing its entries.

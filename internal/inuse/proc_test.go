@@ -108,3 +108,35 @@ func TestOpenByMissing(t *testing.T) {
 		t.Errorf("OpenBy(%s) = %v, want %v", path, err, fs.ErrNotExist)
 	}
 }
+
+// TestWritersOf: a process holding the file open for writing is a writer;
+// one reading it (tail -f) is a holder, not a writer.
+func TestWritersOf(t *testing.T) {
+	path := mustCreate(t)
+	writer := mustStartHolder(t, path, false)
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := exec.Command("sleep", "30")
+	reader.ExtraFiles = []*os.File{r}
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Close() // the child has its own descriptor
+	t.Cleanup(func() {
+		_ = reader.Process.Kill()
+		_ = reader.Wait() // the kill is the expected outcome
+	})
+	held := mustOpenBy(t, path, false)
+	if !slices.Contains(held, writer.Process.Pid) || !slices.Contains(held, reader.Process.Pid) {
+		t.Fatalf("OpenBy = %v, want both %d and %d", held, writer.Process.Pid, reader.Process.Pid)
+	}
+	pids, err := inuse.WritersOf(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(pids, []int{writer.Process.Pid}) {
+		t.Errorf("WritersOf = %v, want only the writer %d (reader %d)", pids, writer.Process.Pid, reader.Process.Pid)
+	}
+}

@@ -19,9 +19,9 @@ func TestOpenByWithoutProc(t *testing.T) {
 	}
 	defer f.Close() // a holder the probe cannot see
 	for _, dir := range []string{"", filepath.Join(t.TempDir(), "no-proc")} {
-		pids, err := openBy(dir, path, true)
+		pids, err := scan(dir, path, true, false)
 		if !errors.Is(err, ErrNoProcAccess) || pids != nil {
-			t.Errorf("openBy(%q) = %v, %v, want nil, ErrNoProcAccess", dir, pids, err)
+			t.Errorf("scan(%q) = %v, %v, want nil, ErrNoProcAccess", dir, pids, err)
 		}
 	}
 }

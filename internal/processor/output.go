@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"thunder/internal/kafka"
+	"thunder/internal/layout"
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
 	"thunder/internal/target"
@@ -51,15 +52,15 @@ type outStream interface {
 }
 
 // files and kafkaOutput adapt the outputs' Attach, which returns their own
-// stream type.
+// stream type. files also maps names through the target layout (dated.go).
 type (
-	files       struct{ *target.Dir }
+	files struct {
+		*target.Dir
+		layout layout.Layout
+		now    func() time.Time
+	}
 	kafkaOutput struct{ *kafka.Output }
 )
-
-func (o files) Attach(k stream.Key, n relpath.Name, acked stream.Mark, w stream.Owner) (outStream, stream.Mark, error) {
-	return attached(o.Dir.Attach(k, n, acked, w))
-}
 
 func (o kafkaOutput) Attach(k stream.Key, n relpath.Name, acked stream.Mark, w stream.Owner) (outStream, stream.Mark, error) {
 	return attached(o.Output.Attach(k, n, acked, w))

@@ -81,7 +81,7 @@ func filesKit(t *testing.T) kit {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := run(files{d})
+		r := run(files{Dir: d, now: time.Now})
 		t.Cleanup(func() { r.cancel(); <-r.done; _ = d.Close() })
 		return r
 	}

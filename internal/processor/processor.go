@@ -19,6 +19,7 @@ import (
 	"thunder/internal/bufpool"
 	"thunder/internal/identity"
 	"thunder/internal/kafka"
+	"thunder/internal/layout"
 	"thunder/internal/lograte"
 	"thunder/internal/relpath"
 	"thunder/internal/target"
@@ -97,6 +98,20 @@ type Config struct {
 	// and logs every file not as committed at ERROR.
 	ScrubInterval time.Duration
 	ScrubRate     int64
+	// Layout maps a stream to its path in TargetDir (the zero Layout is
+	// layout.Default: the name the collector sent). It applies to the
+	// target dir only: Kafka topics follow Kafka.Topic.
+	Layout layout.Layout
+	// Clock is the time {date} of Layout is taken from (nil: time.Now).
+	Clock func() time.Time
+}
+
+// now is the processor's clock.
+func (c Config) now() time.Time {
+	if c.Clock != nil {
+		return c.Clock()
+	}
+	return time.Now()
 }
 
 // DefaultConfig returns the defaults used by `thunder logs-processor`.
@@ -144,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.ScrubInterval < 0 || c.ScrubRate < 0 {
 		errs = append(errs, fmt.Errorf("--scrub-interval=%s, --scrub-rate=%d: must not be negative", c.ScrubInterval, c.ScrubRate))
+	}
+	if !c.Layout.IsDefault() && c.TargetDir == "" {
+		errs = append(errs, fmt.Errorf("--target-layout %q needs a target dir: it lays out files, Kafka topics are named by --kafka-topic", c.Layout))
 	}
 	if c.ScrubInterval > 0 && c.TargetDir == "" {
 		errs = append(errs, errors.New("--scrub-interval needs --target-dir"))
@@ -252,7 +270,7 @@ func (p *Processor) open() error {
 		if err != nil {
 			return err
 		}
-		p.outs = append(p.outs, files{dir})
+		p.outs = append(p.outs, files{Dir: dir, layout: cfg.Layout, now: cfg.now})
 		p.dir = dir
 	}
 	p.mode, _ = identity.ParseMode(string(cfg.Identity)) // validated

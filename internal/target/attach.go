@@ -21,11 +21,31 @@ import (
 // some of that is not committed yet, Attach waits for the commit, so the
 // new name's stream never depends on bytes that may still be rewound.
 func (d *Dir) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner stream.Owner) (s *Stream, at, done stream.Mark, err error) {
+	return d.attach(key, n, acked, owner, nil)
+}
+
+// Move moves the stream, which owner must still hold (else ErrNotOwner),
+// to the name n, as Attach does for a stream attached under a new name:
+// the new name continues from the end of what the old one got, once that
+// is committed. The processor's dated layouts move streams at midnight.
+func (s *Stream) Move(owner stream.Owner, n relpath.Name) (*Stream, error) {
+	ns, _, _, err := s.d.attach(s.Key, n, stream.Mark{Unknown: true}, owner, s)
+	return ns, err
+}
+
+// attach is Attach; with held set, only if the key's stream is still held
+// by owner, checked under d.mu before anything changes (an Attach from a
+// newer connection that takes the stream first wins).
+func (d *Dir) attach(key stream.Key, n relpath.Name, acked stream.Mark, owner stream.Owner, held *Stream) (s *Stream, at, done stream.Mark, err error) {
 	name := n.String()
 	if n.IsZero() || owner == nil {
 		return nil, at, done, fmt.Errorf("%w: attach without a name or an owner", ErrName)
 	}
 	d.mu.Lock()
+	if held != nil && (d.streams[key] != held || !held.heldBy(owner)) {
+		d.mu.Unlock()
+		return nil, at, done, ErrNotOwner
+	}
 	s, err = d.settledLocked(key, name)
 	if err != nil {
 		d.mu.Unlock()
@@ -57,6 +77,13 @@ func (d *Dir) Attach(key stream.Key, n relpath.Name, acked stream.Mark, owner st
 	}
 	s.owner = owner
 	return s, s.at, s.done, nil
+}
+
+// heldBy reports whether owner holds s.
+func (s *Stream) heldBy(owner stream.Owner) bool {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.owner == owner
 }
 
 // renameTimeout bounds how long Attach waits for a renamed stream's
