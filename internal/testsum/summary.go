@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -180,14 +181,18 @@ func (s *summary) finish(now time.Time) {
 		s.passed, len(s.fails), len(s.skipped), now.Sub(s.start).Round(time.Second))
 }
 
-// skipReason returns what a skipped test printed besides go test's own
-// lines: the reason given to t.Skip.
+// skipReason returns the reason given to t.Skip: the last entry the
+// skipped test logged (an entry starts with "file.go:N: "; a test may have
+// logged others before it skipped), without go test's own lines.
 func skipReason(out []byte) string {
 	var why []string
 	for l := range strings.Lines(string(out)) {
 		l = strings.TrimSpace(l)
 		if l == "" || strings.HasPrefix(l, "=== ") || strings.HasPrefix(l, "--- SKIP") {
 			continue
+		}
+		if logEntry.MatchString(l) {
+			why = why[:0]
 		}
 		why = append(why, l)
 	}
@@ -196,6 +201,9 @@ func skipReason(out []byte) string {
 	}
 	return strings.Join(why, " ")
 }
+
+// logEntry matches the first line of a t.Log entry.
+var logEntry = regexp.MustCompile(`^[\w.-]+\.go:\d+: `)
 
 // short drops the module's name from a package path.
 func short(pkg string) string {

@@ -19,3 +19,8 @@ func TestFails(t *testing.T) {
 func TestTable(t *testing.T) {
 	t.Run("sub", func(t *testing.T) { t.Skipf("subtest skipped: %d", 42) })
 }
+
+func TestLogsThenSkips(t *testing.T) {
+	t.Log("set up, then found\nno ext4")
+	t.Skip("needs a file system\nthat reuses inodes")
+}
