@@ -26,10 +26,11 @@ With several processors (--target-address=a,b,c) each file name goes to the
 first reachable one in its rendezvous-hash ranking: adding a processor moves
 few files, and while one is unreachable its files continue on the next.
 
-Writers must append with one of the two contracts:
+Writers append with one of three contracts:
   1. open(O_APPEND), write, close for every write, or
-  2. open(O_APPEND), flock(LOCK_SH), many writes, close.
-A writer that keeps its file open without a lock and never reopens it
+  2. open(O_APPEND), flock(LOCK_SH), many writes, close, or
+  3. open(O_APPEND), many writes without a lock, reopened from time to time.
+A writer of the third kind that never reopens its file
 (Python's logging.FileHandler) keeps writing into the file rotated at
 --rotate-size, which is streamed and kept until that program closes it:
 thunder status lists it with the program's pid, a WARN names it once, and
@@ -47,21 +48,22 @@ Examples:
 func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := collector.DefaultConfig()
 	cmd, cf := collectorCommand(&cfg, stdout)
-	if err := cmd.parse(args, stdout, "source-dir", "offsets-db", "target-address"); err != nil {
+	if err := cmd.parse(args); err != nil {
 		return ignoreHelp(err)
 	}
-	log, token, err := cmd.logger(stderr)
-	if err != nil {
-		return err
-	}
-	if err := cf.apply(&cfg, &cmd.tls); err != nil {
-		return err
-	}
+	log, token := cmd.logger(stderr)
+	cmd.daemon.problem(cf.apply(&cfg, &cmd.tls))
 	cfg.Token, cfg.Logger = token, log
 	// A GOMAXPROCS set by the operator is theirs to keep (procs.go).
 	cfg.AdaptProcs = os.Getenv("GOMAXPROCS") == ""
-	if done, err := cmd.daemon.checked(cmd.fs, stdout, cfg.Validate(), checkAddresses("target-address", cfg.Targets),
-		readableDir("source-dir", cfg.SourceDir), offsetsDir(cfg.OffsetsDB)); done {
+	var dirErrs []error // a missing flag is reported as such
+	if cfg.SourceDir != "" {
+		dirErrs = append(dirErrs, readableDir("source-dir", cfg.SourceDir))
+	}
+	if cfg.OffsetsDB != "" {
+		dirErrs = append(dirErrs, offsetsDir(cfg.OffsetsDB))
+	}
+	if done, err := cmd.daemon.checked(cmd.fs, stdout, append(dirErrs, cfg.Validate(), checkAddresses("target-address", cfg.Targets))...); done {
 		return err
 	}
 	reg := prometheus.NewRegistry()

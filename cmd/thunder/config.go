@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,15 @@ type daemonFlags struct {
 	check     bool
 	adminAddr string
 	pprof     bool
+	// problems found before checked, which reports them with its own
+	problems []error
+}
+
+// problem keeps the problems of errs (nil ones are none) for checked.
+func (d *daemonFlags) problem(errs ...error) {
+	for _, err := range errs {
+		d.problems = append(d.problems, each(err)...)
+	}
 }
 
 func (d *daemonFlags) register(fs *flag.FlagSet) {
@@ -44,18 +54,12 @@ func (d *daemonFlags) register(fs *flag.FlagSet) {
 func inFile(name string) bool { return name != "config" && name != "check-config" }
 
 // load applies the --config file to the flags not set on the command line
-// (flag > file > default). Under --check-config it then prints the
-// effective settings to stdout.
-func (d *daemonFlags) load(fs *flag.FlagSet, stdout io.Writer) error {
-	if d.config != "" {
-		if err := loadConfig(fs, d.config); err != nil {
-			return err
-		}
+// (flag > file > default).
+func (d *daemonFlags) load(fs *flag.FlagSet) error {
+	if d.config == "" {
+		return nil
 	}
-	if d.check {
-		printSettings(fs, stdout)
-	}
-	return nil
+	return loadConfig(fs, d.config)
 }
 
 // loadConfig sets every flag named in the TOML file at path that the
@@ -100,11 +104,14 @@ func loadConfig(fs *flag.FlagSet, path string) error {
 		if onCommandLine[name] {
 			continue
 		}
-		if err := fs.Set(name, s); err != nil {
+		if err := set(fs, f, s); err != nil {
 			errs = append(errs, fmt.Errorf("key %q = %s: %w", name, tomlShow(v), valueError(f, err)))
 		}
 	}
-	return usageErrors("config "+path, errs)
+	for i, err := range errs {
+		errs[i] = fmt.Errorf("config %s: %w", path, err)
+	}
+	return usageErrors(fs.Name(), errs)
 }
 
 // listFlags are the flags holding a comma-separated list, which a config
@@ -176,8 +183,12 @@ func tomlShow(v any) string {
 }
 
 // printSettings writes every flag's value as a TOML line, so the output of
-// --check-config is itself a valid config file.
-func printSettings(fs *flag.FlagSet, w io.Writer) {
+// --check-config is itself a valid config file; with problems, a first
+// line says that they are not valid.
+func printSettings(fs *flag.FlagSet, w io.Writer, problems int) {
+	if problems > 0 {
+		fmt.Fprintf(w, "# NOT VALID: %d problem(s), on stderr; a value that was refused shows its default\n", problems)
+	}
 	fmt.Fprintf(w, "# effective settings of thunder %s\n", fs.Name())
 	fs.VisitAll(func(f *flag.Flag) {
 		if !inFile(f.Name) {
@@ -198,9 +209,10 @@ func isBoolFlag(f *flag.Flag) bool {
 
 // checked validates the settings before a daemon starts, with or without
 // --check-config: errs are the daemon's own problems (nil ones ignored),
-// to which it adds those of the shared flags, and reports them all at once
-// as a usage error. Under --check-config it then ends the run (done),
-// printing "config ok" when there is none.
+// to which it adds those found while parsing and those of the shared
+// flags, and reports them all at once as a usage error. Under
+// --check-config it prints the effective settings and ends the run
+// (done), with "config ok" when there is no problem.
 func (d *daemonFlags) checked(fs *flag.FlagSet, stdout io.Writer, errs ...error) (done bool, err error) {
 	if d.adminAddr != "" {
 		errs = append(errs, checkAddress("admin-address", d.adminAddr, true))
@@ -208,16 +220,20 @@ func (d *daemonFlags) checked(fs *flag.FlagSet, stdout io.Writer, errs ...error)
 	if d.pprof && d.adminAddr == "" {
 		errs = append(errs, errors.New("--pprof needs --admin-address"))
 	}
-	var all []error
+	all := slices.Clone(d.problems)
 	for _, e := range errs {
 		// errors.Join of a Validate: one problem a line.
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
 			all = append(all, j.Unwrap()...)
 		} else {
-			all = append(all, e)
+			all = append(all, each(e)...)
 		}
 	}
-	if err := usageErrors(fs.Name()+": invalid settings", all); err != nil {
+	all = slices.DeleteFunc(all, func(err error) bool { return err == nil })
+	if d.check {
+		printSettings(fs, stdout, len(all))
+	}
+	if err := usageErrors(fs.Name(), all); err != nil {
 		return true, err
 	}
 	if !d.check {

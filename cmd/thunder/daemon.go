@@ -41,31 +41,30 @@ func newDaemonCommand(name, help, tokenHelp string, collector bool, stdout io.Wr
 	return d
 }
 
-// parse parses args, applies the --config file (printing the effective
-// settings under --check-config) and checks that the flags named in
-// required are set. --help yields errHelp.
-func (d *daemonCommand) parse(args []string, stdout io.Writer, required ...string) error {
-	// Every problem at once: bad flags, a bad config file, missing flags.
+// parse parses args and applies the --config file. --help yields errHelp;
+// every other problem is kept for checked, which reports them with those
+// of the settings (a missing required flag among them), all at once.
+func (d *daemonCommand) parse(args []string) error {
 	err := parse(d.fs, args)
 	if err == errHelp {
 		return err
 	}
-	err = errors.Join(err, d.daemon.load(d.fs, stdout))
-	if err != nil {
-		return usageError{err}
-	}
-	return requireFlags(d.fs, required...)
+	d.daemon.problem(err, d.daemon.load(d.fs))
+	return nil
 }
 
-// logger returns the logger of the log flags, writing to w, and the token
-// of --auth-token-file ("" without it).
-func (d *daemonCommand) logger(w io.Writer) (*slog.Logger, string, error) {
+// logger returns the logger of the log flags, writing to w (a text one
+// when they are wrong), and the token of --auth-token-file ("" without
+// it). What is wrong with either is kept for checked.
+func (d *daemonCommand) logger(w io.Writer) (*slog.Logger, string) {
 	log, err := d.log.logger(w)
 	if err != nil {
-		return nil, "", err
+		d.daemon.problem(err)
+		log = slog.New(slog.NewTextHandler(w, nil))
 	}
 	token, err := readToken(d.tokenFile)
-	return log, token, err
+	d.daemon.problem(err)
+	return log, token
 }
 
 // built is a daemon once New returned it.
@@ -132,11 +131,11 @@ func readToken(path string) (string, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("auth token: %w", err)
+		return "", fmt.Errorf("--auth-token-file=%s: %w", path, errors.Unwrap(err))
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("auth token file %s is empty", path)
+		return "", fmt.Errorf("--auth-token-file=%s: the file is empty", path)
 	}
 	return tok, nil
 }

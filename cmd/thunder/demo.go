@@ -17,8 +17,8 @@ const demoHelp = `Usage: thunder demo [--seconds=N] [--rate=LINES_PER_SECOND] [-
 Shows what thunder promises, with the real daemons: it runs a processor and
 a collector as child processes of this binary, in a temporary work dir, on
 127.0.0.1, and six writers of the three write contracts (open/write/close
-per line; flock held over many lines; held open without a lock, as
-Python's logging.FileHandler does). The collector rotates files past 1 MiB,
+per line; flock held over many lines; held open without a lock and
+reopened every second, as Python's WatchedFileHandler does). The collector rotates files past 1 MiB,
 so rotations run all along. Meanwhile the demo kills the processor with
 kill -9 twice and the collector twice, restarting each. At the end it
 checks every line (none lost, none duplicated, none corrupted, each file's

@@ -61,6 +61,17 @@ func TestUsageErrors(t *testing.T) {
 			[]string{"--commit-interval=soon", "--max-conns=x", `"bogus"`, `"name" = 5`}},
 		{"all settings at once", append(collector, "--target-address=a:99999", "--window-bytes=64KiB", "--max-open-files=1"),
 			[]string{"--target-address=a:99999", "--window-bytes=65536", "--max-open-files=1"}},
+		// A newcomer's cases: values that do not parse and settings that
+		// are wrong came in two rounds, the second only once the first
+		// was fixed.
+		{"flags and settings at once", append(processor, "--commit-interval=5q", "--listen-address=127.0.0.1:99999"),
+			[]string{"2 problems", "--commit-interval=5q", "--listen-address=127.0.0.1:99999"}},
+		{"config file and settings at once", append(processor, "--listen-address=1.2.3.4:99999", config("commit-interval = \"5q\"\nname = 5\n")),
+			[]string{"3 problems", "commit-interval", `"name" = 5`, "--listen-address=1.2.3.4:99999"}},
+		{"missing flag with the rest", []string{"logs-collector", "--target-address=127.0.0.1:99999", "--linger=5q"},
+			[]string{"--source-dir is required", "--offsets-db is required", "--linger=5q", "--target-address=127.0.0.1:99999"}},
+		{"token file missing", append(processor, "--auth-token-file="+filepath.Join(dir, "no-token")), []string{"--auth-token-file=" + filepath.Join(dir, "no-token"), "no such file"}},
+		{"token file empty", append(processor, "--auth-token-file="+file), []string{"--auth-token-file=" + file, "empty"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,6 +94,19 @@ func TestUsageErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckConfigNotValid: --check-config of settings with a problem says
+// so above the settings it prints (a refused value shows its default) and
+// never prints "config ok".
+func TestCheckConfigNotValid(t *testing.T) {
+	out, _, err := runCmd(t, "logs-processor", "--check-config", "--target-dir="+t.TempDir(), "--target-layout={hots}/{file}")
+	if err == nil || !strings.Contains(err.Error(), "{hots}") {
+		t.Fatalf("error %v, want the layout named", err)
+	}
+	if !strings.HasPrefix(out, "# NOT VALID: 1 problem(s)") || strings.Contains(out, "config ok") {
+		t.Fatalf("stdout does not start by saying the settings are not valid, or says config ok:\n%s", out)
 	}
 }
 

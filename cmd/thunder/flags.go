@@ -80,11 +80,23 @@ func parse(fs *flag.FlagSet, args []string) error {
 			i++
 			value = args[i]
 		}
-		if err := fs.Set(name, value); err != nil {
+		if err := set(fs, f, value); err != nil {
 			errs = append(errs, fmt.Errorf("--%s=%s: %w", name, value, valueError(f, err)))
 		}
 	}
 	return usageErrors(fs.Name(), errs)
+}
+
+// set sets flag f of fs to value; when value is refused, f keeps the value
+// it had (the flag package's own types take their zero value then, which
+// would make the settings checks report a second, made-up problem).
+func set(fs *flag.FlagSet, f *flag.Flag, value string) error {
+	old := f.Value.String()
+	err := fs.Set(f.Name, value)
+	if err != nil {
+		_ = f.Value.Set(old) // a value String gave back is one Set takes
+	}
+	return err
 }
 
 // unexpected reports positional arguments: no subcommand takes any.
@@ -99,13 +111,42 @@ func unexpected(args []string) []error {
 // of cmd listing them one a line.
 func usageErrors(cmd string, errs []error) error {
 	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
-	switch len(errs) {
-	case 0:
+	if len(errs) == 0 {
 		return nil
-	case 1:
-		return usageError{fmt.Errorf("%s: %w", cmd, errs[0])}
 	}
-	return usageError{fmt.Errorf("%s: %d problems:\n%w", cmd, len(errs), problems(errs))}
+	return usageError{listed{cmd, errs}}
+}
+
+// listed is the problems of a command, as usageErrors reports them.
+type listed struct {
+	cmd  string
+	errs []error
+}
+
+func (l listed) Error() string {
+	if len(l.errs) == 1 {
+		return l.cmd + ": " + l.errs[0].Error()
+	}
+	return fmt.Sprintf("%s: %d problems:\n%v", l.cmd, len(l.errs), problems(l.errs))
+}
+
+func (l listed) Unwrap() []error { return l.errs }
+
+// each is the problems err reports one by one: those usageErrors listed,
+// or err itself.
+func each(err error) []error {
+	if err == nil {
+		return nil
+	}
+	var l listed
+	if errors.As(err, &l) {
+		return l.errs
+	}
+	var u usageError
+	if errors.As(err, &u) && u.error != nil {
+		return each(u.error)
+	}
+	return []error{err}
 }
 
 // problems is several errors, one an indented line each.
@@ -161,17 +202,6 @@ func notNegative(name string, n int) error {
 }
 
 var errHelp = errors.New("help shown")
-
-// requireFlags reports every missing required flag.
-func requireFlags(fs *flag.FlagSet, names ...string) error {
-	var errs []error
-	for _, n := range names {
-		if f := fs.Lookup(n); f != nil && f.Value.String() == "" {
-			errs = append(errs, fmt.Errorf("missing --%s", n))
-		}
-	}
-	return usageErrors(fs.Name(), errs)
-}
 
 // withDefaultPort adds DefaultPort to an address without a port.
 func withDefaultPort(addr string) string {

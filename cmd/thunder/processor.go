@@ -49,27 +49,18 @@ Examples:
 func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := processor.DefaultConfig()
 	cmd, pf := processorCommand(&cfg, stdout)
-	if err := cmd.parse(args, stdout); err != nil {
+	if err := cmd.parse(args); err != nil {
 		return ignoreHelp(err)
 	}
-	if cfg.TargetDir == "" && pf.kafka.brokers == "" {
-		return usageError{errors.New("logs-processor: missing --target-dir (or --kafka-brokers)")}
-	}
-	log, token, err := cmd.logger(stderr)
-	if err != nil {
-		return err
-	}
+	log, token := cmd.logger(stderr)
 	cfg.Token = token
 	tlsCfg, err := cmd.tls.server()
-	if err != nil {
-		return err
-	}
+	cmd.daemon.problem(err)
 	if cfg.BindNameToCert && (tlsCfg == nil || tlsCfg.ClientCAs == nil) {
-		return usageError{errors.New("--tls-bind-name needs mutual TLS (--tls-cert, --tls-key, --tls-ca)")}
+		cmd.daemon.problem(errors.New("--tls-bind-name needs mutual TLS (--tls-cert, --tls-key, --tls-ca)"))
 	}
-	if cfg.Kafka, err = pf.kafka.config(); err != nil {
-		return err
-	}
+	cfg.Kafka, err = pf.kafka.config()
+	cmd.daemon.problem(err)
 	cfg.Logger = log
 	var dirErr error
 	if cfg.TargetDir != "" {

@@ -109,15 +109,18 @@ func (c *adminClient) get(ctx context.Context, path string) ([]byte, error) {
 	return body, nil
 }
 
-// firstLine is the first line of body, at most 200 bytes: enough for a
-// daemon's own error, not a page dump.
+// firstLine is the first line of body, at most 1,000 bytes: enough for a
+// daemon's own error with what to do about it (a refusal's fix comes
+// last), not a page dump.
 func firstLine(body []byte) []byte {
 	line, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte("\n"))
-	if len(line) > 200 {
-		line = append(line[:200:200], "..."...)
+	if len(line) > maxLine {
+		line = append(line[:maxLine:maxLine], "..."...)
 	}
 	return line
 }
+
+const maxLine = 1000
 
 // healthz returns nil when the daemon says it is healthy.
 func (c *adminClient) healthz(ctx context.Context) error {
