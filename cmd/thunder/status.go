@@ -327,34 +327,37 @@ func printCollector(w io.Writer, at time.Time, c *collector.Status, state string
 // printHeld lists the rotated files that programs still hold open and
 // write without a lock, with their pids.
 func printHeld(w io.Writer, now time.Time, files []collector.HeldFile) {
-	if len(files) == 0 {
-		return
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "HELD NAME\tPATH\tPIDS\tSINCE\tWRITTEN SINCE ROTATION")
-	for _, f := range files {
+	printTable(w, "HELD NAME\tPATH\tPIDS\tSINCE\tWRITTEN SINCE ROTATION", files, func(f collector.HeldFile) string {
 		pids := make([]string, len(f.PIDs))
 		for i, p := range f.PIDs {
 			pids[i] = strconv.Itoa(p)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Path, strings.Join(pids, ","), age(now, f.Since), fmtBytes(uint64(f.BytesAfterRotation)))
-	}
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Name, f.Path, strings.Join(pids, ","), age(now, f.Since), fmtBytes(uint64(f.BytesAfterRotation)))
+	})
 }
 
 // printMismatched lists the files whose digest a processor reported
 // different from the collector's (PROTOCOL.md §13).
 func printMismatched(w io.Writer, now time.Time, files []collector.MismatchedFile) {
-	if len(files) == 0 {
-		return
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "MISMATCHED NAME\tPATH\tBY\tSINCE\tOFFSET\tDIGEST\tPROCESSOR'S\t")
-	for _, f := range files {
+	printTable(w, "MISMATCHED NAME\tPATH\tBY\tSINCE\tOFFSET\tDIGEST\tPROCESSOR'S\t", files, func(f collector.MismatchedFile) string {
 		gone := ""
 		if f.Gone {
 			gone = "gone"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Path, f.Addr, age(now, f.Since), f.Offset, f.Digest, f.ProcessorDigest, gone)
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s", f.Name, f.Path, f.Addr, age(now, f.Since), f.Offset, f.Digest, f.ProcessorDigest, gone)
+	})
+}
+
+// printTable prints, after a blank line, header and a line of row for each
+// of rows; nothing when there are none.
+func printTable[T any](w io.Writer, header string, rows []T, row func(T) string) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, header)
+	for _, r := range rows {
+		fmt.Fprintln(w, row(r))
 	}
 }
 
@@ -376,18 +379,13 @@ func printStreams(w io.Writer, top []collector.StreamStatus, maxStreams int) {
 
 // printRefused lists the files a processor refuses, with its reason.
 func printRefused(w io.Writer, now time.Time, refused []collector.RefusedFile) {
-	if len(refused) == 0 {
-		return
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "REFUSED NAME\tPATH\tBY\tSINCE\tTRIES\tNEXT TRY\tREASON")
-	for _, r := range refused {
+	printTable(w, "REFUSED NAME\tPATH\tBY\tSINCE\tTRIES\tNEXT TRY\tREASON", refused, func(r collector.RefusedFile) string {
 		next := "now"
 		if !r.Retrying {
 			next = "in " + age(r.NextRetry, now)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Path, r.Addr, age(now, r.Since), r.Tries, next, r.Reason)
-	}
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s", r.Name, r.Path, r.Addr, age(now, r.Since), r.Tries, next, r.Reason)
+	})
 }
 
 // trimLines removes the spaces tabwriter leaves at the ends of lines.
