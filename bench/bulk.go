@@ -89,10 +89,9 @@ func (b *bench) bulkRun(collArgs []string) (bulkResult, error) {
 	}
 	defer p.kill()
 	q, busy := b.quiet()
-	c0, err1 := cpuSeconds(p.coll.pid())
-	p0, err2 := cpuSeconds(p.proc.pid())
-	w0, err3 := ioField(p.coll.pid(), "wchar")
-	if err := errors.Join(err1, err2, err3); err != nil {
+	c0, p0, err1 := p.cpu()
+	w0, err2 := ioField(p.coll.pid(), "wchar")
+	if err := errors.Join(err1, err2); err != nil {
 		return r, err
 	}
 	dst := filepath.Join(dir, "dst", "bulk.log")

@@ -130,6 +130,13 @@ func (p *pair) stop() (coll, proc usage, err error) {
 	return coll, proc, errors.Join(err1, err2)
 }
 
+// cpu returns the CPU seconds the collector and the processor used so far.
+func (p *pair) cpu() (coll, proc float64, err error) {
+	coll, err1 := cpuSeconds(p.coll.pid())
+	proc, err2 := cpuSeconds(p.proc.pid())
+	return coll, proc, errors.Join(err1, err2)
+}
+
 // kill stops both daemons without caring for figures.
 func (p *pair) kill() {
 	p.coll.kill()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -30,9 +29,8 @@ func (b *bench) runFiles() error {
 		lines = 20
 	}
 	q, busy := b.quiet()
-	c0, err1 := cpuSeconds(p.coll.pid())
-	p0, err2 := cpuSeconds(p.proc.pid())
-	if err := errors.Join(err1, err2); err != nil {
+	c0, p0, err := p.cpu()
+	if err != nil {
 		return err
 	}
 	start := time.Now()
@@ -45,9 +43,8 @@ func (b *bench) runFiles() error {
 		return err
 	}
 	took := time.Since(start)
-	c1, err1 := cpuSeconds(p.coll.pid())
-	p1, err2 := cpuSeconds(p.proc.pid())
-	if err := errors.Join(err1, err2); err != nil {
+	c1, p1, err := p.cpu()
+	if err != nil {
 		return err
 	}
 	cu, pu, err := p.stop()

@@ -50,13 +50,11 @@ func (b *bench) runIdle() error {
 	deliver := time.Since(start)
 	time.Sleep(2 * time.Second) // acks recorded, offsets saved, files closed
 	q, busy := b.quiet()
-	c0, err1 := cpuSeconds(p.coll.pid())
-	p0, err2 := cpuSeconds(p.proc.pid())
+	c0, p0, err1 := p.cpu()
 	time.Sleep(b.idleFor)
-	c1, err3 := cpuSeconds(p.coll.pid())
-	p1, err4 := cpuSeconds(p.proc.pid())
-	rss, err5 := statusKiB(p.coll.pid(), "VmRSS")
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	c1, p1, err2 := p.cpu()
+	rss, err3 := statusKiB(p.coll.pid(), "VmRSS")
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return err
 	}
 	if _, _, err := p.stop(); err != nil {

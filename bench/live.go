@@ -126,9 +126,8 @@ func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (live
 	t := newTailer(dst)
 	go t.run()
 	defer t.stop()
-	c0, err1 := cpuSeconds(p.coll.pid())
-	p0, err2 := cpuSeconds(p.proc.pid())
-	if err := errors.Join(err1, err2); err != nil {
+	c0, p0, err := p.cpu()
+	if err != nil {
 		return r, err
 	}
 	start := time.Now()
@@ -138,10 +137,9 @@ func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (live
 		return r, err
 	}
 	lag := lines*lineBytes - fileSize(dst)
-	c1, err1 := cpuSeconds(p.coll.pid())
-	p1, err2 := cpuSeconds(p.proc.pid())
-	collPeak, err3 := statusKiB(p.coll.pid(), "VmHWM")
-	if err := errors.Join(err1, err2, err3); err != nil {
+	c1, p1, err1 := p.cpu()
+	collPeak, err2 := statusKiB(p.coll.pid(), "VmHWM")
+	if err := errors.Join(err1, err2); err != nil {
 		return r, err
 	}
 	stopped := time.Now()
