@@ -222,14 +222,17 @@ func (d *daemonFlags) checked(fs *flag.FlagSet, stdout io.Writer, errs ...error)
 	}
 	all := slices.Clone(d.problems)
 	for _, e := range errs {
-		// errors.Join of a Validate: one problem a line.
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			all = append(all, j.Unwrap()...)
-		} else {
-			all = append(all, each(e)...)
-		}
+		all = append(all, each(e)...) // errors.Join of a Validate: one problem a line
 	}
-	all = slices.DeleteFunc(all, func(err error) bool { return err == nil })
+	// Each problem once: two checks may find the same one.
+	seen := map[string]bool{}
+	all = slices.DeleteFunc(all, func(err error) bool {
+		if err == nil || seen[err.Error()] {
+			return true
+		}
+		seen[err.Error()] = true
+		return false
+	})
 	if d.check {
 		printSettings(fs, stdout, len(all))
 	}

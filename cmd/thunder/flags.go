@@ -133,18 +133,21 @@ func (l listed) Error() string {
 func (l listed) Unwrap() []error { return l.errs }
 
 // each is the problems err reports one by one: those usageErrors listed,
-// or err itself.
+// those of an errors.Join, or err itself.
 func each(err error) []error {
-	if err == nil {
+	switch e := err.(type) {
+	case nil:
 		return nil
-	}
-	var l listed
-	if errors.As(err, &l) {
-		return l.errs
-	}
-	var u usageError
-	if errors.As(err, &u) && u.error != nil {
-		return each(u.error)
+	case usageError:
+		return each(e.error)
+	case listed:
+		return e.errs
+	case interface{ Unwrap() []error }:
+		var all []error
+		for _, x := range e.Unwrap() {
+			all = append(all, each(x)...)
+		}
+		return all
 	}
 	return []error{err}
 }

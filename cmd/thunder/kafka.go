@@ -53,14 +53,12 @@ func (k *kafkaFlags) config() (*kafka.Config, error) {
 	}
 	cfg := k.cfg
 	cfg.Brokers = append(cfg.Brokers, splitList(k.brokers)...)
-	var err error
-	if cfg.TLS, err = k.tlsConfig(); err != nil {
-		return nil, err
-	}
-	if cfg.SASL, err = k.sasl(); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
+	// The config comes back with the errors too, so that the settings
+	// checks see a Kafka output and report nothing made up about it.
+	var err1, err2 error
+	cfg.TLS, err1 = k.tlsConfig()
+	cfg.SASL, err2 = k.sasl()
+	return &cfg, errors.Join(err1, err2)
 }
 
 func (k *kafkaFlags) tlsConfig() (*tls.Config, error) {

@@ -137,7 +137,7 @@ func TestKafkaSecurityFlags(t *testing.T) {
 			if code := d.ProcessState().ExitCode(); code != 2 {
 				t.Errorf("exit status %d, want 2 (usage); log:\n%s", code, log)
 			}
-			if !strings.Contains(log, "thunder: "+tt.want) {
+			if !strings.Contains(log, "thunder: logs-processor: "+tt.want) {
 				t.Errorf("log does not say %q:\n%s", tt.want, log)
 			}
 		})
