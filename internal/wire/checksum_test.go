@@ -95,15 +95,7 @@ func TestSealedDataCatchesFlips(t *testing.T) {
 // A DataZstd trailer covers the payload as appended, not the compressed bytes.
 func TestSealedZstdCoversDecompressed(t *testing.T) {
 	payload := bytes.Repeat([]byte("compressible line of text\n"), 200)
-	enc, err := wire.NewEncoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, err := wire.NewDecoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dec.Close()
+	enc, dec := newCodecs(t)
 	z := enc.Append(nil, payload)
 	b := sealedData(wire.TypeDataZstd, 1, 0, uint64(len(payload)), payload, z)
 	f, err := readSealed(t, b)

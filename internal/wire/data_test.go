@@ -152,15 +152,7 @@ func TestPutHeader(t *testing.T) {
 }
 
 func TestDecodedBytes(t *testing.T) {
-	enc, err := wire.NewEncoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, err := wire.NewDecoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dec.Close()
+	enc, dec := newCodecs(t)
 	src := bytes.Repeat([]byte("a line\n"), 150)
 	z := enc.Append(nil, src)
 	if got := dec.DecodedBytes(z); got != len(src) {
@@ -176,4 +168,19 @@ func TestDecodedBytes(t *testing.T) {
 	if _, err := dec.Decode(make([]byte, 0, len(src)-1), z); err == nil {
 		t.Errorf("Decode into a buffer one byte short succeeded")
 	}
+}
+
+// newCodecs returns a zstd encoder and a decoder, closed when t ends.
+func newCodecs(t *testing.T) (*wire.Encoder, *wire.Decoder) {
+	t.Helper()
+	enc, err := wire.NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := wire.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dec.Close)
+	return enc, dec
 }
