@@ -41,6 +41,7 @@ type snapshot struct {
 	committed int64 // f.committed for fd when taken
 	close     bool  // Reopen: fd was taken from f; close it once recorded
 	fsync     bool  // fd is synced with an fsync of its own, never syncfs (sync.go)
+	unsynced  bool  // no fd: written through one closed since, synced without it (behind.go)
 	streams   []streamAt
 	ledger    ledgerAt // f's ledger entry at size
 }
@@ -91,10 +92,14 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		return nil, nil
 	}
 	snaps := make([]snapshot, 0, len(p.dirty))
+	behind := d.behindBytes.Load()
 	for f := range p.dirty {
 		if sn, ok := d.snapshot(f); ok {
 			snaps = append(snaps, sn)
 		}
+	}
+	if behind > 0 {
+		d.wroteBehind()
 	}
 	defer doneSyncing(slices.Clone(snaps))
 	// Records of files closed since the commit began (deleted ones found
@@ -109,7 +114,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
 	for i, sn := range snaps {
-		if sn.fd != nil {
+		if sn.wrote() {
 			if err := syncErrs[i]; err != nil {
 				// After a failed fsync the kernel may have dropped the pages:
 				// cut the file back and make the collectors resend.
@@ -155,6 +160,14 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var borrowed bool
+	if f.fd == nil && (len(f.behind) > 0 || f.unsynced) {
+		var ok bool
+		if borrowed, ok = d.flushLocked(f); !ok {
+			d.markDirty(f) // the next commit tries again
+			return snapshot{}, false
+		}
+	}
 	if f.broken == nil && f.fd != nil {
 		info, err := statFD(int(f.fd.Fd()))
 		switch {
@@ -182,9 +195,16 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	}
 	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
 	f.fsync = false
-	if f.fd != nil {
+	if f.fd != nil || f.unsynced {
 		sn.ledger = f.takeLedger(f.size)
 	}
+	if borrowed && f.fd != nil {
+		// Written for this commit past the budget: give the descriptor
+		// back now; syncfs needs none (behind.go).
+		d.idleCloseLocked(f)
+		sn.fd, f.unsynced = nil, true
+	}
+	sn.unsynced = sn.fd == nil && f.unsynced
 	for s := range f.touched {
 		sn.streams = append(sn.streams, streamAt{s, s.at, s.lines})
 	}
@@ -240,7 +260,7 @@ func (d *Dir) forgetting() bool {
 func record(tx *bolt.Tx, snaps []snapshot, p pending, forget []stream.Key) error {
 	fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
 	for _, sn := range snaps {
-		if sn.fd != nil {
+		if sn.wrote() {
 			var err error
 			if sn.close {
 				err = dropRecord(fb, drop{fileKey(sn.f.name, sn.id.Ino), sn.serial})
@@ -380,6 +400,9 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
 			f.committed = sn.size
 		}
+		if sn.unsynced && f.serial == sn.serial && f.broken == nil {
+			f.committed, f.unsynced = sn.size, false
+		}
 		for _, sa := range sn.streams {
 			s := sa.s
 			if sa.at.Offset > s.done.Offset && s.at.Offset >= sa.at.Offset {
@@ -391,6 +414,9 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 	}
 	return acks
 }
+
+// wrote reports whether the snapshot's file took bytes to sync and record.
+func (sn snapshot) wrote() bool { return sn.fd != nil || sn.unsynced }
 
 // doneSyncing lets idle closes take the snapshots' descriptors again.
 func doneSyncing(snaps []snapshot) {
@@ -424,6 +450,7 @@ func (d *Dir) evict(snaps []snapshot) {
 // which may hold another file by now. f.mu is held; f.broken stays set if
 // the cut fails, and the next commit tries again.
 func (d *Dir) rewindLocked(f *file) {
+	d.dropBehind(f)
 	for s := range f.streams {
 		s.at, s.lines = s.done, s.doneLines
 		s.owner = nil
@@ -446,6 +473,15 @@ func (d *Dir) rewindLocked(f *file) {
 		}
 		f.size = size
 		d.closeLocked(f) // reopened, and recorded afresh, on the next write
+	} else if f.unsynced {
+		if err := d.cutClosed(f); err != nil {
+			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
+			f.dirty = true
+			d.markDirty(f)
+			return
+		}
+		f.size, f.unsynced = f.committed, false
+		d.closeLocked(f)
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil

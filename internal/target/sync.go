@@ -28,16 +28,18 @@ var syncfsMin = 32
 func (d *Dir) syncAll(snaps []snapshot) []error {
 	errs := make([]error, len(snaps))
 	var same, other []int
+	closed := false // a file without a descriptor: only syncfs needs none
 	for i, sn := range snaps {
 		switch {
-		case sn.fd == nil:
+		case !sn.wrote():
 		case sn.id.Dev == d.fsDev && !sn.fsync:
 			same = append(same, i)
+			closed = closed || sn.fd == nil
 		default:
 			other = append(other, i)
 		}
 	}
-	if d.syncfs && len(same) >= syncfsMin {
+	if d.syncfs && (len(same) >= syncfsMin || closed) {
 		if err := syncfs(int(d.tree.root.Fd())); err == nil {
 			d.m.syncedFS()
 			same = nil
@@ -46,7 +48,12 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 			d.syncfsFailed()
 		}
 	}
-	fsyncEach(snaps, append(same, other...), errs)
+	fsyncEach(append(same, other...), errs, func(i int) error {
+		if sn := snaps[i]; sn.fd != nil {
+			return sn.fd.Sync()
+		}
+		return d.syncClosed(snaps[i])
+	})
 	return errs
 }
 
@@ -68,10 +75,10 @@ func (d *Dir) syncfsFailed() {
 // fsyncEach fsyncs the snapshots at idx, several at once: the file system
 // can then make one journal commit for many of them, where one fsync after
 // another waits for a journal commit each.
-func fsyncEach(snaps []snapshot, idx []int, errs []error) {
+func fsyncEach(idx []int, errs []error, syncOne func(i int) error) {
 	if len(idx) == 1 || maxParallelSyncs == 1 {
 		for _, i := range idx {
-			errs[i] = snaps[i].fd.Sync()
+			errs[i] = syncOne(i)
 		}
 		return
 	}
@@ -81,7 +88,7 @@ func fsyncEach(snaps []snapshot, idx []int, errs []error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = snaps[i].fd.Sync()
+			errs[i] = syncOne(i)
 		})
 	}
 	wg.Wait()
