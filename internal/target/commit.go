@@ -473,15 +473,15 @@ func (d *Dir) rewindLocked(f *file) {
 		}
 		f.size = size
 		d.closeLocked(f) // reopened, and recorded afresh, on the next write
-	} else if f.unsynced {
+	} else if f.committed >= 0 {
+		// Closed with bytes buffered, or written (behind.go).
 		if err := d.cutClosed(f); err != nil {
 			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
 			f.dirty = true
 			d.markDirty(f)
 			return
 		}
-		f.size, f.unsynced = f.committed, false
-		d.closeLocked(f)
+		d.closeLocked(f) // recorded afresh on the next write
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil
