@@ -189,4 +189,3 @@ func TestAttackBehindReopenClosedDirty(t *testing.T) {
 	fx.check(t, "after a crash", func(i int) string { return fx.want[i] })
 	mustClose(t, d)
 }
-
