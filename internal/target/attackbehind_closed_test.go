@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"thunder/internal/target"
 )
 
@@ -188,4 +190,52 @@ func TestAttackBehindReopenClosedDirty(t *testing.T) {
 	d := mustOpen(t, fx.dir)
 	fx.check(t, "after a crash", func(i int) string { return fx.want[i] })
 	mustClose(t, d)
+}
+
+// TestAttackBehindReplacedDuringItsCommit: a commit writes and syncs a
+// file closed dirty, records it and acknowledges its streams; meanwhile
+// logrotate moved it and an append found the new file at the name, which
+// broke f. The commit then left f.committed behind what it had recorded
+// (it skips a broken file), and the rewind cut the moved file back to
+// that: acknowledged lines gone from the target. (Before the rewind cut
+// moved files, the file stayed broken for ever instead.)
+func TestAttackBehindReplacedDuringItsCommit(t *testing.T) {
+	fx := newBehindFixture(t)
+	const i = 5
+	closeDirty(t, fx, i, 1)
+	path := filepath.Join(fx.dir, behindName(i))
+	acked := fx.want[i]
+	p := []byte("round 2\n")
+	var appendErr error
+	fired := false
+	target.SetSyncfs(t, func(fd int) error {
+		if !fired {
+			fired = true
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			appendErr = fx.streams[i].Append(fx.o, chunk(fx.ends[i], fx.ends[i]+uint64(len(p)), p))
+		}
+		return unix.Syncfs(fd)
+	})
+	acks := mustCommit(t, fx.d)
+	if !fired {
+		t.Fatal("the commit did not use syncfs")
+	}
+	t.Logf("append during the commit: %v", appendErr)
+	a, ok := ackFor(t, acks, fx.streams[i])
+	if !ok || a.At.Offset != fx.ends[i] {
+		t.Fatalf("ack %+v (%v), want %d", a.At, ok, fx.ends[i])
+	}
+	mustCommit(t, fx.d)
+	if got := readFile(t, path+".1"); got != acked {
+		t.Fatalf("the moved file = %q, acknowledged %q", got, acked)
+	}
+	if got := readFile(t, path); strings.Contains(got, fmt.Sprintf("file %02d", i)) {
+		t.Fatalf("the new file = %q", got)
+	}
+	mustClose(t, fx.d)
 }

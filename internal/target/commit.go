@@ -400,7 +400,9 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
 			f.committed = sn.size
 		}
-		if sn.unsynced && f.serial == sn.serial && f.broken == nil {
+		if sn.unsynced && f.serial == sn.serial && f.committed >= 0 {
+			// Recorded, also if an append broke f since (its name holds
+			// another file now): a rewind must not cut below this.
 			f.committed, f.unsynced = sn.size, false
 		}
 		for _, sa := range sn.streams {
