@@ -93,13 +93,24 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	}
 	snaps := make([]snapshot, 0, len(p.dirty))
 	behind := d.behindBytes.Load()
+	var errs []error
+	waiting := 0
 	for f := range p.dirty {
-		if sn, ok := d.snapshot(f); ok {
+		sn, ok, wait := d.snapshot(f)
+		if ok {
 			snaps = append(snaps, sn)
+		}
+		if wait {
+			waiting++
 		}
 	}
 	if behind > 0 {
 		d.wroteBehind()
+	}
+	if waiting > 0 {
+		// An error, so that Run commits again (with backoff) though
+		// nothing else is appended: the files wait for it.
+		errs = append(errs, fmt.Errorf("%w: out of file descriptors: %d target files wait for the next commit to write what was buffered for them", ErrStorage, waiting))
 	}
 	defer doneSyncing(slices.Clone(snaps))
 	// Records of files closed since the commit began (deleted ones found
@@ -109,7 +120,6 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	d.drops = nil
 	d.pendMu.Unlock()
 
-	var errs []error
 	syncStart := time.Now()
 	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
@@ -157,15 +167,15 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 // was deleted, what was appended since the last commit went into a file
 // nobody can read, and the streams go back to their committed offsets; if
 // someone else wrote to it, its length is what it is, not what we wrote.
-func (d *Dir) snapshot(f *file) (snapshot, bool) {
+// wait reports a file left for the next commit (out of descriptors).
+func (d *Dir) snapshot(f *file) (sn snapshot, ok, wait bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var borrowed bool
 	if f.fd == nil && (len(f.behind) > 0 || f.unsynced) {
-		var ok bool
 		if borrowed, ok = d.flushLocked(f); !ok {
 			d.markDirty(f) // the next commit tries again
-			return snapshot{}, false
+			return snapshot{}, false, true
 		}
 	}
 	if f.broken == nil && f.fd != nil {
@@ -191,15 +201,15 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	}
 	if f.broken != nil {
 		d.rewindLocked(f)
-		return snapshot{}, false
+		return snapshot{}, false, false
 	}
-	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
+	sn = snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
 	f.fsync = false
 	if f.fd != nil || f.unsynced {
 		sn.ledger = f.takeLedger(f.size)
 	}
 	if borrowed && f.fd != nil {
-		// Written for this commit past the budget: give the descriptor
+		// Written with the commit's descriptor (appendFDs): give it
 		// back now; syncfs needs none (behind.go).
 		d.idleCloseLocked(f)
 		sn.fd, f.unsynced = nil, true
@@ -216,7 +226,7 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		// syncs, records and closes what was written so far.
 		f.reopen, f.fd, f.committed, sn.close = false, nil, -1, true
 	}
-	return sn, true
+	return sn, true, false
 }
 
 // recordLocked runs a commit's state transaction. It deletes the records
