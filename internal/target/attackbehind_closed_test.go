@@ -198,7 +198,8 @@ func TestAttackBehindReopenClosedDirty(t *testing.T) {
 // broke f. The commit then left f.committed behind what it had recorded
 // (it skips a broken file), and the rewind cut the moved file back to
 // that: acknowledged lines gone from the target. (Before the rewind cut
-// moved files, the file stayed broken for ever instead.)
+// moved files, f stayed broken for ever instead: the append that broke it
+// did not queue it for the commit that rewinds it.)
 func TestAttackBehindReplacedDuringItsCommit(t *testing.T) {
 	fx := newBehindFixture(t)
 	const i = 5
@@ -236,6 +237,10 @@ func TestAttackBehindReplacedDuringItsCommit(t *testing.T) {
 	}
 	if got := readFile(t, path); strings.Contains(got, fmt.Sprintf("file %02d", i)) {
 		t.Fatalf("the new file = %q", got)
+	}
+	resend(t, fx, i, acked, string(p))
+	if got := readFile(t, path); got != string(p) {
+		t.Fatalf("the new file after the resend = %q", got)
 	}
 	mustClose(t, fx.d)
 }

@@ -47,7 +47,7 @@ func waitAck(t *testing.T, o *ackOwner, end uint64, limit time.Duration) bool {
 // ever after descriptors were free again.
 func TestAttackBehindOutOfDescriptorsRetried(t *testing.T) {
 	dir := t.TempDir()
-	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger(), MaxOpenFiles: 2})
+	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger(), MaxOpenFiles: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
