@@ -145,16 +145,18 @@ func (d *Dir) openLocked(f *file) error {
 	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.written() && info.nlink > 0 {
 		// Closed while idle (or by a commit that wrote its buffer), and
 		// nothing changed it since: its record, and its claim on the
-		// inode, hold.
-		f.fd = fd
+		// inode, hold. What a closed descriptor wrote is synced through
+		// this one now.
+		f.fd, f.unsynced = fd, false
 		return nil
 	}
 	if len(f.behind) > 0 || f.unsynced {
 		// What was buffered, or written and closed, continues the file
-		// that was at the name; the next open records this one afresh.
+		// that was at the name. The rewind cuts that file back by its
+		// record, then drops it: the next open records this one afresh.
 		fd.Close()
-		d.queueDrop(f)
 		f.broken = errors.New("target file replaced or changed while it was closed; its streams resend what was not yet written")
+		d.markDirty(f) // for that rewind, also if a commit took f just now
 		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, f.broken)
 	}
 	d.queueDrop(f) // the record of what the name held before, if any

@@ -88,8 +88,8 @@ func (d *Dir) dropBehind(f *file) {
 }
 
 // flushLocked writes f's buffer at the end of its file, opened for it with
-// a descriptor past the budget (one at a time: commits run one after
-// another), and reports whether the caller must close it again once it
+// the descriptor of the budget that appends leave to commits (appendFDs;
+// one at a time: commits run one after another), and reports whether the caller must close it again once it
 // took its snapshot, and !ok if the process is out of descriptors: f waits
 // for the next commit, unacknowledged. On failure f.broken is set and the
 // snapshot rewinds f. f.mu and commitMu are held.
@@ -172,23 +172,26 @@ func (d *Dir) syncClosed(sn snapshot) error {
 }
 
 // cutClosed cuts f, which has no descriptor, back to its committed length
-// through one opened for it, if the name still holds f's file (a rewind).
-// f.mu is held.
+// if it was written and closed (a rewind): through one opened for it where
+// recovery would find it, at its name or renamed beside it (logrotate),
+// so what its streams resend is not also left there. f.mu is held.
 func (d *Dir) cutClosed(f *file) error {
-	fd, _, err := d.tree.openFile(f.name, 0, false, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil // gone: nothing to cut
+	if !f.unsynced {
+		return nil // nothing but what is committed is in it
 	}
+	fd, err := d.findRecorded(f.name, f.id)
 	if err != nil {
 		return err
 	}
-	defer fd.Close()
-	info, err := identify(fd)
-	if err != nil || !info.id.sameFile(f.id) {
-		return err // another file: not ours to cut
+	if fd != nil {
+		defer fd.Close()
+		if _, err := cutTo(fd, f.committed); err != nil {
+			return err
+		}
+		if err := fd.Sync(); err != nil {
+			return err
+		}
 	}
-	if _, err := cutTo(fd, f.committed); err != nil {
-		return err
-	}
-	return fd.Sync()
+	f.size, f.unsynced = f.committed, false // or gone: nothing to cut
+	return nil
 }

@@ -175,8 +175,16 @@ func TestWriteBehindReplaced(t *testing.T) {
 	}
 	old := fx.want[victim]
 	committed := fx.ends[victim]
+	// The victim last: the others' appends take what descriptors are
+	// free, so its bytes are buffered.
 	for i := range behindFiles {
-		fx.add(t, i, 1)
+		if i != victim {
+			fx.add(t, i, 1)
+		}
+	}
+	fx.add(t, victim, 1)
+	if target.BehindBytes(fx.d) == 0 || openByUs(path) {
+		t.Fatal("the victim's bytes were not buffered")
 	}
 	acks := mustCommit(t, fx.d)
 	if a, ok := ackFor(t, acks, fx.streams[victim]); ok {

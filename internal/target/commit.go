@@ -93,13 +93,24 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	}
 	snaps := make([]snapshot, 0, len(p.dirty))
 	behind := d.behindBytes.Load()
+	var errs []error
+	waiting := 0
 	for f := range p.dirty {
-		if sn, ok := d.snapshot(f); ok {
+		sn, ok, wait := d.snapshot(f)
+		if ok {
 			snaps = append(snaps, sn)
+		}
+		if wait {
+			waiting++
 		}
 	}
 	if behind > 0 {
 		d.wroteBehind()
+	}
+	if waiting > 0 {
+		// An error, so that Run commits again (with backoff) though
+		// nothing else is appended: the files wait for it.
+		errs = append(errs, fmt.Errorf("%w: out of file descriptors: %d target files wait for the next commit to write what was buffered for them", ErrStorage, waiting))
 	}
 	defer doneSyncing(slices.Clone(snaps))
 	// Records of files closed since the commit began (deleted ones found
@@ -109,7 +120,6 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	d.drops = nil
 	d.pendMu.Unlock()
 
-	var errs []error
 	syncStart := time.Now()
 	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
@@ -157,15 +167,15 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 // was deleted, what was appended since the last commit went into a file
 // nobody can read, and the streams go back to their committed offsets; if
 // someone else wrote to it, its length is what it is, not what we wrote.
-func (d *Dir) snapshot(f *file) (snapshot, bool) {
+// wait reports a file left for the next commit (out of descriptors).
+func (d *Dir) snapshot(f *file) (sn snapshot, ok, wait bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var borrowed bool
 	if f.fd == nil && (len(f.behind) > 0 || f.unsynced) {
-		var ok bool
 		if borrowed, ok = d.flushLocked(f); !ok {
 			d.markDirty(f) // the next commit tries again
-			return snapshot{}, false
+			return snapshot{}, false, true
 		}
 	}
 	if f.broken == nil && f.fd != nil {
@@ -191,15 +201,15 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	}
 	if f.broken != nil {
 		d.rewindLocked(f)
-		return snapshot{}, false
+		return snapshot{}, false, false
 	}
-	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
+	sn = snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
 	f.fsync = false
 	if f.fd != nil || f.unsynced {
 		sn.ledger = f.takeLedger(f.size)
 	}
 	if borrowed && f.fd != nil {
-		// Written for this commit past the budget: give the descriptor
+		// Written with the commit's descriptor (appendFDs): give it
 		// back now; syncfs needs none (behind.go).
 		d.idleCloseLocked(f)
 		sn.fd, f.unsynced = nil, true
@@ -216,7 +226,7 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		// syncs, records and closes what was written so far.
 		f.reopen, f.fd, f.committed, sn.close = false, nil, -1, true
 	}
-	return sn, true
+	return sn, true, false
 }
 
 // recordLocked runs a commit's state transaction. It deletes the records
@@ -400,7 +410,9 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
 			f.committed = sn.size
 		}
-		if sn.unsynced && f.serial == sn.serial && f.broken == nil {
+		if sn.unsynced && f.serial == sn.serial && f.committed >= 0 {
+			// Recorded, also if an append broke f since (its name holds
+			// another file now): a rewind must not cut below this.
 			f.committed, f.unsynced = sn.size, false
 		}
 		for _, sa := range sn.streams {
@@ -473,15 +485,15 @@ func (d *Dir) rewindLocked(f *file) {
 		}
 		f.size = size
 		d.closeLocked(f) // reopened, and recorded afresh, on the next write
-	} else if f.unsynced {
+	} else if f.committed >= 0 {
+		// Closed with bytes buffered, or written (behind.go).
 		if err := d.cutClosed(f); err != nil {
 			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
 			f.dirty = true
 			d.markDirty(f)
 			return
 		}
-		f.size, f.unsynced = f.committed, false
-		d.closeLocked(f)
+		d.closeLocked(f) // recorded afresh on the next write
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil

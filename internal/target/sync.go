@@ -62,12 +62,13 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 // file this commit does not hold (written since its snapshot, its pages
 // written back by this syncfs or the kernel's flusher): the next syncfs
 // reports nothing, and only that file's own descriptor still has the error.
-// A file written since is open now: it cannot be closed with data
-// uncommitted. commitMu is held.
+// A file written since is open now, or closed with its bytes uncommitted
+// (behind.go): a descriptor opened again reports the error no one has seen
+// yet. commitMu is held.
 func (d *Dir) syncfsFailed() {
 	for _, f := range d.allFiles() {
 		f.mu.Lock()
-		f.fsync = f.fd != nil
+		f.fsync = f.fd != nil || f.unsynced
 		f.mu.Unlock()
 	}
 }
