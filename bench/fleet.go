@@ -42,13 +42,16 @@ func (b *bench) fleet(name string, collectors, files int) error {
 		return err
 	}
 	tput := r.mibps()
+	idle, busy := r.perConnKiB(0)
 	title := fmt.Sprintf("scale: %s collectors × %d file(s)", thousands(collectors), files)
 	b.rep.result(name, kv{"collectors", collectors}, kv{"files_per_collector", files}, kv{"setup_s", r.setup}, kv{"setup_cpu_processor_s", r.setupCPU[0]},
 		kv{"bytes", r.sent}, kv{"secs", r.took}, kv{"MiBps", tput}, kv{"lines_per_s", r.linesPerSec()},
 		kv{"frame_lines", fakeFrameLines}, kv{"cpu_processor_cores", r.cores(0)}, kv{"cpu_bench_cores", r.selfCores()},
-		kv{"rss_processor_MiB", r.peakMiB(0)}, kv{"verified", "linecheck"}, kv{"quiet", r.quiet})
+		kv{"rss_processor_MiB", r.peakMiB(0)}, kv{"conn_idle_KiB", idle}, kv{"conn_busy_KiB", busy}, kv{"verified", "linecheck"}, kv{"quiet", r.quiet})
 	b.rep.add(title, fmt.Sprintf("connect + handshake + open, all %s", thousands(collectors)), fmt.Sprintf("%.2f s", r.setup.Seconds()), "",
 		fmt.Sprintf("processor CPU %.2f s %s", r.setupCPU[0], quietNote(r.quiet, r.busy)))
+	b.rep.add(title, "processor memory per connection (VmRSS above the one before they connected)",
+		fmt.Sprintf("idle %.1f KiB, busy %.1f KiB", idle, busy), "", "busy: at the peak, with the target's write-behind (≤ 128 MiB in all) shared out")
 	b.rep.add(title, fmt.Sprintf("Data frames of %d lines, window 64 KiB each, %v", fakeFrameLines, b.liveFor),
 		fmt.Sprintf("%.1f MiB/s acked", tput), ratio(tput, b.ceil.pipe),
 		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB, %v; load generator %.2f core; %d reconnects; exactly once (linecheck)",
@@ -102,6 +105,10 @@ type fakeRun struct {
 	cpu        []float64     // per processor, CPU seconds over took
 	selfCPU    float64       // this process (the load generator), CPU seconds over took
 	peakKiB    []int64       // per processor, VmHWM
+	// baseKiB and idleKiB are each processor's VmRSS before the fakes
+	// connect and once all of them opened their streams, before any Data:
+	// what idle connections cost (perConnKiB).
+	baseKiB, idleKiB []int64
 	commits    []commitStats // per processor, its group commits over the whole run
 	quiet      bool
 	busy       float64
@@ -113,6 +120,15 @@ func (r fakeRun) cores(i int) float64   { return r.cpu[i] / r.took.Seconds() }
 func (r fakeRun) selfCores() float64    { return r.selfCPU / r.took.Seconds() }
 func (r fakeRun) peakMiB(i int) float64 { return float64(r.peakKiB[i]) / 1024 }
 func (r fakeRun) totalCores() float64   { return sumOf(r.cpu) / r.took.Seconds() }
+
+// perConnKiB is processor i's resident set per connection of it, idle
+// (after setup) and busy (at its peak, so with what it buffers for all
+// of them: the target's write-behind, at most 128 MiB, and the frames
+// being copied), each above its resident set before they connected.
+func (r fakeRun) perConnKiB(i int) (idle, busy float64) {
+	n := float64(r.conns) // all on processor 0 in the fleet scenarios
+	return float64(r.idleKiB[i]-r.baseKiB[i]) / n, float64(r.peakKiB[i]-r.baseKiB[i]) / n
+}
 
 func sumOf(xs []float64) (s float64) {
 	for _, x := range xs {
@@ -159,7 +175,7 @@ type fakeOpts struct {
 func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, o fakeOpts) (fakeRun, error) {
 	out := o.out
 	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs),
-		commits: make([]commitStats, nprocs)}
+		baseKiB: make([]int64, nprocs), idleKiB: make([]int64, nprocs), commits: make([]commitStats, nprocs)}
 	dir, err := b.scratch(name)
 	if err != nil {
 		return r, err
@@ -240,6 +256,7 @@ func (b *bench) startFakeProcessors(dir string, nprocs int, out *fakeOutput) (da
 	procs := make(daemons, 0, nprocs)
 	for i := range nprocs {
 		args := append([]string{"logs-processor", "--listen-address=127.0.0.1:0", "--admin-address=127.0.0.1:0", fmt.Sprintf("--name=bench-processor-%d", i)}, out.args(i)...)
+		args = append(args, b.procFlags...)
 		p, err := startDaemon(fmt.Sprintf("processor-%d", i), b.bin, dir, args...)
 		if err != nil {
 			return procs, nil, err
@@ -280,6 +297,18 @@ func (ds daemons) cpuAndSelf() ([]float64, error) {
 }
 
 // kill kills the daemons that still run.
+// rss reads each daemon's VmRSS into kib.
+func (ds daemons) rss(kib []int64) error {
+	for i, d := range ds {
+		v, err := statusKiB(d.pid(), "VmRSS")
+		if err != nil {
+			return err
+		}
+		kib[i] = v
+	}
+	return nil
+}
+
 func (ds daemons) kill() {
 	for _, p := range ds {
 		p.kill()
@@ -293,6 +322,9 @@ func (ds daemons) kill() {
 func (b *bench) connectFakes(r *fakeRun, procs daemons, addrs []string, specs []fakeSpec) (fakeConns, error) {
 	p0, err := procs.cpu()
 	if err != nil {
+		return nil, err
+	}
+	if err := procs.rss(r.baseKiB); err != nil {
 		return nil, err
 	}
 	conns := make(fakeConns, len(specs))
@@ -319,7 +351,7 @@ func (b *bench) connectFakes(r *fakeRun, procs daemons, addrs []string, specs []
 	for i := range p1 {
 		r.setupCPU[i] = p1[i] - p0[i]
 	}
-	return conns, nil
+	return conns, procs.rss(r.idleKiB)
 }
 
 // streamFakes has every connection send Data frames for b.liveFor, or

@@ -47,6 +47,7 @@ type bench struct {
 	liveFor     time.Duration // per live run
 	idleFor     time.Duration // idle CPU window
 	quietMax    time.Duration // longest wait for a quiet box before a run
+	procFlags   []string      // more flags for the processors of the fake scenarios
 	rep         *report
 	ceil        ceilings
 	bulk        map[string]bulkResult // by compression
@@ -109,6 +110,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 	only := fs.String("only", "", "comma-separated scenarios to run (default all but fleet10k and storm10k): "+strings.Join(scenarios, ","))
 	bulkMiB := fs.Int("bulk-mib", 0, "bulk file size in MiB (default 1024, -quick 128)")
 	quietMax := fs.Duration("quiet-max", 0, "longest wait for a quiet box before each run (default 30s, -quick 5s)")
+	procFlags := fs.String("processor-flags", "", "space-separated flags added to the processors of the fleet, storm, shard and kafka scenarios, to compare settings (e.g. --max-open-files=9000)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -146,6 +148,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 	if *bulkMiB > 0 {
 		b.corpusBytes = int64(*bulkMiB) * mib
 	}
+	b.procFlags = strings.Fields(*procFlags)
 	if *quietMax > 0 {
 		b.quietMax = *quietMax
 	}
