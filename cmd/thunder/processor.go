@@ -117,7 +117,7 @@ func processorCommand(cfg *processor.Config, stdout io.Writer) (*daemonCommand, 
 	fs.BoolVar(&cfg.RequireChecksums, "require-checksums", cfg.RequireChecksums, "refuse collectors that do not checksum their frames (older than the crc32c feature); by default they are served with a warning")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most collector connections at once")
 	fs.IntVar(&cfg.MaxHandshakes, "max-handshakes", cfg.MaxHandshakes, "most connections still in their handshake at once (slowloris guard)")
-	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most target files held open: past it, those idle longest are closed, and a file written again waits for a descriptor (any number of target files; keep it plus --max-conns under ulimit -n)")
+	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most target files held open: past it, those written least recently are closed, and appends to a closed file are kept in memory (128 MiB in all) until the next commit writes them, or wait for a descriptor where syncfs is not used (any number of target files; keep it plus --max-conns under ulimit -n)")
 	fs.IntVar(&cfg.MaxConnsPerPeer, "max-conns-per-peer", cfg.MaxConnsPerPeer, "most connections from one peer: an IPv4 address or an IPv6 /64 (0: no limit)")
 	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "check the target dir against what was committed this often, as thunder verify does, logging each file that differs (0: off)")
 	fs.Var(sizeFlag{&cfg.ScrubRate}, "scrub-rate", "bytes per second the scrub reads at most (0: no limit)")

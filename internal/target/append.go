@@ -1,6 +1,7 @@
 package target
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -23,13 +24,17 @@ import (
 func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	for try := 0; ; try++ {
 		err := s.append(owner, c, try)
-		if err != errNoRoom && err != errNoFDs {
+		if err != errNoRoom && err != errNoFDs && err != errBehindFull {
 			return err
 		}
 		if try == roomTries {
 			return fmt.Errorf("%w: %s: out of file descriptors (%d target files open; --max-open-files is %d)", ErrStorage, s.f.name, s.d.openFDs.Load(), s.d.cfg.MaxOpenFiles)
 		}
-		s.d.makeRoom(err == errNoFDs && try > 0)
+		if err == errBehindFull {
+			s.d.waitBehind()
+		} else {
+			s.d.makeRoom(err == errNoFDs && try > 0)
+		}
 	}
 }
 
@@ -52,22 +57,46 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 		f.mu.Unlock()
 		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
 	}
+	buffer := false
 	if f.fd == nil {
-		if !d.takeFD(try) {
+		switch {
+		case len(f.behind) > 0 && try < roomTries:
+			// Behind what waits (behind.go).
+			if d.behindBytes.Load() >= maxBehind {
+				f.mu.Unlock()
+				return errBehindFull
+			}
+			buffer = true
+		case d.takeFD(try):
+			if err := d.openLocked(f); err != nil {
+				d.openFDs.Add(-1)
+				f.mu.Unlock()
+				if outOfFDs(err) {
+					return errNoFDs
+				}
+				return err
+			}
+			if len(f.behind) > 0 && !d.writeBehind(f) {
+				err := f.broken
+				f.mu.Unlock()
+				return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
+			}
+		case d.canBuffer(f):
+			if d.behindBytes.Load() >= maxBehind {
+				f.mu.Unlock()
+				return errBehindFull
+			}
+			buffer = true
+		default:
 			f.mu.Unlock()
 			return errNoRoom
 		}
-		if err := d.openLocked(f); err != nil {
-			d.openFDs.Add(-1)
-			f.mu.Unlock()
-			if outOfFDs(err) {
-				return errNoFDs
-			}
-			return err
-		}
 	}
-	n, err := f.fd.Write(c.Payload)
-	if err != nil {
+	n := len(c.Payload)
+	if buffer {
+		f.behind = append(f.behind, c.Payload...)
+		d.behindBytes.Add(int64(n))
+	} else if n, err := f.fd.Write(c.Payload); err != nil {
 		if n > 0 {
 			// Cut what this write left, from what the file holds now
 			// (someone may have truncated it since we last looked).
@@ -113,11 +142,22 @@ func (d *Dir) openLocked(f *file) error {
 		fd.Close()
 		return fmt.Errorf("%w: stat %s: %v", ErrStorage, f.name, err)
 	}
-	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.committed && info.nlink > 0 {
-		// Closed while idle, and nothing changed it since: its record, and
-		// its claim on the inode, hold.
-		f.fd, f.size = fd, info.size
+	if f.committed >= 0 && info.id.sameFile(f.id) && info.size == f.written() && info.nlink > 0 {
+		// Closed while idle (or by a commit that wrote its buffer), and
+		// nothing changed it since: its record, and its claim on the
+		// inode, hold. What a closed descriptor wrote is synced through
+		// this one now.
+		f.fd, f.unsynced = fd, false
 		return nil
+	}
+	if len(f.behind) > 0 || f.unsynced {
+		// What was buffered, or written and closed, continues the file
+		// that was at the name. The rewind cuts that file back by its
+		// record, then drops it: the next open records this one afresh.
+		fd.Close()
+		f.broken = errors.New("target file replaced or changed while it was closed; its streams resend what was not yet written")
+		d.markDirty(f) // for that rewind, also if a commit took f just now
+		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, f.broken)
 	}
 	d.queueDrop(f) // the record of what the name held before, if any
 	if err := d.claim(f, info); err != nil {

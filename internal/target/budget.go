@@ -23,14 +23,14 @@ const (
 	roomWait  = 2 * time.Second // at most, per makeRoom
 )
 
-// takeFD counts a descriptor about to be opened, if fewer than MaxOpenFiles
+// takeFD counts a descriptor about to be opened, if fewer than appendFDs
 // are: counted before the open, so that appends opening at once cannot all
 // pass the check. The last of an append's tries takes one anyway: a
 // shortage that outlasts its waits slows it, it does not fail it.
 func (d *Dir) takeFD(try int) bool {
 	for {
 		n := d.openFDs.Load()
-		if n >= int64(d.cfg.MaxOpenFiles) && try < roomTries {
+		if n >= int64(d.appendFDs()) && try < roomTries {
 			return false
 		}
 		if d.openFDs.CompareAndSwap(n, n+1) {
@@ -39,7 +39,17 @@ func (d *Dir) takeFD(try int) bool {
 	}
 }
 
-// makeRoom closes idle target files until fewer than MaxOpenFiles are open
+// appendFDs is how many descriptors appends may hold: with write-behind,
+// one of MaxOpenFiles is the commit's, for the file it writes while that
+// is closed (behind.go).
+func (d *Dir) appendFDs() int {
+	if d.syncfs && d.cfg.MaxOpenFiles > 1 {
+		return d.cfg.MaxOpenFiles - 1
+	}
+	return d.cfg.MaxOpenFiles
+}
+
+// makeRoom closes idle target files until fewer than appendFDs are open
 // or, with short (the process ran out of descriptors below the budget), half
 // of those open: the budget does not fit, and closing a few at a time would
 // meet the limit again at once. It waits, with commits asked for, up to roomWait.
@@ -47,7 +57,7 @@ func (d *Dir) takeFD(try int) bool {
 func (d *Dir) makeRoom(short bool) {
 	d.roomMu.Lock()
 	defer d.roomMu.Unlock()
-	limit := d.cfg.MaxOpenFiles - 1
+	limit := d.appendFDs() - 1
 	if short {
 		limit = int(d.openFDs.Load()) / 2
 		d.log.Warn("out of file descriptors below --max-open-files; closing idle target files", "open", d.openFDs.Load(), "max_open_files", d.cfg.MaxOpenFiles)

@@ -40,6 +40,7 @@ type snapshot struct {
 	committed int64 // f.committed for fd when taken
 	close     bool  // Reopen: fd was taken from f; close it once recorded
 	fsync     bool  // fd is synced with an fsync of its own, never syncfs (sync.go)
+	unsynced  bool  // no fd: written through one closed since, synced without it (behind.go)
 	streams   []streamAt
 	ledger    ledgerAt // f's ledger entry at size
 }
@@ -90,10 +91,25 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		return nil, nil
 	}
 	snaps := make([]snapshot, 0, len(p.dirty))
+	behind := d.behindBytes.Load()
+	var errs []error
+	waiting := 0
 	for f := range p.dirty {
-		if sn, ok := d.snapshot(f); ok {
+		sn, ok, wait := d.snapshot(f)
+		if ok {
 			snaps = append(snaps, sn)
 		}
+		if wait {
+			waiting++
+		}
+	}
+	if behind > 0 {
+		d.wroteBehind()
+	}
+	if waiting > 0 {
+		// An error, so that Run commits again (with backoff) though
+		// nothing else is appended: the files wait for it.
+		errs = append(errs, fmt.Errorf("%w: out of file descriptors: %d target files wait for the next commit to write what was buffered for them", ErrStorage, waiting))
 	}
 	defer doneSyncing(slices.Clone(snaps))
 	// Records of files closed since the commit began (deleted ones found
@@ -103,12 +119,11 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	d.drops = nil
 	d.pendMu.Unlock()
 
-	var errs []error
 	syncStart := time.Now()
 	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
 	for i, sn := range snaps {
-		if sn.fd != nil {
+		if sn.wrote() {
 			if err := syncErrs[i]; err != nil {
 				// After a failed fsync the kernel may have dropped the pages:
 				// cut the file back and make the collectors resend.
@@ -151,9 +166,17 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 // was deleted, what was appended since the last commit went into a file
 // nobody can read, and the streams go back to their committed offsets; if
 // someone else wrote to it, its length is what it is, not what we wrote.
-func (d *Dir) snapshot(f *file) (snapshot, bool) {
+// wait reports a file left for the next commit (out of descriptors).
+func (d *Dir) snapshot(f *file) (sn snapshot, ok, wait bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var borrowed bool
+	if f.fd == nil && (len(f.behind) > 0 || f.unsynced) {
+		if borrowed, ok = d.flushLocked(f); !ok {
+			d.markDirty(f) // the next commit tries again
+			return snapshot{}, false, true
+		}
+	}
 	if f.broken == nil && f.fd != nil {
 		info, err := statFD(int(f.fd.Fd()))
 		switch {
@@ -177,13 +200,20 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 	}
 	if f.broken != nil {
 		d.rewindLocked(f)
-		return snapshot{}, false
+		return snapshot{}, false, false
 	}
-	sn := snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
+	sn = snapshot{f: f, fd: f.fd, id: f.id, serial: f.serial, size: f.size, committed: f.committed, fsync: f.fsync}
 	f.fsync = false
-	if f.fd != nil {
+	if f.fd != nil || f.unsynced {
 		sn.ledger = f.takeLedger(f.size)
 	}
+	if borrowed && f.fd != nil {
+		// Written with the commit's descriptor (appendFDs): give it
+		// back now; syncfs needs none (behind.go).
+		d.idleCloseLocked(f)
+		sn.fd, f.unsynced = nil, true
+	}
+	sn.unsynced = sn.fd == nil && f.unsynced
 	for s := range f.touched {
 		sn.streams = append(sn.streams, streamAt{s, s.at, s.lines})
 	}
@@ -195,7 +225,7 @@ func (d *Dir) snapshot(f *file) (snapshot, bool) {
 		// syncs, records and closes what was written so far.
 		f.reopen, f.fd, f.committed, sn.close = false, nil, -1, true
 	}
-	return sn, true
+	return sn, true, false
 }
 
 // recordLocked runs a commit's state transaction. It deletes the records
@@ -239,7 +269,7 @@ func (d *Dir) forgetting() bool {
 func record(tx *bolt.Tx, snaps []snapshot, p pending, forget []stream.Key) error {
 	fb, sb := tx.Bucket(bucketFiles), tx.Bucket(bucketStreams)
 	for _, sn := range snaps {
-		if sn.fd != nil {
+		if sn.wrote() {
 			var err error
 			if sn.close {
 				err = dropRecord(fb, drop{fileKey(sn.f.name, sn.id.Ino), sn.serial})
@@ -379,6 +409,11 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
 			f.committed = sn.size
 		}
+		if sn.unsynced && f.serial == sn.serial && f.committed >= 0 {
+			// Recorded, also if an append broke f since (its name holds
+			// another file now): a rewind must not cut below this.
+			f.committed, f.unsynced = sn.size, false
+		}
 		for _, sa := range sn.streams {
 			s := sa.s
 			if sa.at.Offset > s.done.Offset && s.at.Offset >= sa.at.Offset {
@@ -390,6 +425,9 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 	}
 	return acks
 }
+
+// wrote reports whether the snapshot's file took bytes to sync and record.
+func (sn snapshot) wrote() bool { return sn.fd != nil || sn.unsynced }
 
 // doneSyncing lets idle closes take the snapshots' descriptors again.
 func doneSyncing(snaps []snapshot) {
@@ -423,6 +461,7 @@ func (d *Dir) evict(snaps []snapshot) {
 // which may hold another file by now. f.mu is held; f.broken stays set if
 // the cut fails, and the next commit tries again.
 func (d *Dir) rewindLocked(f *file) {
+	d.dropBehind(f)
 	for s := range f.streams {
 		s.at, s.lines = s.done, s.doneLines
 		s.owner = nil
@@ -445,6 +484,15 @@ func (d *Dir) rewindLocked(f *file) {
 		}
 		f.size = size
 		d.closeLocked(f) // reopened, and recorded afresh, on the next write
+	} else if f.committed >= 0 {
+		// Closed with bytes buffered, or written (behind.go).
+		if err := d.cutClosed(f); err != nil {
+			d.log.Error("cannot cut target file back to committed length", "name", f.name, "size", f.committed, "err", err)
+			f.dirty = true
+			d.markDirty(f)
+			return
+		}
+		d.closeLocked(f) // recorded afresh on the next write
 	}
 	d.log.Warn("target file rewound to committed length", "name", f.name, "err", f.broken)
 	f.broken = nil

@@ -105,11 +105,14 @@ type Dir struct {
 	dirSync map[string]struct{} // directories whose entries changed since the last commit
 	drops   []drop              // file records to delete at the next commit
 
-	dirtyBytes atomic.Int64
-	openFDs    atomic.Int64 // target file descriptors open (budget.go)
-	roomMu     sync.Mutex   // one makeRoom at a time
-	reserve    reserve      // descriptors given up for commits when the process runs out
-	opens      openRecords  // the records of files being opened (append.go)
+	dirtyBytes    atomic.Int64
+	behindBytes   atomic.Int64 // appended to files without a descriptor (behind.go)
+	behindMu      sync.Mutex
+	behindWritten chan struct{} // closed when a commit wrote buffered bytes; guarded by behindMu
+	openFDs       atomic.Int64  // target file descriptors open (budget.go)
+	roomMu        sync.Mutex    // one makeRoom at a time
+	reserve       reserve       // descriptors given up for commits when the process runs out
+	opens         openRecords   // the records of files being opened (append.go)
 }
 
 // file is one target file. Its fields are guarded by mu.
@@ -127,6 +130,8 @@ type file struct {
 	syncing   bool      // a commit's snapshot holds fd: it must not be closed
 	fsync     bool      // a syncfs failed while fd was open: only fd's own fsync reports fd's errors (sync.go)
 	broken    error     // a write could not be undone or a sync failed: rewind at commit
+	behind    []byte    // appended while f had no descriptor, written by the next commit (behind.go)
+	unsynced  bool      // written through a descriptor closed since: synced without it (behind.go)
 	touched   map[*Stream]struct{}
 	streams   map[*Stream]struct{} // every in-memory stream bound to this file
 
@@ -183,23 +188,24 @@ func Open(cfg Config) (*Dir, error) {
 		return nil, fmt.Errorf("target dir: %w", err)
 	}
 	d := &Dir{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		tree:    tr,
-		files:   make(map[string]*file),
-		streams: make(map[stream.Key]*Stream),
-		forget:  make(map[stream.Key]struct{}),
-		opened:  make(map[[2]uint64]*file),
-		dirty:   make(map[*file]struct{}),
-		dirSync: make(map[string]struct{}),
-		kick:    make(chan struct{}, 1),
-		full:    make(chan struct{}, 1),
-		m:       newMetrics(cfg.Registerer),
+		cfg:           cfg,
+		log:           cfg.Logger,
+		tree:          tr,
+		files:         make(map[string]*file),
+		streams:       make(map[stream.Key]*Stream),
+		forget:        make(map[stream.Key]struct{}),
+		opened:        make(map[[2]uint64]*file),
+		dirty:         make(map[*file]struct{}),
+		dirSync:       make(map[string]struct{}),
+		kick:          make(chan struct{}, 1),
+		full:          make(chan struct{}, 1),
+		behindWritten: make(chan struct{}),
+		m:             newMetrics(cfg.Registerer),
 	}
 	d.settled = sync.NewCond(&d.mu)
 	d.reserve.take(int(root.Fd()))
 	if info, err := statFD(int(root.Fd())); err == nil {
-		d.fsDev, d.syncfs = info.id.Dev, syncfsReportsErrors()
+		d.fsDev, d.syncfs = info.id.Dev, treeSyncfs && syncfsReportsErrors()
 	}
 	if err := d.openState(); err != nil {
 		d.reserve.release()

@@ -62,3 +62,8 @@ func DirsToSync(d *Dir) []string {
 // BreakState closes d's state store under it, as a store that fails every
 // transaction (its disk full) would make them fail.
 func BreakState(d *Dir) { _ = d.db.Close() }
+
+// BehindBytes returns the bytes appended to files without a descriptor,
+// not yet written (behind.go); WritesBehind whether d buffers them at all.
+func BehindBytes(d *Dir) int64 { return d.behindBytes.Load() }
+func WritesBehind(d *Dir) bool { return d.syncfs }

@@ -20,20 +20,29 @@ func (d *Dir) CloseIdle(max int) int {
 		return 0
 	}
 	type candidate struct {
-		f    *file
-		last time.Time
+		f     *file
+		dirty bool
+		last  time.Time
 	}
 	var idle []candidate
 	for _, f := range d.allFiles() {
 		if !f.mu.TryLock() {
 			continue
 		}
-		if f.idle() {
-			idle = append(idle, candidate{f, f.last})
+		if f.idle() || d.closableDirty(f) {
+			idle = append(idle, candidate{f, f.dirty, f.last})
 		}
 		f.mu.Unlock()
 	}
-	sort.Slice(idle, func(i, j int) bool { return idle[i].last.Before(idle[j].last) })
+	// Files with everything committed first, then the written ones the
+	// commit syncs without a descriptor (behind.go); each, least recently
+	// written first.
+	sort.Slice(idle, func(i, j int) bool {
+		if idle[i].dirty != idle[j].dirty {
+			return !idle[i].dirty
+		}
+		return idle[i].last.Before(idle[j].last)
+	})
 	closed := 0
 	for _, c := range idle {
 		if int(d.openFDs.Load()) <= max*9/10 {
@@ -43,8 +52,13 @@ func (d *Dir) CloseIdle(max int) int {
 		if !f.mu.TryLock() {
 			continue
 		}
-		if f.idle() {
+		switch {
+		case f.idle():
 			d.idleCloseLocked(f) // everything in it is committed
+			closed++
+		case d.closableDirty(f):
+			d.idleCloseLocked(f)
+			f.unsynced = true
 			closed++
 		}
 		f.mu.Unlock()

@@ -38,8 +38,24 @@ func TestCloseIdle(t *testing.T) {
 		streams[i] = s
 		ends[i] = mustAppend(t, d, s, o, 0, lines("a", 0, 3))
 	}
-	if n := d.CloseIdle(max); n != 0 {
+	// Files with uncommitted bytes are closed only where the commit can
+	// sync them without a descriptor (syncfs: behind.go); their streams
+	// are acknowledged all the same.
+	n := d.CloseIdle(max)
+	switch {
+	case target.WritesBehind(d) && (n == 0 || openFDs(t, dir) > max):
+		t.Errorf("CloseIdle with uncommitted data closed %d files, leaving %d open, want at most %d", n, openFDs(t, dir), max)
+	case !target.WritesBehind(d) && n != 0:
 		t.Errorf("CloseIdle with uncommitted data closed %d files, want 0", n)
+	}
+	acks := mustCommit(t, d)
+	for i := range files {
+		if a, ok := ackFor(t, acks, streams[i].(*target.Stream)); !ok || a.At.Offset != ends[i] {
+			t.Fatalf("f%02d.log: ack %+v (found %v), want %d", i, a.At, ok, ends[i])
+		}
+	}
+	for i := range files { // every file open again
+		ends[i] = mustAppend(t, d, streams[i].(*target.Stream), o, ends[i], lines("a", 3, 1))
 	}
 	mustCommit(t, d)
 	if got := openFDs(t, dir); got != files {
@@ -55,7 +71,7 @@ func TestCloseIdle(t *testing.T) {
 	}
 	mustCommit(t, d)
 	for i := range files {
-		want := lines("a", 0, 3) + lines("b", 0, 2)
+		want := lines("a", 0, 4) + lines("b", 0, 2)
 		if got := readFile(t, filepath.Join(dir, fmt.Sprintf("f%02d.log", i))); got != want {
 			t.Errorf("f%02d.log = %q, want %q", i, got, want)
 		}

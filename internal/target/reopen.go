@@ -25,9 +25,14 @@ func (d *Dir) reopen() ([]Ack, error) {
 	defer d.commitMu.Unlock()
 	for _, f := range d.allFiles() {
 		f.mu.Lock()
-		if f.dirty && f.fd != nil {
+		switch {
+		case f.dirty && f.fd != nil:
 			f.reopen = true
-		} else {
+		case f.fd == nil && (len(f.behind) > 0 || f.unsynced):
+			// Closed, its record kept: the commit writes and syncs it if
+			// the name still holds it, else rewinds it (behind.go); the
+			// next append opens the name afresh either way.
+		default:
 			d.closeLocked(f) // everything in it is committed
 		}
 		f.mu.Unlock()

@@ -38,6 +38,12 @@ type tree struct {
 	state fileID   // the state directory: no name may lead into it
 }
 
+// treeSyncfs is false: Windows has no syncfs(2), and built on Linux
+// (thunder_portable) this variant takes the path Windows takes, so that
+// its tests test that: every file of a commit is fsynced on its own, and
+// appends never write behind (behind.go), which needs syncfs.
+const treeSyncfs = false
+
 // errLink is what a name meets when a component is a symbolic link.
 var errLink = errors.New("a component is a symbolic link (links in the target dir are not followed)")
 

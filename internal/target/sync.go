@@ -28,16 +28,18 @@ var syncfsMin = 32
 func (d *Dir) syncAll(snaps []snapshot) []error {
 	errs := make([]error, len(snaps))
 	var same, other []int
+	closed := false // a file without a descriptor: only syncfs needs none
 	for i, sn := range snaps {
 		switch {
-		case sn.fd == nil:
+		case !sn.wrote():
 		case sn.id.Dev == d.fsDev && !sn.fsync:
 			same = append(same, i)
+			closed = closed || sn.fd == nil
 		default:
 			other = append(other, i)
 		}
 	}
-	if d.syncfs && len(same) >= syncfsMin {
+	if d.syncfs && (len(same) >= syncfsMin || closed) {
 		if err := syncfs(int(d.tree.root.Fd())); err == nil {
 			d.m.syncedFS()
 			same = nil
@@ -46,7 +48,12 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 			d.syncfsFailed()
 		}
 	}
-	fsyncEach(snaps, append(same, other...), errs)
+	fsyncEach(append(same, other...), errs, func(i int) error {
+		if sn := snaps[i]; sn.fd != nil {
+			return sn.fd.Sync()
+		}
+		return d.syncClosed(snaps[i])
+	})
 	return errs
 }
 
@@ -55,12 +62,13 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 // file this commit does not hold (written since its snapshot, its pages
 // written back by this syncfs or the kernel's flusher): the next syncfs
 // reports nothing, and only that file's own descriptor still has the error.
-// A file written since is open now: it cannot be closed with data
-// uncommitted. commitMu is held.
+// A file written since is open now, or closed with its bytes uncommitted
+// (behind.go): a descriptor opened again reports the error no one has seen
+// yet. commitMu is held.
 func (d *Dir) syncfsFailed() {
 	for _, f := range d.allFiles() {
 		f.mu.Lock()
-		f.fsync = f.fd != nil
+		f.fsync = f.fd != nil || f.unsynced
 		f.mu.Unlock()
 	}
 }
@@ -68,10 +76,10 @@ func (d *Dir) syncfsFailed() {
 // fsyncEach fsyncs the snapshots at idx, several at once: the file system
 // can then make one journal commit for many of them, where one fsync after
 // another waits for a journal commit each.
-func fsyncEach(snaps []snapshot, idx []int, errs []error) {
+func fsyncEach(idx []int, errs []error, syncOne func(i int) error) {
 	if len(idx) == 1 || maxParallelSyncs == 1 {
 		for _, i := range idx {
-			errs[i] = snaps[i].fd.Sync()
+			errs[i] = syncOne(i)
 		}
 		return
 	}
@@ -81,7 +89,7 @@ func fsyncEach(snaps []snapshot, idx []int, errs []error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = snaps[i].fd.Sync()
+			errs[i] = syncOne(i)
 		})
 	}
 	wg.Wait()

@@ -13,6 +13,10 @@ import (
 // The rest of the openat(2) variant of tree (resolve.go): what Open,
 // recovery and commits ask of the target directory.
 
+// treeSyncfs is true: commits may use syncfs(2) where the kernel has it
+// and reports errors (syncfsReportsErrors), and so write behind.
+const treeSyncfs = true
+
 // newTree returns the tree of the target directory root.
 func newTree(root *os.File) (tree, error) { return tree{root: root}, nil }
 
