@@ -31,12 +31,18 @@ const (
 )
 
 // build runs release.sh for this machine's architecture, packages only,
-// and returns the directory holding the .deb and .rpm of version.
-func build(t *testing.T, version string) string {
+// and returns the directory holding the .deb and .rpm of version. With
+// archives it also builds those, and the Windows one.
+func build(t *testing.T, version string, archives bool) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), version)
-	cmd := exec.Command("./release.sh", version, out, "linux/"+runtime.GOARCH)
-	cmd.Env = append(os.Environ(), "PACKAGES_ONLY=1")
+	args := []string{version, out, "linux/" + runtime.GOARCH}
+	env := "PACKAGES_ONLY=1"
+	if archives {
+		args, env = append(args, "windows/amd64"), "PACKAGES_ONLY="
+	}
+	cmd := exec.Command("./release.sh", args...)
+	cmd.Env = append(os.Environ(), env)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("release.sh %s: %v\n%s", version, err, b)
 	}
@@ -114,10 +120,12 @@ func (m machine) restore(t *testing.T) {
 }
 
 // TestPackages builds the packages of two versions once and checks them:
-// the .rpm by its header (rpm is not this machine's package manager), the
-// .deb by installing, upgrading, removing and purging it.
+// the archives by their entries and SHA256SUMS, the .rpm by its header
+// (rpm is not this machine's package manager), the .deb by installing,
+// upgrading, removing and purging it.
 func TestPackages(t *testing.T) {
-	first := build(t, firstVer)
+	first := build(t, firstVer, true)
+	t.Run("archives", func(t *testing.T) { testArchives(t, first) })
 	t.Run("rpm", func(t *testing.T) { testRPM(t, only(t, first, "*.rpm")) })
 	t.Run("deb", func(t *testing.T) { testDeb(t, only(t, first, "*.deb")) })
 }
@@ -156,7 +164,7 @@ func testRPM(t *testing.T, rpm string) {
 // packages", "Upgrade", "Removal"), and leaves the machine as it was.
 func testDeb(t *testing.T, deb string) {
 	m := mustBeClean(t)
-	second := build(t, secondVer)
+	second := build(t, secondVer, false)
 	t.Cleanup(func() { m.restore(t) })
 
 	run(t, "dpkg", "-i", deb)
