@@ -29,7 +29,7 @@ type entry struct {
 // with its mode; the binary is checked by its first bytes.
 func wantArchive(exe string, units bool) map[string]os.FileMode {
 	want := map[string]os.FileMode{
-		exe: 0o755, "README.md": 0o644,
+		exe: 0o755, "README.md": 0o644, "LICENSE": 0o644,
 		"collector.toml": 0o644, "processor.toml": 0o644,
 	}
 	if units {

@@ -37,10 +37,7 @@ out=$(cd "$out" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-docs=(README.md packaging/collector.toml packaging/processor.toml)
-for f in LICENSE LICENSE.md COPYING; do
-	[ -f "$f" ] && docs+=("$f")
-done
+docs=(README.md LICENSE packaging/collector.toml packaging/processor.toml)
 units=(packaging/thunder-collector.service packaging/thunder-processor.service)
 
 for t in "${targets[@]}"; do
