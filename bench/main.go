@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command bench is thunder's benchmark suite: it builds cmd/thunder, runs the
 // real daemons on 127.0.0.1 through the scenarios of docs/BENCHMARKS.md
 // (bulk, live, idle, scale, Kafka output, and optionally the rsyslog and

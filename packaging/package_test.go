@@ -1,3 +1,5 @@
+//go:build unix
+
 package packaging_test
 
 import (
@@ -23,18 +25,25 @@ const (
 	stateDir  = "/var/lib/thunder"
 	logDir    = "/var/log/thunder"
 	unitsDir  = "/usr/lib/systemd/system"
+	copyright = "/usr/share/doc/thunder/copyright"
 	pkgName   = "thunder"
 	firstVer  = "v0.0.1"
 	secondVer = "v0.0.2"
 )
 
 // build runs release.sh for this machine's architecture, packages only,
-// and returns the directory holding the .deb and .rpm of version.
-func build(t *testing.T, version string) string {
+// and returns the directory holding the .deb and .rpm of version. With
+// archives it also builds those, and the Windows one.
+func build(t *testing.T, version string, archives bool) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), version)
-	cmd := exec.Command("./release.sh", version, out, "linux/"+runtime.GOARCH)
-	cmd.Env = append(os.Environ(), "PACKAGES_ONLY=1")
+	args := []string{version, out, "linux/" + runtime.GOARCH}
+	env := "PACKAGES_ONLY=1"
+	if archives {
+		args, env = append(args, "windows/amd64"), "PACKAGES_ONLY="
+	}
+	cmd := exec.Command("./release.sh", args...)
+	cmd.Env = append(os.Environ(), env)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("release.sh %s: %v\n%s", version, err, b)
 	}
@@ -112,10 +121,12 @@ func (m machine) restore(t *testing.T) {
 }
 
 // TestPackages builds the packages of two versions once and checks them:
-// the .rpm by its header (rpm is not this machine's package manager), the
-// .deb by installing, upgrading, removing and purging it.
+// the archives by their entries and SHA256SUMS, the .rpm by its header
+// (rpm is not this machine's package manager), the .deb by installing,
+// upgrading, removing and purging it.
 func TestPackages(t *testing.T) {
-	first := build(t, firstVer)
+	first := build(t, firstVer, true)
+	t.Run("archives", func(t *testing.T) { testArchives(t, first) })
 	t.Run("rpm", func(t *testing.T) { testRPM(t, only(t, first, "*.rpm")) })
 	t.Run("deb", func(t *testing.T) { testDeb(t, only(t, first, "*.deb")) })
 }
@@ -129,14 +140,15 @@ const wantRPM = `/etc/thunder drwxr-x--- root:thunder
 /usr/lib/systemd/system/thunder-collector.service -rw-r--r-- root:root 
 /usr/lib/systemd/system/thunder-processor.service -rw-r--r-- root:root 
 /usr/share/doc/thunder/README.md -rw-r--r-- root:root 
+/usr/share/doc/thunder/copyright -rw-r--r-- root:root 
 `
 
 func testRPM(t *testing.T, rpm string) {
 	if _, err := exec.LookPath("rpm"); err != nil {
 		t.Skip("no rpm here to read the .rpm (apt-get install rpm; .ci/run installs it as root)")
 	}
-	if got := run(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION}", rpm); got != "thunder "+strings.TrimPrefix(firstVer, "v") {
-		t.Errorf("rpm name and version = %q, want thunder %s", got, firstVer)
+	if got := run(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION} %{LICENSE}", rpm); got != "thunder "+strings.TrimPrefix(firstVer, "v")+" Apache-2.0" {
+		t.Errorf("rpm name, version and licence = %q, want thunder %s Apache-2.0", got, firstVer)
 	}
 	if got := run(t, "rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEFLAGS:fflags}\n]", rpm); got != wantRPM {
 		t.Errorf("rpm files:\n%s\nwant:\n%s", got, wantRPM)
@@ -154,7 +166,7 @@ func testRPM(t *testing.T, rpm string) {
 // packages", "Upgrade", "Removal"), and leaves the machine as it was.
 func testDeb(t *testing.T, deb string) {
 	m := mustBeClean(t)
-	second := build(t, secondVer)
+	second := build(t, secondVer, false)
 	t.Cleanup(func() { m.restore(t) })
 
 	run(t, "dpkg", "-i", deb)
@@ -176,7 +188,7 @@ func testDeb(t *testing.T, deb string) {
 	mustHold(t, collConf, edit, "after the upgrade")
 
 	run(t, "dpkg", "--remove", pkgName)
-	for _, p := range []string{bin, filepath.Join(unitsDir, "thunder-collector.service")} {
+	for _, p := range []string{bin, filepath.Join(unitsDir, "thunder-collector.service"), copyright} {
 		if exists(p) {
 			t.Errorf("%s still there after dpkg --remove", p)
 		}
@@ -195,6 +207,15 @@ func testDeb(t *testing.T, deb string) {
 	if _, err := user.Lookup(pkgName); err != nil {
 		t.Errorf("user %s gone after purge: %v; the package keeps it (README, Removal)", pkgName, err)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func mustHold(t *testing.T, path, want, when string) {
@@ -233,6 +254,7 @@ func checkInstalled(t *testing.T, version string) {
 		{confDir, 0o750, "0", g.Gid, true},
 		{collConf, 0o640, "0", g.Gid, false},
 		{procConf, 0o640, "0", g.Gid, false},
+		{copyright, 0o644, "0", "0", false},
 		{stateDir, 0o750, u.Uid, g.Gid, true},
 		{logDir, 0o750, u.Uid, g.Gid, true},
 	} {
@@ -247,6 +269,9 @@ func checkInstalled(t *testing.T, version string) {
 		if got != want {
 			t.Errorf("%s: %s, want %s", c.path, got, want)
 		}
+	}
+	if b, err := os.ReadFile(copyright); err != nil || !bytes.Equal(b, mustRead(t, "../LICENSE")) {
+		t.Errorf("%s: %v; want the project's LICENSE (Apache-2.0)", copyright, err)
 	}
 	out := run(t, bin, "version")
 	if !strings.HasPrefix(out, "thunder "+version+" (commit ") || strings.Contains(out, "commit unknown") {

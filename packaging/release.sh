@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Release artifacts (make release VERSION=v1.2.3): for every target an
-# archive with the binary, README, licence and example configs; for the
-# Linux targets a .deb and an .rpm (nfpm, pinned in go.mod); SHA256SUMS of
-# all of them.
+# archive with the binary, README, licence and example configs (a .tar.gz,
+# with the systemd units; for Windows a .zip, written by packaging/zipdir
+# so that no zip(1) is needed); for the Linux targets a .deb and an .rpm
+# (nfpm, pinned in go.mod); SHA256SUMS of all of them.
 #
 #   packaging/release.sh VERSION OUTDIR [GOOS/GOARCH ...]
 #
@@ -16,7 +17,7 @@ out=${2:?usage: release.sh VERSION OUTDIR [GOOS/GOARCH ...]}
 shift 2
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-	targets=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64)
+	targets=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 windows/amd64)
 fi
 case $version in
 v[0-9]*.[0-9]*.[0-9]*) ;;
@@ -36,11 +37,8 @@ out=$(cd "$out" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-docs=(README.md packaging/collector.toml packaging/processor.toml
-	packaging/thunder-collector.service packaging/thunder-processor.service)
-for f in LICENSE LICENSE.md COPYING; do
-	[ -f "$f" ] && docs+=("$f")
-done
+docs=(README.md LICENSE packaging/collector.toml packaging/processor.toml)
+units=(packaging/thunder-collector.service packaging/thunder-processor.service)
 
 for t in "${targets[@]}"; do
 	goos=${t%/*} goarch=${t#*/}
@@ -53,9 +51,10 @@ for t in "${targets[@]}"; do
 	CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch go build -trimpath -ldflags "$ldflags" -o "$dir/$exe" ./cmd/thunder
 	if [ -z "${PACKAGES_ONLY:-}" ]; then
 		cp "${docs[@]}" "$dir/"
+		[ "$goos" = windows ] || cp "${units[@]}" "$dir/"
 		touch -d "@$SOURCE_DATE_EPOCH" "$dir" "$dir"/*
 		if [ "$goos" = windows ]; then
-			(cd "$work" && rm -f "$out/$name.zip" && zip -qrX "$out/$name.zip" "$name")
+			go run ./packaging/zipdir "$out/$name.zip" "$dir"
 		else
 			tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner \
 				-czf "$out/$name.tar.gz" "$name"

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,6 +51,9 @@ func runCollector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cmd, cf := collectorCommand(&cfg, stdout)
 	if err := cmd.parse(args); err != nil {
 		return ignoreHelp(err)
+	}
+	if err := refusal(runtime.GOOS, "logs-collector"); err != nil {
+		return err
 	}
 	log, token := cmd.logger(stderr)
 	cmd.daemon.problem(cf.apply(&cfg, &cmd.tls))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,9 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	opt, err := parseDemo(args, stdout)
 	if err != nil || opt == nil {
 		return err // nil after --help
+	}
+	if err := refusal(runtime.GOOS, "demo"); err != nil {
+		return err
 	}
 	d, err := newDemo(opt, stdout)
 	if err != nil {

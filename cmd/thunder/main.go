@@ -20,21 +20,14 @@ func main() {
 		stop() // a second signal kills at once
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	var ue usageError
-	var cc cannotCheck
-	switch {
-	case err == nil:
-	case errors.As(err, &ue):
-		fmt.Fprintln(os.Stderr, "thunder:", err)
-		fmt.Fprintln(os.Stderr, usageHint(os.Args[1:]))
-		os.Exit(2)
-	case errors.As(err, &cc):
-		fmt.Fprintln(os.Stderr, "thunder:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "thunder:", err)
-		os.Exit(1)
+	if err == nil {
+		return
 	}
+	fmt.Fprintln(os.Stderr, "thunder:", err)
+	if ue := (usageError{}); errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, usageHint(os.Args[1:]))
+	}
+	os.Exit(exitStatus(err))
 }
 
 // usageError is a command line mistake: exit status 2 (and so is a

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -135,7 +134,7 @@ func startProcessor(log *slog.Logger, p *processor.Processor, cfg processor.Conf
 	// Signals are caught before "listening" is logged: whoever waits for
 	// that line may send SIGHUP at once.
 	reopen := make(chan os.Signal, 1)
-	signal.Notify(reopen, syscall.SIGHUP, syscall.SIGUSR1)
+	notifyReopen(reopen)
 	log.Info("listening", "addr", ln.Addr().String(), "target_dir", cfg.TargetDir, "target_layout", cfg.Layout.String(), "kafka", cfg.Kafka != nil, "tls", tlsCfg != nil, "mutual_tls", mutual, "token", cfg.Token != "")
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)

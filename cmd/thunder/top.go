@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"thunder/internal/collector"
 	"thunder/internal/processor"
@@ -36,19 +32,6 @@ Examples:
   thunder top --count=3 > top.txt
 `
 
-// keyPoll is how often the key reader looks for a cancelled context.
-const keyPoll = 100 * time.Millisecond
-
-// Terminal control sequences (ECMA-48 / xterm).
-const (
-	escAltScreen  = "\x1b[?1049h\x1b[?25l" // alternate screen, hide cursor
-	escMainScreen = "\x1b[?25h\x1b[?1049l"
-	escHome       = "\x1b[H"
-	escClear      = "\x1b[2J"
-	escClearLine  = "\x1b[K" // to the end of the line
-	escClearDown  = "\x1b[J" // to the end of the screen
-)
-
 func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("top", topHelp, stdout)
 	addr := adminAddressFlag(fs)
@@ -68,11 +51,17 @@ func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if f, ok := stdout.(*os.File); ok && isTerminal(int(f.Fd())) {
 		return v.runTerminal(ctx, f, *interval, *count)
 	}
-	return v.run(ctx, *interval, *count, nil, func(s sample) error {
+	return v.runPlain(ctx, stdout, *interval, *count)
+}
+
+// runPlain prints one block per interval to w: the output for a pipe or a
+// file, and on Windows for a console too (top_windows.go).
+func (v *topView) runPlain(ctx context.Context, w io.Writer, interval time.Duration, count int) error {
+	return v.run(ctx, interval, count, nil, func(s sample) error {
 		var b bytes.Buffer
 		v.render(&b, s, 0)
 		b.WriteByte('\n')
-		_, err := stdout.Write(b.Bytes())
+		_, err := w.Write(b.Bytes())
 		return err
 	})
 }
@@ -168,90 +157,6 @@ func (v *topView) sample(ctx context.Context) sample {
 		return sample{err: fmt.Errorf("%s: %w", v.client.addr, err)}
 	}
 	return sample{snap: snap, health: v.client.healthz(ctx)}
-}
-
-// runTerminal redraws f every interval on the alternate screen, with the
-// terminal in cbreak mode so that a single q quits.
-func (v *topView) runTerminal(ctx context.Context, f *os.File, interval time.Duration, count int) error {
-	quit := make(chan struct{})
-	stdin := int(os.Stdin.Fd())
-	if restore, err := cbreak(stdin); err == nil {
-		defer restore()
-		kctx, stopKeys := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() { readKeys(kctx, stdin, quit) })
-		defer wg.Wait()
-		defer stopKeys()
-	}
-	if _, err := io.WriteString(f, escAltScreen+escClear); err != nil {
-		return err
-	}
-	defer func() { _, _ = io.WriteString(f, escMainScreen) }() // best effort: we are exiting
-	return v.run(ctx, interval, count, quit, func(s sample) error {
-		width, height := 0, 0
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
-			width, height = int(ws.Col), int(ws.Row)
-		}
-		var b bytes.Buffer
-		v.render(&b, s, max(0, height-1))
-		lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
-		var out strings.Builder
-		out.WriteString(escHome)
-		for _, l := range lines {
-			if width > 0 && len(l) > width {
-				l = l[:width]
-			}
-			out.WriteString(l + escClearLine + "\n")
-		}
-		out.WriteString(escClearDown)
-		_, err := io.WriteString(f, out.String())
-		return err
-	})
-}
-
-// isTerminal reports whether fd is a terminal.
-func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, getTermios)
-	return err == nil
-}
-
-// cbreak turns off line buffering and echo on the terminal fd, so that
-// keys arrive one by one, and returns the function that restores it.
-// Unlike raw mode it keeps signals (Ctrl-C is SIGINT) and output
-// processing (\n is a new line).
-func cbreak(fd int) (restore func(), err error) {
-	old, err := unix.IoctlGetTermios(fd, getTermios)
-	if err != nil {
-		return nil, err
-	}
-	t := *old
-	t.Lflag &^= unix.ICANON | unix.ECHO
-	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, setTermios, &t); err != nil {
-		return nil, err
-	}
-	return func() { _ = unix.IoctlSetTermios(fd, setTermios, old) }, nil // best effort: we are exiting
-}
-
-// readKeys closes quit when q or Q arrives on fd or fd reaches its end, and
-// returns when ctx is done.
-func readKeys(ctx context.Context, fd int, quit chan<- struct{}) {
-	buf := make([]byte, 16)
-	for ctx.Err() == nil {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, int(keyPoll/time.Millisecond))
-		switch {
-		case errors.Is(err, unix.EINTR) || n == 0:
-			continue
-		case err != nil:
-			return // no keys, then: Ctrl-C still quits
-		}
-		n, err = unix.Read(fd, buf)
-		if err != nil || n == 0 || bytes.ContainsAny(buf[:n], "qQ") {
-			close(quit)
-			return
-		}
-	}
 }
 
 // render writes one screen for s, of at most rows lines (0: no limit).

@@ -18,7 +18,6 @@ package collector
 import (
 	"os"
 	"sort"
-	"syscall"
 
 	"thunder/internal/digest"
 	"thunder/internal/tail"
@@ -189,7 +188,7 @@ func (c *Collector) replay(s *source, from mark, to, limit uint64) (uint32, bool
 // openForReplay opens s's file read-only at its path, or returns nil if
 // that is not s's inode (any more).
 func (c *Collector) openForReplay(s *source) *os.File {
-	f, err := os.OpenFile(c.abs(s.rec.Path), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(c.abs(s.rec.Path), os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
 		return nil
 	}

@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"sort"
-	"syscall"
 	"time"
 
 	"thunder/internal/shard"
@@ -201,7 +200,7 @@ func (c *Collector) maybeFinish(s *source) {
 	if !ok {
 		return
 	}
-	if fi.Sys().(*syscall.Stat_t).Nlink > 0 && s.state != stateOutside {
+	if linkCount(fi) > 0 && s.state != stateOutside {
 		return // renamed, perhaps within the source dir: the next scan tells
 	}
 	c.log.Info("stream finished", "name", s.rec.Name, "stream", s.rec.ID, "offset", s.rec.Acked)

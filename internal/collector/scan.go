@@ -19,11 +19,6 @@ import (
 
 type devIno struct{ dev, ino uint64 }
 
-func statIno(fi fs.FileInfo) devIno {
-	st := fi.Sys().(*syscall.Stat_t)
-	return devIno{uint64(st.Dev), st.Ino}
-}
-
 // rescan walks the source dir and reconciles every source with it.
 func (c *Collector) rescan() {
 	seen := make(map[*source]bool, len(c.byID))
@@ -235,7 +230,7 @@ func (c *Collector) newSource(path, rel string, key devIno) *source {
 func (c *Collector) openFile(s *source, path string) error {
 	// O_NONBLOCK and O_NOFOLLOW: a FIFO or a symlink swapped in after the
 	// Lstat must not block the loop or lead out of the source dir.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
 			c.log.Warn("cannot open source file", "path", c.rel(path), "err", err)

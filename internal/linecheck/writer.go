@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -189,29 +188,12 @@ func (w *Writer) open() (*os.File, error) {
 		return nil, fmt.Errorf("linecheck: %w", err)
 	}
 	if w.Contract == LockedAppend {
-		if err := flock(f, syscall.LOCK_SH); err != nil {
+		if err := lockShared(f); err != nil {
 			_ = f.Close() // the error that matters is flock's
 			return nil, fmt.Errorf("linecheck: flock %s: %w", w.Path, err)
 		}
 	}
 	return f, nil
-}
-
-func flock(f *os.File, how int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	err = rc.Control(func(fd uintptr) {
-		for {
-			ferr = syscall.Flock(int(fd), how)
-			if ferr != syscall.EINTR {
-				return
-			}
-		}
-	})
-	return errors.Join(err, ferr)
 }
 
 // limiter is a token bucket measured by elapsed time: line n is due at

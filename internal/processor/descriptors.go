@@ -2,9 +2,7 @@ package processor
 
 import (
 	"context"
-	"errors"
 	"net"
-	"syscall"
 	"time"
 )
 
@@ -27,18 +25,22 @@ const fdReserve = 256
 
 // descriptorBudget returns how many target files may be open and how many
 // connections the descriptor limit leaves room for (0: no limit to
-// respect), from the soft RLIMIT_NOFILE (which the Go runtime raises to the
-// hard one at start): fdReserve, then maxOpenFiles target files, and the
-// rest for connections. A limit that does not leave the connections half of
-// what is past the reserve (ulimit -n 4096 with the default 4,096 target
-// files) gives the target files that half instead: else one connection, or
-// a few, would be served at a time. maxOpenFiles is 0 without a target dir.
+// respect): fdReserve, then maxOpenFiles target files, and the rest for
+// connections. A limit that does not leave the connections half of what is
+// past the reserve (ulimit -n 4096 with the default 4,096 target files)
+// gives the target files that half instead: else one connection, or a few,
+// would be served at a time. maxOpenFiles is 0 without a target dir.
 func descriptorBudget(maxOpenFiles int) (files, conns int) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<40 { // RLIM_INFINITY too
+	limit, ok := descriptorLimit()
+	return budgetWithin(limit, ok, maxOpenFiles)
+}
+
+// budgetWithin is descriptorBudget under limit (!ok: none).
+func budgetWithin(limit uint64, ok bool, maxOpenFiles int) (files, conns int) {
+	if !ok || limit > 1<<40 { // RLIM_INFINITY too
 		return maxOpenFiles, 0
 	}
-	free := int(lim.Cur) - fdReserve
+	free := int(limit) - fdReserve
 	if files = min(maxOpenFiles, free/2); maxOpenFiles > 0 {
 		files = max(files, minOpenFiles)
 	}
@@ -101,10 +103,4 @@ func (p *Processor) sessionLeft() {
 	case p.left <- struct{}{}:
 	default:
 	}
-}
-
-// outOfDescriptors reports an error of a process (EMFILE) or system (ENFILE)
-// out of descriptors: Accept is retried, as net/http does, not given up.
-func outOfDescriptors(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 
 	"thunder/internal/digest"
 	"thunder/internal/stream"
@@ -71,7 +71,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 			if err := d.openLocked(f); err != nil {
 				d.openFDs.Add(-1)
 				f.mu.Unlock()
-				if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+				if outOfFDs(err) {
 					return errNoFDs
 				}
 				return err
@@ -131,7 +131,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 // writing to it resend from their committed offsets. f.mu is held, and
 // the descriptor counted (takeFD).
 func (d *Dir) openLocked(f *file) error {
-	fd, created, err := d.tree.openFile(f.name, unix.O_APPEND, true, d.cfg.FileMode)
+	fd, created, err := d.tree.openFile(f.name, os.O_APPEND, true, d.cfg.FileMode)
 	// Synced whatever fails next: the next open finds what this one made.
 	d.dirsCreated(created)
 	if err != nil {

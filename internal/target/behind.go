@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Write-behind. With more busy target files than descriptors (30,000 files
@@ -99,13 +97,13 @@ func (d *Dir) flushLocked(f *file) (borrowed, ok bool) {
 		// checks that the name holds it, unchanged (openLocked).
 		d.openFDs.Add(1)
 		err := d.openLocked(f)
-		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		if outOfFDs(err) {
 			// What the reserve is for (budget.go).
 			d.reserve.release()
 			err = d.openLocked(f)
 			d.reserve.take(int(d.tree.root.Fd()))
 		}
-		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		if outOfFDs(err) {
 			// Out of descriptors: the bytes wait for the next commit.
 			d.openFDs.Add(-1)
 			return false, false

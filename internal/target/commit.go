@@ -9,7 +9,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 
 	"thunder/internal/stream"
 )
@@ -501,22 +500,4 @@ func (d *Dir) rewindLocked(f *file) {
 	// a commit again (it stayed dirty, and was never committed, when its
 	// file had been deleted).
 	f.dirty = false
-}
-
-func (d *Dir) syncDir(dir string) error {
-	fd, _, err := d.tree.openDir(dir, false)
-	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
-		// What the reserve is for (budget.go).
-		d.reserve.release()
-		fd, _, err = d.tree.openDir(dir, false)
-		d.reserve.take(int(d.tree.root.Fd()))
-	}
-	if err != nil {
-		return fmt.Errorf("%w: open dir %s: %v", ErrStorage, dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return fmt.Errorf("%w: sync dir %s: %v", ErrStorage, dir, err)
-	}
-	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-	"golang.org/x/sys/unix"
 
 	"thunder/internal/relpath"
 	"thunder/internal/stream"
@@ -183,10 +182,15 @@ func Open(cfg Config) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target dir: %w", err)
 	}
+	tr, err := newTree(root)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("target dir: %w", err)
+	}
 	d := &Dir{
 		cfg:           cfg,
 		log:           cfg.Logger,
-		tree:          tree{root: root},
+		tree:          tr,
 		files:         make(map[string]*file),
 		streams:       make(map[stream.Key]*Stream),
 		forget:        make(map[stream.Key]struct{}),
@@ -201,17 +205,17 @@ func Open(cfg Config) (*Dir, error) {
 	d.settled = sync.NewCond(&d.mu)
 	d.reserve.take(int(root.Fd()))
 	if info, err := statFD(int(root.Fd())); err == nil {
-		d.fsDev, d.syncfs = info.id.Dev, syncfsReportsErrors()
+		d.fsDev, d.syncfs = info.id.Dev, treeSyncfs && syncfsReportsErrors()
 	}
 	if err := d.openState(); err != nil {
 		d.reserve.release()
-		root.Close()
+		d.tree.close()
 		return nil, err
 	}
 	if err := d.recover(); err != nil {
 		d.db.Close()
 		d.reserve.release()
-		root.Close()
+		d.tree.close()
 		return nil, err
 	}
 	return d, nil
@@ -220,20 +224,11 @@ func Open(cfg Config) (*Dir, error) {
 // openState opens the state store in relpath.StateDir, which must be a
 // directory of its own, not a link to one.
 func (d *Dir) openState() error {
-	rootFD := int(d.tree.root.Fd())
-	if err := unix.Mkdirat(rootFD, relpath.StateDir, 0o700); err != nil && err != unix.EEXIST {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-	sfd, err := unix.Openat(rootFD, relpath.StateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	state, err := d.tree.makeStateDir(relpath.StateDir)
 	if err != nil {
-		return fmt.Errorf("state dir %s: %w (it must be a directory, not a link)", path.Join(d.cfg.Dir, relpath.StateDir), err)
+		return err
 	}
-	info, err := statFD(sfd)
-	unix.Close(sfd)
-	if err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	d.tree.state = info.id
+	d.tree.state = state
 	dbPath := path.Join(d.cfg.Dir, relpath.StateDir, stateFile)
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -248,17 +243,12 @@ func (d *Dir) openState() error {
 	}
 	// Its identity, looked at without following a link: no target name may
 	// resolve to it.
-	dbFD, err := unix.Openat(rootFD, path.Join(relpath.StateDir, stateFile), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	var dbInfo fileInfo
-	if err == nil {
-		dbInfo, err = statFD(dbFD)
-		unix.Close(dbFD)
-	}
+	dbID, err := d.tree.stateFileID(path.Join(relpath.StateDir, stateFile))
 	if err != nil {
 		db.Close()
 		return fmt.Errorf("state %s: %w", dbPath, err)
 	}
-	d.db, d.stateDB = db, dbInfo.id
+	d.db, d.stateDB = db, dbID
 	return nil
 }
 

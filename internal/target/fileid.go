@@ -3,8 +3,6 @@ package target
 import (
 	"bytes"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // fileID is what a target file is, as far as the file system can tell.
@@ -51,7 +49,7 @@ type fileInfo struct {
 	mode  uint16 // S_IFMT bits
 }
 
-func (i fileInfo) regular() bool { return i.mode&unix.S_IFMT == unix.S_IFREG }
+func (i fileInfo) regular() bool { return i.mode&sIFMT == sIFREG }
 
 // identify looks at f and reads its handle: the full identity of a file
 // just opened.
@@ -75,7 +73,7 @@ func cutTo(f *os.File, size int64) (int64, error) {
 	if info.size <= size {
 		return info.size, nil
 	}
-	if err := f.Truncate(size); err != nil {
+	if err := truncate(f, size); err != nil {
 		return info.size, err
 	}
 	return size, nil
@@ -87,5 +85,5 @@ func cutWrite(f *os.File, n int) error {
 	if err != nil {
 		return err
 	}
-	return f.Truncate(max(0, info.size-int64(n)))
+	return truncate(f, max(0, info.size-int64(n)))
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -131,15 +130,6 @@ func fileSize(t testing.TB, path string) int64 {
 		t.Fatalf("stat %s: %v", path, err)
 	}
 	return st.Size()
-}
-
-func inodeOf(t testing.TB, path string) uint64 {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatalf("stat %s: %v", path, err)
-	}
-	return st.Sys().(*syscall.Stat_t).Ino
 }
 
 // ackFor returns the ack for s, failing if there are several.

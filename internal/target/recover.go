@@ -9,7 +9,6 @@ import (
 	"path"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 
 	"thunder/internal/relpath"
 )
@@ -155,15 +154,10 @@ func (d *Dir) findRecorded(name string, id fileID) (*os.File, error) {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(int(dir.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Ino != id.Ino {
+		f := d.tree.openEntry(dir, path.Dir(name), e.Name(), id.Ino)
+		if f == nil {
 			continue
 		}
-		fd, err := unix.Openat(int(dir.Fd()), e.Name(), unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue
-		}
-		f := os.NewFile(uintptr(fd), path.Join(path.Dir(name), e.Name()))
 		if d.isRecorded(f, id) {
 			return f, nil
 		}

@@ -1,3 +1,5 @@
+//go:build unix && !thunder_portable
+
 package target
 
 import (

@@ -48,7 +48,9 @@ func TestSyncfsFailure(t *testing.T) {
 		mustAppend(t, d, x.s, x.o, x.end, x.dirty)
 	}
 	acks, err := d.Commit()
-	if !strings.Contains(logs.String(), "syncfs of the target file system failed") {
+	// Without syncfs (the portable tree, Windows's: no write-behind either)
+	// each file's own fsync fails, and the rest of the test holds the same.
+	if target.WritesBehind(d) && !strings.Contains(logs.String(), "syncfs of the target file system failed") {
 		t.Errorf("the commit did not see syncfs fail; log:\n%s", logs.String())
 	}
 	if err == nil {

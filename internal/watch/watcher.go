@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -319,13 +318,6 @@ func opOf(o fsnotify.Op) Op {
 
 // fileID identifies a directory across renames and re-creation.
 type fileID struct{ dev, ino uint64 }
-
-func idOf(fi os.FileInfo) fileID {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return fileID{uint64(st.Dev), st.Ino}
-	}
-	return fileID{}
-}
 
 // takeQueued handles the events fsnotify has ready for us. It hands them
 // over one at a time, so wait a moment for each next one. It reports false
