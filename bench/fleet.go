@@ -111,9 +111,9 @@ type fakeRun struct {
 	// connect and once all of them opened their streams, before any Data:
 	// what idle connections cost (perConnKiB).
 	baseKiB, idleKiB []int64
-	commits    []commitStats // per processor, its group commits over the whole run
-	quiet      bool
-	busy       float64
+	commits          []commitStats // per processor, its group commits over the whole run
+	quiet            bool
+	busy             float64
 }
 
 func (r fakeRun) mibps() float64        { return mibps(r.sent, r.took) }
