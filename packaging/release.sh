@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release artifacts (make release VERSION=v1.2.3): for every target an
 # archive with the binary, README, licence and example configs (a .tar.gz,
-# with the systemd units; for Windows a .zip, written by packaging/zipdir
+# for Linux with the systemd units; for Windows a .zip, written by packaging/zipdir
 # so that no zip(1) is needed); for the Linux targets a .deb and an .rpm
 # (nfpm, pinned in go.mod); SHA256SUMS of all of them.
 #
@@ -51,7 +51,9 @@ for t in "${targets[@]}"; do
 	CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch go build -trimpath -ldflags "$ldflags" -o "$dir/$exe" ./cmd/thunder
 	if [ -z "${PACKAGES_ONLY:-}" ]; then
 		cp "${docs[@]}" "$dir/"
-		[ "$goos" = windows ] || cp "${units[@]}" "$dir/"
+		if [ "$goos" = linux ]; then
+			cp "${units[@]}" "$dir/" # systemd: Linux only (README, Platforms)
+		fi
 		touch -d "@$SOURCE_DATE_EPOCH" "$dir" "$dir"/*
 		if [ "$goos" = windows ]; then
 			go run ./packaging/zipdir "$out/$name.zip" "$dir"
