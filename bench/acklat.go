@@ -93,6 +93,7 @@ func scrapeAcks(addr string) (h ackHist, acked uint64, err error) {
 type commitStats struct {
 	commits            uint64
 	total, sync, state time.Duration // summed over the commits
+	snapshot, wait     time.Duration
 }
 
 // scrapeCommits reads the commit histograms of the processor at addr.
@@ -109,6 +110,7 @@ func scrapeCommits(addr string) (commitStats, error) {
 		return time.Duration(m.GetHistogram().GetSampleSum() * float64(time.Second))
 	}
 	cs.total, cs.sync, cs.state = sum("thunder_processor_commit_seconds"), sum("thunder_processor_fsync_seconds"), sum("thunder_processor_state_commit_seconds")
+	cs.snapshot, cs.wait = sum("thunder_processor_commit_snapshot_seconds"), sum("thunder_processor_commit_wait_seconds")
 	if m, err := single(mfs, "thunder_processor_commit_seconds"); err == nil {
 		cs.commits = m.GetHistogram().GetSampleCount()
 	}
@@ -121,7 +123,7 @@ func (cs commitStats) String() string {
 		return "no commits"
 	}
 	n := time.Duration(cs.commits)
-	return fmt.Sprintf("%d commits of %.1f ms (fsync %.1f, state %.1f)", cs.commits, ms(cs.total/n), ms(cs.sync/n), ms(cs.state/n))
+	return fmt.Sprintf("%d commits of %.1f ms (wait %.1f, snapshot %.1f, fsync %.1f, state %.1f)", cs.commits, ms(cs.total/n), ms(cs.wait/n), ms(cs.snapshot/n), ms(cs.sync/n), ms(cs.state/n))
 }
 
 // quantile is the q-quantile of the frames acknowledged between before and

@@ -90,6 +90,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	if len(p.dirty) == 0 && len(p.dirs) == 0 && len(p.drops) == 0 && !d.forgetting() {
 		return nil, nil
 	}
+	snapStart := time.Now()
 	snaps := make([]snapshot, 0, len(p.dirty))
 	behind := d.behindBytes.Load()
 	var errs []error
@@ -120,6 +121,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	d.pendMu.Unlock()
 
 	syncStart := time.Now()
+	d.timings.snapshot = syncStart.Sub(snapStart)
 	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
 	for i, sn := range snaps {

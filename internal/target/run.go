@@ -104,8 +104,10 @@ func (d *Dir) finalCommit() {
 func (d *Dir) commit() bool {
 	start := time.Now()
 	d.commitMu.Lock()
+	locked := time.Now()
 	acks, err := d.commitLocked()
 	t := d.timings
+	t.wait = locked.Sub(start)
 	d.health = health{last: start, err: err}
 	d.commitMu.Unlock()
 	deliver(acks)
@@ -137,6 +139,8 @@ func (d *Dir) Health() (time.Time, error) {
 
 // timings is how long the parts of a commit took.
 type timings struct {
-	sync   time.Duration // fsync of the touched files and directories
+	wait     time.Duration // for commitMu (Reopen, CloseIdle)
+	snapshot time.Duration // looking at each touched file, writing what was buffered for closed ones
+	sync     time.Duration // fsync of the touched files and directories
 	record time.Duration // the state transaction
 }
