@@ -4,7 +4,6 @@ package target_test
 
 import (
 	"os"
-	"syscall"
 	"testing"
 
 	"thunder/internal/target"
@@ -24,15 +23,7 @@ func TestDirSyncFailureNotAcknowledged(t *testing.T) {
 	s, _, _ := mustAttach(t, d, key("c", 1), "new/f.log", 0, o)
 	end := mustAppend(t, d, s, o, 0, lines("line", 0, 3)) // creates new/ and new/f.log
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	low := old
-	low.Cur = 64
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
-	}
+	restore := lowerNofile(t, 64)
 	target.SpendReserve(d) // spent by a shortage that lasts
 	var hogs []*os.File    // every descriptor left
 	for {
@@ -46,9 +37,7 @@ func TestDirSyncFailureNotAcknowledged(t *testing.T) {
 	for _, f := range hogs {
 		f.Close()
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	t.Logf("commit out of descriptors: %d acks, %v", len(acks), err)
 	if err == nil {
 		t.Fatal("the commit found a descriptor for the directories")

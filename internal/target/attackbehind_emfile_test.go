@@ -5,7 +5,6 @@ package target_test
 import (
 	"context"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,15 +76,7 @@ func TestAttackBehindOutOfDescriptorsRetried(t *testing.T) {
 		t.Fatal("a is still open: nothing to buffer")
 	}
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	low := old
-	low.Cur = 64
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
-	}
+	restore := lowerNofile(t, 64)
 	target.SpendReserve(d)
 	var hogs []*os.File
 	for {
@@ -110,9 +101,7 @@ func TestAttackBehindOutOfDescriptorsRetried(t *testing.T) {
 	for _, f := range hogs {
 		f.Close()
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if !waitAck(t, oa, endA, 10*time.Second) {
 		t.Fatalf("a's buffered line not acknowledged 10 s after descriptors were free again (buffered: %d bytes)", target.BehindBytes(d))
 	}

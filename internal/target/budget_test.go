@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -126,16 +125,9 @@ func TestOutOfDescriptorsWaits(t *testing.T) {
 	const files = 100
 	dir := t.TempDir()
 	_, o, streams, stop := runWithStreams(t, dir, 10_000, files, func(i int) string { return fmt.Sprintf("d%d/f%03d.log", i%4, i) })
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 	open, _ := os.ReadDir("/proc/self/fd")
-	low := old
-	low.Cur = uint64(len(open) + 24) // room for a few target files, not for 100
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
-	}
+	limit := uint64(len(open) + 24) // room for a few target files, not for 100
+	restore := lowerNofile(t, limit)
 	var appendErr error
 	ends := make([]uint64, files)
 	for r := range 3 {
@@ -151,14 +143,12 @@ func TestOutOfDescriptorsWaits(t *testing.T) {
 		}
 	}
 	peak := fdsUnder(dir)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	stop()
 	if appendErr != nil {
 		t.Fatalf("append with descriptors short: %v", appendErr)
 	}
-	t.Logf("%d files × 3 rounds under a limit of %d descriptors: ok, %d target files open at the end", files, low.Cur, peak)
+	t.Logf("%d files × 3 rounds under a limit of %d descriptors: ok, %d target files open at the end", files, limit, peak)
 }
 
 // runWithStreams opens a Dir on dir with MaxOpenFiles max, runs it, and

@@ -4,9 +4,33 @@ package target_test
 
 import (
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 )
+
+// lowerNofile sets the soft RLIMIT_NOFILE to cur, skipping t if it cannot,
+// and returns what restores it, also run at cleanup: a test that fails in
+// between must not leave the others short of descriptors.
+func lowerNofile(t testing.TB, cur uint64) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = cur
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	restore = sync.OnceFunc(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Cleanup(restore)
+	return restore
+}
 
 func inodeOf(t testing.TB, path string) uint64 {
 	t.Helper()

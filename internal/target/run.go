@@ -142,5 +142,5 @@ type timings struct {
 	wait     time.Duration // for commitMu (Reopen, CloseIdle)
 	snapshot time.Duration // looking at each touched file, writing what was buffered for closed ones
 	sync     time.Duration // fsync of the touched files and directories
-	record time.Duration // the state transaction
+	record   time.Duration // the state transaction
 }
