@@ -94,6 +94,7 @@ type commitStats struct {
 	commits            uint64
 	total, sync, state time.Duration // summed over the commits
 	snapshot, wait     time.Duration
+	opens              map[string]float64 // target files opened for appending, by kind
 }
 
 // scrapeCommits reads the commit histograms of the processor at addr.
@@ -111,6 +112,16 @@ func scrapeCommits(addr string) (commitStats, error) {
 	}
 	cs.total, cs.sync, cs.state = sum("thunder_processor_commit_seconds"), sum("thunder_processor_fsync_seconds"), sum("thunder_processor_state_commit_seconds")
 	cs.snapshot, cs.wait = sum("thunder_processor_commit_snapshot_seconds"), sum("thunder_processor_commit_wait_seconds")
+	cs.opens = map[string]float64{}
+	if mf := mfs["thunder_processor_target_opens_total"]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" {
+					cs.opens[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
 	if m, err := single(mfs, "thunder_processor_commit_seconds"); err == nil {
 		cs.commits = m.GetHistogram().GetSampleCount()
 	}
@@ -123,7 +134,8 @@ func (cs commitStats) String() string {
 		return "no commits"
 	}
 	n := time.Duration(cs.commits)
-	return fmt.Sprintf("%d commits of %.1f ms (wait %.1f, snapshot %.1f, fsync %.1f, state %.1f)", cs.commits, ms(cs.total/n), ms(cs.wait/n), ms(cs.snapshot/n), ms(cs.sync/n), ms(cs.state/n))
+	return fmt.Sprintf("%d commits of %.1f ms (wait %.1f, snapshot %.1f, fsync %.1f, state %.1f); target files opened %.0f times to record, %.0f to reopen",
+		cs.commits, ms(cs.total/n), ms(cs.wait/n), ms(cs.snapshot/n), ms(cs.sync/n), ms(cs.state/n), cs.opens["record"], cs.opens["reopen"])
 }
 
 // quantile is the q-quantile of the frames acknowledged between before and

@@ -148,6 +148,7 @@ func (d *Dir) openLocked(f *file) error {
 		// inode, hold. What a closed descriptor wrote is synced through
 		// this one now.
 		f.fd, f.unsynced = fd, false
+		d.m.opened("reopen")
 		return nil
 	}
 	if len(f.behind) > 0 || f.unsynced {
@@ -179,6 +180,7 @@ func (d *Dir) openLocked(f *file) error {
 		return fmt.Errorf("%w: record %s: %v", ErrStorage, f.name, err)
 	}
 	f.fd, f.id, f.serial, f.size, f.committed = fd, info.id, rec.Serial, info.size, info.size
+	d.m.opened("record")
 	return nil
 }
 

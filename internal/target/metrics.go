@@ -17,6 +17,7 @@ type metrics struct {
 	snapshotSeconds    prometheus.Histogram
 	waitSeconds        prometheus.Histogram
 	syncfs             prometheus.Counter
+	opens              *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,6 +35,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		waitSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "commit_wait_seconds", Help: "Time group commits waited for the commit lock (held by reopens and idle-file sweeps).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		syncfs:          prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "syncfs_total", Help: "Group commits that made their files durable with one syncfs(2) of the target file system instead of an fsync per file."}),
 	}
+	m.opens = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "target_opens_total", Help: "Target files opened for appending: kind=\"record\" recorded afresh (first write since start, or the name holds another file), kind=\"reopen\" opened again after its descriptor was closed to keep within --max-open-files; many reopens per commit mean more busy files than descriptors."}, []string{"kind"})
+	reg.MustRegister(m.opens)
 	reg.MustRegister(m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.snapshotSeconds, m.waitSeconds, m.syncfs)
 	return m
 }
@@ -52,6 +55,13 @@ func (m *metrics) committed(took time.Duration, t timings, err error) {
 	m.recordSeconds.Observe(t.record.Seconds())
 	m.snapshotSeconds.Observe(t.snapshot.Seconds())
 	m.waitSeconds.Observe(t.wait.Seconds())
+}
+
+// opened counts an open of a target file for appending (openLocked).
+func (m *metrics) opened(kind string) {
+	if m != nil {
+		m.opens.WithLabelValues(kind).Inc()
+	}
 }
 
 func (m *metrics) syncedFS() {
