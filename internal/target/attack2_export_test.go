@@ -19,3 +19,6 @@ func AppendsAtOnce(s *Stream) bool {
 	defer f.mu.Unlock()
 	return f.fd != nil || len(f.behind) > 0 || s.d.canBuffer(f)
 }
+
+// OpenFDs is how many target file descriptors d counts as open.
+func OpenFDs(d *Dir) int64 { return d.openFDs.Load() }

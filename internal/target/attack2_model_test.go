@@ -142,6 +142,9 @@ func (m *model) commit(reopen bool) {
 	m.record(acks)
 	release := target.HoldCommits(m.d)
 	m.check(false)
+	if n, open := target.OpenFDs(m.d), fdsUnder(m.dir); n != int64(open) {
+		m.t.Errorf("%d target descriptors counted, %d open", n, open)
+	}
 	release()
 }
 
