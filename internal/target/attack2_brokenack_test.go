@@ -118,3 +118,62 @@ func TestAttack2BrokenDuringItsCommitKeepsAcked(t *testing.T) {
 	}
 	mustClose(t, d)
 }
+
+// TestAttack2BrokenByAnAppendIsRewound: the first append after a commit
+// fails half-way and its bytes cannot be cut. The file is broken, but the
+// append did not queue it for a commit (it was clean), so no commit ever
+// rewound it: every append of its streams, after re-attaching too,
+// failed with a storage error for ever, and the half line stayed in the
+// file.
+func TestAttack2BrokenByAnAppendIsRewound(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chattr +a)")
+	}
+	dir := t.TempDir()
+	d := mustOpen(t, dir)
+	path := filepath.Join(dir, "a.log")
+	o := &owner{"c"}
+	s, _, _ := mustAttach(t, d, key("c", 1), "a.log", 0, o)
+	a := lines(strings.Repeat("a", 40), 0, 20000) // larger than the state store
+	end := mustAppend(t, d, s, o, 0, a)
+	mustCommit(t, d)
+	if err := setAppendOnly(t, path, true); err != nil {
+		t.Skipf("no file attributes here: %v", err)
+	}
+	signal.Ignore(syscall.SIGXFSZ)
+	defer signal.Reset(syscall.SIGXFSZ)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = uint64(len(a)) + 4096
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	c := strings.Repeat("c", 8191) + "\n"
+	err := s.Append(o, chunk(end, end+uint64(len(c)), []byte(c)))
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := setAppendOnly(t, path, false); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil {
+		t.Fatal("the append did not fail")
+	}
+	_, _ = d.Commit() // rewinds the broken file
+	o2 := &owner{"c2"}
+	s2, off, _ := mustAttach(t, d, key("c", 1), "a.log", 0, o2)
+	if off != end {
+		t.Fatalf("re-attached at %d, want the committed %d", off, end)
+	}
+	if err := s2.Append(o2, chunk(end, end+uint64(len(c)), []byte(c))); err != nil {
+		t.Fatalf("the resend after the rewind: %v", err)
+	}
+	mustCommit(t, d)
+	if got := readFile(t, path); got != a+c {
+		t.Fatalf("a.log holds %d bytes, want %d", len(got), len(a)+len(c))
+	}
+	mustClose(t, d)
+}
