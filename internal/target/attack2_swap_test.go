@@ -70,7 +70,7 @@ func TestAttack2SwapRace(t *testing.T) {
 				t.Fatal(err)
 			}
 			var wrote, refused int
-			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && wrote < 300; {
+			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && wrote < 150; {
 				p := []byte(fmt.Sprintf("stream line %06d\n", at/19))
 				err := s.Append(o, chunk(at, at+uint64(len(p)), p))
 				switch {
