@@ -61,6 +61,7 @@ func modelName(i int) string { return fmt.Sprintf("m%d/f%02d.log", i%2, i) }
 func newModel(t *testing.T, budget int) *model {
 	m := &model{t: t, dir: t.TempDir(), budget: budget, sent: make([]uint64, modelFiles), acked: make([]uint64, modelFiles), rotated: make([]int, modelFiles)}
 	m.open() // also without write-behind: the same promises hold
+	t.Cleanup(func() { m.stop(); _ = m.d.Close() }) // the last open; a second Close is harmless
 	return m
 }
 
@@ -84,7 +85,7 @@ func (m *model) open() {
 			}
 		}
 	}()
-	m.stop = func() { close(done); <-stopped }
+	m.stop = sync.OnceFunc(func() { close(done); <-stopped })
 	m.owners = make([]*owner, modelFiles)
 	m.streams = make([]*target.Stream, modelFiles)
 	for i := range modelFiles {
