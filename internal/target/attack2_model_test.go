@@ -60,8 +60,10 @@ func modelName(i int) string { return fmt.Sprintf("m%d/f%02d.log", i%2, i) }
 
 func newModel(t *testing.T, budget int) *model {
 	m := &model{t: t, dir: t.TempDir(), budget: budget, sent: make([]uint64, modelFiles), acked: make([]uint64, modelFiles), rotated: make([]int, modelFiles)}
-	m.open() // also without write-behind: the same promises hold
-	t.Cleanup(func() { m.stop(); _ = m.d.Close() }) // the last open; a second Close is harmless
+	// Also without write-behind: the same promises hold. The cleanup is
+	// for the last open; a second Close is harmless.
+	m.open()
+	t.Cleanup(func() { m.stop(); _ = m.d.Close() })
 	return m
 }
 
