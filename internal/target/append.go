@@ -102,6 +102,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 			// (someone may have truncated it since we last looked).
 			if terr := cutWrite(f.fd, n); terr != nil {
 				f.broken = terr
+				d.markDirty(f) // for the commit that rewinds it: f may be clean
 			}
 		}
 		f.mu.Unlock()

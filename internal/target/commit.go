@@ -408,13 +408,14 @@ func (d *Dir) committedLocked(snaps []snapshot) []Ack {
 			d.closeFD(sn.fd) // synced, and its record dropped
 			d.releaseID(sn.id, f)
 		}
-		if sn.fd != nil && !sn.close && f.fd == sn.fd && f.broken == nil {
-			f.committed = sn.size
-		}
-		if sn.unsynced && f.serial == sn.serial && f.committed >= 0 {
+		if sn.wrote() && !sn.close && f.serial == sn.serial && f.committed >= 0 {
 			// Recorded, also if an append broke f since (its name holds
-			// another file now): a rewind must not cut below this.
-			f.committed, f.unsynced = sn.size, false
+			// another file now, or a failed write could not be cut): a
+			// rewind must not cut below this.
+			f.committed = sn.size
+			if sn.unsynced {
+				f.unsynced = false
+			}
 		}
 		for _, sa := range sn.streams {
 			s := sa.s
