@@ -116,7 +116,7 @@ func collectorCommand(cfg *collector.Config, stdout io.Writer) (*daemonCommand, 
 	fs.StringVar(&cfg.Compression, "compress", cfg.Compression, "compress data with zstd when the processor accepts it: zstd or none (default none; worth it on slow links, not on loopback)")
 	fs.IntVar(&cfg.MaxOpenFiles, "max-open-files", cfg.MaxOpenFiles, "most source files held open; past it, idle delivered files are closed and reopened when they change")
 	fs.StringVar(&cf.exclude, "exclude", "", "comma-separated glob patterns of files not to stream, matched against the relative path and the base name (e.g. '*.gz,*.1')")
-	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "after a write event, take no inotify event for this long (a quarter of it while files grow under 2 MiB/s), so a file's many small writes are read at once; adds at most this much latency (0: off)")
+	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "after a write event, take no inotify event for this long (an eighth of it while files grow under 2 MiB/s), so a file's many small writes are read at once; adds at most this much latency (0: off)")
 	fs.Var(sizeFlag{&cf.rotate}, "rotate-size", "rotate source files larger than this (0: never)")
 	fs.DurationVar(&cfg.RotateAge, "rotate-age", cfg.RotateAge, "also rotate a non-empty source file this long after it was first seen, for files that grow slowly (0: never)")
 	fs.BoolVar(&cf.checksums, "frame-checksums", cf.checksums, "checksum every frame and check the processor's digests (PROTOCOL §13); false only to measure what they cost")

@@ -80,7 +80,7 @@ type Config struct {
 	// write event (watch.Config.Pace): the kernel merges a file's repeated
 	// write events meanwhile, so a writer doing one write(2) per line is
 	// read in batches. It adds at most Linger of latency; 0 turns it off.
-	// While files grow slowly the pause is a quarter of it (pace.go).
+	// While files grow slowly the pause is an eighth of it (pace.go).
 	Linger time.Duration
 	// AdaptProcs makes the collector set GOMAXPROCS: 1 while it sends
 	// slowly, all it had while it sends fast (procs.go). For a process that

@@ -6,10 +6,14 @@ import "time"
 // The watcher pauses after each one (watch.Config.Pace) so that the kernel
 // merges the events meanwhile and one wake-up reads many lines. How long
 // follows how fast the files grow, by the bytes sent per second: below
-// fastRate the pause is a quarter of --linger, so a line waits about a
-// millisecond; above it, all of --linger, so that wake-ups stay few where
-// their cost would add up (a flat-out writer).
-const fastRate = 2 << 20 // bytes per second: 20k lines/s of 100 bytes
+// fastRate the pause is --linger/slowPace, so a line waits at most half a
+// millisecond (a quarter of --linger left p99 write → visible at 2.0–2.2 ms
+// at 10k lines/s, docs/BENCHMARKS.md); above it, all of --linger, so that
+// wake-ups stay few where their cost would add up (a flat-out writer).
+const (
+	fastRate = 2 << 20 // bytes per second: 20k lines/s of 100 bytes
+	slowPace = 8
+)
 
 // adaptPace sets the watcher's pause, once per --linger at most, from the
 // bytes sent since it last did.
@@ -21,7 +25,7 @@ func (c *Collector) adaptPace() {
 	}
 	rate := float64(c.roundBytes) / elapsed.Seconds()
 	c.roundBytes, c.paceFrom = 0, now
-	pace := c.cfg.Linger / 4
+	pace := c.cfg.Linger / slowPace
 	if rate >= fastRate {
 		pace = c.cfg.Linger
 	}
