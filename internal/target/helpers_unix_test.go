@@ -9,6 +9,15 @@ import (
 	"testing"
 )
 
+func inodeOf(t testing.TB, path string) uint64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("stat %s: %v", path, err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
 // lowerNofile sets the soft RLIMIT_NOFILE to cur, skipping t if it cannot,
 // and returns what restores it, also run at cleanup: a test that fails in
 // between must not leave the others short of descriptors.
@@ -19,7 +28,7 @@ func lowerNofile(t testing.TB, cur uint64) (restore func()) {
 		t.Fatal(err)
 	}
 	low := old
-	low.Cur = cur
+	setCur(&low.Cur, cur)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
 	}
@@ -32,11 +41,5 @@ func lowerNofile(t testing.TB, cur uint64) (restore func()) {
 	return restore
 }
 
-func inodeOf(t testing.TB, path string) uint64 {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatalf("stat %s: %v", path, err)
-	}
-	return st.Sys().(*syscall.Stat_t).Ino
-}
+// setCur sets an rlimit field, uint64 on Linux and int64 on the BSDs.
+func setCur[T int64 | uint64](p *T, v uint64) { *p = T(v) }
