@@ -55,7 +55,7 @@ func TestRecoverReusedInode(t *testing.T) {
 			mustAppend(t, d, s, o, 0, "short\n")
 			mustCommit(t, d)
 			s.Detach(o) // the collector finished it: the file is closed
-			var state []byte
+			var state stateSnapshot
 			if kill {
 				state = snapshotState(t, dir) // the record of old.log is still there
 			}

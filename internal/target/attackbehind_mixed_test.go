@@ -63,15 +63,15 @@ func TestAttackBehindMixed(t *testing.T) {
 				fx.add(t, i, 9)
 			}
 			fx.d.CloseIdle(0)
-			var snap []byte
+			var snap stateSnapshot
 			target.SetSyncfs(t, func(fd int) error {
-				if snap == nil {
+				if snap.db == nil {
 					snap = snapshotState(t, fx.dir)
 				}
 				return unix.Syncfs(fd)
 			})
 			mustCommit(t, fx.d)
-			if snap == nil {
+			if snap.db == nil {
 				t.Fatal("no syncfs")
 			}
 			mustClose(t, fx.d)

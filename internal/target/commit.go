@@ -245,14 +245,31 @@ func (d *Dir) recordLocked(snaps []snapshot, p pending) error {
 	}
 	if len(forget) == 0 {
 		d.mu.Unlock()
-		return d.db.Update(func(tx *bolt.Tx) error { return record(tx, snaps, p, nil) })
+		return d.recordCounted(snaps, p, nil)
 	}
 	defer d.mu.Unlock()
-	err := d.db.Update(func(tx *bolt.Tx) error { return record(tx, snaps, p, forget) })
+	err := d.recordCounted(snaps, p, forget)
 	if err == nil {
 		for _, k := range forget {
 			delete(d.forget, k)
 		}
+	}
+	return err
+}
+
+// recordCounted runs record and counts the commit (generation.go).
+func (d *Dir) recordCounted(snaps []snapshot, p pending, forget []stream.Key) error {
+	var gen uint64
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		if err := record(tx, snaps, p, forget); err != nil {
+			return err
+		}
+		var err error
+		gen, err = countCommit(tx)
+		return err
+	})
+	if err == nil {
+		d.wroteGeneration(gen)
 	}
 	return err
 }

@@ -154,6 +154,8 @@ func ackFor(t testing.TB, acks []target.Ack, s *target.Stream) (target.Ack, bool
 
 func statePath(dir string) string { return filepath.Join(dir, relpath.StateDir, "state.db") }
 
+func generationPath(dir string) string { return filepath.Join(dir, relpath.StateDir, "generation") }
+
 // crash simulates kill -9 of the processor at this moment: the target files
 // keep their inodes and everything appended, the state store keeps only what
 // was recorded so far. It copies the state store, closes d (which commits),
@@ -167,18 +169,38 @@ func crash(t testing.TB, d *target.Dir, dir string) {
 	restoreState(t, dir, snap)
 }
 
-func snapshotState(t testing.TB, dir string) []byte {
+// stateSnapshot is the state dir's files at one moment: the state store
+// and the commit generation written beside it (generation.go).
+type stateSnapshot struct{ db, gen []byte }
+
+// snapshotState copies the state dir's files: restored, they are what a
+// kill -9 at this moment leaves.
+func snapshotState(t testing.TB, dir string) stateSnapshot {
 	t.Helper()
-	b, err := os.ReadFile(statePath(dir))
+	db, err := os.ReadFile(statePath(dir))
 	if err != nil {
 		t.Fatalf("snapshot state: %v", err)
 	}
-	return b
+	gen, err := os.ReadFile(generationPath(dir))
+	if err != nil {
+		t.Fatalf("snapshot state: %v", err)
+	}
+	return stateSnapshot{db, gen}
 }
 
-func restoreState(t testing.TB, dir string, b []byte) {
+func restoreState(t testing.TB, dir string, s stateSnapshot) {
 	t.Helper()
-	if err := os.WriteFile(statePath(dir), b, 0o600); err != nil {
+	restoreStateDB(t, dir, s)
+	if err := os.WriteFile(generationPath(dir), s.gen, 0o600); err != nil {
+		t.Fatalf("restore state: %v", err)
+	}
+}
+
+// restoreStateDB puts back the state store of s alone, as a restored backup
+// of state.db would.
+func restoreStateDB(t testing.TB, dir string, s stateSnapshot) {
+	t.Helper()
+	if err := os.WriteFile(statePath(dir), s.db, 0o600); err != nil {
 		t.Fatalf("restore state: %v", err)
 	}
 }

@@ -32,9 +32,18 @@ import (
 // times) cuts nothing: at worst collectors resend lines that are already
 // there, which duplicates them; acknowledged lines are never lost.
 func (d *Dir) recover() error {
+	rolledBack, stateGen, fileGen, err := d.openGeneration()
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
 	entries, err := d.fileRecords()
 	if err != nil {
 		return fmt.Errorf("read state: %w", err)
+	}
+	if rolledBack && len(entries) > 0 {
+		d.log.Error("the state store is older than the last commit made (restored from an older copy?): no target file is cut back, so nothing acknowledged is lost; lines written after the last commit may be duplicated when collectors resend",
+			"state_generation", stateGen, "last_generation", fileGen, "files", len(entries))
+		return d.dropRecords()
 	}
 	var unproven int
 	for _, e := range entries {
@@ -65,9 +74,17 @@ func (d *Dir) recover() error {
 	if len(entries) == 0 {
 		return nil
 	}
+	return d.dropRecords()
+}
+
+// dropRecords deletes every file record: the next open of a name records
+// it afresh.
+func (d *Dir) dropRecords() error {
 	return d.db.Update(func(tx *bolt.Tx) error {
-		for _, e := range entries {
-			if err := tx.Bucket(bucketFiles).Delete(e.key); err != nil {
+		b := tx.Bucket(bucketFiles)
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.First() {
+			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}

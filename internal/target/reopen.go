@@ -94,5 +94,5 @@ func (d *Dir) close() ([]Ack, error) {
 		derr = fmt.Errorf("%w: drop file records: %v", ErrStorage, derr)
 	}
 	d.reserve.release()
-	return acks, errors.Join(err, derr, d.db.Close(), d.tree.close())
+	return acks, errors.Join(err, derr, d.genFile.Close(), d.db.Close(), d.tree.close())
 }

@@ -143,7 +143,7 @@ func streamKey(k stream.Key) []byte {
 
 func initBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketFiles, bucketStreams, bucketLedger, bucketChecks} {
+		for _, name := range [][]byte{bucketFiles, bucketStreams, bucketLedger, bucketChecks, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
