@@ -73,7 +73,10 @@ func (r *running) halt(t *testing.T) {
 
 func filesKit(t *testing.T) kit {
 	dir := t.TempDir()
-	statePath := filepath.Join(dir, relpath.StateDir, "state.db")
+	// The state dir's files: the state store and the commit generation
+	// beside it (target's generation.go), copied together as kill -9
+	// leaves them.
+	statePaths := []string{filepath.Join(dir, relpath.StateDir, "state.db"), filepath.Join(dir, relpath.StateDir, "generation")}
 	var k kit
 	k.name = "files"
 	k.open = func(t *testing.T) output {
@@ -92,16 +95,21 @@ func filesKit(t *testing.T) kit {
 		r := o.(*running)
 		r.cancel()
 		<-r.done // nothing was pending: its last commit did nothing
-		snap, err := os.ReadFile(statePath)
-		if err != nil {
-			t.Fatal(err)
+		snaps := make([][]byte, len(statePaths))
+		for i, p := range statePaths {
+			var err error
+			if snaps[i], err = os.ReadFile(p); err != nil {
+				t.Fatal(err)
+			}
 		}
 		pending()
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(statePath, snap, 0o600); err != nil {
-			t.Fatal(err)
+		for i, p := range statePaths {
+			if err := os.WriteFile(p, snaps[i], 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return k.open(t)
 	}
