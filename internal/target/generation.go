@@ -64,6 +64,24 @@ func (d *Dir) openGeneration() (rolledBack bool, stateGen, fileGen uint64, err e
 	return fileGen > stateGen, stateGen, fileGen, nil
 }
 
+// caughtUp ends the recovery of a rolled-back state: it drops every file
+// record (none can be trusted) and raises the state's generation to gen,
+// the file's, in one transaction. From then on the records are written
+// afresh and a crash cuts them as usual; a state behind gen, such as the
+// same old copy restored again, is still seen.
+func (d *Dir) caughtUp(gen uint64) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		if err := dropRecords(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyGeneration, binary.BigEndian.AppendUint64(nil, gen))
+	})
+	if err == nil {
+		d.generation = gen
+	}
+	return err
+}
+
 func readGeneration(tx *bolt.Tx) uint64 {
 	if v := tx.Bucket(bucketMeta).Get(keyGeneration); len(v) == 8 {
 		return binary.BigEndian.Uint64(v)
