@@ -67,3 +67,24 @@ func TestAttack3StateStoreRemoved(t *testing.T) {
 	}
 	rollbackWindow(t, dir, readFile(t, filepath.Join(dir, "a.log")))
 }
+
+// The fix must keep the high-water mark: the same old copy restored a
+// second time, before any commit, is still a rollback.
+func TestAttack3SameCopyRestoredTwice(t *testing.T) {
+	dir := t.TempDir()
+	d := mustOpen(t, dir)
+	s, o, off := writeCommitted(t, d, key("c", 1), "a.log", 100<<10)
+	old := snapshotState(t, dir)
+	mustAppend(t, d, s, o, off, string(payload(10<<10)))
+	mustCommit(t, d)
+	crash(t, d, dir)
+	acked := readFile(t, filepath.Join(dir, "a.log"))
+	restoreStateDB(t, dir, old)
+	mustClose(t, mustOpen(t, dir)) // sees it, cuts nothing
+	restoreStateDB(t, dir, old)    // and again
+
+	mustOpen(t, dir)
+	if got := readFile(t, filepath.Join(dir, "a.log")); len(got) != len(acked) {
+		t.Fatalf("a.log holds %d bytes after the same old state was restored twice, want its %d acknowledged", len(got), len(acked))
+	}
+}
