@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,8 +37,9 @@ var (
 // openGeneration opens generationFile and reports whether the state store
 // is older than it says (rolled back).
 func (d *Dir) openGeneration() (rolledBack bool, stateGen, fileGen uint64, err error) {
-	name := path.Join(d.cfg.Dir, relpath.StateDir, generationFile)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	// Not through a link: each commit writes it.
+	name := path.Join(relpath.StateDir, generationFile)
+	f, err := d.tree.openStateFile(name)
 	if err != nil {
 		return false, 0, 0, fmt.Errorf("open %s: %w", name, err)
 	}
