@@ -20,7 +20,7 @@ import (
 func TestAttack3GenerationFileLink(t *testing.T) {
 	dir := t.TempDir()
 	d := mustOpen(t, dir)
-	s, o, off := writeCommitted(t, d, key("c", 1), "a.log", 20<<10)
+	_, o, off := writeCommitted(t, d, key("c", 1), "a.log", 20<<10)
 	mustClose(t, d)
 	want := readFile(t, filepath.Join(dir, "a.log"))
 	gen := generationPath(dir)
@@ -35,7 +35,7 @@ func TestAttack3GenerationFileLink(t *testing.T) {
 	// it must not write through the link.
 	d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger()})
 	if err == nil {
-		s, _, _ = mustAttach(t, d, key("c", 1), "a.log", off, o)
+		s, _, _ := mustAttach(t, d, key("c", 1), "a.log", off, o)
 		mustAppend(t, d, s, o, off, "more\n")
 		mustCommit(t, d)
 		mustClose(t, d)

@@ -32,7 +32,7 @@ func rollbackWindow(t *testing.T, dir string, acked string) {
 	mustAppend(t, d, s, o, end, string(payload(10<<10))) // opens a.log: recorded at len(acked)
 	crash(t, d, dir)                                     // kill -9 before any commit
 
-	d = mustOpen(t, dir)
+	mustOpen(t, dir)
 	if got := readFile(t, filepath.Join(dir, "a.log")); len(got) != len(acked) {
 		t.Fatalf("a.log holds %d bytes after a crash, want its %d acknowledged: %d unacknowledged bytes not cut, the resend duplicates them",
 			len(got), len(acked), len(got)-len(acked))
