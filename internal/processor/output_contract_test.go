@@ -74,6 +74,7 @@ func (r *running) halt(t *testing.T) {
 func filesKit(t *testing.T) kit {
 	dir := t.TempDir()
 	statePath := filepath.Join(dir, relpath.StateDir, "state.db")
+	genPath := filepath.Join(dir, relpath.StateDir, "generation")
 	var k kit
 	k.name = "files"
 	k.open = func(t *testing.T) output {
@@ -92,16 +93,25 @@ func filesKit(t *testing.T) kit {
 		r := o.(*running)
 		r.cancel()
 		<-r.done // nothing was pending: its last commit did nothing
-		snap, err := os.ReadFile(statePath)
-		if err != nil {
-			t.Fatal(err)
+		// Both files of the state dir: the commit generation beside the
+		// store alone restored would be a rollback (target's generation.go).
+		paths := []string{statePath, genPath}
+		snaps := make([][]byte, len(paths))
+		for i, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snaps[i] = b
 		}
 		pending()
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(statePath, snap, 0o600); err != nil {
-			t.Fatal(err)
+		for i, p := range paths {
+			if err := os.WriteFile(p, snaps[i], 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return k.open(t)
 	}
