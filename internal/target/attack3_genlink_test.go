@@ -3,6 +3,7 @@
 package target_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,5 +44,20 @@ func TestAttack3GenerationFileLink(t *testing.T) {
 	if got := readFile(t, filepath.Join(dir, "a.log")); got[:len(want)] != want {
 		t.Fatalf("a.log's acknowledged bytes changed through a link at %s: first bytes %q, want %q",
 			filepath.Join(relpath.StateDir, "generation"), got[:8], want[:8])
+	}
+}
+
+// A target name hard-linked to the generation file is the state under
+// another name: refused, as for state.db.
+func TestAttack3GenerationFileHardLinkedAsTarget(t *testing.T) {
+	dir := t.TempDir()
+	d := mustOpen(t, dir)
+	if err := os.Link(generationPath(dir), filepath.Join(dir, "g.log")); err != nil {
+		t.Fatal(err)
+	}
+	o := &owner{"g.log"}
+	s, _, _ := mustAttach(t, d, key("c", 1), "g.log", 0, o)
+	if err := s.Append(o, chunk(0, 5, []byte("line\n"))); !errors.Is(err, target.ErrName) {
+		t.Fatalf("Append to a name linked to the generation file = %v, want ErrName", err)
 	}
 }
