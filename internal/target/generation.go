@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,8 +37,9 @@ var (
 // openGeneration opens generationFile and reports whether the state store
 // is older than it says (rolled back).
 func (d *Dir) openGeneration() (rolledBack bool, stateGen, fileGen uint64, err error) {
-	name := path.Join(d.cfg.Dir, relpath.StateDir, generationFile)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	// Not through a link: each commit writes it.
+	name := path.Join(relpath.StateDir, generationFile)
+	f, err := d.tree.openStateFile(name)
 	if err != nil {
 		return false, 0, 0, fmt.Errorf("open %s: %w", name, err)
 	}
@@ -62,6 +62,24 @@ func (d *Dir) openGeneration() (rolledBack bool, stateGen, fileGen uint64, err e
 	}
 	d.genFile, d.generation = f, stateGen
 	return fileGen > stateGen, stateGen, fileGen, nil
+}
+
+// caughtUp ends the recovery of a rolled-back state: it drops every file
+// record (none can be trusted) and raises the state's generation to gen,
+// the file's, in one transaction. From then on the records are written
+// afresh and a crash cuts them as usual; a state behind gen, such as the
+// same old copy restored again, is still seen.
+func (d *Dir) caughtUp(gen uint64) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		if err := dropRecords(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyGeneration, binary.BigEndian.AppendUint64(nil, gen))
+	})
+	if err == nil {
+		d.generation = gen
+	}
+	return err
 }
 
 func readGeneration(tx *bolt.Tx) uint64 {

@@ -40,10 +40,12 @@ func (d *Dir) recover() error {
 	if err != nil {
 		return fmt.Errorf("read state: %w", err)
 	}
-	if rolledBack && len(entries) > 0 {
-		d.log.Error("the state store is older than the last commit made (restored from an older copy?): no target file is cut back, so nothing acknowledged is lost; lines written after the last commit may be duplicated when collectors resend",
-			"state_generation", stateGen, "last_generation", fileGen, "files", len(entries))
-		return d.dropRecords()
+	if rolledBack {
+		if len(entries) > 0 {
+			d.log.Error("the state store is older than the last commit made (restored from an older copy?): no target file is cut back, so nothing acknowledged is lost; lines written after the last commit may be duplicated when collectors resend",
+				"state_generation", stateGen, "last_generation", fileGen, "files", len(entries))
+		}
+		return d.caughtUp(fileGen)
 	}
 	var unproven int
 	for _, e := range entries {
@@ -74,22 +76,20 @@ func (d *Dir) recover() error {
 	if len(entries) == 0 {
 		return nil
 	}
-	return d.dropRecords()
+	return d.db.Update(dropRecords)
 }
 
 // dropRecords deletes every file record: the next open of a name records
 // it afresh.
-func (d *Dir) dropRecords() error {
-	return d.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketFiles)
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.First() {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
+func dropRecords(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketFiles)
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.First() {
+		if err := b.Delete(k); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 type recordEntry struct {

@@ -318,6 +318,21 @@ func (t *tree) makeStateDir(name string) (fileID, error) {
 	return id, nil
 }
 
+// openStateFile opens name in the state directory for reading and writing,
+// creating it, if it is a regular file and not a link.
+func (t *tree) openStateFile(name string) (*os.File, error) {
+	sd, err := t.r.OpenRoot(path.Dir(name))
+	if err != nil {
+		return nil, err
+	}
+	defer sd.Close()
+	f, err := openLeaf(sd, path.Base(name), name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%w (it must be a regular file, not a link)", err)
+	}
+	return f, nil
+}
+
 // stateFileID returns the identity of name in the state directory, looked
 // at without following a link.
 func (t *tree) stateFileID(name string) (fileID, error) {

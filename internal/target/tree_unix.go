@@ -54,6 +54,21 @@ func (t *tree) stateFileID(name string) (fileID, error) {
 	return info.id, err
 }
 
+// openStateFile opens name in the state directory for reading and writing,
+// creating it, if it is a regular file and not a link.
+func (t *tree) openStateFile(name string) (*os.File, error) {
+	fd, err := unix.Openat(int(t.root.Fd()), name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%w (it must be a regular file, not a link)", err)
+	}
+	f := os.NewFile(uintptr(fd), path.Join(t.root.Name(), name))
+	if info, err := statFD(fd); err != nil || !info.regular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", f.Name())
+	}
+	return f, nil
+}
+
 // openEntry opens entry of dir (named dirName), for writing, if it is a
 // regular file with inode ino; nil if not.
 func (t *tree) openEntry(dir *os.File, dirName, entry string, ino uint64) *os.File {
