@@ -72,13 +72,12 @@ type Dir struct {
 	tree    tree
 	db      *bolt.DB
 	stateDB fileID // the state store itself: no name may lead to it
-	// genFile holds generation, the commits the state store counts, once
-	// it is durable there (generation.go); guarded by commitMu.
-	genFile    *os.File
-	generation uint64
-	genFailed  bool
-	fsDev      uint64 // the target directory's file system
-	syncfs     bool   // commits may use syncfs(2) for it (sync.go)
+	// genFile holds the commits the state store counts, once that is
+	// durable there (generation.go); guarded by commitMu.
+	genFile   *os.File
+	genFailed bool
+	fsDev     uint64 // the target directory's file system
+	syncfs    bool   // commits may use syncfs(2) for it (sync.go)
 
 	commitMu sync.Mutex // serialises commits, Reopen and Close
 	health   health     // of the last commit; guarded by commitMu

@@ -60,7 +60,7 @@ func (d *Dir) openGeneration() (rolledBack bool, stateGen, fileGen uint64, err e
 		f.Close()
 		return false, 0, 0, err
 	}
-	d.genFile, d.generation = f, stateGen
+	d.genFile = f
 	return fileGen > stateGen, stateGen, fileGen, nil
 }
 
@@ -76,9 +76,6 @@ func (d *Dir) caughtUp(gen uint64) error {
 		}
 		return tx.Bucket(bucketMeta).Put(keyGeneration, binary.BigEndian.AppendUint64(nil, gen))
 	})
-	if err == nil {
-		d.generation = gen
-	}
 	return err
 }
 
@@ -100,7 +97,6 @@ func countCommit(tx *bolt.Tx) (uint64, error) {
 // generationFile. A failure only leaves it behind: a rollback past it goes
 // unseen, none is seen that did not happen. commitMu is held.
 func (d *Dir) wroteGeneration(gen uint64) {
-	d.generation = gen
 	if _, err := d.genFile.WriteAt(binary.BigEndian.AppendUint64(nil, gen), 0); err != nil && !d.genFailed {
 		d.genFailed = true
 		d.log.Warn("cannot write the commit generation; a state store rolled back to an older copy may go unseen", "err", err)
