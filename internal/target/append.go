@@ -68,7 +68,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 			}
 			buffer = true
 		case d.takeFD(try):
-			if err := d.openLocked(f); err != nil {
+			if err := d.openLocked(f, true); err != nil {
 				d.openFDs.Add(-1)
 				f.mu.Unlock()
 				if outOfFDs(err) {
@@ -126,13 +126,13 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 	return nil
 }
 
-// openLocked opens f's file for appending, creating it and its parent
-// directories, and records it before the first write: a crash before the
-// next commit must cut it back to where we found it, since the streams
-// writing to it resend from their committed offsets. f.mu is held, and
-// the descriptor counted (takeFD).
-func (d *Dir) openLocked(f *file) error {
-	fd, created, err := d.tree.openFile(f.name, os.O_APPEND, true, d.cfg.FileMode)
+// openLocked opens f's file for appending, with create making it and its
+// parent directories if missing, and records it before the first write: a
+// crash before the next commit must cut it back to where we found it,
+// since the streams writing to it resend from their committed offsets.
+// f.mu is held, and the descriptor counted (takeFD).
+func (d *Dir) openLocked(f *file, create bool) error {
+	fd, created, err := d.tree.openFile(f.name, os.O_APPEND, create, d.cfg.FileMode)
 	// Synced whatever fails next: the next open finds what this one made.
 	d.dirsCreated(created)
 	if err != nil {

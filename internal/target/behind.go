@@ -94,13 +94,15 @@ func (d *Dir) dropBehind(f *file) {
 func (d *Dir) flushLocked(f *file) (borrowed, ok bool) {
 	if f.fd == nil {
 		// Closed with bytes written or buffered: open it again, which
-		// checks that the name holds it, unchanged (openLocked).
+		// checks that the name holds it, unchanged (openLocked). Not
+		// made if gone: someone deleted it, and the rewind ends there;
+		// only the resend makes the name again.
 		d.openFDs.Add(1)
-		err := d.openLocked(f)
+		err := d.openLocked(f, false)
 		if outOfFDs(err) {
 			// What the reserve is for (budget.go).
 			d.reserve.release()
-			err = d.openLocked(f)
+			err = d.openLocked(f, false)
 			d.reserve.take(int(d.tree.root.Fd()))
 		}
 		if outOfFDs(err) {

@@ -5,6 +5,7 @@ package target_test
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,4 +254,58 @@ func openByUs(path string) bool {
 		}
 	}
 	return false
+}
+
+// TestWriteBehindNameDeleted: a file deleted while closed with bytes
+// buffered for it is not made again by the commit that would have written
+// them (an operator's rm stays done); its stream rewinds, and only the
+// resend makes the name again.
+func TestWriteBehindNameDeleted(t *testing.T) {
+	fx := newBehindFixture(t)
+	victim := -1
+	for i := range behindFiles {
+		if !openByUs(filepath.Join(fx.dir, behindName(i))) {
+			victim = i
+			break
+		}
+	}
+	if victim < 0 {
+		t.Fatal("every file is open: nothing to buffer")
+	}
+	path := filepath.Join(fx.dir, behindName(victim))
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	committed := fx.ends[victim]
+	for i := range behindFiles {
+		if i != victim {
+			fx.add(t, i, 1)
+		}
+	}
+	fx.add(t, victim, 1)
+	if target.BehindBytes(fx.d) == 0 || openByUs(path) {
+		t.Fatal("the victim's bytes were not buffered")
+	}
+	acks := mustCommit(t, fx.d)
+	if a, ok := ackFor(t, acks, fx.streams[victim]); ok {
+		t.Fatalf("the deleted file's stream was acknowledged at %d", a.At.Offset)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the commit made the deleted name again: %v", err)
+	}
+	p := []byte("round 2\n")
+	if err := fx.streams[victim].Append(fx.o, chunk(fx.ends[victim], fx.ends[victim]+uint64(len(p)), p)); !errors.Is(err, target.ErrNotOwner) {
+		t.Fatalf("append after the rewind: %v, want ErrNotOwner", err)
+	}
+	o := &owner{"c2"}
+	s, off, _ := mustAttach(t, fx.d, key("c", victim), behindName(victim), 0, o)
+	if off != committed {
+		t.Fatalf("re-attached at %d, want the committed %d", off, committed)
+	}
+	resent := fmt.Sprintf("round 1 of file %02d\n", victim)
+	mustAppend(t, fx.d, s, o, off, resent)
+	mustCommit(t, fx.d)
+	if got := readFile(t, path); got != resent {
+		t.Fatalf("the name after the resend = %q, want %q", got, resent)
+	}
 }
