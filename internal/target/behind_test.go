@@ -157,16 +157,7 @@ func TestWriteBehindCrash(t *testing.T) {
 // resends them, to the new file.
 func TestWriteBehindReplaced(t *testing.T) {
 	fx := newBehindFixture(t)
-	victim := -1
-	for i := range behindFiles {
-		if !openByUs(filepath.Join(fx.dir, behindName(i))) {
-			victim = i
-			break
-		}
-	}
-	if victim < 0 {
-		t.Fatal("every file is open: nothing to buffer")
-	}
+	victim := fx.closedFile(t)
 	path := filepath.Join(fx.dir, behindName(victim))
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
@@ -176,17 +167,7 @@ func TestWriteBehindReplaced(t *testing.T) {
 	}
 	old := fx.want[victim]
 	committed := fx.ends[victim]
-	// The victim last: the others' appends take what descriptors are
-	// free, so its bytes are buffered.
-	for i := range behindFiles {
-		if i != victim {
-			fx.add(t, i, 1)
-		}
-	}
-	fx.add(t, victim, 1)
-	if target.BehindBytes(fx.d) == 0 || openByUs(path) {
-		t.Fatal("the victim's bytes were not buffered")
-	}
+	fx.bufferFor(t, victim)
 	acks := mustCommit(t, fx.d)
 	if a, ok := ackFor(t, acks, fx.streams[victim]); ok {
 		t.Fatalf("the replaced file's stream was acknowledged at %d", a.At.Offset)
@@ -197,18 +178,7 @@ func TestWriteBehindReplaced(t *testing.T) {
 	if got := readFile(t, path+".1"); got != old {
 		t.Fatalf("the renamed file = %q, want %q", got, old)
 	}
-	p := []byte("round 2\n")
-	if err := fx.streams[victim].Append(fx.o, chunk(fx.ends[victim], fx.ends[victim]+uint64(len(p)), p)); !errors.Is(err, target.ErrNotOwner) {
-		t.Fatalf("append after the rewind: %v, want ErrNotOwner", err)
-	}
-	o := &owner{"c2"}
-	s, off, _ := mustAttach(t, fx.d, key("c", victim), behindName(victim), 0, o)
-	if off != committed {
-		t.Fatalf("re-attached at %d, want the committed %d", off, committed)
-	}
-	resent := fmt.Sprintf("round 1 of file %02d\n", victim)
-	mustAppend(t, fx.d, s, o, off, resent)
-	mustCommit(t, fx.d)
+	resent := fx.resendAfterRewind(t, victim, committed)
 	if got := readFile(t, path); got != "someone else's\n"+resent {
 		t.Fatalf("the new file after the resend = %q", got)
 	}
@@ -262,30 +232,13 @@ func openByUs(path string) bool {
 // resend makes the name again.
 func TestWriteBehindNameDeleted(t *testing.T) {
 	fx := newBehindFixture(t)
-	victim := -1
-	for i := range behindFiles {
-		if !openByUs(filepath.Join(fx.dir, behindName(i))) {
-			victim = i
-			break
-		}
-	}
-	if victim < 0 {
-		t.Fatal("every file is open: nothing to buffer")
-	}
+	victim := fx.closedFile(t)
 	path := filepath.Join(fx.dir, behindName(victim))
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	committed := fx.ends[victim]
-	for i := range behindFiles {
-		if i != victim {
-			fx.add(t, i, 1)
-		}
-	}
-	fx.add(t, victim, 1)
-	if target.BehindBytes(fx.d) == 0 || openByUs(path) {
-		t.Fatal("the victim's bytes were not buffered")
-	}
+	fx.bufferFor(t, victim)
 	acks := mustCommit(t, fx.d)
 	if a, ok := ackFor(t, acks, fx.streams[victim]); ok {
 		t.Fatalf("the deleted file's stream was acknowledged at %d", a.At.Offset)
@@ -293,6 +246,44 @@ func TestWriteBehindNameDeleted(t *testing.T) {
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the commit made the deleted name again: %v", err)
 	}
+	resent := fx.resendAfterRewind(t, victim, committed)
+	if got := readFile(t, path); got != resent {
+		t.Fatalf("the name after the resend = %q, want %q", got, resent)
+	}
+}
+
+// closedFile returns a file of fx that has no descriptor now.
+func (fx *behindFixture) closedFile(t *testing.T) int {
+	t.Helper()
+	for i := range behindFiles {
+		if !openByUs(filepath.Join(fx.dir, behindName(i))) {
+			return i
+		}
+	}
+	t.Fatal("every file is open: nothing to buffer")
+	return -1
+}
+
+// bufferFor appends a round to every file, victim last: the others' appends
+// take what descriptors are free, so victim's bytes are buffered.
+func (fx *behindFixture) bufferFor(t *testing.T, victim int) {
+	t.Helper()
+	for i := range behindFiles {
+		if i != victim {
+			fx.add(t, i, 1)
+		}
+	}
+	fx.add(t, victim, 1)
+	if target.BehindBytes(fx.d) == 0 || openByUs(filepath.Join(fx.dir, behindName(victim))) {
+		t.Fatal("the victim's bytes were not buffered")
+	}
+}
+
+// resendAfterRewind checks that victim's stream was rewound (ErrNotOwner),
+// re-attaches it at committed as its collector would, resends its last
+// round, commits, and returns what it resent.
+func (fx *behindFixture) resendAfterRewind(t *testing.T, victim int, committed uint64) string {
+	t.Helper()
 	p := []byte("round 2\n")
 	if err := fx.streams[victim].Append(fx.o, chunk(fx.ends[victim], fx.ends[victim]+uint64(len(p)), p)); !errors.Is(err, target.ErrNotOwner) {
 		t.Fatalf("append after the rewind: %v, want ErrNotOwner", err)
@@ -305,7 +296,5 @@ func TestWriteBehindNameDeleted(t *testing.T) {
 	resent := fmt.Sprintf("round 1 of file %02d\n", victim)
 	mustAppend(t, fx.d, s, o, off, resent)
 	mustCommit(t, fx.d)
-	if got := readFile(t, path); got != resent {
-		t.Fatalf("the name after the resend = %q, want %q", got, resent)
-	}
+	return resent
 }
