@@ -93,6 +93,10 @@ type Config struct {
 	// MaxOpenFiles bounds open target files: past it, the files written
 	// least recently are closed (and reopened when written again).
 	MaxOpenFiles int
+	// JournalMinFiles, when positive, has commits that write at least
+	// that many target files copy them into a journal instead of syncing
+	// each (target.Config.JournalMinFiles; experimental).
+	JournalMinFiles int
 	// ScrubInterval, when positive, runs Verify on the target dir this
 	// often while serving, at ScrubRate bytes per second (0: unlimited),
 	// and logs every file not as committed at ERROR.
@@ -265,7 +269,7 @@ func (p *Processor) open() error {
 	if cfg.TargetDir != "" {
 		dir, err := target.Open(target.Config{
 			Dir: cfg.TargetDir, Logger: cfg.Logger, Registerer: cfg.Registerer,
-			CommitInterval: cfg.CommitInterval, CommitBytes: cfg.CommitBytes, MaxOpenFiles: cfg.MaxOpenFiles,
+			CommitInterval: cfg.CommitInterval, CommitBytes: cfg.CommitBytes, MaxOpenFiles: cfg.MaxOpenFiles, JournalMinFiles: cfg.JournalMinFiles,
 		})
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package target
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -132,7 +133,17 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 // since the streams writing to it resend from their committed offsets.
 // f.mu is held, and the descriptor counted (takeFD).
 func (d *Dir) openLocked(f *file, create bool) error {
-	fd, created, err := d.tree.openFile(f.name, os.O_APPEND, create, d.cfg.FileMode)
+	flags := os.O_APPEND
+	if d.jnl != nil {
+		flags |= os.O_RDWR // a journaled commit reads back what it copies (journal.go)
+	}
+	fd, created, err := d.tree.openFile(f.name, flags, create, d.cfg.FileMode)
+	if err != nil && flags&os.O_RDWR != 0 && errors.Is(err, fs.ErrPermission) {
+		// Not ours to read: written, and synced, as before the journal.
+		var more []string
+		fd, more, err = d.tree.openFile(f.name, os.O_APPEND, create, d.cfg.FileMode)
+		created = append(created, more...)
+	}
 	// Synced whatever fails next: the next open finds what this one made.
 	d.dirsCreated(created)
 	if err != nil {

@@ -41,6 +41,7 @@ type snapshot struct {
 	close     bool  // Reopen: fd was taken from f; close it once recorded
 	fsync     bool  // fd is synced with an fsync of its own, never syncfs (sync.go)
 	unsynced  bool  // no fd: written through one closed since, synced without it (behind.go)
+	journaled bool  // its bytes since the last commit are in the journal: not synced (journal.go)
 	streams   []streamAt
 	ledger    ledgerAt // f's ledger entry at size
 }
@@ -91,12 +92,13 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 		return nil, nil
 	}
 	snapStart := time.Now()
+	jr := d.journalFor(len(p.dirty))
 	snaps := make([]snapshot, 0, len(p.dirty))
 	behind := d.behindBytes.Load()
 	var errs []error
 	waiting := 0
 	for f := range p.dirty {
-		sn, ok, wait := d.snapshot(f)
+		sn, ok, wait := d.snapshot(f, jr)
 		if ok {
 			snaps = append(snaps, sn)
 		}
@@ -122,6 +124,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 
 	syncStart := time.Now()
 	d.timings.snapshot = syncStart.Sub(snapStart)
+	d.syncJournal(jr, snaps)
 	syncErrs := d.syncAll(snaps)
 	ok := snaps[:0]
 	for i, sn := range snaps {
@@ -151,6 +154,11 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 
 	recordStart := time.Now()
 	d.timings.sync = recordStart.Sub(syncStart)
+	if d.jnl != nil {
+		// Records of files whose bytes may be in the journal alone stay
+		// until a checkpoint (journal.go).
+		p.drops = d.jnl.hold(p.drops)
+	}
 	if err := d.recordLocked(ok, p); err != nil {
 		d.unrecorded(ok, err)
 		d.putBack(p)
@@ -161,6 +169,9 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 	d.timings.record = time.Since(recordStart)
 	acks := d.committedLocked(ok)
 	d.evict(ok)
+	if d.jnl != nil {
+		d.jnl.maybeCheckpoint(false)
+	}
 	return acks, errors.Join(errs...)
 }
 
@@ -169,7 +180,7 @@ func (d *Dir) commitLocked() ([]Ack, error) {
 // nobody can read, and the streams go back to their committed offsets; if
 // someone else wrote to it, its length is what it is, not what we wrote.
 // wait reports a file left for the next commit (out of descriptors).
-func (d *Dir) snapshot(f *file) (sn snapshot, ok, wait bool) {
+func (d *Dir) snapshot(f *file, jr *journal) (sn snapshot, ok, wait bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var borrowed bool
@@ -208,6 +219,12 @@ func (d *Dir) snapshot(f *file) (sn snapshot, ok, wait bool) {
 	f.fsync = false
 	if f.fd != nil || f.unsynced {
 		sn.ledger = f.takeLedger(f.size)
+	}
+	if jr != nil && f.fd != nil && !sn.fsync && !f.reopen && f.id.Dev == d.fsDev && sn.committed >= 0 {
+		// Copied into the journal instead of synced, read back through
+		// the descriptor the bytes went through; if it cannot be read
+		// (a file not ours to read), synced.
+		sn.journaled = jr.add(f.id, f.fd, sn.committed, sn.size) == nil
 	}
 	if borrowed && f.fd != nil {
 		// Written with the commit's descriptor (appendFDs): give it

@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,11 @@ type Config struct {
 	// MaxOpenFiles bounds open target files: past it, Run closes those
 	// written least recently (they are opened again when written).
 	MaxOpenFiles int
+	// JournalMinFiles, when positive, has a commit that writes at least
+	// that many files on the target's file system copy their new bytes
+	// into a journal instead of syncing them (journal.go). 0: off.
+	// Recovery replays a journal left by an earlier run either way.
+	JournalMinFiles int
 }
 
 // Defaults of Config.
@@ -76,8 +82,11 @@ type Dir struct {
 	// durable there (generation.go); guarded by commitMu.
 	genFile   *os.File
 	genFailed bool
-	fsDev     uint64 // the target directory's file system
-	syncfs    bool   // commits may use syncfs(2) for it (sync.go)
+	fsDev     uint64   // the target directory's file system
+	syncfs    bool     // commits may use syncfs(2) for it (sync.go)
+	jnl       *journal // commits of many files journal them (journal.go); nil if !syncfs
+	jnlNext   uint64   // the journal's first segment, once recovery replayed the old ones
+	jnlMin    int      // files a commit writes to journal them
 
 	commitMu sync.Mutex // serialises commits, Reopen and Close
 	health   health     // of the last commit; guarded by commitMu
@@ -222,6 +231,9 @@ func Open(cfg Config) (*Dir, error) {
 		d.reserve.release()
 		d.tree.close()
 		return nil, err
+	}
+	if jmin := cmp.Or(journalMin, cfg.JournalMinFiles); d.syncfs && jmin > 0 {
+		d.jnl, d.jnlMin = newJournal(d, d.jnlNext), jmin
 	}
 	return d, nil
 }

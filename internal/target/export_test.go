@@ -67,3 +67,14 @@ func BreakState(d *Dir) { _ = d.db.Close() }
 // not yet written (behind.go); WritesBehind whether d buffers them at all.
 func BehindBytes(d *Dir) int64 { return d.behindBytes.Load() }
 func WritesBehind(d *Dir) bool { return d.syncfs }
+
+// SetJournal has commits of at least min files use the journal, and the
+// machine's boot be boot, until the end of the test.
+func SetJournal(t testing.TB, min int, boot string) {
+	oldMin, oldBoot := journalMin, bootID
+	journalMin, bootID = min, func() string { return boot }
+	t.Cleanup(func() { journalMin, bootID = oldMin, oldBoot })
+}
+
+// Journaling reports whether d has a journal.
+func Journaling(d *Dir) bool { return d.jnl != nil }

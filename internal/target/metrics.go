@@ -18,6 +18,10 @@ type metrics struct {
 	waitSeconds        prometheus.Histogram
 	syncfs             prometheus.Counter
 	opens              *prometheus.CounterVec
+	journalBytes       prometheus.Counter
+	journalCommits     prometheus.Counter
+	checkpoints        *prometheus.CounterVec
+	checkpointSeconds  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,7 +40,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		syncfs:          prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "syncfs_total", Help: "Group commits that made their files durable with one syncfs(2) of the target file system instead of an fsync per file."}),
 	}
 	m.opens = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "target_opens_total", Help: "Target files opened for appending: kind=\"record\" recorded afresh (first write since start, or the name holds another file), kind=\"reopen\" opened again after its descriptor was closed to keep within --max-open-files; many reopens per commit mean more busy files than descriptors."}, []string{"kind"})
-	reg.MustRegister(m.opens)
+	m.journalBytes = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "journal_bytes_total", Help: "Bytes of target files copied into the journal by group commits that touched many files (instead of syncing each file)."})
+	m.journalCommits = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "journal_commits_total", Help: "Group commits that made their files durable through the journal."})
+	m.checkpoints = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "journal_checkpoints_total", Help: "Journal checkpoints (a syncfs of the target file system, then the old segments deleted), by result=\"ok\"|\"error\"; an error keeps the segments for replay at the next start."}, []string{"result"})
+	m.checkpointSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "journal_checkpoint_seconds", Help: "Duration of journal checkpoints (they run beside commits).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)})
+	reg.MustRegister(m.opens, m.journalBytes, m.journalCommits, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(m.commits, m.commitErr, m.commitSeconds, m.syncSeconds, m.recordSeconds, m.snapshotSeconds, m.waitSeconds, m.syncfs)
 	return m
 }
@@ -68,4 +76,31 @@ func (m *metrics) syncedFS() {
 	if m != nil {
 		m.syncfs.Inc()
 	}
+}
+
+// journaled counts bytes copied into the journal.
+func (m *metrics) journaled(n int) {
+	if m != nil {
+		m.journalBytes.Add(float64(n))
+	}
+}
+
+// journalCommit counts a commit made durable through the journal.
+func (m *metrics) journalCommit() {
+	if m != nil {
+		m.journalCommits.Inc()
+	}
+}
+
+// checkpointed counts a journal checkpoint.
+func (m *metrics) checkpointed(took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.checkpoints.WithLabelValues(result).Inc()
+	m.checkpointSeconds.Observe(took.Seconds())
 }

@@ -40,13 +40,25 @@ func (d *Dir) recover() error {
 	if err != nil {
 		return fmt.Errorf("read state: %w", err)
 	}
+	// What the journal holds goes back into the files first, then they are
+	// cut back; the segments go once that is durable (journal.go).
+	segs, next, err := d.replayJournal(entries)
+	if err != nil {
+		return err
+	}
+	d.jnlNext = next
 	if rolledBack {
 		if len(entries) > 0 {
 			d.log.Error("the state store is older than the last commit made (restored from an older copy?): no target file is cut back, so nothing acknowledged is lost; lines written after the last commit may be duplicated when collectors resend",
 				"state_generation", stateGen, "last_generation", fileGen, "files", len(entries))
 		}
-		return d.caughtUp(fileGen)
+		if err := d.caughtUp(fileGen); err != nil {
+			return err
+		}
+		d.removeSegments(segs)
+		return nil
 	}
+	longest := longestRecords(entries)
 	var unproven int
 	for _, e := range entries {
 		if _, err := relpath.Clean(e.name); err != nil {
@@ -64,7 +76,7 @@ func (d *Dir) recover() error {
 		if f == nil {
 			continue
 		}
-		err = d.cutBack(f, e.rec.Size)
+		err = d.cutBack(f, longest(e.rec.ID, e.rec.Size))
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("recover %s: %w", f.Name(), err)
@@ -73,10 +85,31 @@ func (d *Dir) recover() error {
 	if unproven > 0 {
 		d.log.Warn("some target files could not be proven to be the ones recorded and were not cut back; lines past their committed length may be duplicated when collectors resend", "files", unproven)
 	}
+	d.removeSegments(segs)
 	if len(entries) == 0 {
 		return nil
 	}
 	return d.db.Update(dropRecords)
+}
+
+// longestRecords returns, for a recorded file, the longest length any
+// record of it gives: two records may name one file (its name's, and a
+// name it was renamed to, while the old record waits for a journal
+// checkpoint), and all up to the longest is committed.
+func longestRecords(entries []recordEntry) func(id fileID, size int64) int64 {
+	byIno := make(map[[2]uint64][]fileRecord)
+	for _, e := range entries {
+		k := [2]uint64{e.rec.ID.Dev, e.rec.ID.Ino}
+		byIno[k] = append(byIno[k], e.rec)
+	}
+	return func(id fileID, size int64) int64 {
+		for _, r := range byIno[[2]uint64{id.Dev, id.Ino}] {
+			if r.ID.sameFile(id) {
+				size = max(size, r.Size)
+			}
+		}
+		return size
+	}
 }
 
 // dropRecords deletes every file record: the next open of a name records

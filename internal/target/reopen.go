@@ -86,6 +86,11 @@ func (d *Dir) close() ([]Ack, error) {
 	drops := d.drops
 	d.drops = nil
 	d.pendMu.Unlock()
+	if d.jnl != nil {
+		// A last checkpoint: then the records of the journaled files may
+		// go (unless it failed: its segments are replayed at the next start).
+		drops = append(d.jnl.hold(drops), d.jnl.finish()...)
+	}
 	if dirty > 0 {
 		d.log.Warn("target files hold data that could not be committed; it is cut back at the next start and resent", "files", dirty)
 	}

@@ -93,7 +93,10 @@ func (t *tree) openFile(name string, flags int, create bool, mode os.FileMode) (
 	}
 	defer unix.Close(dfd)
 	base := path.Base(name)
-	flags |= unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
+	if flags&unix.O_RDWR == 0 {
+		flags |= unix.O_WRONLY
+	}
+	flags |= unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
 	// A device node planted at the name is not even opened (opening one
 	// can have effects); the caller checks what it opened anyway.
 	var st unix.Stat_t

@@ -368,3 +368,16 @@ func (d *Dir) syncDir(dir string) error {
 	}
 	return nil
 }
+
+// stateNames lists the state directory.
+func (t *tree) stateNames() ([]string, error) {
+	f, err := t.r.Open(relpath.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// removeStateFile removes name in the state directory.
+func (t *tree) removeStateFile(name string) error { return t.r.Remove(name) }

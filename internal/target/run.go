@@ -48,6 +48,7 @@ func (d *Dir) Run(ctx context.Context) error {
 			if n := d.CloseIdle(d.cfg.MaxOpenFiles); n > 0 {
 				d.log.Debug("closed idle target files", "files", n)
 			}
+			d.checkpointIdle()
 			continue
 		case <-ctx.Done():
 			d.finalCommit()
@@ -143,4 +144,15 @@ type timings struct {
 	snapshot time.Duration // looking at each touched file, writing what was buffered for closed ones
 	sync     time.Duration // fsync of the touched files and directories
 	record   time.Duration // the state transaction
+}
+
+// checkpointIdle starts a journal checkpoint that is due while no commits
+// come to start it.
+func (d *Dir) checkpointIdle() {
+	if d.jnl == nil {
+		return
+	}
+	d.commitMu.Lock()
+	d.jnl.maybeCheckpoint(false)
+	d.commitMu.Unlock()
 }

@@ -31,7 +31,7 @@ func (d *Dir) syncAll(snaps []snapshot) []error {
 	closed := false // a file without a descriptor: only syncfs needs none
 	for i, sn := range snaps {
 		switch {
-		case !sn.wrote():
+		case !sn.wrote(), sn.journaled:
 		case sn.id.Dev == d.fsDev && !sn.fsync:
 			same = append(same, i)
 			closed = closed || sn.fd == nil

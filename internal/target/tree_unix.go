@@ -8,6 +8,8 @@ import (
 	"path"
 
 	"golang.org/x/sys/unix"
+
+	"thunder/internal/relpath"
 )
 
 // The rest of the openat(2) variant of tree (resolve.go): what Open,
@@ -99,4 +101,20 @@ func (d *Dir) syncDir(dir string) error {
 		return fmt.Errorf("%w: sync dir %s: %v", ErrStorage, dir, err)
 	}
 	return nil
+}
+
+// stateNames lists the state directory.
+func (t *tree) stateNames() ([]string, error) {
+	fd, err := unix.Openat(int(t.root.Fd()), relpath.StateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	dir := os.NewFile(uintptr(fd), relpath.StateDir)
+	defer dir.Close()
+	return dir.Readdirnames(-1)
+}
+
+// removeStateFile removes name in the state directory.
+func (t *tree) removeStateFile(name string) error {
+	return unix.Unlinkat(int(t.root.Fd()), name, 0)
 }
