@@ -47,6 +47,9 @@ import (
 // journalPrefix names the segments in relpath.StateDir: journal.<seq>.
 const journalPrefix = "journal."
 
+// errNotSegment is a journal name that is not a segment the processor can read.
+var errNotSegment = errors.New("not a journal segment")
+
 var (
 	// journalMin, when positive, overrides Config.JournalMinFiles (tests).
 	journalMin = 0
@@ -137,7 +140,7 @@ func (d *Dir) segments() ([]uint64, error) {
 	var seqs []uint64
 	for _, n := range names {
 		if hex, ok := strings.CutPrefix(n, journalPrefix); ok {
-			if seq, err := strconv.ParseUint(hex, 16, 64); err == nil && len(hex) == 16 {
+			if seq, err := strconv.ParseUint(hex, 16, 64); err == nil && fmt.Sprintf("%016x", seq) == hex {
 				seqs = append(seqs, seq)
 			}
 		}
@@ -383,7 +386,10 @@ type segEntry struct {
 func (d *Dir) readSegment(seq uint64, header func(boot string, flags byte) bool, fn func(segEntry) error) error {
 	f, err := d.tree.openStateFile(segName(seq))
 	if err != nil {
-		return err
+		// Not a file of ours (a directory, a link, unreadable): it must
+		// not keep the processor from starting; left as it is.
+		d.log.Warn("journal segment cannot be opened; not replayed", "segment", segName(seq), "err", err)
+		return errNotSegment
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
@@ -464,10 +470,15 @@ func (d *Dir) replayJournal(entries []recordEntry) (segs []uint64, next uint64, 
 	}
 	r := newReplay(d, entries)
 	defer r.close()
+	read := segs[:0:0]
 	for _, seq := range segs {
 		err := d.readSegment(seq, func(b string, flags byte) bool {
 			return all || b == "" || b != boot || flags&segReplay != 0
 		}, r.write)
+		if errors.Is(err, errNotSegment) {
+			continue
+		}
+		read = append(read, seq)
 		if err != nil {
 			return nil, 0, fmt.Errorf("journal: replay %s: %w", segName(seq), err)
 		}
@@ -478,7 +489,7 @@ func (d *Dir) replayJournal(entries []recordEntry) (segs []uint64, next uint64, 
 	if r.bytes > 0 {
 		d.log.Warn("journal replayed: the machine stopped before the target files were written back", "bytes", r.bytes, "files", len(r.wrote), "segments", len(segs))
 	}
-	return segs, next, nil
+	return read, next, nil
 }
 
 // removeSegments deletes replayed segments.

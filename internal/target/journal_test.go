@@ -241,3 +241,36 @@ func mustTruncate(t *testing.T, path string, size int64) {
 		t.Fatal(err)
 	}
 }
+
+// What is not a segment of ours under a segment's name (a directory, a
+// link, a name the processor would not write) never keeps the processor
+// from starting, journal on or off, and is left alone.
+func TestJournalStrangersInStateDir(t *testing.T) {
+	dir := t.TempDir()
+	mustClose(t, mustOpen(t, dir))
+	sd := filepath.Join(dir, relpath.StateDir)
+	if err := os.Mkdir(filepath.Join(sd, "journal.0000000000000001"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(sd, "journal.0000000000000002")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sd, "journal.000000000000000A"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, on := range []bool{false, true} {
+		if on {
+			target.SetJournal(t, 4, "boot-1")
+		}
+		d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("journal on=%v: Open with strangers named like segments = %v, want it to start", on, err)
+		}
+		mustClose(t, d)
+	}
+	for _, n := range []string{"journal.0000000000000001", "journal.0000000000000002", "journal.000000000000000A"} {
+		if _, err := os.Lstat(filepath.Join(sd, n)); err != nil {
+			t.Errorf("%s: %v, want it left alone", n, err)
+		}
+	}
+}

@@ -58,7 +58,10 @@ func (d *Dir) recover() error {
 		d.removeSegments(segs)
 		return nil
 	}
-	longest := longestRecords(entries)
+	longest := func(_ fileID, size int64) int64 { return size }
+	if len(segs) > 0 {
+		longest = longestRecords(entries)
+	}
 	var unproven int
 	for _, e := range entries {
 		if _, err := relpath.Clean(e.name); err != nil {
