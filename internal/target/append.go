@@ -184,7 +184,12 @@ func (d *Dir) openLocked(f *file, create bool) error {
 		return err
 	}
 	rec := fileRecord{ID: info.id, Size: info.size, Serial: rand.Uint64()}
-	err = d.opens.record(d.db, fileKey(f.name, info.id.Ino), rec.marshal())
+	if d.jnl != nil && info.size > 0 {
+		err = d.jnl.settle(info.id, fd)
+	}
+	if err == nil {
+		err = d.opens.record(d.db, fileKey(f.name, info.id.Ino), rec.marshal())
+	}
 	if err != nil {
 		f.id = info.id
 		d.releaseID(f.id, f)

@@ -224,7 +224,7 @@ func (d *Dir) snapshot(f *file, jr *journal) (sn snapshot, ok, wait bool) {
 		// Copied into the journal instead of synced, read back through
 		// the descriptor the bytes went through; if it cannot be read
 		// (a file not ours to read), synced.
-		sn.journaled = jr.add(f.id, f.fd, sn.committed, sn.size) == nil
+		sn.journaled = jr.add(f.id, f.serial, f.fd, sn.committed, sn.size) == nil
 	}
 	if borrowed && f.fd != nil {
 		// Written with the commit's descriptor (appendFDs): give it

@@ -233,7 +233,10 @@ func Open(cfg Config) (*Dir, error) {
 		return nil, err
 	}
 	if jmin := cmp.Or(journalMin, cfg.JournalMinFiles); d.syncfs && jmin > 0 {
-		d.jnl, d.jnlMin = newJournal(d, d.jnlNext), jmin
+		if d.jnl, err = newJournal(d, d.jnlNext); err != nil {
+			d.log.Warn("journal unavailable; commits sync their files", "err", err)
+		}
+		d.jnlMin = jmin
 	}
 	return d, nil
 }

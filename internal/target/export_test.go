@@ -1,6 +1,8 @@
 package target
 
 import (
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,3 +80,30 @@ func SetJournal(t testing.TB, min int, boot string) {
 
 // Journaling reports whether d has a journal.
 func Journaling(d *Dir) bool { return d.jnl != nil }
+
+// Checkpoint starts a journal checkpoint now, without waiting for it;
+// WaitCheckpoint waits until none runs.
+func Checkpoint(d *Dir) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	d.jnl.maybeCheckpoint(true)
+}
+func WaitCheckpoint(d *Dir) { d.jnl.ckDone.Wait() }
+
+// SetSegmentDirSync replaces the fsync of the state directory after a
+// journal segment is made, until the end of the test.
+func SetSegmentDirSync(t testing.TB, f func() error) {
+	old := syncSegmentDir
+	syncSegmentDir = func(*tree) error { return f() }
+	t.Cleanup(func() { syncSegmentDir = old })
+}
+
+// CountSettles counts the fsyncs of files recorded afresh while the journal
+// holds entries of them, until the end of the test.
+func CountSettles(t testing.TB) *atomic.Int64 {
+	var n atomic.Int64
+	old := settleSync
+	settleSync = func(f *os.File) error { n.Add(1); return old(f) }
+	t.Cleanup(func() { settleSync = old })
+	return &n
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -40,9 +41,23 @@ import (
 // beside it), so a journaled file moved to another directory before a
 // crash is not written back; README says so.
 //
+// Each entry names the opening of its file (the record's serial) it was
+// written through, and replay writes it only into a file recorded with that
+// serial: a file truncated by someone (copytruncate) and written again is
+// recorded afresh, and its old entries would put old bytes over newer
+// acknowledged ones. An opening that records a file afresh while entries of
+// it wait for a checkpoint fsyncs it first (settle), so that the old
+// entries are needed no more.
+//
 // While a segment is not checkpointed, the records of its files must stay:
 // replay finds files by them. So a record the commits would drop is held
 // until a checkpoint that started after the drop succeeded (heldDrop).
+//
+// A checkpoint that fails marks every segment not yet checkpointed for
+// replay, the one being written too (a page it wrote back may be what
+// failed, and the next syncfs would not say so again), and the journal
+// stops: the commits after it sync their files, and nothing is deleted
+// until the next start replays it all.
 
 // journalPrefix names the segments in relpath.StateDir: journal.<seq>.
 const journalPrefix = "journal."
@@ -74,12 +89,12 @@ var (
 // segment: nothing after it was acknowledged by a commit that wrote it
 // (the commit syncs before it records).
 const (
-	segMagic      = "THJ1"
+	segMagic      = "THJ2"
 	segHeaderSize = 4 + 1 + bootIDSize + 8 + 4
 	bootIDSize    = 36
 	segReplay     = 1
 	maxEntryData  = 1 << 20
-	entryFixed    = 8 + 8 + 8 + 1 + 8
+	entryFixed    = 8 + 8 + 8 + 8 + 1 + 8
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -90,6 +105,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type journal struct {
 	d    *Dir
 	boot string
+	// sfs is the target directory opened for the checkpoints' syncfs
+	// alone: a writeback error is reported once per descriptor, and the
+	// commits' syncfs must not take it from the checkpoints, nor they
+	// from the commits.
+	sfs *os.File
 
 	seg      *os.File // nil: the next commit starts a segment
 	w        *bufio.Writer
@@ -102,8 +122,9 @@ type journal struct {
 	live          []uint64 // segments written and not checkpointed, seg's too
 	checkpointing bool
 	started, done uint64 // checkpoints started, and the last one that succeeded
-	failed        bool   // a checkpoint failed: its segments stay until restart
+	failed        bool   // a checkpoint failed: the journal stopped, its segments stay until restart
 	held          []heldDrop
+	ids           map[[2]uint64]uint64 // dev, ino of each file journaled → started when it last was
 	ckDone        sync.WaitGroup
 }
 
@@ -114,9 +135,16 @@ type heldDrop struct {
 	epoch uint64
 }
 
-func newJournal(d *Dir, nextSeq uint64) *journal {
-	return &journal{d: d, boot: bootID(), seq: nextSeq - 1}
+func newJournal(d *Dir, nextSeq uint64) (*journal, error) {
+	sfs, err := d.tree.reopenRoot()
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return &journal{d: d, boot: bootID(), sfs: sfs, seq: nextSeq - 1, ids: make(map[[2]uint64]uint64)}, nil
 }
+
+// close releases the checkpoints' descriptor, once they are done.
+func (j *journal) close() error { return j.sfs.Close() }
 
 // readBootID returns the kernel's id of this boot, "" if it has none.
 func readBootID() string {
@@ -156,12 +184,6 @@ func (j *journal) begin() error {
 	}
 	seq := j.seq + 1
 	f, err := j.d.tree.openStateFile(segName(seq))
-	if err == nil {
-		err = f.Truncate(0)
-		if err != nil {
-			f.Close()
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -173,21 +195,52 @@ func (j *journal) begin() error {
 	hdr = append(hdr, boot...)
 	hdr = binary.BigEndian.AppendUint64(hdr, seq)
 	hdr = binary.BigEndian.AppendUint32(hdr, segCRC(hdr))
+	// The header is written now, not buffered: a failed checkpoint sets
+	// its flags in place, and a later flush must not write them over.
+	// The segment's name is made durable before a commit relies on it.
+	err = f.Truncate(0)
+	if err == nil {
+		_, err = f.WriteAt(hdr, 0)
+	}
+	if err == nil {
+		err = syncSegmentDir(&j.d.tree)
+	}
+	if err == nil {
+		j.mu.Lock()
+		if j.failed {
+			err = errJournalStopped
+		} else {
+			j.live = append(j.live, seq)
+		}
+		j.mu.Unlock()
+	}
+	if err != nil {
+		f.Close()
+		if rerr := j.d.tree.removeStateFile(segName(seq)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			j.d.log.Warn("journal: cannot remove a segment no commit used", "segment", segName(seq), "err", rerr)
+		}
+		return fmt.Errorf("journal: %w", err)
+	}
+	if _, err := f.Seek(int64(len(hdr)), io.SeekStart); err != nil {
+		// Not reached for a regular file; the segment is live, and
+		// empty past its header.
+		f.Close()
+		return fmt.Errorf("journal: %w", err)
+	}
 	if j.w == nil {
 		j.w = bufio.NewWriterSize(f, 1<<20)
 	} else {
 		j.w.Reset(f)
 	}
-	if _, err := j.w.Write(hdr); err != nil {
-		f.Close()
-		return fmt.Errorf("journal: %w", err)
-	}
 	j.seg, j.seq, j.segBytes, j.segStart = f, seq, int64(len(hdr)), time.Now()
-	j.mu.Lock()
-	j.live = append(j.live, seq)
-	j.mu.Unlock()
 	return nil
 }
+
+// errJournalStopped is what begin says once a checkpoint failed.
+var errJournalStopped = errors.New("stopped after a checkpoint failed; commits sync their files until the next start")
+
+// syncSegmentDir fsyncs the state directory (a variable for tests).
+var syncSegmentDir = (*tree).syncStateDir
 
 // segCRC is the header's checksum, over all of it but the flags.
 func segCRC(hdr []byte) uint32 {
@@ -196,18 +249,22 @@ func segCRC(hdr []byte) uint32 {
 }
 
 // add copies bytes [from, to) of f, read back through fd, into the
-// segment. commitMu and f.mu are held. On error what it added is harmless
-// (the bytes the file held), and the caller syncs f instead.
-func (j *journal) add(id fileID, fd *os.File, from, to int64) error {
+// segment, as written through the opening recorded with serial. commitMu
+// and f.mu are held. On error what it added is harmless (the bytes the file
+// held), and the caller syncs f instead.
+func (j *journal) add(id fileID, serial uint64, fd *os.File, from, to int64) error {
 	if j.buf == nil {
 		j.buf = make([]byte, maxEntryData)
 	}
+	j.mu.Lock()
+	j.ids[[2]uint64{id.Dev, id.Ino}] = j.started
+	j.mu.Unlock()
 	for from < to {
 		n := int(min(to-from, maxEntryData))
 		if _, err := fd.ReadAt(j.buf[:n], from); err != nil {
 			return fmt.Errorf("journal: read back %s: %w", fd.Name(), err)
 		}
-		if err := j.entry(id, from, j.buf[:n]); err != nil {
+		if err := j.entry(id, serial, from, j.buf[:n]); err != nil {
 			j.abandon()
 			return err
 		}
@@ -216,12 +273,13 @@ func (j *journal) add(id fileID, fd *os.File, from, to int64) error {
 	return nil
 }
 
-func (j *journal) entry(id fileID, from int64, data []byte) error {
+func (j *journal) entry(id fileID, serial uint64, from int64, data []byte) error {
 	var hdr [4 + entryFixed + 255]byte
 	b := hdr[:4]
 	b = binary.BigEndian.AppendUint64(b, id.Dev)
 	b = binary.BigEndian.AppendUint64(b, id.Ino)
 	b = binary.BigEndian.AppendUint64(b, uint64(id.Btime))
+	b = binary.BigEndian.AppendUint64(b, serial)
 	h := id.Handle[:min(len(id.Handle), 255)]
 	b = append(b, byte(len(h)))
 	b = append(b, h...)
@@ -262,6 +320,49 @@ func (j *journal) abandon() {
 	}
 }
 
+// settle makes fd's file durable if entries of it wait for a checkpoint,
+// before an opening records it afresh: replay will skip those entries
+// (they name the old record's serial). f.mu is held.
+func (j *journal) settle(id fileID, fd *os.File) error {
+	j.mu.Lock()
+	at, ok := j.ids[[2]uint64{id.Dev, id.Ino}]
+	wait := ok && (j.failed || at >= j.done)
+	j.mu.Unlock()
+	if !wait {
+		return nil
+	}
+	if err := settleSync(fd); err != nil {
+		return fmt.Errorf("journal: sync %s before it is recorded afresh: %w", fd.Name(), err)
+	}
+	return nil
+}
+
+// settleSync is fsync (a variable for tests).
+var settleSync = (*os.File).Sync
+
+// stopped reports whether a checkpoint failed; then the segment being
+// written is closed (it is marked for replay already). commitMu is held.
+func (j *journal) stopped() bool {
+	j.mu.Lock()
+	failed := j.failed
+	j.mu.Unlock()
+	if failed && j.seg != nil {
+		j.closeSegment()
+	}
+	return failed
+}
+
+// closeSegment closes the segment being written. commitMu is held.
+func (j *journal) closeSegment() {
+	if err := j.w.Flush(); err != nil {
+		// Its commits synced what they acknowledged; the rest is of
+		// no commit.
+		j.d.log.Warn("journal segment could not be written to its end", "err", err)
+	}
+	_ = j.seg.Close() // synced by its commits, or of no commit
+	j.seg = nil
+}
+
 // hold keeps drops until a checkpoint that starts after now succeeded and
 // returns the held drops that may go now. commitMu is held.
 func (j *journal) hold(drops []drop) []drop {
@@ -292,20 +393,14 @@ func (j *journal) hold(drops []drop) []drop {
 func (j *journal) maybeCheckpoint(force bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.checkpointing || len(j.live) == 0 {
+	if j.checkpointing || j.failed || len(j.live) == 0 {
 		return
 	}
 	if !force && j.seg != nil && j.segBytes < checkpointBytes && time.Since(j.segStart) < checkpointAge {
 		return
 	}
 	if j.seg != nil {
-		if err := j.w.Flush(); err != nil {
-			// Its commits synced what they acknowledged; the rest is
-			// of no commit.
-			j.d.log.Warn("journal segment could not be written to its end", "err", err)
-		}
-		_ = j.seg.Close() // synced by its commits, or of no commit
-		j.seg = nil
+		j.closeSegment()
 	}
 	segs := slices.Clone(j.live)
 	j.checkpointing = true
@@ -321,14 +416,18 @@ func (j *journal) maybeCheckpoint(force bool) {
 func (j *journal) checkpoint(segs []uint64, epoch uint64) {
 	defer j.ckDone.Done()
 	start := time.Now()
-	err := syncfs(int(j.d.tree.root.Fd()))
+	err := syncfs(int(j.sfs.Fd()))
 	if err != nil {
 		// The file system lost some page's writeback; which file's, and
 		// whether a later syncfs would say so again, nobody can tell.
-		// The segments hold the bytes: keep them, marked for recovery
-		// to replay whatever the boot.
-		j.d.log.Error("journal checkpoint: syncfs of the target file system failed; the journal is kept and replayed at the next start", "segments", len(segs), "err", err)
-		for _, seq := range segs {
+		// The segments hold the bytes: keep them all, the one being
+		// written too, marked for recovery to replay whatever the boot.
+		j.mu.Lock()
+		j.failed = true
+		marks := slices.Clone(j.live)
+		j.mu.Unlock()
+		j.d.log.Error("journal checkpoint: syncfs of the target file system failed; the journal stops, is kept and is replayed at the next start", "segments", len(marks), "err", err)
+		for _, seq := range marks {
 			if merr := j.d.markReplay(seq); merr != nil {
 				j.d.log.Error("journal checkpoint: cannot mark a segment for replay", "segment", segName(seq), "err", merr)
 			}
@@ -343,13 +442,14 @@ func (j *journal) checkpoint(segs []uint64, epoch uint64) {
 	j.d.m.checkpointed(time.Since(start), err)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.live = slices.DeleteFunc(j.live, func(s uint64) bool { return slices.Contains(segs, s) })
 	j.checkpointing = false
 	if err != nil {
-		j.failed = true
-	} else {
-		j.done = epoch
+		return
 	}
+	j.live = slices.DeleteFunc(j.live, func(s uint64) bool { return slices.Contains(segs, s) })
+	j.done = epoch
+	// Files journaled before this checkpoint started are durable.
+	maps.DeleteFunc(j.ids, func(_ [2]uint64, at uint64) bool { return at < epoch })
 }
 
 // finish checkpoints what is left at close and returns the drops that may
@@ -376,9 +476,10 @@ func (d *Dir) markReplay(seq uint64) error {
 
 // segEntry is one entry of a segment.
 type segEntry struct {
-	id   fileID
-	from int64
-	data []byte
+	id     fileID
+	serial uint64
+	from   int64
+	data   []byte
 }
 
 // readSegment calls fn for each entry of segment seq, in order, until the
@@ -397,7 +498,13 @@ func (d *Dir) readSegment(seq uint64, header func(boot string, flags byte) bool,
 	if _, err := io.ReadFull(r, hdr); err != nil || string(hdr[:4]) != segMagic ||
 		binary.BigEndian.Uint32(hdr[segHeaderSize-4:]) != segCRC(hdr) ||
 		binary.BigEndian.Uint64(hdr[5+bootIDSize:]) != seq {
-		d.log.Warn("journal segment without a valid header; not replayed", "segment", segName(seq))
+		if string(hdr[:4]) == "THJ1" {
+			// The first, experimental format: its entries do not say
+			// which opening of a file they were written through.
+			d.log.Warn("journal segment of an older version, which replay cannot prove right; not replayed", "segment", segName(seq))
+		} else {
+			d.log.Warn("journal segment without a valid header; not replayed", "segment", segName(seq))
+		}
 		return nil
 	}
 	if !header(strings.TrimRight(string(hdr[5:5+bootIDSize]), "\x00"), hdr[4]) {
@@ -435,15 +542,16 @@ func parseEntry(b []byte) (segEntry, bool) {
 	e.id.Dev = binary.BigEndian.Uint64(b[0:])
 	e.id.Ino = binary.BigEndian.Uint64(b[8:])
 	e.id.Btime = int64(binary.BigEndian.Uint64(b[16:]))
-	hl := int(b[24])
+	e.serial = binary.BigEndian.Uint64(b[24:])
+	hl := int(b[32])
 	if len(b) < entryFixed+hl {
 		return e, false
 	}
 	if hl > 0 {
-		e.id.Handle = b[25 : 25+hl]
+		e.id.Handle = b[33 : 33+hl]
 	}
-	e.from = int64(binary.BigEndian.Uint64(b[25+hl:]))
-	e.data = b[33+hl:]
+	e.from = int64(binary.BigEndian.Uint64(b[33+hl:]))
+	e.data = b[41+hl:]
 	return e, e.from >= 0
 }
 
@@ -501,8 +609,8 @@ func (d *Dir) removeSegments(segs []uint64) {
 	}
 }
 
-// replay writes entries into the files recorded with their identities,
-// each no further than the longest record of it says is committed.
+// replay writes entries into the files recorded with their identities and
+// serials, each no further than that record says is committed.
 type replay struct {
 	d     *Dir
 	byIno map[[2]uint64][]*replayFile
@@ -514,8 +622,8 @@ type replay struct {
 type replayFile struct {
 	name    string
 	id      fileID
-	size    int64
-	missing bool // not found: nothing to write back
+	sizes   map[uint64]int64 // serial → the longest length recorded with it
+	missing bool             // not found: nothing to write back
 }
 
 // maxReplayOpen bounds the descriptors replay keeps open.
@@ -530,12 +638,13 @@ func newReplay(d *Dir, entries []recordEntry) *replay {
 		if _, err := relpath.Clean(e.name); err != nil {
 			continue
 		}
-		k := [2]uint64{e.rec.ID.Dev, e.rec.ID.Ino}
-		if rf := r.find(e.rec.ID); rf != nil {
-			rf.size = max(rf.size, e.rec.Size)
-			continue
+		rf := r.find(e.rec.ID)
+		if rf == nil {
+			rf = &replayFile{name: e.name, id: e.rec.ID, sizes: make(map[uint64]int64)}
+			k := [2]uint64{e.rec.ID.Dev, e.rec.ID.Ino}
+			r.byIno[k] = append(r.byIno[k], rf)
 		}
-		r.byIno[k] = append(r.byIno[k], &replayFile{name: e.name, id: e.rec.ID, size: e.rec.Size})
+		rf.sizes[e.rec.Serial] = max(rf.sizes[e.rec.Serial], e.rec.Size)
 	}
 	return r
 }
@@ -551,10 +660,14 @@ func (r *replay) find(id fileID) *replayFile {
 
 func (r *replay) write(e segEntry) error {
 	rf := r.find(e.id)
-	if rf == nil || rf.missing || e.from >= rf.size {
-		return nil // not recorded, gone, or past what was committed
+	if rf == nil || rf.missing {
+		return nil // not recorded, or gone
 	}
-	data := e.data[:min(int64(len(e.data)), rf.size-e.from)]
+	size, ok := rf.sizes[e.serial]
+	if !ok || e.from >= size {
+		return nil // of another opening, or past what was committed
+	}
+	data := e.data[:min(int64(len(e.data)), size-e.from)]
 	f := r.open[rf]
 	if f == nil {
 		if len(r.open) >= maxReplayOpen {
@@ -607,7 +720,7 @@ func (r *replay) close() {
 // journalFor returns the journal if a commit of files dirty files is to
 // use it, with a segment ready. commitMu is held.
 func (d *Dir) journalFor(files int) *journal {
-	if d.jnl == nil || files < d.jnlMin {
+	if d.jnl == nil || files < d.jnlMin || d.jnl.stopped() {
 		return nil
 	}
 	if err := d.jnl.begin(); err != nil {

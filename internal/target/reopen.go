@@ -98,6 +98,9 @@ func (d *Dir) close() ([]Ack, error) {
 	if derr != nil {
 		derr = fmt.Errorf("%w: drop file records: %v", ErrStorage, derr)
 	}
+	if d.jnl != nil {
+		derr = errors.Join(derr, d.jnl.close())
+	}
 	d.reserve.release()
 	return acks, errors.Join(err, derr, d.genFile.Close(), d.db.Close(), d.tree.close())
 }

@@ -381,3 +381,8 @@ func (t *tree) stateNames() ([]string, error) {
 
 // removeStateFile removes name in the state directory.
 func (t *tree) removeStateFile(name string) error { return t.r.Remove(name) }
+
+// reopenRoot and syncStateDir serve the journal, which needs syncfs(2):
+// there is none in this variant (treeSyncfs).
+func (t *tree) reopenRoot() (*os.File, error) { return nil, errors.ErrUnsupported }
+func (t *tree) syncStateDir() error           { return errors.ErrUnsupported }

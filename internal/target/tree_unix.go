@@ -118,3 +118,28 @@ func (t *tree) stateNames() ([]string, error) {
 func (t *tree) removeStateFile(name string) error {
 	return unix.Unlinkat(int(t.root.Fd()), name, 0)
 }
+
+// reopenRoot opens the target directory again, as a descriptor of its own:
+// syncfs(2) reports a writeback error once to each descriptor open when it
+// happened.
+func (t *tree) reopenRoot() (*os.File, error) {
+	fd, err := unix.Openat(int(t.root.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s again: %w", t.root.Name(), err)
+	}
+	return os.NewFile(uintptr(fd), t.root.Name()), nil
+}
+
+// syncStateDir fsyncs the state directory: what was made in it is there
+// after a crash.
+func (t *tree) syncStateDir() error {
+	fd, err := unix.Openat(int(t.root.Fd()), relpath.StateDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open state dir: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("sync state dir: %w", err)
+	}
+	return nil
+}
