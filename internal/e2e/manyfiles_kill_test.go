@@ -19,6 +19,21 @@ import (
 // of files makes appends wait for descriptors. Every line must arrive
 // exactly once.
 func TestProcessorKill9ManyFiles(t *testing.T) {
+	kill9ManyFiles(t, "thunder_processor_syncfs_total")
+}
+
+// TestProcessorKill9ManyFilesJournal is the same with the journal on
+// (--journal-min-files): commits of 64 files or more copy their bytes into
+// .thunder/journal.* instead of syncing the files, records of journaled
+// files wait for a checkpoint, and each restart in the same boot syncs the
+// file system and removes the segments without replaying them.
+func TestProcessorKill9ManyFilesJournal(t *testing.T) {
+	kill9ManyFiles(t, "thunder_processor_journal_commits_total", "--journal-min-files=64")
+}
+
+// kill9ManyFiles runs the test above with the processor's flags, and logs
+// the counter since the last restart.
+func kill9ManyFiles(t *testing.T, counter string, flags ...string) {
 	skipShort(t)
 	const (
 		collectors = 4
@@ -28,7 +43,7 @@ func TestProcessorKill9ManyFiles(t *testing.T) {
 	)
 	rnd := newRand(t)
 	target := t.TempDir()
-	p := startProcessor(t, target, "--max-open-files=256", "--commit-interval=100ms", "--admin-address=127.0.0.1:0")
+	p := startProcessor(t, target, append([]string{"--max-open-files=256", "--commit-interval=100ms", "--admin-address=127.0.0.1:0"}, flags...)...)
 	type file struct {
 		path, id, name string
 		lines          uint64
@@ -63,11 +78,11 @@ func TestProcessorKill9ManyFiles(t *testing.T) {
 	}
 	r := waitDelivered(t, target, expect, linecheck.Options{}, append([]*Daemon{p}, daemons...)...)
 	// Since the last restart: the collectors' resends touch many files.
-	syncfs, err := metric(adminAddr(t, p), "thunder_processor_syncfs_total")
+	n, err := metric(adminAddr(t, p), counter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("commits since the last restart that used one syncfs: %v", syncfs)
+	t.Logf("since the last restart: %s %v", counter, n)
 	for _, c := range daemons {
 		c.Stop()
 	}
