@@ -23,12 +23,17 @@ import (
 // A file that must be opened first waits for a descriptor within
 // MaxOpenFiles (budget.go): a shortage slows appends, it does not fail them.
 func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
+	// The patience is time, not tries: appends racing for the room one
+	// of them made lose tries in a moment, and a budget that gave way
+	// after a few lost races was no budget (17 open under 16).
+	deadline := time.Now().Add(roomPatience)
 	for try := 0; ; try++ {
-		err := s.append(owner, c, try)
+		last := !time.Now().Before(deadline)
+		err := s.append(owner, c, last)
 		if err != errNoRoom && err != errNoFDs && err != errBehindFull {
 			return err
 		}
-		if try == roomTries {
+		if last {
 			return fmt.Errorf("%w: %s: out of file descriptors (%d target files open; --max-open-files is %d)", ErrStorage, s.f.name, s.d.openFDs.Load(), s.d.cfg.MaxOpenFiles)
 		}
 		if err == errBehindFull {
@@ -42,7 +47,7 @@ func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 // append is one try of Append. It returns, having done nothing, errNoRoom
 // if the file needs a descriptor and MaxOpenFiles are open (but at the last
 // try), errNoFDs if the process is out of them.
-func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
+func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 	d, f := s.d, s.f
 	f.mu.Lock()
 	if s.owner != owner || s.owner == nil {
@@ -61,14 +66,14 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, try int) error {
 	buffer := false
 	if f.fd == nil {
 		switch {
-		case len(f.behind) > 0 && try < roomTries:
+		case len(f.behind) > 0 && !last:
 			// Behind what waits (behind.go).
 			if d.behindBytes.Load() >= maxBehind {
 				f.mu.Unlock()
 				return errBehindFull
 			}
 			buffer = true
-		case d.takeFD(try):
+		case d.takeFD(last):
 			if err := d.openLocked(f, true); err != nil {
 				d.openFDs.Add(-1)
 				f.mu.Unlock()

@@ -19,18 +19,18 @@ var (
 )
 
 const (
-	roomTries = 4               // makeRoom calls an append waits through
-	roomWait  = 2 * time.Second // at most, per makeRoom
+	roomPatience = 8 * time.Second // an append waits for room, then opens over the budget
+	roomWait     = 2 * time.Second // at most, per makeRoom
 )
 
 // takeFD counts a descriptor about to be opened, if fewer than appendFDs
 // are: counted before the open, so that appends opening at once cannot all
-// pass the check. The last of an append's tries takes one anyway: a
-// shortage that outlasts its waits slows it, it does not fail it.
-func (d *Dir) takeFD(try int) bool {
+// pass the check. The last of an append's tries (last) takes one anyway: a
+// shortage that outlasts roomPatience slows it, it does not fail it.
+func (d *Dir) takeFD(last bool) bool {
 	for {
 		n := d.openFDs.Load()
-		if n >= int64(d.appendFDs()) && try < roomTries {
+		if n >= int64(d.appendFDs()) && !last {
 			return false
 		}
 		if d.openFDs.CompareAndSwap(n, n+1) {

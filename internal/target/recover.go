@@ -62,10 +62,41 @@ func (d *Dir) recover() error {
 	if len(segs) > 0 {
 		longest = longestRecords(entries)
 	}
-	var unproven int
+	unproven, deferred, err := d.cutAll(entries, longest, false)
+	if err != nil {
+		return err
+	}
+	if unproven > 0 {
+		d.log.Warn("some target files could not be proven to be the ones recorded and were not cut back; lines past their committed length may be duplicated when collectors resend", "files", unproven)
+	}
+	// The cuts are durable before the records go: a crash after that
+	// would bring back tails that no record cuts any more. syncfs also
+	// reports a write error of the file system that no one saw yet, maybe
+	// not of ours: then each file is fsynced, which reports its own.
+	if deferred > 0 {
+		if err := syncfs(int(d.tree.root.Fd())); err != nil {
+			d.log.Warn("recover: syncfs of the target file system failed; fsyncing the recorded files one by one", "files", deferred, "err", err)
+			if _, _, err := d.cutAll(entries, longest, true); err != nil {
+				return err
+			}
+		}
+	}
+	d.removeSegments(segs)
+	if len(entries) == 0 {
+		return nil
+	}
+	return d.db.Update(dropRecords)
+}
+
+// cutAll cuts every recorded file back to its committed length (cutBack;
+// each fsynced with fsyncEach), and counts those that could not be proven
+// the ones recorded, and those left for the caller's syncfs.
+func (d *Dir) cutAll(entries []recordEntry, longest func(fileID, int64) int64, fsyncEach bool) (unproven, deferred int, err error) {
 	for _, e := range entries {
 		if _, err := relpath.Clean(e.name); err != nil {
-			d.log.Warn("state records a name no stream can have; not cut", "name", e.name)
+			if !fsyncEach {
+				d.log.Warn("state records a name no stream can have; not cut", "name", e.name)
+			}
 			continue
 		}
 		if e.rec.Legacy || !e.rec.ID.provable() {
@@ -74,25 +105,21 @@ func (d *Dir) recover() error {
 		}
 		f, err := d.findRecorded(e.name, e.rec.ID)
 		if err != nil {
-			return fmt.Errorf("recover %s: %w", e.name, err)
+			return 0, 0, fmt.Errorf("recover %s: %w", e.name, err)
 		}
 		if f == nil {
 			continue
 		}
-		err = d.cutBack(f, longest(e.rec.ID, e.rec.Size))
+		later, err := d.cutBack(f, longest(e.rec.ID, e.rec.Size), fsyncEach)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("recover %s: %w", f.Name(), err)
+			return 0, 0, fmt.Errorf("recover %s: %w", f.Name(), err)
+		}
+		if later {
+			deferred++
 		}
 	}
-	if unproven > 0 {
-		d.log.Warn("some target files could not be proven to be the ones recorded and were not cut back; lines past their committed length may be duplicated when collectors resend", "files", unproven)
-	}
-	d.removeSegments(segs)
-	if len(entries) == 0 {
-		return nil
-	}
-	return d.db.Update(dropRecords)
+	return unproven, deferred, nil
 }
 
 // longestRecords returns, for a recorded file, the longest length any
@@ -153,23 +180,28 @@ func (d *Dir) fileRecords() ([]recordEntry, error) {
 	return entries, err
 }
 
-// cutBack truncates f to size if it is longer.
-func (d *Dir) cutBack(f *os.File, size int64) error {
+// cutBack truncates f to size if it is longer, and makes its length
+// durable: it fsyncs f, unless (but with fsync) f is on the target's file
+// system where syncfs reports errors; then it reports that the caller
+// syncs it with the others (one syncfs for a restart that cuts thousands,
+// not an fsync each).
+// A file found no longer is synced too: a start that cut it and then failed
+// to sync left the cut in the page cache only.
+func (d *Dir) cutBack(f *os.File, size int64, fsync bool) (later bool, err error) {
 	info, err := statFD(int(f.Fd()))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if info.size <= size {
-		return nil // not longer; or someone truncated it: leave it
+	if info.size > size {
+		if err := f.Truncate(size); err != nil {
+			return false, err
+		}
+		d.log.Info("target file cut back to committed length", "name", f.Name(), "size", size, "bytes", info.size-size)
+	} // else not longer; or someone truncated it: leave it
+	if !fsync && d.syncfs && info.id.Dev == d.fsDev {
+		return true, nil
 	}
-	if err := f.Truncate(size); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	d.log.Info("target file cut back to committed length", "name", f.Name(), "size", size, "bytes", info.size-size)
-	return nil
+	return false, f.Sync()
 }
 
 // findRecorded opens, for writing, the file recorded as name with
