@@ -84,7 +84,7 @@ func (b *bench) bulkRun(collArgs []string) (bulkResult, error) {
 	if err != nil {
 		return r, err
 	}
-	defer os.RemoveAll(dir)
+	defer b.drop(dir)
 	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: collArgs})
 	if err != nil {
 		return r, err

@@ -39,6 +39,7 @@ type fakeConn struct {
 	streams []*fakeStream
 	wake    chan struct{}
 	window  int64 // bytes unacknowledged per stream at most
+	rate    int64 // bytes per second at most; 0: no limit
 	sendErr error // owned by send, read after it returned
 	done    chan struct{}
 	// dials counts connections made (1 + reconnects); since is when the
@@ -52,7 +53,7 @@ type fakeConn struct {
 // dialFake connects to addr as collector spec.collector and opens its
 // streams, handles 1, 2, ….
 func dialFake(addr string, spec fakeSpec) (*fakeConn, error) {
-	c := &fakeConn{addr: addr, id: spec.collector, wake: make(chan struct{}, 1), window: spec.window}
+	c := &fakeConn{addr: addr, id: spec.collector, wake: make(chan struct{}, 1), window: spec.window, rate: spec.rate}
 	if c.window <= 0 {
 		c.window = fakeWindow
 	}
@@ -177,6 +178,7 @@ func (c *fakeConn) send(stop, quit <-chan struct{}, limit int64) {
 		s.max = limit
 	}
 	frame := make([]byte, wire.DataPrefixBytes, wire.DataPrefixBytes+fakeFrameLines*lineBytes)
+	start, total := time.Now(), int64(0)
 	for {
 		select {
 		case <-stop:
@@ -186,7 +188,8 @@ func (c *fakeConn) send(stop, quit <-chan struct{}, limit int64) {
 			stop = nil
 		default:
 		}
-		sent, waiting, err := c.sendRound(&frame)
+		n, waiting, err := c.sendRound(&frame)
+		total += n
 		switch {
 		case err != nil:
 			if !c.reconnect(quit) {
@@ -195,7 +198,18 @@ func (c *fakeConn) send(stop, quit <-chan struct{}, limit int64) {
 			continue
 		case !waiting:
 			return // all sent and acknowledged
-		case sent:
+		case n > 0 && c.rate > 0:
+			// Paced: wait until the bytes sent are due.
+			if wait := time.Until(start.Add(time.Duration(total * int64(time.Second) / c.rate))); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-stop:
+				case <-quit:
+					return
+				}
+			}
+			continue
+		case n > 0:
 			continue
 		}
 		select {
@@ -212,9 +226,9 @@ func (c *fakeConn) send(stop, quit <-chan struct{}, limit int64) {
 }
 
 // sendRound sends one frame of each stream that may send one, and says
-// whether it did, whether any stream still waits to send or for an Ack,
-// and the write error that broke the link.
-func (c *fakeConn) sendRound(frame *[]byte) (sent, waiting bool, err error) {
+// how many bytes it sent, whether any stream still waits to send or for an
+// Ack, and the write error that broke the link.
+func (c *fakeConn) sendRound(frame *[]byte) (sent int64, waiting bool, err error) {
 	for h, s := range c.streams {
 		acked := s.acked.Load()
 		if s.sent >= s.max {
@@ -229,9 +243,10 @@ func (c *fakeConn) sendRound(frame *[]byte) (sent, waiting bool, err error) {
 		if _, err := c.pc.Write(*frame); err != nil {
 			return sent, true, err
 		}
-		s.sent += int64(len(*frame) - wire.DataPrefixBytes)
+		n := int64(len(*frame) - wire.DataPrefixBytes)
+		s.sent += n
 		s.high = max(s.high, s.sent)
-		sent = true
+		sent += n
 	}
 	return sent, waiting, nil
 }
@@ -269,6 +284,19 @@ func (cs fakeConns) acked() (n int64) {
 		}
 	}
 	return n
+}
+
+// streamsAcked counts the streams acknowledged at all, of all.
+func (cs fakeConns) streamsAcked() (n, all int) {
+	for _, c := range cs {
+		for _, s := range c.streams {
+			if s.acked.Load() > 0 {
+				n++
+			}
+			all++
+		}
+	}
+	return n, all
 }
 
 // finish closes every connection (the processor detaches the streams),

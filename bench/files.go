@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"thunder/internal/linecheck"
@@ -19,7 +18,7 @@ func (b *bench) runFiles() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer b.drop(dir)
 	cfg := pairConfig{bin: b.bin, dir: dir}
 	p, err := startPair(b.ctx, cfg)
 	if err != nil {

@@ -92,6 +92,7 @@ type fakeSpec struct {
 	collector string
 	streams   []fakeStreamSpec
 	window    int64
+	rate      int64 // bytes per second the connection sends at most; 0: as fast as it can
 }
 
 // fakeRun is what runFakes measured.
@@ -182,7 +183,7 @@ func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func
 	if err != nil {
 		return r, err
 	}
-	defer os.RemoveAll(dir)
+	defer b.drop(dir)
 	if out == nil {
 		if out, err = targetOutput(dir, nprocs); err != nil {
 			return r, err
@@ -375,6 +376,7 @@ func (b *bench) streamFakes(r *fakeRun, procs daemons, conns fakeConns, streamMa
 		}
 	}()
 	b.sendFakes(conns, streamMax, hold)
+	<-hold // during is bounded in time
 	if duringErr != nil {
 		return duringErr
 	}

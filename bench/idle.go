@@ -33,7 +33,7 @@ func (b *bench) runIdle() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer b.drop(dir)
 	cfg := pairConfig{bin: b.bin, dir: dir}
 	const linesPerFile = 10
 	if err := writeFiles(cfg.src(), idleFiles, linesPerFile, 10, 16); err != nil {

@@ -171,7 +171,7 @@ func (b *bench) readKafka(c *kfake.Cluster, topics []string, committed bool, exp
 	if err != nil {
 		return kafkaRead{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer b.drop(dir)
 	ctx, cancel := context.WithTimeout(b.ctx, kafkaReadFor)
 	defer cancel()
 	ends, err := kafkaEnds(ctx, c, topics)

@@ -108,7 +108,7 @@ func (b *bench) liveRun(c linecheck.Contract, rate int, collArgs []string) (live
 	if err != nil {
 		return r, err
 	}
-	defer os.RemoveAll(dir)
+	defer b.drop(dir)
 	collArgs = append(slices.Clip(collArgs), "--admin-address=127.0.0.1:0")
 	p, err := startPair(b.ctx, pairConfig{bin: b.bin, dir: dir, collArgs: collArgs})
 	if err != nil {

@@ -22,10 +22,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +60,7 @@ type bench struct {
 	peers       []peerResult
 	// peersSkipped: the peers were wanted but not asked for with -peers.
 	peersSkipped bool
+	keep         bool // -keep: the scratch dir stays
 }
 
 func main() {
@@ -74,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(b.tmp)
+	defer b.drop(b.tmp)
 	b.logf("machine: %s load1=%.2f", machine(), loadAverage())
 	if b.bin, err = harness.Build(ctx, b.tmp, false); err != nil {
 		return err
@@ -102,6 +105,67 @@ func run(ctx context.Context, args []string) error {
 	return ctx.Err()
 }
 
+// drop removes a scratch dir, unless -keep asked to keep it, and notes
+// when it removed many files (afterDeletes).
+func (b *bench) drop(dir string) {
+	if b.keep {
+		b.logf("kept, with the daemons' logs: %s", dir)
+		return
+	}
+	n := 0
+	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			n++
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+	if n >= manyDeletes {
+		_ = os.WriteFile(filepath.Join(b.work, lastDeletesFile), []byte(time.Now().Format(time.RFC3339Nano)), 0o644)
+	}
+}
+
+// ext4, when it creates a file, passes over every free inode deleted in
+// the last dirty_expire_centisecs (twice that while the inode table block
+// is dirty: recently_deleted in fs/ext4/ialloc.c), reading each one's
+// inode. A run that creates thousands of files within that window after
+// thousands were deleted spends a third of its CPU there (docs/
+// BENCHMARKS.md): it would measure the run before it. So runs wait it out.
+const (
+	manyDeletes     = 1000
+	lastDeletesFile = "last-mass-delete" // in b.work: runs of bench before this one count too
+)
+
+// afterDeletes waits until ext4 no longer passes over the inodes of the
+// last mass delete, and returns how long it waited.
+func (b *bench) afterDeletes() time.Duration {
+	raw, err := os.ReadFile(filepath.Join(b.work, lastDeletesFile))
+	if err != nil {
+		return 0
+	}
+	at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0
+	}
+	expire := 30 * time.Second
+	if v, err := os.ReadFile("/proc/sys/vm/dirty_expire_centisecs"); err == nil {
+		if cs, err := strconv.Atoi(strings.TrimSpace(string(v))); err == nil && cs > 0 {
+			expire = time.Duration(cs) * 10 * time.Millisecond
+		}
+	}
+	wait := time.Until(at.Add(2*expire + 5*time.Second))
+	if wait <= 0 {
+		return 0
+	}
+	b.logf("waiting %.0f s: ext4 passes over inodes deleted in the last %v when it creates files, and %s deleted many at %s",
+		wait.Seconds(), 2*expire, b.work, at.Format(time.TimeOnly))
+	select {
+	case <-time.After(wait):
+	case <-b.ctx.Done():
+	}
+	return wait
+}
+
 // newBench parses the command line into a bench with its scratch dir made
 // (the caller removes b.tmp) and b.corpusBytes set to the bulk size, and
 // returns which scenarios to run.
@@ -112,6 +176,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 	only := fs.String("only", "", "comma-separated scenarios to run (default all but fleet10k and storm10k): "+strings.Join(scenarios, ","))
 	bulkMiB := fs.Int("bulk-mib", 0, "bulk file size in MiB (default 1024, -quick 128)")
 	quietMax := fs.Duration("quiet-max", 0, "longest wait for a quiet box before each run (default 30s, -quick 5s)")
+	keep := fs.Bool("keep", false, "keep the scratch dir (daemons' logs, target dirs) instead of removing it at the end")
 	procFlags := fs.String("processor-flags", "", "space-separated flags added to the processors of the fleet, storm, shard and kafka scenarios, to compare settings (e.g. --max-open-files=9000)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -151,6 +216,7 @@ func newBench(ctx context.Context, args []string) (*bench, func(string) bool, er
 		b.corpusBytes = int64(*bulkMiB) * mib
 	}
 	b.procFlags = strings.Fields(*procFlags)
+	b.keep = *keep
 	if *quietMax > 0 {
 		b.quietMax = *quietMax
 	}
@@ -193,6 +259,7 @@ func (b *bench) quiet() (bool, float64) {
 	// Write back what earlier runs left dirty, as the kit does before each
 	// run, so that no run pays for the previous one's writeback.
 	syscall.Sync()
+	b.afterDeletes()
 	q, pct := waitQuiet(b.quietMax)
 	if !q {
 		b.logf("box still busy after %v (%.0f%% of all cores, not this run); measuring anyway", b.quietMax, pct)
