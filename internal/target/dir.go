@@ -82,11 +82,14 @@ type Dir struct {
 	// durable there (generation.go); guarded by commitMu.
 	genFile   *os.File
 	genFailed bool
-	fsDev     uint64   // the target directory's file system
-	syncfs    bool     // commits may use syncfs(2) for it (sync.go)
-	jnl       *journal // commits of many files journal them (journal.go); nil if !syncfs
-	jnlNext   uint64   // the journal's first segment, once recovery replayed the old ones
-	jnlMin    int      // files a commit writes to journal them
+	fsDev     uint64 // the target directory's file system
+	// devsBefore are the device numbers fsDev had at earlier starts
+	// (devnum.go).
+	devsBefore []uint64
+	syncfs     bool     // commits may use syncfs(2) for it (sync.go)
+	jnl        *journal // commits of many files journal them (journal.go); nil if !syncfs
+	jnlNext    uint64   // the journal's first segment, once recovery replayed the old ones
+	jnlMin     int      // files a commit writes to journal them
 
 	commitMu sync.Mutex // serialises commits, Reopen and Close
 	health   health     // of the last commit; guarded by commitMu
@@ -218,12 +221,18 @@ func Open(cfg Config) (*Dir, error) {
 	d.settled = sync.NewCond(&d.mu)
 	d.reserve.take(int(root.Fd()))
 	if info, err := statFD(int(root.Fd())); err == nil {
-		d.fsDev, d.syncfs = info.id.Dev, treeSyncfs && syncfsReportsErrors()
+		d.fsDev, d.syncfs = info.id.Dev, treeSyncfs && syncfsReportsErrors(int(root.Fd()))
 	}
 	if err := d.openState(); err != nil {
 		d.reserve.release()
 		d.tree.close()
 		return nil, err
+	}
+	if err := d.renumber(); err != nil {
+		d.db.Close()
+		d.reserve.release()
+		d.tree.close()
+		return nil, fmt.Errorf("state: renumber the records of %s: %w", cfg.Dir, err)
 	}
 	if err := d.recover(); err != nil {
 		d.genFile.Close()

@@ -659,7 +659,7 @@ func (r *replay) find(id fileID) *replayFile {
 }
 
 func (r *replay) write(e segEntry) error {
-	rf := r.find(e.id)
+	rf := r.find(r.d.currentDev(e.id))
 	if rf == nil || rf.missing {
 		return nil // not recorded, or gone
 	}

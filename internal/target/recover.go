@@ -58,11 +58,10 @@ func (d *Dir) recover() error {
 		d.removeSegments(segs)
 		return nil
 	}
-	longest := func(_ fileID, size int64) int64 { return size }
-	if len(segs) > 0 {
-		longest = longestRecords(entries)
-	}
-	unproven, deferred, err := d.cutAll(entries, longest, false)
+	// Two records may name one file whatever the segments: a checkpoint
+	// removes them before the drops it held reach the state (journal.go).
+	longest := longestRecords(entries)
+	unproven, deferred, err := d.cutAll(entries, longest)
 	if err != nil {
 		return err
 	}
@@ -73,30 +72,34 @@ func (d *Dir) recover() error {
 	// would bring back tails that no record cuts any more. syncfs also
 	// reports a write error of the file system that no one saw yet, maybe
 	// not of ours: then each file is fsynced, which reports its own.
-	if deferred > 0 {
+	if len(deferred) > 0 {
 		if err := syncfs(int(d.tree.root.Fd())); err != nil {
-			d.log.Warn("recover: syncfs of the target file system failed; fsyncing the recorded files one by one", "files", deferred, "err", err)
-			if _, _, err := d.cutAll(entries, longest, true); err != nil {
+			d.log.Warn("recover: syncfs of the target file system failed; fsyncing the recorded files one by one", "files", len(deferred), "err", err)
+			if err := d.fsyncFound(deferred); err != nil {
 				return err
 			}
 		}
 	}
-	d.removeSegments(segs)
-	if len(entries) == 0 {
-		return nil
+	// Records go before the segments: a crash between leaves segments no
+	// record replays into, where the other way round it left records cut
+	// one by one with the segments that made them agree gone.
+	if len(entries) > 0 {
+		if err := d.db.Update(dropRecords); err != nil {
+			return err
+		}
 	}
-	return d.db.Update(dropRecords)
+	d.removeSegments(segs)
+	return nil
 }
 
-// cutAll cuts every recorded file back to its committed length (cutBack;
-// each fsynced with fsyncEach), and counts those that could not be proven
-// the ones recorded, and those left for the caller's syncfs.
-func (d *Dir) cutAll(entries []recordEntry, longest func(fileID, int64) int64, fsyncEach bool) (unproven, deferred int, err error) {
+// cutAll cuts every recorded file back to its committed length (cutBack),
+// and returns how many could not be proven the ones recorded, and those
+// left for the caller's syncfs.
+func (d *Dir) cutAll(entries []recordEntry, longest func(fileID, int64) int64) (unproven int, deferred []recordEntry, err error) {
+	missing := 0
 	for _, e := range entries {
 		if _, err := relpath.Clean(e.name); err != nil {
-			if !fsyncEach {
-				d.log.Warn("state records a name no stream can have; not cut", "name", e.name)
-			}
+			d.log.Warn("state records a name no stream can have; not cut", "name", e.name)
 			continue
 		}
 		if e.rec.Legacy || !e.rec.ID.provable() {
@@ -105,21 +108,46 @@ func (d *Dir) cutAll(entries []recordEntry, longest func(fileID, int64) int64, f
 		}
 		f, err := d.findRecorded(e.name, e.rec.ID)
 		if err != nil {
-			return 0, 0, fmt.Errorf("recover %s: %w", e.name, err)
+			return 0, nil, fmt.Errorf("recover %s: %w", e.name, err)
 		}
 		if f == nil {
+			missing++
 			continue
 		}
-		later, err := d.cutBack(f, longest(e.rec.ID, e.rec.Size), fsyncEach)
+		later, err := d.cutBack(f, longest(e.rec.ID, e.rec.Size))
 		f.Close()
 		if err != nil {
-			return 0, 0, fmt.Errorf("recover %s: %w", f.Name(), err)
+			return 0, nil, fmt.Errorf("recover %s: %w", f.Name(), err)
 		}
 		if later {
-			deferred++
+			deferred = append(deferred, e)
 		}
 	}
+	if missing > 0 {
+		d.log.Info("some recorded target files were not found where recorded (deleted, moved to another directory, or on a file system below the target dir whose device number changed); not cut", "files", missing)
+	}
 	return unproven, deferred, nil
+}
+
+// fsyncFound fsyncs the recorded files cutAll found, when their syncfs
+// failed. One not found again fails the start: its cut may not be on disk,
+// and the records must stay for the next start to cut it again.
+func (d *Dir) fsyncFound(found []recordEntry) error {
+	for _, e := range found {
+		f, err := d.findRecorded(e.name, e.rec.ID)
+		if err == nil && f == nil {
+			err = errors.New("found before syncfs failed, not found again to fsync it")
+		}
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", e.name, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("recover %s: fsync: %w", e.name, err)
+		}
+	}
+	return nil
 }
 
 // longestRecords returns, for a recorded file, the longest length any
@@ -181,13 +209,12 @@ func (d *Dir) fileRecords() ([]recordEntry, error) {
 }
 
 // cutBack truncates f to size if it is longer, and makes its length
-// durable: it fsyncs f, unless (but with fsync) f is on the target's file
-// system where syncfs reports errors; then it reports that the caller
-// syncs it with the others (one syncfs for a restart that cuts thousands,
-// not an fsync each).
+// durable: it fsyncs f, unless f is on the target's file system where
+// syncfs reports errors; then it reports that the caller syncs it with the
+// others (one syncfs for a restart that cuts thousands, not an fsync each).
 // A file found no longer is synced too: a start that cut it and then failed
 // to sync left the cut in the page cache only.
-func (d *Dir) cutBack(f *os.File, size int64, fsync bool) (later bool, err error) {
+func (d *Dir) cutBack(f *os.File, size int64) (later bool, err error) {
 	info, err := statFD(int(f.Fd()))
 	if err != nil {
 		return false, err
@@ -198,7 +225,7 @@ func (d *Dir) cutBack(f *os.File, size int64, fsync bool) (later bool, err error
 		}
 		d.log.Info("target file cut back to committed length", "name", f.Name(), "size", size, "bytes", info.size-size)
 	} // else not longer; or someone truncated it: leave it
-	if !fsync && d.syncfs && info.id.Dev == d.fsDev {
+	if d.syncfs && info.id.Dev == d.fsDev {
 		return true, nil
 	}
 	return false, f.Sync()

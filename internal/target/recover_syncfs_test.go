@@ -4,7 +4,9 @@ package target_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -70,5 +72,42 @@ func testRecoverCutsSynced(t *testing.T, failing bool) {
 		if got := readFile(t, filepath.Join(dir, name)); got != kept {
 			t.Errorf("%s after recovery = %q, want %q", name, got, kept)
 		}
+	}
+}
+
+// TestRecoverFallbackMissesAFile: when the restart's syncfs fails and a
+// file it cut is gone from where it was found by the time it is to be
+// fsynced alone (moved to another directory between), the start fails
+// naming it and keeps the records: its cut may not be on disk, and a start
+// that dropped the records would never cut it again.
+func TestRecoverFallbackMissesAFile(t *testing.T) {
+	dir := t.TempDir()
+	d := mustOpen(t, dir)
+	if !target.WritesBehind(d) {
+		t.Skip("commits cannot use syncfs(2) here: every cut is fsynced")
+	}
+	o := &owner{"c"}
+	s, _, _ := mustAttach(t, d, key("c", 1), "h/a.log", 0, o)
+	end := mustAppend(t, d, s, o, 0, lines("kept", 0, 3))
+	mustCommit(t, d)
+	mustAppend(t, d, s, o, end, lines("lost", 3, 2))
+	crash(t, d, dir) // kill -9 here
+	target.SetSyncfs(t, func(int) error {
+		if err := os.MkdirAll(filepath.Join(dir, "elsewhere"), 0o755); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "h/a.log"), filepath.Join(dir, "elsewhere/a.log")); err != nil {
+			t.Error(err)
+		}
+		return syscall.EIO
+	})
+	if d, err := target.Open(target.Config{Dir: dir, Logger: quietLogger()}); err == nil {
+		_ = d.Close()
+		t.Fatal("Open succeeded though a file it cut could not be fsynced after syncfs failed")
+	} else if !strings.Contains(err.Error(), "h/a.log") {
+		t.Errorf("Open = %v; want an error naming h/a.log", err)
+	}
+	if recs := fileRecords(t, dir); len(recs) != 1 {
+		t.Errorf("%d file records after a start that failed, want the 1 kept", len(recs))
 	}
 }

@@ -1,0 +1,4 @@
+package target
+
+// SyncfsTrusted is syncfsTrusted.
+var SyncfsTrusted = syncfsTrusted
