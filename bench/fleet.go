@@ -175,15 +175,21 @@ type fakeOpts struct {
 }
 
 // runFakesWith is runFakes changed by o.
-func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, o fakeOpts) (fakeRun, error) {
+func (b *bench) runFakesWith(name string, nprocs int, streamMax int64, plan func(addrs []string) []fakeSpec, o fakeOpts) (r fakeRun, err error) {
 	out := o.out
-	r := fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs),
+	r = fakeRun{streams: make([]int, nprocs), setupCPU: make([]float64, nprocs), cpu: make([]float64, nprocs), peakKiB: make([]int64, nprocs),
 		baseKiB: make([]int64, nprocs), idleKiB: make([]int64, nprocs), commits: make([]commitStats, nprocs)}
 	dir, err := b.scratch(name)
 	if err != nil {
 		return r, err
 	}
-	defer b.drop(dir)
+	defer func() {
+		if err != nil {
+			b.keepFailed(dir)
+		} else {
+			b.drop(dir)
+		}
+	}()
 	if out == nil {
 		if out, err = targetOutput(dir, nprocs); err != nil {
 			return r, err

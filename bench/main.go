@@ -61,6 +61,7 @@ type bench struct {
 	// peersSkipped: the peers were wanted but not asked for with -peers.
 	peersSkipped bool
 	keep         bool // -keep: the scratch dir stays
+	keptFailed   bool // a failed run's dir was kept: so is the scratch dir above it
 }
 
 func main() {
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string) error {
 // drop removes a scratch dir, unless -keep asked to keep it, and notes
 // when it removed many files (afterDeletes).
 func (b *bench) drop(dir string) {
-	if b.keep {
+	if b.keep || b.keptFailed && dir == b.tmp {
 		b.logf("kept, with the daemons' logs: %s", dir)
 		return
 	}
@@ -123,6 +124,14 @@ func (b *bench) drop(dir string) {
 	if n >= manyDeletes {
 		_ = os.WriteFile(filepath.Join(b.work, lastDeletesFile), []byte(time.Now().Format(time.RFC3339Nano)), 0o644)
 	}
+}
+
+// keepFailed keeps the dir of a run that failed, with the daemons' logs,
+// for a look at what went wrong (a loss seen once in many runs is not seen
+// again on demand).
+func (b *bench) keepFailed(dir string) {
+	b.keptFailed = true
+	b.logf("the run failed; kept, with the daemons' logs: %s", dir)
 }
 
 // ext4, when it creates a file, passes over every free inode deleted in
