@@ -90,7 +90,7 @@ func (c *fakeConn) connect() error {
 // handshake sends the preface and Hello, reads Welcome and proves the
 // name, then opens each stream and reads its Opened (PROTOCOL.md §3, §4):
 // sending resumes at the offset it gives, which must lie between what was
-// acknowledged and what was sent.
+// acknowledged and what was sent; what it says committed is acknowledged.
 func (c *fakeConn) handshake(pc *peer.Conn) error {
 	if _, err := pc.Handshake(&wirepb.Hello{MinVersion: 1, MaxVersion: 1, Collector: c.id, Software: "thunder-bench"}); err != nil {
 		return err
@@ -101,11 +101,15 @@ func (c *fakeConn) handshake(pc *peer.Conn) error {
 		if err != nil {
 			return err
 		}
-		if off := int64(op.Offset); off < acked || off > s.high {
-			return fmt.Errorf("%s opened at %d, acknowledged %d, sent %d: bytes lost", s.name, off, acked, s.high)
+		off, committed := int64(op.Offset), int64(op.Committed)
+		if off < acked || off > s.high || committed > off {
+			return fmt.Errorf("%s opened at %d, committed %d, acknowledged %d, sent %d: bytes lost", s.name, off, committed, acked, s.high)
 		}
-		s.sent = int64(op.Offset)
-		s.acked.Store(s.sent)
+		// Resend from the offset, but only what is committed is
+		// acknowledged: the rest may still be cut by a crash, and sent
+		// as Open.acked then it would move the stream past the cut.
+		s.sent = off
+		s.acked.Store(max(acked, committed))
 	}
 	return nil
 }
