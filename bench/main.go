@@ -27,7 +27,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -134,14 +133,18 @@ func (b *bench) keepFailed(dir string) {
 	b.logf("the run failed; kept, with the daemons' logs: %s", dir)
 }
 
-// ext4, when it creates a file, passes over every free inode deleted in
-// the last dirty_expire_centisecs (twice that while the inode table block
-// is dirty: recently_deleted in fs/ext4/ialloc.c), reading each one's
-// inode. A run that creates thousands of files within that window after
-// thousands were deleted spends a third of its CPU there (docs/
-// BENCHMARKS.md): it would measure the run before it. So runs wait it out.
+// ext4 without a journal (this VM's root), when it creates a file, passes
+// over every free inode deleted in the last 60 s, or 360 s while its inode
+// table block is dirty (RECENTCY_MIN, RECENTCY_DIRTY: recently_deleted in
+// fs/ext4/ialloc.c), reading each one's inode. A run that creates thousands
+// of files after thousands were deleted spends a third of its CPU and more
+// there (docs/BENCHMARKS.md): it would measure the run before it. So runs
+// wait out the 60 s; the creates of the run itself dirty the blocks again,
+// which no wait between runs avoids: measure scale on a journaled file
+// system (BENCH_WORK) for figures without it.
 const (
 	manyDeletes     = 1000
+	recentlyDeleted = 60 * time.Second   // RECENTCY_MIN
 	lastDeletesFile = "last-mass-delete" // in b.work: runs of bench before this one count too
 )
 
@@ -156,18 +159,12 @@ func (b *bench) afterDeletes() time.Duration {
 	if err != nil {
 		return 0
 	}
-	expire := 30 * time.Second
-	if v, err := os.ReadFile("/proc/sys/vm/dirty_expire_centisecs"); err == nil {
-		if cs, err := strconv.Atoi(strings.TrimSpace(string(v))); err == nil && cs > 0 {
-			expire = time.Duration(cs) * 10 * time.Millisecond
-		}
-	}
-	wait := time.Until(at.Add(2*expire + 5*time.Second))
+	wait := time.Until(at.Add(recentlyDeleted + 5*time.Second))
 	if wait <= 0 {
 		return 0
 	}
-	b.logf("waiting %.0f s: ext4 passes over inodes deleted in the last %v when it creates files, and %s deleted many at %s",
-		wait.Seconds(), 2*expire, b.work, at.Format(time.TimeOnly))
+	b.logf("waiting %.0f s: ext4 without a journal passes over inodes deleted in the last %v when it creates files, and %s deleted many at %s",
+		wait.Seconds(), recentlyDeleted, b.work, at.Format(time.TimeOnly))
 	select {
 	case <-time.After(wait):
 	case <-b.ctx.Done():
