@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,12 +262,25 @@ func TestSlowFramesClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ping, err := wire.AppendControl(nil, wire.TypePing, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		send func(c *client)
 	}{
 		{"first header byte, then silence", func(c *client) { c.write(open[:1]) }},
 		{"header, then silence", func(c *client) { c.write(open[:wire.HeaderBytes]) }},
+		// The pings are read whole from the buffer, without a deadline
+		// of their own: the part of the open after them still has one.
+		{"whole frames with the first byte of the next, then silence", func(c *client) {
+			c.write(slices.Concat(ping, ping, open[:1]))
+			// Pongs, then the close: a timeout sends no Error frame.
+			if e, err := c.pc.ReadToClose(); err != nil || e != nil {
+				c.t.Fatalf("ReadToClose() = %v, %v; want closed without an Error frame", e, err)
+			}
+		}},
 		// 4 KiB at 1 byte per 10 ms takes 40 s; the bound is 160 ms.
 		{"a 4 KiB open trickled", func(c *client) { go dribble(c, open, 10*time.Millisecond) }},
 	}

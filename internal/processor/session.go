@@ -179,7 +179,13 @@ func (s *session) sendError(re *wire.RemoteError) {
 
 func (s *session) readLoop(ctx context.Context, r *wire.Reader) error {
 	for {
-		_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.IdleTimeout))
+		if r.Buffered() == 0 {
+			// The next frame is not here yet: an idle collector has
+			// IdleTimeout to send it. One that is here already in part
+			// has the frame timeout (paceFrames), and one whole in the
+			// buffer cannot wait.
+			_ = s.conn.SetReadDeadline(time.Now().Add(s.p.cfg.IdleTimeout))
+		}
 		if ctx.Err() != nil {
 			return nil // checked after the deadline: stopReading may have run before it
 		}

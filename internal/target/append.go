@@ -26,12 +26,16 @@ func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	// The patience is time, not tries: appends racing for the room one
 	// of them made lose tries in a moment, and a budget that gave way
 	// after a few lost races was no budget (17 open under 16).
-	deadline := time.Now().Add(roomPatience)
+	// The clock is read only once an append must wait: most never do.
+	var deadline time.Time
 	for try := 0; ; try++ {
-		last := !time.Now().Before(deadline)
+		last := try > 0 && !time.Now().Before(deadline)
 		err := s.append(owner, c, last)
 		if err != errNoRoom && err != errNoFDs && err != errBehindFull {
 			return err
+		}
+		if try == 0 {
+			deadline = time.Now().Add(roomPatience)
 		}
 		if last {
 			return fmt.Errorf("%w: %s: out of file descriptors (%d target files open; --max-open-files is %d)", ErrStorage, s.f.name, s.d.openFDs.Load(), s.d.cfg.MaxOpenFiles)

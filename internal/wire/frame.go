@@ -145,7 +145,10 @@ func (r *Reader) SetLimit(maxBody int) { r.limit = max(maxBody, 0) }
 // OnFrame makes Next call f as soon as the first byte of a frame has
 // arrived, with bodyBytes -1, and again once its header is read, with the
 // body's length, before the body is read: a caller bounds the time a frame
-// may take there (§6 frame timeout). Nil removes it.
+// may take there (§6 frame timeout). A frame already whole in the read
+// buffer cannot wait on the connection, and f is not called for it: a busy
+// connection reads several frames at a time, and a deadline set per frame
+// cost more than its copy. Nil removes it.
 func (r *Reader) OnFrame(f func(bodyBytes int)) { r.onFrame = f }
 
 // SetChecksums makes Next expect a trailer on every frame from now on (§13):
@@ -180,7 +183,8 @@ func (r *Reader) ReadPreface() error {
 // before any allocation.
 func (r *Reader) Next() (Frame, error) {
 	r.release()
-	if err := r.readHeader(); err != nil {
+	whole := r.wholeBuffered()
+	if err := r.readHeader(whole); err != nil {
 		return Frame{}, err
 	}
 	n := binary.BigEndian.Uint32(r.hdr[:4])
@@ -192,7 +196,7 @@ func (r *Reader) Next() (Frame, error) {
 	if err := r.check(t, size); err != nil {
 		return Frame{}, err
 	}
-	if r.onFrame != nil {
+	if r.onFrame != nil && !whole {
 		r.onFrame(int(size))
 	}
 	body, err := r.readBody(int(size))
@@ -233,13 +237,37 @@ func (r *Reader) readBody(size int) ([]byte, error) {
 // announcing a large frame gets no more until it sends the bytes.
 const growStartBytes = 64 << 10
 
+// Buffered is how many bytes the Reader holds that it read from the
+// connection and has not returned yet: with none, the next Next waits on
+// the connection.
+func (r *Reader) Buffered() int {
+	if r.r == nil {
+		return 0
+	}
+	return r.r.Buffered() - r.skip
+}
+
+// wholeBuffered reports whether the next frame, after the last one's body
+// (r.skip), is all in the read buffer.
+func (r *Reader) wholeBuffered() bool {
+	if r.r == nil || r.r.Buffered() < HeaderBytes {
+		return false
+	}
+	h, err := r.r.Peek(HeaderBytes) // buffered: reads nothing
+	if err != nil {
+		return false
+	}
+	n := int64(binary.BigEndian.Uint32(h[:4]))
+	return n > 0 && int64(r.r.Buffered()) >= HeaderBytes+n-1
+}
+
 // readHeader reads a frame header, telling onFrame when its first byte
-// arrived.
-func (r *Reader) readHeader() error {
+// arrived unless the frame is whole in the buffer.
+func (r *Reader) readHeader(whole bool) error {
 	src := r.source()
 	k, err := io.ReadFull(src, r.hdr[:1])
 	if err == nil {
-		if r.onFrame != nil {
+		if r.onFrame != nil && !whole {
 			r.onFrame(-1)
 		}
 		k, err = io.ReadFull(src, r.hdr[1:])
