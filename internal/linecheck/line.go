@@ -1,6 +1,7 @@
 package linecheck
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -87,10 +88,11 @@ func appendLine(dst []byte, id string, h, seq uint64, payload int) []byte {
 	p = p[1 : 1+payload]
 	st := payloadSeed(h, seq)
 	for len(p) >= 10 {
+		// Ten characters from each value, two at a time.
 		r := splitmix(&st)
-		for i := range p[:10] {
-			p[i] = alphabet[r&63]
-			r >>= 6
+		for i := 0; i < 10; i += 2 {
+			binary.LittleEndian.PutUint16(p[i:], pairs[r&4095])
+			r >>= 12
 		}
 		p = p[10:]
 	}
@@ -104,6 +106,15 @@ func appendLine(dst []byte, id string, h, seq uint64, payload int) []byte {
 	line[len(line)-1] = '\n'
 	return dst
 }
+
+// pairs[v] is the two payload characters of the 12 bits v, the first in
+// the low byte: alphabet[v&63], then alphabet[v>>6].
+var pairs = func() (t [4096]uint16) {
+	for v := range t {
+		t[v] = uint16(alphabet[v&63]) | uint16(alphabet[v>>6])<<8
+	}
+	return t
+}()
 
 // payloadOK reports whether p is the payload of line seq of the writer whose
 // id hashes to h. The payload of a line is a prefix of the payload of the

@@ -42,12 +42,21 @@ var errLink = errors.New("a component is a symbolic link (links in the target di
 // entries changed, which must be fsynced before anything in them is
 // acknowledged: on error too, as what it made stays.
 func (t *tree) openDir(dir string, create bool) (fd int, created []string, err error) {
-	fd, err = unix.Openat(int(t.root.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, nil, fmt.Errorf("%w: open target dir: %w", ErrStorage, err) // %w: an append waits out EMFILE (budget.go)
-	}
+	root := int(t.root.Fd())
 	if dir == "." {
+		fd, err = unix.Openat(root, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, nil, fmt.Errorf("%w: open target dir: %w", ErrStorage, err) // %w: an append waits out EMFILE (budget.go)
+		}
 		return fd, nil, nil
+	}
+	// The first step starts from the root's own descriptor, which is
+	// never closed here; each later one from the descriptor before it.
+	fd = root
+	closeStep := func(fd int) {
+		if fd != root {
+			unix.Close(fd)
+		}
 	}
 	at := "."
 	for _, c := range strings.Split(dir, "/") {
@@ -63,7 +72,7 @@ func (t *tree) openDir(dir string, create bool) (fd int, created []string, err e
 		if err == unix.ENOTDIR && isSymlink(fd, c) {
 			err = unix.ELOOP
 		}
-		unix.Close(fd)
+		closeStep(fd)
 		at = path.Join(at, c)
 		if err != nil {
 			return -1, created, pathError(at, err)
