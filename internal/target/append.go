@@ -29,12 +29,19 @@ func (s *Stream) Append(owner stream.Owner, c stream.Chunk) error {
 	// The clock is read only once an append must wait: most never do.
 	var deadline time.Time
 	for try := 0; ; try++ {
-		last := try > 0 && !time.Now().Before(deadline)
+		last := !deadline.IsZero() && !time.Now().Before(deadline)
 		err := s.append(owner, c, last)
+		if err == errReopening {
+			// Until that commit is over (commitMu: nothing is held here).
+			s.d.commitMu.Lock()
+			//lint:ignore SA2001 an empty critical section: waiting for the commit is the point
+			s.d.commitMu.Unlock()
+			continue
+		}
 		if err != errNoRoom && err != errNoFDs && err != errBehindFull {
 			return err
 		}
-		if try == 0 {
+		if deadline.IsZero() {
 			deadline = time.Now().Add(roomPatience)
 		}
 		if last {
@@ -66,6 +73,16 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 		err := f.broken
 		f.mu.Unlock()
 		return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
+	}
+	if f.fd == nil && f.committed < 0 && f.syncing {
+		// A Reopen's commit took f's descriptor and has not recorded what
+		// it holds yet (commit.go, snapshot). Opening the name now would
+		// record the file found there, the same one if nothing rotated
+		// it, at its length now, bytes that commit has not made durable
+		// included: a crash before that commit would keep them, and the
+		// streams would resend them. So the open waits for it.
+		f.mu.Unlock()
+		return errReopening
 	}
 	buffer := false
 	if f.fd == nil {

@@ -16,6 +16,8 @@ import (
 var (
 	errNoRoom = errors.New("no file descriptor free")
 	errNoFDs  = errors.New("out of file descriptors")
+	// errReopening: the file waits for a Reopen's commit (Stream.append).
+	errReopening = errors.New("target file being reopened")
 )
 
 const (
