@@ -187,7 +187,16 @@ func TestAttackCommitStress(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	mustClose(t, d)
-	t.Logf("%d snapshots, %d syncfs, %d append errors, max %d target fds (budget %d)", len(snaps), inSync.Load(), appendErrs.Load(), maxFDs.Load(), budget)
+	midSnaps := 0
+	for _, sn := range snaps {
+		if sn.mid {
+			midSnaps++
+		}
+	}
+	t.Logf("%d snapshots (%d inside a syncfs), %d syncfs, %d append errors, max %d target fds (budget %d)", len(snaps), midSnaps, inSync.Load(), appendErrs.Load(), maxFDs.Load(), budget)
+	if midSnaps == 0 {
+		t.Error("no snapshot was taken inside a syncfs: none of those moments was looked at")
+	}
 	if maxFDs.Load() > int64(budget) {
 		t.Errorf("%d target descriptors seen open, budget %d", maxFDs.Load(), budget)
 	}
