@@ -58,6 +58,17 @@ func (b *bench) fleet(name string, collectors, files int) error {
 		fmt.Sprintf("%.1f MiB/s acked", tput), ratio(tput, b.ceil.pipe),
 		fmt.Sprintf("%.0f lines/s; processor %.2f core, peak RSS %.0f MiB, %v; load generator %.2f core; %d reconnects; exactly once (linecheck)",
 			r.linesPerSec(), r.cores(0), r.peakMiB(0), r.commits[0], r.selfCores(), r.reconnects))
+	b.logf("%s: frames ceiling, %s connections × %d files copied by %d plain processes", name, thousands(collectors), files, framesCeilProcs)
+	fc, err := b.framesCeiling(name, collectors, files, streamMax)
+	if err != nil {
+		return err
+	}
+	b.rep.result(name+"-frames-ceiling", kv{"collectors", collectors}, kv{"files_per_collector", files}, kv{"bytes", fc.bytes}, kv{"secs", fc.took},
+		kv{"MiBps", fc.mibps()}, kv{"vs_pipe_ceiling", fc.mibps() / b.ceil.pipe}, kv{"thunder_vs_frames_ceiling", tput / fc.mibps()},
+		kv{"cpu_copiers_cores", fc.cores}, kv{"cpu_generator_cores", fc.genCores}, kv{"quiet", fc.quiet})
+	b.rep.add(title, fmt.Sprintf("frames ceiling: the same connections, files and frames copied socket → file by %d plain Go processes (every file open, no protocol, no acks, one sync at the end)", framesCeilProcs),
+		fmt.Sprintf("%.1f MiB/s", fc.mibps()), ratio(fc.mibps(), b.ceil.pipe),
+		fmt.Sprintf("thunder acks %s of it; copiers %.2f core, generator %.2f core %s", ratio(tput, fc.mibps()), fc.cores, fc.genCores, quietNote(fc.quiet, fc.busy)))
 	return nil
 }
 

@@ -73,6 +73,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	if len(args) == 2 && args[0] == framesCeilServeArg {
+		return framesCeilingServe(args[1])
+	}
 	b, want, err := newBench(ctx, args)
 	if err != nil {
 		return err
