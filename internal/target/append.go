@@ -121,8 +121,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 	}
 	n := len(c.Payload)
 	if buffer {
-		f.behind = append(f.behind, c.Payload...)
-		d.behindBytes.Add(int64(n))
+		d.buffer(f, c.Payload)
 	} else if n, err := f.fd.Write(c.Payload); err != nil {
 		if n > 0 {
 			// Cut what this write left, from what the file holds now

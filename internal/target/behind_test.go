@@ -130,6 +130,29 @@ func TestWriteBehind(t *testing.T) {
 	mustClose(t, d)
 }
 
+// TestWriteBehindRounds: buffers grow past their first size within a
+// commit and are handed from file to file across commits (behindPool);
+// every file holds exactly its own bytes after each commit.
+func TestWriteBehindRounds(t *testing.T) {
+	fx := newBehindFixture(t)
+	for r := 1; r <= 6; r++ {
+		for i := range behindFiles {
+			// 0 to 4 appends of up to 3 KiB: some files stay empty, some
+			// outgrow 4 and 8 KiB.
+			for k := range (i + r) % 5 {
+				line := fmt.Sprintf("round %d of file %02d, part %d %s\n", r, i, k, strings.Repeat(string(rune('a'+(i+r+k)%26)), (i*37+r*101+k*59)%3000))
+				fx.ends[i] = mustAppend(t, fx.d, fx.streams[i], fx.o, fx.ends[i], line)
+				fx.want[i] += line
+			}
+		}
+		mustCommit(t, fx.d)
+		if target.BehindBytes(fx.d) != 0 {
+			t.Fatalf("round %d: %d bytes still buffered after the commit", r, target.BehindBytes(fx.d))
+		}
+		fx.check(t, fmt.Sprintf("after round %d", r), func(i int) string { return fx.want[i] })
+	}
+}
+
 // TestWriteBehindCrash: bytes buffered and not committed are lost in a
 // crash like any uncommitted bytes: never acknowledged, and no file holds
 // a part of them after recovery, so the collectors' resend is exact.
