@@ -89,7 +89,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 		switch {
 		case len(f.behind) > 0 && !last:
 			// Behind what waits (behind.go).
-			if d.behindBytes.Load() >= maxBehind {
+			if d.behindFull() {
 				f.mu.Unlock()
 				return errBehindFull
 			}
@@ -109,7 +109,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 				return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
 			}
 		case d.canBuffer(f):
-			if d.behindBytes.Load() >= maxBehind {
+			if d.behindFull() {
 				f.mu.Unlock()
 				return errBehindFull
 			}

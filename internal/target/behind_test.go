@@ -145,9 +145,12 @@ func TestWriteBehindRounds(t *testing.T) {
 				fx.want[i] += line
 			}
 		}
+		if held, c := target.BehindHeld(fx.d), target.BehindCap(fx.d); held != c || c > 4*target.BehindBytes(fx.d) {
+			t.Fatalf("round %d: %d bytes counted as held, %d held, for %d buffered", r, held, c, target.BehindBytes(fx.d))
+		}
 		mustCommit(t, fx.d)
-		if target.BehindBytes(fx.d) != 0 {
-			t.Fatalf("round %d: %d bytes still buffered after the commit", r, target.BehindBytes(fx.d))
+		if target.BehindBytes(fx.d) != 0 || target.BehindHeld(fx.d) != 0 {
+			t.Fatalf("round %d: %d bytes still buffered after the commit, %d held", r, target.BehindBytes(fx.d), target.BehindHeld(fx.d))
 		}
 		fx.check(t, fmt.Sprintf("after round %d", r), func(i int) string { return fx.want[i] })
 	}
