@@ -89,7 +89,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 		switch {
 		case len(f.behind) > 0 && !last:
 			// Behind what waits (behind.go).
-			if d.behindFull() {
+			if d.behindBytes.Load() >= maxBehind {
 				f.mu.Unlock()
 				return errBehindFull
 			}
@@ -109,7 +109,7 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 				return fmt.Errorf("%w: %s: %v", ErrStorage, f.name, err)
 			}
 		case d.canBuffer(f):
-			if d.behindFull() {
+			if d.behindBytes.Load() >= maxBehind {
 				f.mu.Unlock()
 				return errBehindFull
 			}
@@ -121,7 +121,8 @@ func (s *Stream) append(owner stream.Owner, c stream.Chunk, last bool) error {
 	}
 	n := len(c.Payload)
 	if buffer {
-		d.buffer(f, c.Payload)
+		f.behind = append(f.behind, c.Payload...)
+		d.behindBytes.Add(int64(n))
 	} else if n, err := f.fd.Write(c.Payload); err != nil {
 		if n > 0 {
 			// Cut what this write left, from what the file holds now

@@ -10,6 +10,3 @@ func BehindCap(d *Dir) (n int64) {
 	}
 	return n
 }
-
-// BehindHeld is what d counts as held by its write-behind buffers.
-func BehindHeld(d *Dir) int64 { return d.behindHeld.Load() }

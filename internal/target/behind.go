@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"thunder/internal/bufpool"
 )
 
 // Write-behind. With more busy target files than descriptors (30,000 files
@@ -27,60 +25,11 @@ import (
 // are dropped and the file's streams rewound: their collectors resend them
 // to whatever file is at the name now.
 
-// maxBehind bounds the bytes buffered in all files, and twice it the
-// memory their buffers hold (capacity: a buffer is up to twice what it
-// holds, and 30,000 files of one short line each must not hold 4 KiB
-// each); past either, appends wait for the next commit to write them
-// (errBehindFull, waitBehind).
+// maxBehind bounds the bytes buffered in all files; past it, appends wait
+// for the next commit to write them (errBehindFull, waitBehind).
 const maxBehind = 128 << 20
 
 var errBehindFull = errors.New("write-behind buffers full")
-
-// behindFull reports whether the buffers are at either bound.
-func (d *Dir) behindFull() bool {
-	return d.behindBytes.Load() >= maxBehind || d.behindHeld.Load() >= 2*maxBehind
-}
-
-// behindPool recycles the buffers of 4 KiB and more. A file gets a few KiB
-// of frames between commits: grown by append from one frame, each buffer
-// was copied and reallocated several times over, and all of it was
-// garbage at the next commit. A buffer doubles when full, so it holds at
-// least half of its capacity (a quarter, rounded up to the pool's class);
-// below 4 KiB it is allocated at the size asked, so a file with one short
-// line holds only that.
-const behindPooled = 4 << 10
-
-var behindPool = bufpool.New(behindPooled, 1<<20)
-
-// buffer appends p to f's buffer. f.mu is held.
-func (d *Dir) buffer(f *file, p []byte) {
-	if len(f.behind)+len(p) > cap(f.behind) {
-		n := max(2*cap(f.behind), len(f.behind)+len(p))
-		var b []byte
-		if n >= behindPooled {
-			b = *behindPool.Get(n)
-		} else {
-			b = make([]byte, 0, n)
-		}
-		b = append(b, f.behind...)
-		d.freeBehind(f)
-		f.behind = b
-		d.behindHeld.Add(int64(cap(b)))
-	}
-	f.behind = append(f.behind, p...)
-	d.behindBytes.Add(int64(len(p)))
-}
-
-// freeBehind gives f's buffer back to behindPool (or the GC): nothing
-// else refers to it (a write(2) copies what it writes). f.mu is held.
-func (d *Dir) freeBehind(f *file) {
-	if f.behind != nil {
-		d.behindHeld.Add(-int64(cap(f.behind)))
-		b := f.behind[:0]
-		behindPool.Put(&b)
-		f.behind = nil
-	}
-}
 
 // canBuffer reports whether an append to f, which has no descriptor, may
 // be buffered. f.mu is held.
@@ -95,7 +44,7 @@ func (d *Dir) waitBehind() {
 	d.behindMu.Lock()
 	written := d.behindWritten
 	d.behindMu.Unlock()
-	if !d.behindFull() {
+	if d.behindBytes.Load() < maxBehind {
 		return
 	}
 	d.notify(true)
@@ -133,7 +82,7 @@ func (d *Dir) dropBehind(f *file) {
 	}
 	f.size -= int64(len(f.behind))
 	d.behindBytes.Add(-int64(len(f.behind)))
-	d.freeBehind(f)
+	f.behind = nil
 }
 
 // flushLocked writes f's buffer at the end of its file, opened for it with
@@ -193,7 +142,7 @@ func (d *Dir) writeBehind(f *file) bool {
 		return false
 	}
 	d.behindBytes.Add(-int64(len(f.behind)))
-	d.freeBehind(f)
+	f.behind = nil
 	return true
 }
 

@@ -123,7 +123,6 @@ type Dir struct {
 
 	dirtyBytes    atomic.Int64
 	behindBytes   atomic.Int64 // appended to files without a descriptor (behind.go)
-	behindHeld    atomic.Int64 // the capacity of their buffers
 	behindMu      sync.Mutex
 	behindWritten chan struct{} // closed when a commit wrote buffered bytes; guarded by behindMu
 	openFDs       atomic.Int64  // target file descriptors open (budget.go)
